@@ -1,0 +1,48 @@
+"""Rendering for the terminal: tables and JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str]], max_width: int = 48) -> None:
+    """columns: (key, header). Cells are cut to max_width characters."""
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 10 else f"{value:,.2f}"
+        text = str(value)
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    table = [[h for _, h in columns]] + [[cell(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for n, row in enumerate(table):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+RESULT_COLUMNS = [("rank", "rank"), ("id", "id"), ("name", "name"), ("type", "type"), ("price", "price"),
+                  ("url", "url"), ("score", "score")]
+
+
+def print_results(products: list[dict]) -> None:
+    print_table([dict(p, rank=i + 1) for i, p in enumerate(products)], RESULT_COLUMNS)
+
+
+def print_identified(ident) -> None:
+    if ident is None or ident.type is None:
+        return
+    parts = [f"{ident.type} ({ident.type_confidence:.0%})"]
+    if ident.gender:
+        parts.append(f"{ident.gender} ({ident.gender_confidence:.0%})")
+    if ident.colour:
+        parts.append(f"{ident.colour} ({ident.colour_confidence:.0%})")
+    print("identified: " + ", ".join(parts))

@@ -1,0 +1,66 @@
+"""One settings table: name, default, help. Feeds CLI defaults, environment variables and docs.
+
+Every setting can be overridden with an environment variable ``STYLELENS_<NAME>`` (upper case).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return "STYLELENS_" + self.name.upper()
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting("backbone", "resnet50", "Feature extractor (resnet50, efficientnet-lite0)."),
+        Setting("weights", "imagenet", "Weights: 'imagenet' (download once, cached), a local state-dict file, or 'random'."),
+        Setting("pooling", "max", "Global pooling of the last feature map: max (the original design) or avg."),
+        Setting("device", "cpu", "Inference device: cpu or cuda.", str),
+        Setting("runtime", "auto", "Inference runtime: auto, torch, openvino or onnx.", str),
+        Setting("batch_size", 64, "Images per inference batch.", int),
+        Setting("workers", max(1, (os.cpu_count() or 2) - 1), "Decoding worker processes.", int),
+        Setting("k", 5, "Number of recommendations returned.", int),
+        Setting("identify_k", 15, "Labelled neighbours that vote on the item's type.", int),
+        Setting("max_pixels", 50_000_000, "Largest image (width x height) accepted; guards against decompression bombs.", int),
+        Setting("max_upload_bytes", 10 * 1024 * 1024, "Largest upload accepted by the web API, in bytes.", int),
+        Setting("search", "auto", "Search method: exact, ann, or auto (ANN above ann_threshold products when FAISS is installed).", str),
+        Setting("ann_threshold", 200_000, "Catalog size from which search='auto' uses an ANN index.", int),
+        Setting("cache_dir", str(Path.home() / ".cache" / "stylelens"), "Where downloaded weights and compiled models are kept.", str),
+        Setting("host", "127.0.0.1", "Address the web server listens on.", str),
+        Setting("port", 8000, "Port the web server listens on.", int),
+        Setting("progress", True, "Show progress bars.", _bool),
+    ]
+}
+
+
+def get(name: str) -> Any:
+    """The value of a setting: environment variable if set, else the default."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(setting.env)
+    if raw is None or raw == "":
+        return setting.default
+    return setting.parse(raw)
+
+
+def cache_dir() -> Path:
+    path = Path(get("cache_dir")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

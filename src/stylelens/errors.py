@@ -1,0 +1,87 @@
+"""Typed errors raised in the core and translated at the edges (CLI exit code, HTTP 4xx JSON).
+
+Every message says what happened and what to do about it. ``code`` is a stable machine-readable
+identifier used by the HTTP API (``{"error": {"code": ..., "message": ...}}``).
+"""
+
+from __future__ import annotations
+
+
+class StylelensError(Exception):
+    """Base class. ``code`` is stable; ``http_status`` is what the web API answers with."""
+
+    code = "stylelens_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ImageError(StylelensError):
+    """An input could not be used as an image.
+
+    Codes: ``empty``, ``not_an_image``, ``unsupported_format``, ``truncated``, ``corrupt``,
+    ``too_many_pixels`` (decompression bomb), ``too_large`` (bytes over the upload limit),
+    ``not_found``.
+    """
+
+    code = "not_an_image"
+    http_status = 422
+
+
+class CatalogError(StylelensError):
+    """The catalog folder or product feed cannot be read."""
+
+    code = "bad_catalog"
+
+
+class IndexNotFoundError(StylelensError):
+    code = "index_not_found"
+    http_status = 404
+
+
+class IndexMismatchError(StylelensError):
+    """The index was built with a different embedder than the one asked for."""
+
+    code = "index_mismatch"
+    http_status = 409
+
+
+class ProductNotFoundError(StylelensError):
+    code = "unknown_product"
+    http_status = 404
+
+
+class InvalidArgumentError(StylelensError):
+    """A filter, option or parameter value is not valid."""
+
+    code = "bad_filter"
+    http_status = 422
+
+
+class WeightsError(StylelensError):
+    """Model weights could not be obtained or do not fit the backbone."""
+
+    code = "weights_unavailable"
+    http_status = 503
+
+
+class MissingExtraError(StylelensError):
+    """An optional dependency is not installed."""
+
+    code = "missing_extra"
+    http_status = 501
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'stylelens[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
