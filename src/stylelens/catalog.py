@@ -31,6 +31,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 TEXT_FIELDS = ("name", "type", "gender", "colour", "currency", "url", "category", "subcategory", "season", "usage")
 FEED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+# Picture formats we cannot decode still count as catalog images, so they are reported, not ignored.
+CANDIDATE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".svg", ".ico", ".ppm", ".jxl", ".jp2"}
 
 _TRUE = {"1", "true", "yes", "y", "instock", "in stock", "available", "t"}
 _FALSE = {"0", "false", "no", "n", "outofstock", "out of stock", "soldout", "sold out", "unavailable", "f"}
@@ -185,7 +187,7 @@ def scan_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
     images: dict[str, Path] = {}
     warnings: list[str] = []
     for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file() or path.name.startswith("."):
+        if path.suffix.lower() not in CANDIDATE_EXTENSIONS or not path.is_file() or path.name.startswith("."):
             continue
         pid = path.stem
         if pid in images:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -143,7 +144,7 @@ class _EfficientNetTrunk:
         class Trunk(torch.nn.Module):
             def __init__(self, net):
                 super().__init__()
-                net.set_swish(memory_efficient=False)  # plain ops: exportable to ONNX/OpenVINO
+                # No set_swish(): the Lite models use ReLU6, which set_swish would replace.
                 self.net = net
 
             def forward(self, x):
@@ -344,15 +345,24 @@ AUTO_ORDER: list[str] = ["torch"]
 
 
 def _select_runtime(embedder: Embedder, runtime: str):
+    from . import runtimes  # noqa: F401  registers the fast CPU runtimes (extra 'fast')
+
     if runtime == "auto":
         for name in AUTO_ORDER:
             if embedder.device != "cpu" and name != "torch":
                 continue
             try:
-                return name, RUNTIMES[name](embedder)
+                run = RUNTIMES[name](embedder)
             except MissingExtraError:
                 continue
+            except Exception as exc:  # a converter failing on this model must not stop search: torch still works
+                if name == "torch":
+                    raise
+                warnings.warn(f"The {name} runtime could not load this model ({type(exc).__name__}: {exc}); using the next one.", stacklevel=3)
+                continue
+            return getattr(run, "name", name), run
         raise AssertionError("the torch runtime is always available")
     if runtime not in RUNTIMES:
         raise InvalidArgumentError(f"Unknown runtime '{runtime}'. Choose auto or one of: {', '.join(RUNTIMES)}.", code="bad_option")
-    return runtime, RUNTIMES[runtime](embedder)
+    run = RUNTIMES[runtime](embedder)
+    return getattr(run, "name", runtime), run

@@ -87,7 +87,7 @@ def _read(path: Path, max_bytes: int | None) -> bytes:
                 _check_bytes(os.fstat(f.fileno()).st_size, max_bytes)
             return f.read()
     except FileNotFoundError:
-        raise ImageError(f"No file at '{path}'. Check the path and try again.", code="not_found")
+        raise ImageError(f"No file at '{path}'. Check the path and try again.", code="not_found") from None
     except OSError as exc:
         if path.is_dir():
             msg = f"'{path}' is a folder, not an image file. Give the path of one image file."
@@ -160,12 +160,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def _grey_to_8bit(im: Image.Image) -> Image.Image:
     """16-bit, 32-bit and float greys: scale to 0..255 instead of letting convert() clip to white."""
     a = np.asarray(im, dtype=np.float32)
-    top = float(a.max(initial=0.0))
     if im.mode.startswith("I;16"):
         top = 65535.0
-    else:
+    else:  # guess the range the values were written in: 0..1 (float), 0..255 or 0..65535
+        hi = float(a.max(initial=0.0))
         ranges = (1.0, 255.0, 65535.0) if im.mode == "F" else (255.0, 65535.0)
-        top = next((r for r in ranges if top <= r), top)
+        top = next((r for r in ranges if hi <= r), hi)
     return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).round().astype(np.uint8))
 
 
@@ -196,7 +196,7 @@ def _unidentified(data: bytes) -> ImageError:
     if fmt is not None:
         return ImageError(
             f"The file starts like a {fmt} image but its header is damaged or incomplete. "
-            f"Export or download the photo again, then retry.",
+            "Export or download the photo again, then retry.",
             code="corrupt",
         )
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:

@@ -2,6 +2,8 @@
 
 Incremental: only images whose content hash is new or changed are embedded; products gone from the
 catalog are removed. Each committed batch is durable, so a killed run resumes where it stopped.
+``Build`` holds what every runner shares (plan, skip, commit, report); the runner decides where
+reading, decoding and embedding happen: here (``run_local``) or on a Ray cluster (stylelens.scale).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import numpy as np
 from . import config
 from .catalog import load_catalog
 from .embedder import Embedder, Preprocess, library_versions, prepare
-from .errors import ImageError
+from .errors import ImageError, InvalidArgumentError
 from .images import content_hash, load_image, read_bytes
 from .store import IndexStore
 
 ERRORS_CSV = "errors.csv"
+RUNNERS = ("local", "ray")
 
 
 @dataclass
@@ -68,15 +71,20 @@ class Job:
     sha256: str
 
 
+def prepare_bytes(data: bytes, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+    """Image bytes -> (uint8 network input, None), or (None, (code, message)) saying why it cannot be."""
+    try:
+        return prepare(load_image(data, max_pixels=max_pixels), pre), None
+    except ImageError as exc:
+        return None, (exc.code, exc.message)
+    except Exception as exc:  # a decoder bug must not stop the whole catalog
+        return None, ("corrupt", f"{type(exc).__name__}: {exc}")
+
+
 def _prepare_job(args: tuple[Job, Preprocess, int]):
     """Runs in a worker process: bytes -> uint8 network input, or the reason it cannot be."""
     job, pre, max_pixels = args
-    try:
-        return job, prepare(load_image(job.data, max_pixels=max_pixels), pre), None
-    except ImageError as exc:
-        return job, None, (exc.code, exc.message)
-    except Exception as exc:  # a decoder bug must not stop the whole catalog
-        return job, None, ("corrupt", f"{type(exc).__name__}: {exc}")
+    return (job, *prepare_bytes(job.data, pre, max_pixels))
 
 
 def prepared_stream(jobs: Iterable[Job], pre: Preprocess, workers: int, max_pixels: int) -> Iterator:
@@ -107,6 +115,75 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, unit="img", desc=desc, disable=not enabled, smoothing=0.1, dynamic_ncols=True)
 
 
+class Build:
+    """One indexing run, whatever the runner: the catalog, the store it writes to, what it already
+    holds (product id -> image hash) and the report. Runners feed it skips, unchanged ids and
+    embedded batches; every batch is committed to the store before the next one is taken."""
+
+    def __init__(self, catalog, store, report: BuildReport, progress: bool, commit_every: int):
+        self.catalog = catalog
+        self.store = store
+        self.report = report
+        self.progress = progress
+        self.commit_every = commit_every
+        self.known = store.image_hashes()
+
+    def is_unchanged(self, pid: str, sha256: str) -> bool:
+        return self.known.get(pid) == sha256
+
+    def skip(self, pid: str, path: str, code: str, message: str) -> None:
+        self.report.errors.append((pid, path, code, message))
+
+    def keep(self, pids: list[str]) -> None:
+        """Products whose image is unchanged: feed fields (price, stock, names) may still have changed."""
+        self.store.update_records([self.catalog.record(pid) for pid in pids])
+        self.report.unchanged += len(pids)
+
+    def commit(self, items: list[tuple[str, str, str]], vectors: np.ndarray) -> None:
+        """(product id, image path, image sha256) per row of ``vectors``; durable when this returns."""
+        records = [dict(self.catalog.record(pid), image_path=path, image_sha256=sha) for pid, path, sha in items]
+        self.store.add(records, vectors)
+        self.report.indexed += len(items)
+
+
+def run_local(build: Build, embedder: Embedder, workers: int, max_pixels: int) -> str:
+    """Read and hash here, decode in a spawn worker pool, embed in this process. Returns the runtime used."""
+    jobs, unchanged = [], []
+    for pid, path in build.catalog.images.items():
+        try:
+            data = read_bytes(path)
+        except ImageError as exc:
+            build.skip(pid, str(path), exc.code, exc.message)
+            continue
+        sha = content_hash(data)
+        if build.is_unchanged(pid, sha):
+            unchanged.append(pid)
+        else:
+            jobs.append(Job(pid, str(path), data, sha))
+    build.keep(unchanged)
+
+    batch: list[tuple[Job, np.ndarray]] = []
+
+    def flush():
+        vectors = embedder.embed_prepared(np.stack([px for _, px in batch]))
+        build.commit([(job.pid, job.path, job.sha256) for job, _ in batch], vectors)
+        bar.update(len(batch))
+        batch.clear()
+
+    with _progress(len(jobs), build.progress, "indexing") as bar:
+        for job, pixels, error in prepared_stream(jobs, embedder.preprocess, workers if len(jobs) > 64 else 0, max_pixels):
+            if error is not None:
+                build.skip(job.pid, job.path, *error)
+                bar.total -= 1
+                continue
+            batch.append((job, pixels))
+            if len(batch) >= build.commit_every:
+                flush()
+        if batch:
+            flush()
+    return embedder.runtime_name
+
+
 def build_index(
     catalog_dir,
     out,
@@ -121,67 +198,53 @@ def build_index(
     workers: int | None = None,
     progress: bool | None = None,
     embedder: Embedder | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    actors: int | None = None,
+    store: str | None = None,
 ) -> BuildReport:
-    """Index (or update) the catalog in ``catalog_dir`` into the index folder ``out``."""
+    """Index (or update) the catalog in ``catalog_dir`` into the index folder ``out``.
+
+    ``runner``: "local" (this process) or "ray" (a Ray cluster: ``ray_address`` "auto", "ray://HOST:10001",
+    or None to start one here; ``actors`` embedding actors, one per GPU by default). ``store``: where the
+    vectors live: None/"local" (the index folder), "milvus-lite:///path/file.db" or "milvus://HOST:PORT/COLLECTION".
+    """
+    from .scale import create_store
+
     started = time.perf_counter()
+    runner = runner or "local"
+    if runner not in RUNNERS:
+        raise InvalidArgumentError(f"Unknown runner '{runner}'. Choose one of: {', '.join(RUNNERS)}.", code="bad_option")
     progress = config.get("progress") if progress is None else progress
     workers = config.get("workers") if workers is None else workers
     max_pixels = config.get("max_pixels")
     catalog = load_catalog(catalog_dir, products)
+    if runner == "ray" and embedder is None:
+        # The driver only needs the fingerprint; the actors build the real thing on their device.
+        embedder = Embedder(backbone, weights, pooling, device="cpu", runtime="torch", batch_size=batch_size)
+    elif runner == "ray":  # the actors rebuild the caller's embedder as it is
+        device, runtime = device or embedder.device, runtime or embedder.runtime_name
     embedder = embedder or Embedder(backbone, weights, pooling, device=device, runtime=runtime, batch_size=batch_size)
-    store = IndexStore.create(out, embedder.fingerprint(), library_versions())
+    index_store = create_store(out, embedder.fingerprint(), library_versions(), store)
     report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings)
     try:
-        known = store.image_hashes()
-        report.removed = store.delete([pid for pid in known if pid not in catalog.images])
+        build = Build(catalog, index_store, report, progress, embedder.batch_size)
+        report.removed = index_store.delete([pid for pid in build.known if pid not in catalog.images])
+        if runner == "ray":
+            from .scale.ray_runner import run_ray
 
-        jobs, unchanged = [], []
-        for pid, path in catalog.images.items():
-            try:
-                data = read_bytes(path)
-            except ImageError as exc:
-                report.errors.append((pid, str(path), exc.code, exc.message))
-                continue
-            sha = content_hash(data)
-            if known.get(pid) == sha:
-                unchanged.append(pid)
-            else:
-                jobs.append(Job(pid, str(path), data, sha))
-        report.unchanged = len(unchanged)
-        # Feed fields (price, stock, names) may change without the image changing.
-        store.update_records([catalog.record(pid) for pid in unchanged])
-
-        commit_every = max(embedder.batch_size, 256)
-        batch: list[tuple[Job, np.ndarray]] = []
-
-        def flush():
-            pixels = np.stack([px for _, px in batch])
-            vectors = embedder.embed_prepared(pixels)
-            records = [dict(catalog.record(job.pid), image_path=job.path, image_sha256=job.sha256) for job, _ in batch]
-            store.add(records, vectors)
-            report.indexed += len(batch)
-            bar.update(len(batch))
-            batch.clear()
-
-        with _progress(len(jobs), progress, "indexing") as bar:
-            for job, pixels, error in prepared_stream(jobs, embedder.preprocess, workers if len(jobs) > 64 else 0, max_pixels):
-                if error is not None:
-                    report.errors.append((job.pid, job.path, *error))
-                    bar.total -= 1
-                    continue
-                batch.append((job, pixels))
-                if len(batch) >= commit_every:
-                    flush()
-            if batch:
-                flush()
+            runtime_name = run_ray(build, embedder, address=ray_address, actors=actors, device=device,
+                                   runtime=runtime, max_pixels=max_pixels)
+        else:
+            runtime_name = run_local(build, embedder, workers, max_pixels)
         report.skipped = len(report.errors)
         report.seconds = time.perf_counter() - started
         report.errors_csv = _write_errors(Path(out), report.errors)
-        store.set_manifest(catalog={"folder": str(Path(catalog_dir).resolve()),
-                                    "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
-                           last_build=report.to_dict(), runtime=embedder.runtime_name)
+        index_store.set_manifest(catalog={"folder": str(Path(catalog_dir).resolve()),
+                                          "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
+                                 last_build=dict(report.to_dict(), runner=runner), runtime=runtime_name)
     finally:
-        store.close()
+        index_store.close()
     return report
 
 

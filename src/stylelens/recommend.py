@@ -13,8 +13,8 @@ from . import config
 from .embedder import Embedder
 from .errors import InvalidArgumentError
 from .images import content_hash, load_image
-from .search import make_searcher
-from .store import Columns, IndexStore
+from .search import make_searcher, search_filtered
+from .store import Columns
 
 # Cosine at or above which a catalog vector is taken to be the query picture itself.
 SAME_IMAGE_COSINE = 0.9999
@@ -95,7 +95,11 @@ class SearchResult:
 def vote(columns: Columns, rows: np.ndarray, sims: np.ndarray) -> Identification:
     """Similarity-weighted vote of labelled neighbours for each voted label."""
     ident = Identification()
-    weights = np.clip(sims, 0.0, None).astype(np.float64)
+    if len(sims) == 0:
+        return ident
+    # Softmax weights: the closest neighbours count most; a far tail cannot outvote them.
+    temperature = config.get("vote_temperature")
+    weights = np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
     for label in VOTED_LABELS:
         codes = columns.codes[label][rows]
         known = codes >= 0
@@ -108,11 +112,32 @@ def vote(columns: Columns, rows: np.ndarray, sims: np.ndarray) -> Identification
     return ident
 
 
+def type_consistent(scores: np.ndarray, rows: np.ndarray, columns: Columns, ident: Identification | None,
+                    filters: Filters) -> tuple[np.ndarray, np.ndarray]:
+    """Lift candidates of the identified type by ``type_boost`` when identification is confident.
+
+    A shopper who uploads a t-shirt wants t-shirts first; a dress that merely looks close follows.
+    Does nothing when the shopper chose a type filter. Returns the candidates re-sorted.
+    """
+    boost = config.get("type_boost")
+    ok = rows >= 0
+    scores, rows = scores[ok], rows[ok]
+    if (boost <= 0 or ident is None or ident.type is None or filters.type
+            or ident.type_confidence < config.get("type_boost_min_confidence")):
+        return scores, rows
+    code = columns.code("type", ident.type)
+    lifted = scores + boost * (columns.codes["type"][rows] == code)
+    order = np.argsort(-lifted, kind="stable")
+    return lifted[order].astype(np.float32), rows[order]
+
+
 class Index:
     """An opened index. Search with an image (path, bytes or PIL image) or a product id."""
 
     def __init__(self, path, embedder: Embedder | None = None, search: str | None = None, **embedder_options):
-        self.store = IndexStore.open(path)
+        from .scale import open_store  # the index folder's manifest says where its vectors live
+
+        self.store = open_store(path)
         built = self.store.manifest["embedder"]
         if embedder is None:
             weights = built["weights"]
@@ -128,10 +153,20 @@ class Index:
         check_compatible(built, embedder.fingerprint(), self.store.path)
         self.embedder = embedder
         self.searcher = make_searcher(self.store, search)
+        self._shoppers = None
 
     @property
     def path(self) -> Path:
         return self.store.path
+
+    @property
+    def shoppers(self):
+        """Shopper events for personalisation, in users.sqlite beside the index (opened on first use)."""
+        if self._shoppers is None:
+            from .personalize import Shoppers
+
+            self._shoppers = Shoppers(self.path)
+        return self._shoppers
 
     def __len__(self) -> int:
         return len(self.store)
@@ -156,24 +191,39 @@ class Index:
         return rows
 
     def search_vector(self, vector: np.ndarray, k: int | None = None, *, exclude_rows=(), filters: Filters | None = None,
-                      identify: bool = True) -> SearchResult:
+                      identify: bool = True, user: str | None = None, diversity: float | None = None,
+                      collapse: bool | None = None) -> SearchResult:
+        """Nearest products to a vector. ``user`` personalises (see personalize), ``diversity`` (0..1)
+        re-ranks by MMR and ``collapse`` folds near-duplicates into one result (see diversity)."""
+        from . import diversity as div
+
         started = time.perf_counter()
         k = config.get("k") if k is None else _check_k(k)
+        diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
         cols = self.store.columns
         mask = (filters or Filters()).mask(cols)
         exclude = np.asarray(list(exclude_rows), dtype=np.int64)
         if len(exclude):
             mask[exclude] = False
-        scores, rows = self.searcher.search(vector[None], k, mask)
+        ident = self.identify_vector(vector, exclude_rows=exclude) if identify or user is not None else None
+        query = vector
+        if user is not None:
+            from .personalize import personal_query
+
+            query, disliked = personal_query(self, user, vector, ident.type if ident else None)
+            mask[disliked] = False
+        scores, rows = search_filtered(self.searcher, query[None], max(div.pool_size(k, diversity, collapse), 4 * k), mask, filters or Filters())
+        scores, rows = type_consistent(scores[0], rows[0], cols, ident, filters or Filters())
+        scores, rows, similar = div.rerank(scores, rows, self.store.vectors, k, diversity=diversity, collapse=collapse)
         products = []
-        for score, row in zip(scores[0], rows[0]):
-            if row < 0:
-                break
+        for i, (score, row) in enumerate(zip(scores, rows)):
             product = self.store.product(cols.ids[row])
             product["score"] = round(float(score), 4)
+            product["similarity"] = round(float(np.dot(self.store.vectors[row], vector)), 4)
+            if similar is not None:
+                product["similar_count"] = int(similar[i])
             products.append(product)
-        ident = self.identify_vector(vector, exclude_rows=exclude) if identify else None
-        return SearchResult(products, ident, (time.perf_counter() - started) * 1000)
+        return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000)
 
     def identify_vector(self, vector: np.ndarray, exclude_rows=()) -> Identification:
         cols = self.store.columns
@@ -184,11 +234,17 @@ class Index:
         ok = rows[0] >= 0
         return vote(cols, rows[0][ok], scores[0][ok])
 
-    def search(self, image, k: int | None = None, **filters) -> SearchResult:
-        """Products most similar to the image, with what the item is. Filters: see ``Filters``."""
+    def search(self, image, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
+               collapse: bool | None = None, **filters) -> SearchResult:
+        """Products most similar to the image, with what the item is. Filters: see ``Filters``.
+
+        With ``user``, results are personalised and the search is remembered as the shopper's upload."""
         started = time.perf_counter()
         vector, sha = self.embed(image)
-        result = self.search_vector(vector, k, exclude_rows=self._self_rows(vector, sha), filters=Filters(**filters))
+        result = self.search_vector(vector, k, exclude_rows=self._self_rows(vector, sha), filters=Filters(**filters),
+                                    user=user, diversity=diversity, collapse=collapse)
+        if user is not None:
+            self.shoppers.record(user, "upload", vector=vector, sha256=sha)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -196,13 +252,14 @@ class Index:
         vector, sha = self.embed(image)
         return self.identify_vector(vector, exclude_rows=self._self_rows(vector, sha))
 
-    def similar(self, product_id: str, k: int | None = None, **filters) -> SearchResult:
+    def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
+                collapse: bool | None = None, **filters) -> SearchResult:
         """'More like this' for a catalog product, without uploading its picture again."""
         started = time.perf_counter()
         row = self.row(product_id)
         vector = np.asarray(self.store.vectors[row])
         result = self.search_vector(vector, k, exclude_rows=self._self_rows(vector, self.store.product(product_id).get("image_sha256")) + [row],
-                                    filters=Filters(**filters))
+                                    filters=Filters(**filters), user=user, diversity=diversity, collapse=collapse)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 

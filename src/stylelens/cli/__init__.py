@@ -14,7 +14,7 @@ import sys
 from ..errors import StylelensError
 
 # Modules under stylelens.cli that define register(subparsers). Missing ones are skipped.
-COMMAND_MODULES = ("core", "serve", "quality", "scale")
+COMMAND_MODULES = ("core", "serve", "quality", "scale", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

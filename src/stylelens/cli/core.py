@@ -27,6 +27,18 @@ def add_filter_options(p) -> None:
     p.add_argument("--include-out-of-stock", action="store_true", help="Also show products that are out of stock.")
 
 
+def add_scale_options(p) -> None:
+    p.add_argument("--runner", choices=("local", "ray"), default=None,
+                   help="Where embedding runs: local (this process, default) or ray (a Ray cluster; pip install 'stylelens[scale]').")
+    p.add_argument("--ray-address", default=None, metavar="auto|ray://HOST:10001",
+                   help="Ray cluster to use with --runner ray: 'auto' finds the one started by 'ray start'. Default: start Ray on this machine.")
+    p.add_argument("--actors", type=int, default=None,
+                   help="Embedding actors with --runner ray. Default: one per GPU with --device cuda, else one per node.")
+    p.add_argument("--store", default=None, metavar="LOCATION",
+                   help="Where the vectors live: local (the index folder, default), milvus-lite:///path/to/file.db, or "
+                        "milvus://HOST:PORT/COLLECTION (credentials: STYLELENS_MILVUS_TOKEN). An existing index keeps its own.")
+
+
 def filters_from(args) -> dict:
     return {k: getattr(args, k) for k in ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")}
 
@@ -39,6 +51,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help=config.SETTINGS["workers"].help)
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_embedder_options(p)
+    add_scale_options(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="Recommend products for a photo.")
@@ -73,7 +86,8 @@ def cmd_index(args) -> int:
 
     report = build_index(args.catalog, args.out, args.products, backbone=args.backbone, weights=args.weights,
                          pooling=args.pooling, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
-                         workers=args.workers, progress=False if args.no_progress else None)
+                         workers=args.workers, progress=False if args.no_progress else None,
+                         runner=args.runner, ray_address=args.ray_address, actors=args.actors, store=args.store)
     for warning in report.warnings[:10]:
         print(f"warning: {warning}", file=sys.stderr)
     if len(report.warnings) > 10:
@@ -124,6 +138,7 @@ def cmd_info(args) -> int:
     print(f"built      {info['created']}, updated {info['updated']}")
     if info.get("catalog"):
         print(f"catalog    {info['catalog'].get('folder')}  feed: {info['catalog'].get('feed')}")
+    print(f"vectors    {(info.get('vectors') or {}).get('location', 'in the index folder')}")
     if info.get("last_build"):
         lb = info["last_build"]
         print(f"last build indexed {lb['indexed']:,}, skipped {lb['skipped']:,}, removed {lb['removed']:,}, {lb['images_per_s']} img/s")
@@ -139,7 +154,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from ..store import remove_products
+    from ..scale import remove_products
 
     removed, missing = remove_products(args.index, args.ids)
     print(f"removed {removed}")

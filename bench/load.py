@@ -1,0 +1,216 @@
+"""Load check of the web API: N concurrent clients on loopback send a bounded number of searches.
+
+    python bench/load.py INDEX [--url URL] [--clients 20] [--requests 400] [--out load.json]
+
+Without --url it starts ``stylelens serve INDEX`` on a free loopback port and stops it afterwards.
+Query photos are catalog images of the index, fetched over HTTP from /images/<id> (sampled with a
+fixed seed), so the request mix is the same on every run. Reports client-side latency p50/p90/p99,
+throughput and errors (any non-200 is an error; the exit code is 1 if there were any), prints it and
+writes it as JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+WARMUP_REQUESTS = 4
+START_TIMEOUT_S = 180
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("index", help="Index folder (its product ids are the query photos).")
+    p.add_argument("--url", help="A running server (default: start `stylelens serve INDEX` on a free port).")
+    p.add_argument("--clients", type=int, default=20, help="Concurrent clients (default 20).")
+    p.add_argument("--requests", type=int, default=400, help="Measured requests in all (default 400).")
+    p.add_argument("--photos", type=int, default=50, help="Distinct query photos (default 50).")
+    p.add_argument("--similar-share", type=float, default=0.0,
+                   help="Share of requests that are 'more like this' (GET similar) instead of photo searches.")
+    p.add_argument("-k", type=int, default=12, help="Products per answer (default 12).")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="Write the report as JSON here.")
+    return p.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(index: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())",
+           "serve", index, "--port", str(port), "--log-level", "warning"]
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode}; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit(f"the server did not answer within {START_TIMEOUT_S} s; see {log_path}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def sample_ids(index: str, n: int, seed: int) -> list[str]:
+    from stylelens.store import IndexStore
+
+    store = IndexStore.open(index)
+    try:
+        ids = sorted(store.columns.row_of)
+    finally:
+        store.close()
+    if not ids:
+        raise SystemExit(f"index {index} has no products")
+    return random.Random(seed).sample(ids, min(n, len(ids)))
+
+
+async def run_load(url: str, photos: dict[str, bytes], args) -> dict:
+    rng = random.Random(args.seed)
+    ids = sorted(photos)
+    plan = [("similar" if rng.random() < args.similar_share else "search", rng.choice(ids)) for _ in range(args.requests)]
+    results: list[tuple[str, float, int, str, float | None]] = []  # kind, seconds, status, error code, server took_ms
+    next_item = 0
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def request(kind: str, pid: str):
+            if kind == "search":
+                return await client.post("/api/search", files={"image": ("q.jpg", photos[pid], "image/jpeg")},
+                                         data={"k": str(args.k)})
+            return await client.get(f"/api/products/{pid}/similar", params={"k": args.k})
+
+        for kind, pid in plan[:WARMUP_REQUESTS]:
+            (await request(kind, pid)).raise_for_status()
+
+        async def worker():
+            nonlocal next_item
+            while next_item < len(plan):
+                kind, pid = plan[next_item]
+                next_item += 1
+                started = time.perf_counter()
+                try:
+                    r = await request(kind, pid)
+                    status = r.status_code
+                    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+                    code = "" if status == 200 else (body.get("error") or {}).get("code", f"http_{status}")
+                    took = body.get("took_ms") if status == 200 else None
+                except httpx.HTTPError as exc:
+                    status, code, took = 0, type(exc).__name__, None
+                results.append((kind, time.perf_counter() - started, status, code, took))
+
+        started = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(args.clients)])
+        wall = time.perf_counter() - started
+    return summarize(results, wall, args)
+
+
+def stats(seconds: list[float]) -> dict:
+    if not seconds:
+        return {}
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p90_ms": round(float(np.percentile(ms, 90)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1),
+            "mean_ms": round(float(ms.mean()), 1)}
+
+
+def summarize(results, wall: float, args) -> dict:
+    errors = [(kind, status, code) for kind, _, status, code, _ in results if status != 200]
+    report = {
+        "requests": len(results), "clients": args.clients, "errors": len(errors),
+        "error_codes": sorted({f"{kind}:{code or status}" for kind, status, code in errors}),
+        "seconds": round(wall, 2), "requests_per_s": round(len(results) / wall, 2),
+        "latency": stats([s for _, s, status, _, _ in results if status == 200]),
+        "by_kind": {},
+    }
+    for kind in sorted({r[0] for r in results}):
+        mine = [r for r in results if r[0] == kind and r[2] == 200]
+        took = [r[4] for r in mine if r[4] is not None]
+        report["by_kind"][kind] = {"requests": sum(r[0] == kind for r in results), **stats([r[1] for r in mine]),
+                                   "server_took_p50_ms": round(float(np.median(took)), 1) if took else None}
+    return report
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.clients < 1 or args.requests < 1:
+        raise SystemExit("--clients and --requests must be at least 1")
+    proc = None
+    log_path = Path(tempfile.gettempdir()) / f"stylelens-load-{os.getpid()}.log"
+    url = args.url
+    try:
+        if url is None:
+            print(f"starting stylelens serve {args.index} ...", file=sys.stderr)
+            proc, url = start_server(args.index, log_path)
+        url = url.rstrip("/")
+        health = httpx.get(url + "/api/health", timeout=10).json()
+        ids = sample_ids(args.index, args.photos, args.seed)
+        with httpx.Client(base_url=url, timeout=30) as c:
+            photos = {pid: c.get(f"/images/{pid}").raise_for_status().content for pid in ids}
+        print(f"{args.clients} clients, {args.requests} requests against {url} "
+              f"({health['products']:,} products, {health['backbone']}, {health['search']} search)", file=sys.stderr)
+        report = asyncio.run(run_load(url, photos, args))
+    finally:
+        if proc is not None:
+            stop_server(proc)
+    report.update({
+        "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
+        "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "started_server": proc is not None,
+    })
+    print_report(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 1 if report["errors"] else 0
+
+
+def print_report(report: dict) -> None:
+    lat = report["latency"]
+    print(f"requests {report['requests']}  clients {report['clients']}  errors {report['errors']}"
+          + (f" {report['error_codes']}" if report["errors"] else ""))
+    print(f"throughput {report['requests_per_s']} req/s over {report['seconds']} s")
+    if lat:
+        print(f"latency p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms  max {lat['max_ms']} ms")
+    for kind, s in report["by_kind"].items():
+        if "p50_ms" in s:
+            print(f"  {kind:8s} {s['requests']:5d} requests  p50 {s['p50_ms']} ms  p99 {s['p99_ms']} ms  "
+                  f"server work p50 {s['server_took_p50_ms']} ms")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

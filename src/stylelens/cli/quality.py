@@ -1,0 +1,196 @@
+"""eval, recommend, feedback, look (and tune): recommendation quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core import add_filter_options, filters_from
+from .output import print_identified, print_json, print_results, print_table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="Measure recommendation quality on labelled data (precision, mAP, identify accuracy, latency).")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("--queries", metavar="DIR", help="Folder of held-out query photos (needs --labels).")
+    p.add_argument("--labels", metavar="FEED", help="Labels of the query photos: a product feed (CSV, JSON lines, Parquet).")
+    p.add_argument("--leave-one-out", action="store_true", help="Use every catalog product as a query against the others (the default).")
+    p.add_argument("--k", default="5,10", help="Cut-offs for precision@k and mAP@k, comma-separated (default 5,10).")
+    p.add_argument("--sample", type=int, help="Leave-one-out on this many products only (seeded), for a quick look.")
+    p.add_argument("--out", default="eval-report", help="Folder for eval.json and eval.png (default ./eval-report).")
+    p.add_argument("--search", default=None, help="Search method to evaluate (auto, exact, ann...).")
+    p.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("recommend", help="Recommendations for a shopper: 'For you', or a photo search blended with their taste.")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("photo", nargs="?", help="Optional photo to search with; without it, the shopper's 'For you' feed.")
+    p.add_argument("--user", required=True, help="Shopper id (opaque, chosen by the shop).")
+    p.add_argument("-k", type=int, default=None, help="Number of recommendations.")
+    add_filter_options(p)
+    _add_diversity_options(p)
+    p.add_argument("--grid", metavar="PNG", help="Also write a picture of the results.")
+    p.add_argument("--json", action="store_true", help="Machine-readable output.")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("feedback", help="Record a shopper's like, dislike or view, or forget the shopper.")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("--user", required=True, help="Shopper id.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--like", metavar="ID", help="Product the shopper likes.")
+    what.add_argument("--dislike", metavar="ID", help="Product the shopper dislikes.")
+    what.add_argument("--view", metavar="ID", help="Product the shopper looked at.")
+    what.add_argument("--forget", action="store_true", help="Delete the shopper and all their events.")
+    p.add_argument("--json", action="store_true", help="Machine-readable output.")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("look", help="Complete the look: items from complementary categories for a product or photo.")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("source", metavar="ID|PHOTO", help="A product id of the index, or a photo file.")
+    p.add_argument("-k", type=int, default=3, help="Suggestions per category (default 3).")
+    p.add_argument("--grid", metavar="PNG", help="Also write a picture: the source, then the suggestions.")
+    p.add_argument("--json", action="store_true", help="Machine-readable output.")
+    p.set_defaults(func=cmd_look)
+
+
+def _add_diversity_options(p) -> None:
+    p.add_argument("--diversity", type=float, default=None, metavar="0..1",
+                   help="Trade similarity for variety (maximal marginal relevance); 0 = plain ranking.")
+    p.add_argument("--collapse", action="store_true",
+                   help="Show near-duplicate products once, with how many similar ones were folded in.")
+
+
+def _open(args, search=None):
+    from ..recommend import open_index
+
+    return open_index(args.index, search=search)
+
+
+def cmd_eval(args) -> int:
+    from ..errors import InvalidArgumentError
+    from ..evaluate import evaluate, parse_ks, write_report
+
+    if bool(args.queries) != bool(args.labels):
+        raise InvalidArgumentError("--queries and --labels go together: a folder of photos and the feed with their labels.")
+    if args.queries and args.leave_one_out:
+        raise InvalidArgumentError("Choose either --queries DIR --labels FEED or --leave-one-out, not both.")
+    ks = parse_ks(args.k)
+    index = _open(args, search=args.search)
+    report = evaluate(index, args.queries, args.labels, ks=ks, sample=args.sample)
+    json_path, png_path = write_report(report, args.out)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{report['mode']} on {report['index']}: {report['queries']:,} queries, {report['products']:,} products, "
+          f"{report['backbone']}, search {report['search']}")
+    rows = []
+    for label in ("type", "gender", "colour"):
+        rows.append(dict(report[label], label=label))
+    cols = [("label", "label"), ("queries", "queries")]
+    cols += [(f"precision@{k}", f"P@{k}") for k in ks] + [(f"mAP@{k}", f"mAP@{k}") for k in ks]
+    cols += [("identify_accuracy", "identify")]
+    print_table(rows, cols)
+    print()
+    print("per articleType (top 20 by support)")
+    kmax = max(ks)
+    print_table(report["per_type"], [("type", "type"), ("support", "support"), (f"precision@{kmax}", f"P@{kmax}"),
+                                     ("identify_accuracy", "identify"), ("most_confused_with", "most confused with")])
+    print()
+    print("most confused types")
+    print_table(report["confused_types"], [("type", "type"), ("identified_as", "identified as"), ("count", "count"),
+                                           ("share", "share")])
+    print()
+    if "ann_recall@10" in report:
+        print(f"ANN recall@10 vs exact: {report['ann_recall@10']:.3f}")
+    lat = report.get("latency_ms")
+    if lat:
+        print(f"query latency (decode+embed+search, {lat['queries']} queries): p50 {lat['p50']} ms, p95 {lat['p95']} ms; "
+              f"search alone p50 {lat['search_only_p50']} ms")
+    dup = report.get("near_duplicates")
+    if dup:
+        print(f"near-duplicate groups (cosine >= {dup['threshold']}): {dup['groups']:,} groups holding "
+              f"{dup['products_in_groups']:,} products (largest {dup['largest_group']})")
+    print(f"wrote {json_path} and {png_path} ({report['seconds']} s)")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from ..personalize import recommend_for_user
+
+    index = _open(args)
+    if args.photo:
+        result = index.search(args.photo, args.k, user=args.user, diversity=args.diversity, collapse=args.collapse,
+                              **filters_from(args))
+    else:
+        if args.diversity or args.collapse:
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError("--diversity and --collapse apply to a photo search; the 'For you' feed is already spread over your liked types.")
+        result = recommend_for_user(index, args.user, args.k, **filters_from(args))
+    if args.grid and result.products:
+        from ..render import results_grid
+
+        query = args.photo or result.products[0]["image_path"]
+        results_grid(query, result.products, args.grid, title="query" if args.photo else f"for {args.user}")
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print_identified(result.identified)
+    print_results(result.products)
+    if not result.products:
+        print(result.extra.get("note") or "no products match; loosen the filters or add --include-out-of-stock")
+    if args.grid and result.products:
+        print(f"wrote {args.grid}")
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    from ..personalize import feedback, forget
+
+    index = _open(args)
+    if args.forget:
+        n = forget(index, args.user)
+        out = {"ok": True, "user": args.user, "deleted": n}
+        if args.json:
+            print_json(out)
+        else:
+            print(f"forgot shopper {args.user}: {n} events deleted")
+        return 0
+    event, pid = next((e, getattr(args, e)) for e in ("like", "dislike", "view") if getattr(args, e))
+    counts = feedback(index, args.user, pid, event)
+    if args.json:
+        print_json({"ok": True, "user": args.user, "counts": counts})
+    else:
+        print(f"{args.user}: {event} {pid}  (likes {counts['like']}, dislikes {counts['dislike']}, "
+              f"views {counts['view']}, uploads {counts['upload']})")
+    return 0
+
+
+def cmd_look(args) -> int:
+    from ..look import complete_the_look
+
+    index = _open(args)
+    is_photo = Path(args.source).is_file() and args.source not in index.store.columns.row_of
+    if is_photo:
+        result = complete_the_look(index, image=args.source, k=args.k)
+    else:
+        result = complete_the_look(index, product_id=args.source, k=args.k)
+    if args.grid:
+        from ..render import results_grid
+
+        query = args.source if is_photo else result.source["image_path"]
+        products = [dict(p, type=f"{g['category']}: {p.get('type') or ''}") for g in result.groups for p in g["products"]]
+        results_grid(query, products, args.grid, title=f"{result.source.get('type') or 'source'} ({result.source.get('slot')})")
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    src = result.source
+    print(f"source: {src.get('id') or args.source}  {src.get('type')}, {src.get('gender')}, {src.get('colour')}, "
+          f"{src.get('usage')}, {src.get('season')}  (slot: {src.get('slot') or 'none'})")
+    if not result.groups:
+        print("no suggestions: this kind of product has no complementary categories, or none pass the rules")
+    for group in result.groups:
+        print(f"\n{group['category']}")
+        print_results(group["products"])
+    if args.grid:
+        print(f"\nwrote {args.grid}")
+    return 0

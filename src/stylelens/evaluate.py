@@ -1,0 +1,290 @@
+"""Evaluation on labelled data: does the index recommend the right kind of product?
+
+Two ways to get queries:
+
+- **leave-one-out**: every catalog product is a query against all the others. The index's own
+  vectors are searched in blocks (one matrix product per block of 1,024 queries), so 40k products
+  take a minute or two and no image is decoded;
+- **held-out queries**: a folder of photos with a labels feed (any feed ``load_catalog`` reads),
+  embedded with the index's embedder.
+
+In both, catalog rows showing the very same picture as the query (cosine >= 0.9999) are left out,
+as ``Index.search`` does. Metrics, for articleType (``type``), gender and colour:
+
+- precision@k: share of the top k whose label equals the query's;
+- mAP@k: mean over queries of AP@k = sum_{i<=k} precision@i * rel_i / min(k, R), R = relevant
+  products in the index. Queries whose label no other product has (R = 0) are left out of both;
+- identify accuracy: the similarity-weighted vote of ``identify_k`` neighbours (``recommend.vote``,
+  what ``Index.identify`` answers) equals the label.
+
+Also: a per-type table (top 20 by support), the most confused type pairs, ANN recall@10 against
+exact search when the index searches with ANN, query latency, and near-duplicate groups.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
+from .errors import ImageError, InvalidArgumentError, MissingExtraError
+from .recommend import SAME_IMAGE_COSINE, vote
+from .search import ExactSearcher, top_k
+
+LABELS = ("type", "gender", "colour")
+TABLE_TYPES = 20
+CONFUSED_PAIRS = 10
+
+
+def parse_ks(text) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(x) for x in str(text).split(",") if x.strip()}))
+    except ValueError:
+        raise InvalidArgumentError(f"--k takes whole numbers separated by commas, like 5,10; got {text!r}.") from None
+    if not ks or ks[0] < 1 or ks[-1] > 100:
+        raise InvalidArgumentError(f"--k values must be between 1 and 100, got {text!r}.")
+    return ks
+
+
+def neighbours(vectors: np.ndarray, live: np.ndarray, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None,
+               batch: int = 1024, duplicate_cosine: float | None = None):
+    """Top-k catalog rows for each query, blockwise. Returns (scores, rows, near-duplicate pairs or None).
+
+    ``self_rows`` (leave-one-out) gives the catalog row of each query; pairs are only collected then.
+    """
+    vectors = np.asarray(vectors, np.float32)
+    n_q = len(queries)
+    out_scores = np.empty((n_q, k), np.float32)
+    out_rows = np.empty((n_q, k), np.int64)
+    pairs = []
+    for start in range(0, n_q, batch):
+        block = np.asarray(queries[start:start + batch], np.float32) @ vectors.T
+        block[:, ~live] = -np.inf
+        if self_rows is not None and duplicate_cosine is not None:
+            pairs.append(near_duplicate_pairs(block, self_rows[start:start + batch], duplicate_cosine))
+        block[block >= SAME_IMAGE_COSINE] = -np.inf  # the query picture itself (and exact copies of it)
+        if self_rows is not None:
+            block[np.arange(len(block)), self_rows[start:start + batch]] = -np.inf
+        out_scores[start:start + batch], out_rows[start:start + batch] = top_k(block, k)
+    found = np.concatenate(pairs) if pairs else None
+    return out_scores, out_rows, found
+
+
+def label_metrics(rel: np.ndarray, n_relevant: np.ndarray, ks) -> dict:
+    """precision@k and mAP@k from a (Q, K) relevance matrix and each query's count of relevant items."""
+    use = n_relevant > 0
+    rel = rel[use].astype(np.float64)
+    n_relevant = n_relevant[use]
+    out = {"queries": int(use.sum())}
+    if not use.any():
+        return out
+    ranks = np.arange(1, rel.shape[1] + 1)
+    precision_at_i = np.cumsum(rel, axis=1) / ranks
+    for k in ks:
+        out[f"precision@{k}"] = round(float(rel[:, :k].mean()), 4)
+        ap = (precision_at_i[:, :k] * rel[:, :k]).sum(axis=1) / np.minimum(k, n_relevant)
+        out[f"mAP@{k}"] = round(float(ap.mean()), 4)
+    return out
+
+
+def _codes_for(columns, column: str, values) -> np.ndarray:
+    """Query label strings -> the index's codes; -1 unknown (not scored), -2 a value the index lacks."""
+    lookup = {v.lower(): i for i, v in enumerate(columns.vocab[column])}
+    return np.array([-1 if not v else lookup.get(str(v).lower(), -2) for v in values], np.int64)
+
+
+def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None = None, seed: int = 0,
+             latency_samples: int = 50, duplicates: bool = True, batch: int = 1024, progress=None) -> dict:
+    """Evaluate an opened index: leave-one-out (no ``queries``) or on a folder of labelled photos."""
+    ks = tuple(sorted(ks))
+    started = time.perf_counter()
+    store, cols = index.store, index.store.columns
+    live = cols.live
+    identify_k = config.get("identify_k")
+    depth = max(max(ks), identify_k)
+    dup_cos = config.get("duplicate_cosine")
+    report: dict = {"index": str(index.path), "backbone": store.manifest["embedder"]["backbone"],
+                    "products": len(store), "ks": list(ks), "search": index.searcher.name}
+
+    if queries is None:
+        report["mode"] = "leave-one-out"
+        query_rows = np.flatnonzero(live)
+        if sample is not None and sample < len(query_rows):
+            query_rows = np.sort(np.random.default_rng(seed).choice(query_rows, sample, replace=False))
+        qvecs = np.asarray(store.vectors, np.float32)[query_rows]
+        qlabels = {c: cols.codes[c][query_rows].astype(np.int64) for c in LABELS}
+        image_paths = [store.product(cols.ids[r])["image_path"] for r in query_rows[:latency_samples]]
+        t0 = time.perf_counter()
+        scores, rows, pairs = neighbours(store.vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
+                                         duplicate_cosine=dup_cos if duplicates and sample is None else None)
+        report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
+    else:
+        report["mode"] = "queries"
+        qvecs, qrecords, skipped = _embed_queries(index, queries, labels)
+        report["queries_skipped"] = skipped
+        qlabels = {c: _codes_for(cols, c, [r.get(c) for r in qrecords]) for c in LABELS}
+        image_paths = [r["_path"] for r in qrecords[:latency_samples]]
+        t0 = time.perf_counter()
+        scores, rows, pairs = neighbours(store.vectors, live, qvecs, depth, batch=batch)
+        report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
+    report["queries"] = int(len(qvecs))
+    if len(qvecs) == 0:
+        raise InvalidArgumentError("No queries to evaluate: the index is empty or no query image could be read.")
+
+    # Relevant items per query: products with the same label, minus the query itself in leave-one-out.
+    for c in LABELS:
+        counts = np.bincount(cols.codes[c][live][cols.codes[c][live] >= 0], minlength=len(cols.vocab[c]))
+        q = qlabels[c]
+        n_rel = np.where(q >= 0, counts[np.clip(q, 0, None)] - (1 if report["mode"] == "leave-one-out" else 0), 0)
+        nbr = np.where(rows >= 0, cols.codes[c][np.clip(rows, 0, None)], -3)
+        rel = nbr[:, :max(ks)] == q[:, None]
+        report[c] = label_metrics(rel, n_rel, ks)
+
+    # Identification: the same vote Index.identify uses, on the top identify_k neighbours.
+    predicted = {c: np.full(len(qvecs), -1, np.int64) for c in LABELS}
+    for i in range(len(qvecs)):
+        ok = rows[i, :identify_k] >= 0
+        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok])
+        for c in LABELS:
+            value = getattr(ident, c)
+            if value is not None:
+                predicted[c][i] = cols.vocab[c].index(value)
+    for c in LABELS:
+        known = qlabels[c] != -1
+        report[c]["identify_accuracy"] = round(float((predicted[c][known] == qlabels[c][known]).mean()), 4) if known.any() else None
+
+    report["per_type"], report["confused_types"] = _type_tables(cols, qlabels["type"], predicted["type"], rows, ks)
+    if index.searcher.name != "exact":
+        report["ann_recall@10"] = ann_recall(index, qvecs, seed=seed)
+    report["latency_ms"] = latency(index, image_paths)
+    if duplicates:
+        if pairs is not None:
+            dup = summarise_groups(group_pairs(len(live), pairs), live)
+            dup["threshold"] = dup_cos
+        else:
+            dup = near_duplicate_groups(store, dup_cos, batch=batch)
+        report["near_duplicates"] = dup
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _type_tables(cols, truth: np.ndarray, predicted: np.ndarray, rows: np.ndarray, ks) -> tuple[list, list]:
+    vocab = cols.vocab["type"]
+    known = truth >= 0
+    support = Counter(truth[known].tolist())
+    nbr = np.where(rows >= 0, cols.codes["type"][np.clip(rows, 0, None)], -3)
+    table = []
+    for code, n in support.most_common(TABLE_TYPES):
+        sel = truth == code
+        row = {"type": vocab[code], "support": int(n)}
+        for k in ks:
+            row[f"precision@{k}"] = round(float((nbr[sel, :k] == code).mean()), 4)
+        row["identify_accuracy"] = round(float((predicted[sel] == code).mean()), 4)
+        wrong = Counter(predicted[sel & (predicted != code) & (predicted >= 0)].tolist()).most_common(1)
+        row["most_confused_with"] = vocab[wrong[0][0]] if wrong else None
+        table.append(row)
+    confused = Counter(zip(truth[known & (predicted >= 0) & (predicted != truth)].tolist(),
+                           predicted[known & (predicted >= 0) & (predicted != truth)].tolist()))
+    pairs = [{"type": vocab[t], "identified_as": vocab[p], "count": int(n), "share": round(n / support[t], 4)}
+             for (t, p), n in confused.most_common(CONFUSED_PAIRS)]
+    return table, pairs
+
+
+def _embed_queries(index, folder, labels):
+    from .catalog import load_catalog
+
+    catalog = load_catalog(folder, labels)
+    pixels, records, skipped = [], [], 0
+    for pid, path in catalog.images.items():
+        try:
+            pixels.append(index.embedder.prepare(path))
+        except ImageError:
+            skipped += 1
+            continue
+        records.append(dict(catalog.record(pid), _path=str(path)))
+    vectors = index.embedder.embed_prepared(np.stack(pixels)) if pixels else np.zeros((0, index.store.dim), np.float32)
+    return vectors, records, skipped
+
+
+def ann_recall(index, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:
+    """Share of the exact top k that the index's ANN searcher also returns."""
+    rng = np.random.default_rng(seed)
+    pick = queries[rng.choice(len(queries), min(n, len(queries)), replace=False)]
+    live = index.store.columns.live
+    _, approx = index.searcher.search(pick, k, live.copy())
+    _, exact = ExactSearcher(index.store.vectors).search(pick, k, live.copy())
+    hits = [len(set(a[a >= 0]) & set(e[e >= 0])) / max(1, (e >= 0).sum()) for a, e in zip(approx, exact)]
+    return round(float(np.mean(hits)), 4)
+
+
+def latency(index, image_paths, k: int = 10) -> dict | None:
+    """Per-query milliseconds: the whole Index.search (decode + embed + search), and search alone."""
+    if not image_paths:
+        return None
+    index.search(image_paths[0], k)  # warm-up: first call pays for lazy loading
+    full, search_only = [], []
+    for path in image_paths:
+        t0 = time.perf_counter()
+        result = index.search(path, k)
+        full.append((time.perf_counter() - t0) * 1000)
+        vector, _ = index.embed(path)
+        t0 = time.perf_counter()
+        index.search_vector(vector, k)
+        search_only.append((time.perf_counter() - t0) * 1000)
+        del result
+    return {"queries": len(full), "p50": round(float(np.percentile(full, 50)), 2),
+            "p95": round(float(np.percentile(full, 95)), 2), "mean": round(float(np.mean(full)), 2),
+            "search_only_p50": round(float(np.percentile(search_only, 50)), 2),
+            "search_only_p95": round(float(np.percentile(search_only, 95)), 2)}
+
+
+def write_report(report: dict, out) -> tuple[Path, Path]:
+    """eval.json and eval.png (a chart of the headline and per-type numbers) in folder ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "eval.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    return json_path, write_chart(report, out / "eval.png")
+
+
+def write_chart(report: dict, path) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingExtraError("matplotlib", "eval", "The evaluation chart") from exc
+    ks = report["ks"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5), gridspec_kw={"width_ratios": [1, 2.2]})
+    names = [f"P@{k}" for k in ks] + [f"mAP@{k}" for k in ks] + ["identify"]
+    keys = [f"precision@{k}" for k in ks] + [f"mAP@{k}" for k in ks] + ["identify_accuracy"]
+    width = 0.8 / len(LABELS)
+    for i, label in enumerate(LABELS):
+        values = [report[label].get(key) or 0 for key in keys]
+        left.bar(np.arange(len(keys)) + i * width, values, width, label=label)
+    left.set_xticks(np.arange(len(keys)) + width * (len(LABELS) - 1) / 2, names, rotation=30)
+    left.set_ylim(0, 1)
+    left.set_title("overall")
+    left.legend()
+    table = report["per_type"]
+    kmax = max(ks)
+    x = np.arange(len(table))
+    right.bar(x - 0.2, [r[f"precision@{kmax}"] for r in table], 0.4, label=f"precision@{kmax}")
+    right.bar(x + 0.2, [r["identify_accuracy"] for r in table], 0.4, label="identify accuracy")
+    right.set_xticks(x, [f"{r['type']} ({r['support']})" for r in table], rotation=60, ha="right")
+    right.set_ylim(0, 1)
+    right.set_title("articleType, top by support")
+    right.legend()
+    fig.suptitle(f"stylelens eval: {report['backbone']}, {report['products']:,} products, {report['mode']}, "
+                 f"{report['queries']:,} queries")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

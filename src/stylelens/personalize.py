@@ -1,0 +1,241 @@
+"""Shoppers and their taste: events in ``users.sqlite`` beside the index, and Rocchio query blending.
+
+A shopper is an opaque id chosen by the shop (no names, no e-mail). Events:
+
+- ``like`` / ``dislike`` a product: the latest opinion on a product wins;
+- ``view`` a product: counted, and used as a weak signal for a shopper with no likes yet;
+- ``upload``: a search made for the shopper, remembered as its vector (never the picture).
+
+Personalised search (Rocchio): ``q' = a*q + b*mean(liked) - c*mean(disliked)``, renormalised, with
+a, b, c the settings ``rocchio_query`` (1.0), ``rocchio_like`` (0.8) and ``rocchio_dislike`` (0.4).
+Only history of the type the query was identified as takes part, so liking shirts does not pull a
+shoe search towards shirts; disliked products are left out of the shopper's results.
+
+"For you" (no query): one Rocchio profile per liked type (a = 0), their results interleaved, most
+liked type first, leaving out products already liked or disliked. With no likes, recent uploads and
+views seed it; with no history at all it is empty and says so.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .errors import InvalidArgumentError, StylelensError
+
+USERS_DB = "users.sqlite"
+EVENTS = ("like", "dislike", "view", "upload")
+PRODUCT_EVENTS = ("like", "dislike", "view")
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+RECENT_SEEDS = 5  # uploads/views used to seed "For you" for a shopper with no likes
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL, kind TEXT NOT NULL, product_id TEXT, sha256 TEXT, vector BLOB, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user, seq);
+"""
+
+
+def check_user(user) -> str:
+    user = "" if user is None else str(user)
+    if not USER_ID.match(user):
+        raise InvalidArgumentError(
+            f"Shopper id {user[:40]!r} is not valid. Use 1 to 128 letters, digits or _ . : @ - (an opaque id, not personal data).",
+            code="bad_user")
+    return user
+
+
+def check_event(kind) -> str:
+    if kind not in EVENTS:
+        raise InvalidArgumentError(f"Unknown event {kind!r}. Use one of: {', '.join(PRODUCT_EVENTS)}.", code="bad_event")
+    return kind
+
+
+@dataclass
+class History:
+    liked: list[str] = field(default_factory=list)  # product ids, oldest first
+    disliked: list[str] = field(default_factory=list)
+    viewed: list[str] = field(default_factory=list)  # most recent first, distinct
+    uploads: list[np.ndarray] = field(default_factory=list)  # most recent first
+
+    @property
+    def empty(self) -> bool:
+        return not (self.liked or self.disliked or self.viewed or self.uploads)
+
+
+class Shoppers:
+    """The events of every shopper of one index, in ``<index>/users.sqlite``. Safe to share between threads."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / USERS_DB
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StylelensError(f"Cannot open the shopper database {self.path}: {exc}. "
+                                 "Personalisation needs write access to the index folder.", code="users_unavailable") from exc
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(self, user: str, kind: str, product_id: str | None = None, vector: np.ndarray | None = None,
+               sha256: str | None = None) -> dict:
+        user, kind = check_user(user), check_event(kind)
+        blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
+        with self.lock, self.db:
+            self.db.execute("BEGIN")
+            if kind == "upload" and sha256:  # the same picture searched again is one upload
+                self.db.execute("DELETE FROM events WHERE user=? AND kind='upload' AND sha256=?", (user, sha256))
+            self.db.execute("INSERT INTO events (user, kind, product_id, sha256, vector, at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (user, kind, product_id, sha256, blob, time.time()))
+        return self.counts(user)
+
+    def history(self, user: str) -> History:
+        user = check_user(user)
+        with self.lock:
+            rows = self.db.execute("SELECT kind, product_id, vector FROM events WHERE user=? ORDER BY seq", (user,)).fetchall()
+        opinion: dict[str, str] = {}
+        viewed: dict[str, None] = {}
+        uploads = []
+        for kind, pid, blob in rows:
+            if kind in ("like", "dislike"):
+                opinion.pop(pid, None)  # re-insert so the order is that of the latest opinion
+                opinion[pid] = kind
+            elif kind == "view":
+                viewed.pop(pid, None)
+                viewed[pid] = None
+            elif kind == "upload" and blob:
+                uploads.append(np.frombuffer(blob, np.float32))
+        return History(liked=[p for p, k in opinion.items() if k == "like"],
+                       disliked=[p for p, k in opinion.items() if k == "dislike"],
+                       viewed=list(reversed(viewed)), uploads=uploads[::-1])
+
+    def counts(self, user: str) -> dict:
+        h = self.history(user)
+        return {"like": len(h.liked), "dislike": len(h.disliked), "view": len(h.viewed), "upload": len(h.uploads)}
+
+    def forget(self, user: str) -> int:
+        """Delete everything stored about a shopper; returns how many events were deleted."""
+        user = check_user(user)
+        with self.lock, self.db:
+            self.db.execute("BEGIN")
+            n = self.db.execute("DELETE FROM events WHERE user=?", (user,)).rowcount
+        return n
+
+    def users(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.db.execute("SELECT DISTINCT user FROM events ORDER BY user")]
+
+
+# ---- the library calls ---------------------------------------------------------------------
+
+def feedback(index, user: str, product_id: str, event: str) -> dict:
+    """Record that a shopper liked, disliked or viewed a catalog product. Returns their counts."""
+    user = check_user(user)
+    if event not in PRODUCT_EVENTS:
+        raise InvalidArgumentError(f"Unknown event {event!r}. Use one of: {', '.join(PRODUCT_EVENTS)}.", code="bad_event")
+    index.row(product_id)  # unknown product -> ProductNotFoundError
+    return index.shoppers.record(user, event, product_id=str(product_id))
+
+
+def forget(index, user: str) -> int:
+    """Delete a shopper and all their events."""
+    return index.shoppers.forget(user)
+
+
+def rocchio(query: np.ndarray | None, liked: np.ndarray, disliked: np.ndarray,
+            a: float | None = None, b: float | None = None, c: float | None = None) -> np.ndarray | None:
+    """q' = a*q + b*mean(liked) - c*mean(disliked), unit length. None when nothing is left."""
+    a = config.get("rocchio_query") if a is None else a
+    b = config.get("rocchio_like") if b is None else b
+    c = config.get("rocchio_dislike") if c is None else c
+    dim = (query if query is not None else liked if len(liked) else disliked).shape[-1]
+    out = np.zeros(dim, np.float64)
+    if query is not None:
+        out += a * query
+    if len(liked):
+        out += b * np.mean(liked, axis=0)
+    if len(disliked):
+        out -= c * np.mean(disliked, axis=0)
+    norm = np.linalg.norm(out)
+    if norm < 1e-6:
+        return None
+    return (out / norm).astype(np.float32)
+
+
+def _rows(index, pids) -> np.ndarray:
+    row_of = index.store.columns.row_of
+    return np.asarray([row_of[p] for p in pids if p in row_of], np.int64)  # products since removed drop out
+
+
+def personal_query(index, user: str, vector: np.ndarray, identified_type: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A query vector blended with the shopper's history of the same type, and rows to leave out (disliked)."""
+    history = index.shoppers.history(user)
+    cols = index.store.columns
+    liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
+    if identified_type is not None:
+        code = cols.code("type", identified_type)
+        same = lambda rows: rows[cols.codes["type"][rows] == code]  # noqa: E731
+        liked_t, disliked_t = same(liked), same(disliked)
+    else:
+        liked_t, disliked_t = liked, disliked
+    vectors = index.store.vectors
+    blended = rocchio(vector, np.asarray(vectors[liked_t]), np.asarray(vectors[disliked_t]))
+    return (vector if blended is None else blended), disliked
+
+
+def recommend_for_user(index, user: str, k: int | None = None, **filters):
+    """The "For you" feed: products for a shopper from their history alone (see module doc)."""
+    from .recommend import Filters, SearchResult, _check_k
+
+    started = time.perf_counter()
+    k = config.get("k") if k is None else _check_k(k)
+    history = index.shoppers.history(user)
+    cols, vectors = index.store.columns, index.store.vectors
+    liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
+    seeds = _seeds(cols, vectors, liked, disliked, history, index)
+    mask = Filters(**filters).mask(cols)
+    mask[liked] = False
+    mask[disliked] = False
+    if not seeds:
+        return SearchResult([], None, (time.perf_counter() - started) * 1000,
+                            extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
+    per_seed = [index.searcher.search(seed[None], k, mask) for seed in seeds]
+    products, taken = [], set()
+    for rank in range(k):  # interleave: the best of each seed, then the second best of each...
+        for scores, rows in per_seed:
+            row = int(rows[0][rank])
+            if row < 0 or row in taken or len(products) >= k:
+                continue
+            taken.add(row)
+            product = index.store.product(cols.ids[row])
+            product["score"] = round(float(scores[0][rank]), 4)
+            products.append(product)
+    return SearchResult(products, None, (time.perf_counter() - started) * 1000)
+
+
+def _seeds(cols, vectors, liked, disliked, history: History, index) -> list[np.ndarray]:
+    if len(liked):
+        types = cols.codes["type"]
+        order = sorted(set(types[liked].tolist()), key=lambda t: -int(np.sum(types[liked] == t)))
+        seeds = []
+        for t in order[:RECENT_SEEDS]:
+            seed = rocchio(None, np.asarray(vectors[liked[types[liked] == t]]), np.asarray(vectors[disliked[types[disliked] == t]]))
+            if seed is not None:
+                seeds.append(seed)
+        return seeds
+    recent = list(history.uploads[:RECENT_SEEDS])
+    viewed = _rows(index, history.viewed[:RECENT_SEEDS])
+    recent += [np.asarray(vectors[r]) for r in viewed]
+    return [v for v in recent[:RECENT_SEEDS] if v.shape == (vectors.shape[1],)]

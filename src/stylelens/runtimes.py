@@ -1,0 +1,261 @@
+"""Fast CPU runtimes for the one ``EmbeddingNet``: OpenVINO (bf16 where it keeps parity) and ONNX Runtime.
+
+Each runtime converts ``embedder.net`` once, keeps the converted model in
+``config.cache_dir()/compiled/<key>/`` (key: hash of the embedder fingerprint, runtime and library
+versions) and returns ``run(uint8 NHWC) -> float32 (N, dim) unit vectors``, the same function as the
+torch runtime. Importing this module registers them in ``embedder.RUNTIMES`` / ``AUTO_ORDER``.
+
+Precision ``auto`` uses bf16 only where the CPU has it natively *and* the bf16 model passes the
+parity bar against torch fp32 on a fixed probe set (checked once per model, cached); else f32.
+int8 (NNCF post-training quantization) was measured and left out: it misses the bar by far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import config, embedder
+from .errors import InvalidArgumentError, MissingExtraError
+
+CACHE_FORMAT = 1
+PRECISIONS = ("auto", "f32", "bf16")
+# The bar a fast runtime must meet against torch fp32 (tests and the benchmark check it).
+PARITY_MIN_COSINE = 0.999
+PARITY_MIN_TOP5_SAME = 0.95
+
+
+# ---- cache ----------------------------------------------------------------------------------
+def cache_key(emb, runtime: str, variant: str) -> str:
+    import torch
+
+    versions = {"torch": torch.__version__, "stylelens": _stylelens_version()}
+    for module in ("openvino", "onnxruntime"):
+        versions[module] = _version_of(module)
+    blob = json.dumps({"format": CACHE_FORMAT, "runtime": runtime, "variant": variant,
+                       "fingerprint": emb.fingerprint(), "versions": versions}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _stylelens_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stylelens")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def _version_of(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def cached_model(emb, runtime: str, variant: str, filename: str, write) -> Path:
+    """Path of the converted model, writing it once with ``write(path)``; atomic under concurrent builds."""
+    folder = config.cache_dir() / "compiled" / f"{runtime}-{emb.spec.name}-{variant}-{cache_key(emb, runtime, variant)}"
+    target = folder / filename
+    if target.is_file():
+        return target
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        write(tmp / filename)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished first: keep theirs
+            if not target.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _example_input(emb):
+    import torch
+
+    size = emb.preprocess.size
+    return torch.zeros((1, size, size, 3), dtype=torch.uint8)
+
+
+# ---- OpenVINO -------------------------------------------------------------------------------
+def _import_openvino():
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise MissingExtraError("openvino", "fast", "The OpenVINO runtime") from exc
+    return ov
+
+
+def cpu_supports_bf16() -> bool:
+    """True when OpenVINO reports native bf16 on this CPU (AVX512-BF16 or AMX)."""
+    ov = _import_openvino()
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _openvino_ir(emb, ov) -> Path:
+    size = emb.preprocess.size
+
+    def write(path: Path):
+        model = ov.convert_model(emb.net, example_input=_example_input(emb))
+        model.reshape([-1, size, size, 3])  # any batch size
+        ov.save_model(model, str(path), compress_to_fp16=False)
+
+    return cached_model(emb, "openvino", "fp32", "model.xml", write)
+
+
+def probe_pixels(pre, n: int = 48, seed: int = 0) -> np.ndarray:
+    """Deterministic product-like pictures (a textured garment shape on white), network-ready."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = (int(v) for v in rng.integers(48, 160, 2))
+        colours = rng.integers(0, 256, (3, 3, 3)).astype(np.uint8)
+        body = np.asarray(Image.fromarray(colours).resize((w, h), Image.Resampling.BICUBIC), np.int16)
+        body = np.clip(body + rng.integers(-24, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+        shape = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(shape)
+        box = (int(w * rng.uniform(0, 0.2)), int(h * rng.uniform(0, 0.2)), int(w * rng.uniform(0.8, 1)), int(h * rng.uniform(0.8, 1)))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=255)
+        picture = Image.new("RGB", (w, h), (255, 255, 255))
+        picture.paste(Image.fromarray(body), (0, 0), shape)
+        out.append(embedder.prepare(picture, pre))
+    return np.stack(out)
+
+
+def bf16_check(emb, core, ir: Path) -> dict:
+    """Parity of the bf16-compiled model against torch fp32 on the probe set; computed once, cached."""
+    record = ir.parent / "bf16-check.json"
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        pass
+    probe = probe_pixels(emb.preprocess)
+    reference = embedder.RUNTIMES["torch"](emb)(probe)
+    compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    result = parity(np.concatenate([compiled(probe[i : i + 16])[0] for i in range(0, len(probe), 16)]), reference,
+                    queries=len(probe))
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, record)
+    return result
+
+
+def resolve_precision(emb, core, ir: Path, precision: str | None) -> str:
+    precision = precision or config.get("precision")
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"Unknown precision '{precision}'. Choose one of: {', '.join(PRECISIONS)}.", code="bad_option")
+    if precision != "auto":
+        return precision
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return "f32"
+    return "bf16" if bf16_check(emb, core, ir)["passes"] else "f32"
+
+
+class OpenVINORunner:
+    """One compiled model; calls are serialised (an infer request is not thread-safe) and use every core."""
+
+    def __init__(self, emb, precision: str | None = None):
+        if not emb.device.startswith("cpu"):
+            raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; --device {emb.device} needs --runtime torch.", code="bad_option")
+        ov = _import_openvino()
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(config.cache_dir() / "compiled" / "openvino-blobs")})
+        ir = _openvino_ir(emb, ov)
+        self.precision = resolve_precision(emb, core, ir, precision)
+        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            warnings.warn("This CPU has no native bf16; OpenVINO emulates it slowly. Use precision f32.", stacklevel=2)
+        self.compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"})
+        self.request = self.compiled.create_infer_request()
+        self.lock = threading.Lock()
+        self.name = f"openvino-{self.precision}"
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        with self.lock:
+            out = self.request.infer({0: pixels}, share_inputs=True)[0]
+            return np.array(out, dtype=np.float32, copy=True)  # the request's buffer is reused next call
+
+
+def openvino_runner(emb, precision: str | None = None):
+    return OpenVINORunner(emb, precision)
+
+
+# ---- ONNX Runtime ---------------------------------------------------------------------------
+def onnx_runner(emb):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingExtraError("onnxruntime", "fast", "The ONNX Runtime runtime") from exc
+    if not emb.device.startswith("cpu"):
+        raise InvalidArgumentError(f"The onnx runtime runs on the CPU here; --device {emb.device} needs --runtime torch.", code="bad_option")
+
+    def write(path: Path):
+        import torch
+
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(emb.net, (_example_input(emb),), str(path), input_names=["pixels"], output_names=["vectors"],
+                              dynamic_axes={"pixels": {0: "batch"}, "vectors": {0: "batch"}}, opset_version=17, dynamo=False)
+
+    path = cached_model(emb, "onnx", "fp32", "model.onnx", write)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
+
+    return run
+
+
+# ---- parity ---------------------------------------------------------------------------------
+def parity(fast: np.ndarray, reference: np.ndarray, queries: int = 100, k: int = 5) -> dict:
+    """How closely ``fast`` vectors follow ``reference`` (torch fp32) vectors of the same images.
+
+    Per image: cosine between the two vectors. Per query (the first ``queries`` images): its top-k
+    neighbours among all the images (itself excluded), once in each space; "identical" means the same
+    ids in the same order.
+    """
+    fast = np.asarray(fast, np.float32)
+    reference = np.asarray(reference, np.float32)
+    cos = np.sum(fast * reference, axis=1)
+    q = min(queries, len(fast))
+
+    def topk(v):
+        scores = v[:q] @ v.T
+        scores[np.arange(q), np.arange(q)] = -np.inf
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+    a, b = topk(fast), topk(reference)
+    identical = float(np.mean(np.all(a == b, axis=1))) if q else 1.0
+    same_set = float(np.mean([set(x) == set(y) for x, y in zip(a, b)])) if q else 1.0
+    return {
+        "images": len(fast),
+        "queries": q,
+        "cosine_min": round(float(cos.min()), 6) if len(cos) else 1.0,
+        "cosine_mean": round(float(cos.mean()), 6) if len(cos) else 1.0,
+        f"top{k}_identical": round(identical, 4),
+        f"top{k}_same_set": round(same_set, 4),
+        "passes": bool(len(cos) == 0 or (cos.min() >= PARITY_MIN_COSINE and identical >= PARITY_MIN_TOP5_SAME)),
+    }
+
+
+embedder.RUNTIMES["openvino"] = openvino_runner
+embedder.RUNTIMES["onnx"] = onnx_runner
+for _position, _name in enumerate(("openvino", "onnx")):
+    if _name not in embedder.AUTO_ORDER:
+        embedder.AUTO_ORDER.insert(_position, _name)

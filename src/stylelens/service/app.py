@@ -1,0 +1,224 @@
+"""The web page and the HTTP API over one opened index: ``create_app(index_or_path, settings) -> FastAPI``.
+
+Routes only translate: request -> library call (in a worker thread, since inference is CPU-bound and
+must not block the event loop) -> public JSON. The model and index are loaded once, here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import mimetypes
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__, config
+from ..recommend import Index, open_index
+from .http import (bad, current_index, error_response, install_error_handlers, log, parse_options,
+                   public_product, public_result, supported_extras)
+from .uploads import IMAGE_FIELD, read_upload
+
+STATIC = Path(__file__).parent / "static"
+# Settings the app reads; create_app(settings=...) may override any of them.
+APP_SETTINGS = ("max_upload_bytes", "search")
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-cache",
+}
+
+ERROR_SCHEMA = {"description": "An error, in the one error shape",
+                "content": {"application/json": {"example": {"error": {"code": "not_an_image",
+                                                                       "message": "The file is not an image. ..."}}}}}
+_OPTION_DOCS = {
+    "k": "How many products to return (1-1000, default from the 'k' setting).",
+    "gender": "Only this gender (comma-separated for several); values from /api/facets.",
+    "type": "Only this product type, e.g. Tshirts (comma-separated for several).",
+    "colour": "Only this colour (comma-separated for several). 'color' is accepted too.",
+    "min_price": "Lowest price.",
+    "max_price": "Highest price.",
+    "include_out_of_stock": "Also return products that are out of stock (true/false, default false).",
+    "user": "Shopper id, for personalised ranking (when the server supports it).",
+    "diversity": "0..1: trade similarity for variety (when the server supports it).",
+    "collapse": "Show one product per near-duplicate group (when the server supports it).",
+}
+SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [IMAGE_FIELD],
+                    "properties": {IMAGE_FIELD: {"type": "string", "format": "binary",
+                                                 "description": "The photo: JPEG, PNG, WebP, GIF, BMP or TIFF."},
+                                   **{name: {"type": "string", "description": doc} for name, doc in _OPTION_DOCS.items()}},
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def create_app(index_or_path, settings: dict | None = None) -> FastAPI:
+    """The FastAPI app serving ``index_or_path`` (an opened ``Index`` or an index folder)."""
+    settings = dict(settings or {})
+    unknown = set(settings) - set(APP_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown app settings: {', '.join(sorted(unknown))}; known: {', '.join(APP_SETTINGS)}")
+    values = {name: config.get(name) if settings.get(name) is None else settings[name] for name in APP_SETTINGS}
+    index = index_or_path if isinstance(index_or_path, Index) else open_index(index_or_path, search=values["search"])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        blas = _one_blas_thread()
+        # The first inference is slow (allocations, kernel selection); pay it before the first shopper.
+        await run_in_threadpool(index.embedder.embed, [Image.new("RGB", (64, 64), "white")])
+        yield
+        if blas is not None:
+            blas.restore_original_limits()
+
+    app = _fastapi(lifespan)
+    app.state.index = index
+    app.state.settings = values
+    install_error_handlers(app)
+    app.include_router(api)
+    quality = _quality_router()
+    if quality is not None:
+        app.include_router(quality)
+    app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def nosniff(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    return app
+
+
+def _fastapi(lifespan) -> FastAPI:
+    meta = dict(title="stylelens", version=__version__, lifespan=lifespan,
+                description="Upload a photo of a garment; get what it is and similar products to buy.")
+    try:  # API docs with their assets served locally, so /docs works offline
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**meta)
+    return FastAPIOffline(**meta)
+
+
+def _one_blas_thread():
+    """Requests run in parallel threads, each with its own matrix product (exact search). OpenBLAS's
+    threads on top of that oversubscribe the cores and spin: measured on 2 cores, 20 concurrent
+    searches over 3,000 products took 370 ms each instead of 8 ms. The server limits BLAS to one
+    thread per call for as long as it runs; parallelism comes from the requests."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.warning("threadpoolctl is not installed: concurrent searches may oversubscribe the CPU (pip install threadpoolctl)")
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _quality_router():
+    try:
+        from .routes_quality import router
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__package__}.routes_quality":
+            return None
+        raise
+    return router
+
+
+def _options(request: Request, form: dict | None = None):
+    raw = dict(request.query_params)
+    raw.update(form or {})
+    return parse_options(raw)
+
+
+def _query_params(func):
+    """Document the option fields as query parameters without letting FastAPI parse them (parse_options does)."""
+    sig = inspect.signature(func)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                 default=Query(None, description=doc)) for name, doc in _OPTION_DOCS.items()]
+    func.__signature__ = sig.replace(parameters=params)
+    return func
+
+
+api = APIRouter(prefix="/api", responses={400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 413: ERROR_SCHEMA, 422: ERROR_SCHEMA})
+
+
+@api.post("/search", openapi_extra=SEARCH_BODY, summary="Identify the item in a photo and recommend products")
+async def search(request: Request, index: Index = Depends(current_index)):
+    """Multipart form with the photo in ``image`` and any of the options as fields (or query parameters),
+    or the raw photo as the body with an ``image/*`` Content-Type and the options as query parameters."""
+    upload = await read_upload(request, request.app.state.settings["max_upload_bytes"])
+    if upload.image is None:
+        raise _no_image()
+    k, filters, extras = _options(request, upload.fields)
+    extras = supported_extras(index.search, extras)
+    # Bytes, not a decoded picture: the library hashes them to recognise a catalog image sent as the query.
+    result = await run_in_threadpool(index.search, upload.image, k, **filters, **extras)
+    return public_result(result)
+
+
+def _no_image():
+    return bad(f"No photo in the request. Send it as the multipart form field '{IMAGE_FIELD}' "
+               "(or as the raw body with an image/* Content-Type).", code="no_image")
+
+
+@api.get("/products/{product_id}", summary="One product")
+async def product(product_id: str, index: Index = Depends(current_index)):
+    return public_product(await run_in_threadpool(index.product, product_id))
+
+
+@api.get("/products/{product_id}/similar", summary="More like this: products similar to a catalog product")
+@_query_params
+async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
+    k, filters, extras = _options(request)
+    extras = supported_extras(index.similar, extras)
+    return public_result(await run_in_threadpool(index.similar, product_id, k, **filters, **extras))
+
+
+@api.get("/health", summary="What the server is serving")
+async def health(request: Request, index: Index = Depends(current_index)):
+    manifest = index.store.manifest["embedder"]
+    return {"status": "ok", "version": __version__, "products": len(index), "backbone": manifest["backbone"],
+            "weights": manifest["weights"]["source"], "dimension": index.store.dim, "pooling": manifest["pooling"],
+            "search": index.searcher.name, "runtime": index.embedder.runtime_name,
+            "max_upload_bytes": request.app.state.settings["max_upload_bytes"]}
+
+
+@api.get("/facets", summary="Values for the filter controls")
+async def facets(index: Index = Depends(current_index)):
+    return await run_in_threadpool(index.facets)
+
+
+pages = APIRouter()
+
+
+@pages.get("/images/{product_id}", summary="A catalog product's image", responses={404: ERROR_SCHEMA})
+async def product_image(product_id: str, index: Index = Depends(current_index)):
+    # The id is looked up in the catalog; only the path stored there is ever opened.
+    path = await run_in_threadpool(index.image_path, product_id)
+    if not path.is_file():
+        return error_response(404, "image_missing", f"The image of product '{product_id}' is missing on the server. "
+                                                    "Ask the shop to re-index its catalog.")
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@pages.get("/", include_in_schema=False)
+async def page():
+    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,188 @@
+"""The HTTP edge: one JSON error shape, public product dicts, and request options -> library arguments.
+
+Routers (app.py, routes_quality.py) share these so every endpoint speaks the same dialect:
+errors are ``{"error": {"code": ..., "message": ...}}`` and products never show local paths.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InvalidArgumentError, StylelensError
+from ..recommend import Index, SearchResult
+
+log = logging.getLogger("stylelens.service")
+
+# Fields of a product that belong to the server, not to the shopper.
+PRIVATE_FIELDS = frozenset({"image_path", "image_sha256", "extra"})
+FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")
+# Passed to Index.search / Index.similar only when the request gives them (personalisation, diversity).
+OPTIONAL_FIELDS = ("user", "diversity", "collapse")
+OPTION_FIELDS = ("k",) + FILTER_FIELDS + OPTIONAL_FIELDS
+ALIASES = {"color": "colour"}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def current_index(request: Request) -> Index:
+    """The index opened at start-up (use as a FastAPI dependency)."""
+    return request.app.state.index
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def bad(message: str, code: str = "bad_filter", status: int | None = None) -> InvalidArgumentError:
+    exc = InvalidArgumentError(message, code=code)
+    if status is not None:
+        exc.http_status = status
+    return exc
+
+
+# ---- products and results ----------------------------------------------------------------
+def image_url(product_id: str) -> str:
+    return "/images/" + quote(str(product_id), safe="")
+
+
+def public_product(product: dict) -> dict:
+    out = {k: v for k, v in product.items() if k not in PRIVATE_FIELDS}
+    if isinstance(out.get("price"), float) and not math.isfinite(out["price"]):
+        out["price"] = None
+    out["image_url"] = image_url(product["id"])
+    return out
+
+
+def public_result(result: SearchResult) -> dict:
+    body = result.to_dict()
+    body["results"] = [public_product(p) for p in result.products]
+    return body
+
+
+# ---- request options -----------------------------------------------------------------------
+def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | None, dict, dict]:
+    """Text options from a form or query string -> (k, filters, optional keyword arguments).
+
+    Empty values count as not given (HTML forms send them). With ``strict``, unknown names are an
+    error, so a misspelt filter is not silently ignored.
+    """
+    values: dict[str, str] = {}
+    for name, value in raw.items():
+        name = ALIASES.get(name, name)
+        if name.startswith("_"):  # cache-busting parameters
+            continue
+        if name not in OPTION_FIELDS:
+            if strict:
+                raise bad(f"Unknown field '{name}'. Known fields: {', '.join(OPTION_FIELDS)}.", code="bad_request")
+            continue
+        value = value.strip() if isinstance(value, str) else value
+        if value not in (None, ""):
+            values[name] = value
+    k = values.pop("k", None)
+    filters: dict = {}
+    for name in ("gender", "type", "colour"):
+        if name in values:
+            filters[name] = values[name]
+    for name in ("min_price", "max_price"):
+        if name in values:
+            filters[name] = _number(name, values[name])
+    if "include_out_of_stock" in values:
+        filters["include_out_of_stock"] = _boolean("include_out_of_stock", values["include_out_of_stock"])
+    extras: dict = {}
+    if "user" in values:
+        extras["user"] = values["user"]
+    if "diversity" in values:
+        extras["diversity"] = _number("diversity", values["diversity"])
+        if not 0.0 <= extras["diversity"] <= 1.0:
+            raise bad(f"diversity must be between 0 and 1, got {values['diversity']}.")
+    if "collapse" in values:
+        extras["collapse"] = _boolean("collapse", values["collapse"])
+    return _whole(k), filters, extras
+
+
+def _whole(k) -> int | None:
+    if k is None:
+        return None
+    try:
+        return int(k)
+    except ValueError:
+        raise bad(f"k must be a whole number, got {k!r}.") from None
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise bad(f"{name} must be a number, got {text!r}.") from None
+    if not math.isfinite(value):
+        raise bad(f"{name} must be a finite number, got {text!r}.")
+    return value
+
+
+def _boolean(name: str, text: str) -> bool:
+    low = str(text).lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise bad(f"{name} must be true or false, got {text!r}.")
+
+
+def supported_extras(method, extras: dict) -> dict:
+    """``extras`` if ``method`` takes each of them by name; an error naming the first it does not."""
+    params = inspect.signature(method).parameters
+    for name in extras:
+        if name not in params:
+            raise bad(f"'{name}' is not supported by this stylelens server yet. Leave it out.", code="unsupported_option")
+    return extras
+
+
+# ---- error handlers -----------------------------------------------------------------------
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+               415: "unsupported_media_type"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every failure leaves as the one JSON error shape; bad input is always 4xx, never a trace."""
+
+    @app.exception_handler(StylelensError)
+    async def _stylelens(request: Request, exc: StylelensError):
+        return error_response(exc.http_status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        problems, fields = [], []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+            fields.append(loc[-1] if loc else "")
+            where = f"'{'.'.join(loc)}'" if loc else "the request body"
+            problems.append(f"{where}: {err.get('msg', 'is not valid')}")
+        code = "bad_filter" if fields and all(f in OPTION_FIELDS for f in fields) else "bad_request"
+        return error_response(422, code, "The request is not valid: " + "; ".join(problems) + ". See /docs for the API.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        if exc.status_code == 404:
+            message = f"There is nothing at {request.url.path}. The web page is at / and the API is described at /docs."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}. Allowed: {exc.headers.get('Allow', 'see /docs') if exc.headers else 'see /docs'}."
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # A server bug, not bad input: log the trace here, show the user nothing of it.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error",
+                              "Something went wrong on the server. Try again; if it keeps happening, tell the shop.")

@@ -1,0 +1,57 @@
+"""HTTP routes for shoppers (events, "For you", forget) and complete-the-look. Thin: parse -> library -> JSON."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from .. import look, personalize
+from ..recommend import Index
+from .http import bad, current_index, parse_options, public_product, public_result
+
+router = APIRouter(prefix="/api")
+
+
+@router.post("/users/{user}/events", summary="Record a shopper's like, dislike or view of a product")
+async def add_event(user: str, request: Request, index: Index = Depends(current_index)):
+    """JSON body ``{"product_id": "...", "event": "like" | "dislike" | "view"}``."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict) or not body.get("product_id") or not body.get("event"):
+        raise bad('Send a JSON body like {"product_id": "123", "event": "like"}; event is like, dislike or view.',
+                  code="bad_request")
+    counts = await run_in_threadpool(personalize.feedback, index, user, str(body["product_id"]), str(body["event"]))
+    return {"ok": True, "user": user, "counts": counts}
+
+
+@router.get("/users/{user}/recommendations", summary='"For you": products for a shopper from their history')
+async def recommendations(user: str, request: Request, index: Index = Depends(current_index)):
+    """Query parameters: ``k`` and the search filters (gender, type, colour, min_price, max_price, include_out_of_stock)."""
+    k, filters, extras = parse_options(dict(request.query_params))
+    if extras:
+        raise bad(f"{', '.join(extras)} cannot be used with recommendations; leave it out.", code="unsupported_option")
+    result = await run_in_threadpool(personalize.recommend_for_user, index, user, k, **filters)
+    return public_result(result)
+
+
+@router.delete("/users/{user}", summary="Forget a shopper: delete all their events")
+async def forget_user(user: str, index: Index = Depends(current_index)):
+    deleted = await run_in_threadpool(personalize.forget, index, user)
+    return {"ok": True, "user": user, "deleted": deleted}
+
+
+@router.get("/products/{product_id}/complete-the-look", summary="Items from complementary categories that go with a product")
+async def complete_the_look(product_id: str, request: Request, index: Index = Depends(current_index)):
+    """``k`` (default 3) suggestions per complementary category (see stylelens.look for the rules)."""
+    k, filters, extras = parse_options(dict(request.query_params))
+    if filters or extras:
+        raise bad(f"Only k can be given here, not {', '.join([*filters, *extras])}.", code="unsupported_option")
+    result = await run_in_threadpool(look.complete_the_look, index, product_id, None, k)
+    return {"source": public_product(result.source),
+            "groups": [{"category": g["category"], "products": [public_product(p) for p in g["products"]]}
+                       for g in result.groups],
+            "took_ms": round(result.took_ms, 2)}

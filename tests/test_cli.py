@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from stylelens.cli import main
+
+RANDOM = ["--backbone", "resnet50", "--weights", "random", "--runtime", "torch"]
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory):
+    from conftest import write_catalog
+
+    root = tmp_path_factory.mktemp("cli")
+    rows = write_catalog(root / "catalog", n=16, seed=2)
+    assert main(["index", str(root / "catalog"), "--out", str(root / "index"), "--workers", "0", "--no-progress", *RANDOM]) == 0
+    return root, rows
+
+
+def test_index_prints_a_summary_line(tmp_path, capsys):
+    from conftest import write_catalog
+
+    write_catalog(tmp_path / "c", n=4)
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "i"), "--workers", "0", "--no-progress", *RANDOM]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 4, unchanged 0, skipped 0, removed 0 in" in out and "img/s" in out
+
+
+def test_search_json_has_identification_and_filtered_results(cli_index, capsys):
+    root, rows = cli_index
+    photo = root / "catalog" / "images" / "1003.jpg"
+    assert main(["search", str(root / "index"), str(photo), "-k", "3", "--gender", "women", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"identified", "results", "took_ms"}
+    assert data["identified"]["type"] in {r["articleType"] for r in rows.values()}
+    assert 0 < data["identified"]["type_confidence"] <= 1
+    assert len(data["results"]) == 3 and all(r["gender"] == "Women" for r in data["results"])
+    assert "1003" not in [r["id"] for r in data["results"]]
+    assert all(r["in_stock"] for r in data["results"])
+
+
+def test_search_table_and_grid(cli_index, tmp_path, capsys):
+    root, rows = cli_index
+    grid = tmp_path / "grid.png"
+    photo = root / "catalog" / "images" / "1000.jpg"
+    assert main(["search", str(root / "index"), str(photo), "-k", "4", "--grid", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("identified: ")
+    header = next(line for line in out.splitlines() if line.startswith("rank"))
+    assert header.split() == ["rank", "id", "name", "type", "price", "url", "score"]
+    assert Image.open(grid).size == (5 * 160, 194)  # query + 4 results in one row
+
+
+def test_price_filter_and_no_match_message(cli_index, capsys):
+    root, rows = cli_index
+    photo = root / "catalog" / "images" / "1000.jpg"
+    assert main(["search", str(root / "index"), str(photo), "--min-price", "20", "--max-price", "30", "--json"]) == 0
+    prices = [r["price"] for r in json.loads(capsys.readouterr().out)["results"]]
+    assert prices and all(20 <= p <= 30 for p in prices)
+    assert main(["search", str(root / "index"), str(photo), "--min-price", "5000"]) == 0
+    assert "no products match" in capsys.readouterr().out
+
+
+def test_info_export_and_remove(cli_index, tmp_path, capsys):
+    root, rows = cli_index
+    assert main(["info", str(root / "index"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"]["products"] == len(rows) and info["embedder"]["backbone"] == "resnet50"
+    assert info["embedder"]["weights"]["source"] == "random" and info["versions"]["torch"]
+
+    assert main(["export", str(root / "index"), "--format", "npy", "--out", str(tmp_path / "npy")]) == 0
+    vectors = np.load(tmp_path / "npy" / "vectors.npy")
+    ids = (tmp_path / "npy" / "ids.txt").read_text().split()
+    assert vectors.shape == (len(rows), 2048) and vectors.dtype == np.float32 and ids == sorted(rows)
+    assert json.loads((tmp_path / "npy" / "manifest.json").read_text())["embedder"]["dim"] == 2048
+
+    assert main(["export", str(root / "index"), "--format", "parquet", "--out", str(tmp_path / "f.parquet")]) == 0
+    table = pq.read_table(tmp_path / "f.parquet")
+    assert table.column("id").to_pylist() == ids
+    np.testing.assert_array_equal(np.array(table.column("vector").to_pylist(), np.float32), vectors)
+    assert b"stylelens_manifest" in table.schema.metadata
+
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(root / "index", copy)
+    assert main(["remove", str(copy), "1001", "1002"]) == 0
+    assert "removed 2" in capsys.readouterr().out
+    assert main(["remove", str(copy), "nope"]) == 1
+    assert "not in the index: nope" in capsys.readouterr().err
+
+
+def test_errors_are_one_clear_line_without_traceback(cli_index, tmp_path):
+    root, _ = cli_index
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    cases = [
+        (["search", str(root / "index"), str(bad)], "error: "),
+        (["search", str(tmp_path / "none"), str(bad)], "No stylelens index"),
+        (["search", str(root / "index"), str(root / "catalog" / "images" / "1000.jpg"), "--gender", "Aliens"], "Unknown gender"),
+        (["index", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "does not exist"),
+    ]
+    for args, expected in cases:
+        proc = subprocess.run([sys.executable, "-m", "stylelens.cli", *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -1,0 +1,418 @@
+"""The HTTP API and web page, in-process, over a real index of generated product pictures."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import re
+import tempfile
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from imagegen import make_bad_corpus, make_image
+from PIL import Image
+from service_fixtures import COLOURS, SHAPE_TYPES, build_demo_index, shape_of
+
+from stylelens import open_index
+from stylelens.cli import main as cli_main
+from stylelens.errors import InvalidArgumentError
+from stylelens.service import create_app
+from stylelens.service.http import supported_extras
+
+PUBLIC_FIELDS = {"id", "name", "type", "gender", "colour", "price", "currency", "url", "in_stock", "score", "image_url"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(index folder, catalog folder, feed rows by id): 36 generated products, EfficientNet-Lite0 features."""
+    root = tmp_path_factory.mktemp("service")
+    index_dir = build_demo_index(root, n=36, backbone="efficientnet-lite0", weights="imagenet")
+    catalog = root / "catalog"
+    with open(catalog / "products.csv", newline="") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
+    return index_dir, catalog, rows
+
+
+@pytest.fixture(scope="module")
+def index(demo):
+    return open_index(demo[0])
+
+
+@pytest.fixture(scope="module")
+def client(index):
+    with TestClient(create_app(index)) as c:
+        yield c
+
+
+def upload(client, data: bytes, name="photo.jpg", **fields):
+    return client.post("/api/search", files={"image": (name, data, "image/jpeg")},
+                       data={k: str(v) for k, v in fields.items()})
+
+
+def jpeg(color=(200, 30, 40), shape="dress", size=(60, 80)) -> bytes:
+    """A new product picture (not in the catalog) of the given shape."""
+    seed = next(s for s in range(10_000, 20_000) if shape_of(s) == shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        return make_image(f"{tmp}/q.jpg", size=size, color=color, pattern_seed=seed).read_bytes()
+
+
+def assert_error(response, status: int, code: str):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    message = body["error"]["message"]
+    assert len(message) > 20 and "Traceback" not in message and "File \"" not in message
+    return message
+
+
+# ---- search ----------------------------------------------------------------------------------
+def test_search_identifies_the_item_and_ranks_public_products(client, demo):
+    _, _, rows = demo
+    r = upload(client, jpeg(COLOURS["Red"], "dress"), k=6)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["identified"]["type"] == SHAPE_TYPES["dress"]
+    assert 0.5 < body["identified"]["type_confidence"] <= 1.0
+    assert body["identified"]["gender"] in {"Men", "Women", "Unisex"}
+    results = body["results"]
+    assert len(results) == 6
+    scores = [p["score"] for p in results]
+    assert scores == sorted(scores, reverse=True)
+    for p in results:
+        assert PUBLIC_FIELDS <= set(p)
+        assert not {"image_path", "image_sha256", "extra"} & set(p)
+        assert p["image_url"] == f"/images/{p['id']}"
+        assert p["name"] == rows[p["id"]]["name"] and p["url"] == rows[p["id"]]["url"]
+        assert p["in_stock"] is True  # out-of-stock products are left out by default
+    assert sum(p["type"] == "Dresses" for p in results) >= 4
+    assert body["took_ms"] > 0
+
+
+def test_search_for_a_catalog_picture_leaves_that_product_out(client, demo):
+    _, catalog, _ = demo
+    r = upload(client, (catalog / "p004.jpg").read_bytes(), k=5, include_out_of_stock="true")
+    assert r.status_code == 200
+    assert "p004" not in [p["id"] for p in r.json()["results"]]
+
+
+def test_search_filters(client, demo):
+    _, _, rows = demo
+    photo = jpeg(COLOURS["Blue"], "tshirt")
+    r = upload(client, photo, k=50, gender="Women", colour="Blue,Red", min_price=20, max_price=100)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    expected = {pid for pid, row in rows.items() if row["gender"] == "Women" and row["baseColour"] in ("Blue", "Red")
+                and 20 <= float(row["price"]) <= 100 and row["in_stock"] == "yes"}
+    assert {p["id"] for p in results} == expected and expected
+    everything = upload(client, photo, k=50, include_out_of_stock="true").json()["results"]
+    assert len(everything) == len(rows)
+    assert any(not p["in_stock"] for p in everything)
+    by_type = upload(client, photo, k=50, type="Handbags", color="Black").json()["results"]  # 'color' spelling too
+    assert by_type and all(p["type"] == "Handbags" and p["colour"] == "Black" for p in by_type)
+
+
+def test_search_takes_a_raw_body_and_query_options_the_same_way(client):
+    photo = jpeg(COLOURS["Green"], "bag")
+    form = upload(client, photo, k=4, gender="Women").json()
+    raw = client.post("/api/search?k=4&gender=Women", content=photo, headers={"Content-Type": "image/jpeg"}).json()
+    assert [p["id"] for p in raw["results"]] == [p["id"] for p in form["results"]]
+    assert raw["identified"] == form["identified"]
+    # A form field wins over the same option in the query string.
+    assert len(client.post("/api/search?k=2", files={"image": ("a.jpg", photo)}, data={"k": "3"}).json()["results"]) == 3
+
+
+def test_search_passes_user_diversity_and_collapse_through(client):
+    photo = jpeg(COLOURS["Black"], "dress")
+    plain = upload(client, photo, k=8).json()["results"]
+    collapsed = upload(client, photo, k=8, collapse="true").json()["results"]
+    assert all("similar_count" in p for p in collapsed) and all("similar_count" not in p for p in plain)
+    diverse = upload(client, photo, k=8, diversity=1).json()["results"]
+    assert [p["id"] for p in diverse] != [p["id"] for p in plain]
+    assert upload(client, photo, k=8, user="shopper-diversity").status_code == 200
+
+
+def test_options_the_library_lacks_are_refused_by_name():
+    def old_search(image, k=None, **filters):
+        return None
+
+    assert supported_extras(old_search, {}) == {}
+    with pytest.raises(InvalidArgumentError) as exc:
+        supported_extras(old_search, {"diversity": 0.5})
+    assert exc.value.code == "unsupported_option" and "diversity" in exc.value.message
+
+
+# ---- catalog endpoints -----------------------------------------------------------------------
+def test_product_and_unknown_product(client, demo):
+    _, _, rows = demo
+    r = client.get("/api/products/p007")
+    assert r.status_code == 200
+    p = r.json()
+    assert p["id"] == "p007" and p["name"] == rows["p007"]["name"] and p["price"] == float(rows["p007"]["price"])
+    assert p["in_stock"] is (rows["p007"]["in_stock"] == "yes") and "image_path" not in p
+    assert "p999" in assert_error(client.get("/api/products/p999"), 404, "unknown_product")
+
+
+def test_similar_products(client, demo):
+    _, _, rows = demo
+    r = client.get("/api/products/p003/similar", params={"k": 5})
+    assert r.status_code == 200
+    ids = [p["id"] for p in r.json()["results"]]
+    assert len(ids) == 5 and "p003" not in ids
+    assert r.json()["identified"]["type"] == rows["p003"]["articleType"]
+    women = client.get("/api/products/p003/similar", params={"k": 50, "gender": "Women", "max_price": 60}).json()["results"]
+    assert women and all(p["gender"] == "Women" and p["price"] <= 60 for p in women)
+    assert_error(client.get("/api/products/nope/similar"), 404, "unknown_product")
+    assert_error(client.get("/api/products/p003/similar", params={"k": "many"}), 422, "bad_filter")
+
+
+def test_images_are_served_by_id_only(client, demo):
+    _, catalog, _ = demo
+    r = client.get("/images/p005")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.content == (catalog / "p005.jpg").read_bytes()
+    assert_error(client.get("/images/p999"), 404, "unknown_product")
+    for attempt in ("/images/..%2Fmanifest.json", "/images/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/images/..%2f..%2fcatalog.sqlite"):
+        r = client.get(attempt)
+        assert r.status_code == 404 and r.json()["error"]["code"] in {"unknown_product", "not_found"}
+
+
+def test_missing_image_file_is_a_clear_404(tmp_path):
+    index_dir = build_demo_index(tmp_path, n=3, backbone="efficientnet-lite0", weights="imagenet")
+    (tmp_path / "catalog" / "p001.jpg").unlink()
+    with TestClient(create_app(index_dir)) as c:
+        assert "re-index" in assert_error(c.get("/images/p001"), 404, "image_missing")
+        assert c.get("/images/p002").status_code == 200
+
+
+def test_health_and_facets(client, demo):
+    _, _, rows = demo
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["products"] == len(rows)
+    assert health["backbone"] == "efficientnet-lite0" and health["dimension"] == 1280
+    assert health["max_upload_bytes"] == 10 * 1024 * 1024
+    assert "/" not in json.dumps({k: v for k, v in health.items() if k != "weights"}).replace("\\/", "")
+    facets = client.get("/api/facets").json()
+    assert facets["type"] == ["Dresses", "Handbags", "Tshirts"]
+    assert facets["colour"] == sorted(COLOURS)
+    assert facets["gender"] == ["Men", "Unisex", "Women"]
+    prices = [float(r["price"]) for r in rows.values()]
+    assert facets["price"] == {"min": min(prices), "max": max(prices)}
+
+
+def test_quality_routes_are_included(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/users/{user}/events", "/api/users/{user}/recommendations",
+                 "/api/products/{product_id}/complete-the-look"):
+        assert path in paths
+    user = "shopper-routes"
+    r = client.post(f"/api/users/{user}/events", json={"product_id": "p002", "event": "like"})
+    assert r.status_code == 200 and r.json()["ok"] is True
+    recs = client.get(f"/api/users/{user}/recommendations", params={"k": 4}).json()["results"]
+    assert recs and all(p["image_url"].startswith("/images/") and "image_path" not in p for p in recs)
+    assert client.delete(f"/api/users/{user}").json()["ok"] is True
+
+
+# ---- errors: one shape, 4xx for bad input ------------------------------------------------------
+def test_every_bad_file_gets_its_own_4xx_code(client, tmp_path):
+    expected = make_bad_corpus(tmp_path)
+    seen = set()
+    for name, code in expected.items():
+        r = upload(client, (tmp_path / name).read_bytes(), name=name)
+        assert_error(r, 422, code)
+        seen.add(code)
+    assert seen >= {"empty", "not_an_image", "unsupported_format", "truncated", "corrupt", "too_many_pixels"}
+
+
+def test_no_image_and_wrong_field(client):
+    assert_error(client.post("/api/search", files={"k": (None, "3")}), 422, "no_image")
+    r = client.post("/api/search", files={"photo": ("a.jpg", jpeg())})
+    assert "'image'" in assert_error(r, 422, "no_image")
+    assert_error(client.post("/api/search", content=b"", headers={"Content-Type": "image/jpeg"}), 422, "empty")
+    assert_error(client.post("/api/search", json={"image": "abc"}), 415, "unsupported_media_type")
+    assert_error(client.post("/api/search", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"}),
+                 400, "bad_request")
+    two = [("image", ("a.jpg", jpeg())), ("image", ("b.jpg", jpeg()))]
+    assert "one photo" in assert_error(client.post("/api/search", files=two), 422, "bad_request")
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"gender": "Martian"}, "Martian"),
+    ({"type": "Spacesuits"}, "Spacesuits"),
+    ({"min_price": "cheap"}, "min_price"),
+    ({"min_price": "50", "max_price": "10"}, "Swap"),
+    ({"max_price": "-5"}, "max_price"),
+    ({"max_price": "nan"}, "max_price"),
+    ({"k": "0"}, "k must be"),
+    ({"k": "lots"}, "k must be"),
+    ({"include_out_of_stock": "maybe"}, "true or false"),
+    ({"diversity": "2"}, "diversity"),
+    ({"collapse": "sometimes"}, "collapse"),
+])
+def test_bad_filter_values(client, fields, needle):
+    assert needle in assert_error(upload(client, jpeg(), **fields), 422, "bad_filter")
+
+
+def test_unknown_field_is_named(client):
+    assert "colr" in assert_error(upload(client, jpeg(), colr="Red"), 422, "bad_request")
+
+
+def test_too_large_is_refused_while_reading(index):
+    limit = 50_000
+    with TestClient(create_app(index, {"max_upload_bytes": limit})) as c:
+        message = assert_error(upload(c, bytes(limit + 1)), 413, "too_large")
+        assert "over the 49 KB upload limit" in message
+        # Declared size far over the limit: refused from the header, before reading.
+        assert re.match(r"The photo is 14\d KB, over the 49 KB", assert_error(upload(c, bytes(limit * 3)), 413, "too_large"))
+
+        # No Content-Length (chunked): the limit is enforced on the bytes as they arrive.
+        sent = []
+
+        def chunks():
+            for _ in range(100):
+                sent.append(1)
+                yield bytes(10_000)
+
+        r = c.post("/api/search", content=chunks(), headers={"Content-Type": "image/jpeg"})
+        assert_error(r, 413, "too_large")
+        assert upload(c, jpeg()).status_code == 200  # under the limit: fine
+
+
+def test_uploads_never_touch_the_disk(client, monkeypatch, tmp_path):
+    import tempfile as tempfile_module
+
+    import starlette.formparsers
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile_module, name, no_disk)
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", no_disk)
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (1100, 1000, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    picture.save(buf, "PNG")
+    assert buf.tell() > 2 * 1024 * 1024  # Starlette would spool anything over 1 MB
+    monkeypatch.chdir(tmp_path)
+    r = client.post("/api/search", files={"image": ("../../evil.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_framework_errors_use_the_same_shape(index):
+    app = create_app(index)
+
+    @app.get("/api/test-validation")
+    async def needs_int(n: int):
+        return {"n": n}
+
+    @app.get("/api/test-bug")
+    async def bug():
+        raise RuntimeError("secret internal detail")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert "/nope" in assert_error(c.get("/nope"), 404, "not_found")
+        assert "GET" in assert_error(c.put("/api/health"), 405, "method_not_allowed")
+        assert "'n'" in assert_error(c.get("/api/test-validation", params={"n": "x"}), 422, "bad_request")
+        message = assert_error(c.get("/api/test-bug"), 500, "internal_error")
+        assert "secret" not in message and "RuntimeError" not in message
+
+
+# ---- concurrency --------------------------------------------------------------------------------
+def test_twenty_simultaneous_searches_agree(index):
+    app = create_app(index)
+    photos = {"dress": jpeg(COLOURS["Red"], "dress"), "bag": jpeg(COLOURS["Blue"], "bag")}
+    order = []
+
+    async def one(kind):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.post("/api/search", files={"image": ("p.jpg", photos[kind])}, data={"k": "8"})
+            order.append("search")
+            return kind, r
+
+    async def health():
+        await asyncio.sleep(0.05)  # the searches are under way
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.get("/api/health")
+            order.append("health")
+            return r
+
+    async def main():
+        return await asyncio.gather(*[one("dress" if i % 2 else "bag") for i in range(20)], health())
+
+    *answers, health_response = asyncio.run(main())
+    assert health_response.status_code == 200
+    assert all(r.status_code == 200 for _, r in answers), [r.text for _, r in answers if r.status_code != 200]
+    by_kind: dict[str, set] = {}
+    for kind, r in answers:
+        body = r.json()
+        by_kind.setdefault(kind, set()).add(json.dumps([body["identified"], body["results"]], sort_keys=True))
+    assert {k: len(v) for k, v in by_kind.items()} == {"dress": 1, "bag": 1}
+    assert by_kind["dress"] != by_kind["bag"]
+    # Searches run in worker threads: the event loop answered health while they were still going.
+    assert order.index("health") < len(order) - 1
+
+
+def test_the_running_server_keeps_blas_to_one_thread(index):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    with TestClient(create_app(index)):
+        assert blas_threads() == {1}
+    assert blas_threads() == before
+
+
+def test_simultaneous_shoppers_searching_and_liking(index):
+    """Personalised searches write the shopper database while other threads read the catalog."""
+    app = create_app(index)
+    photo = jpeg(COLOURS["Green"], "tshirt")
+
+    async def shopper(i):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            user = f"concurrent-{i}"
+            liked = await c.post(f"/api/users/{user}/events", json={"product_id": f"p{i:03d}", "event": "like"})
+            found = await c.post("/api/search", files={"image": ("p.jpg", photo)}, data={"k": "5", "user": user})
+            recs = await c.get(f"/api/users/{user}/recommendations", params={"k": 3})
+            return [liked, found, recs]
+
+    async def main():
+        return await asyncio.gather(*[shopper(i) for i in range(20)])
+
+    for responses in asyncio.run(main()):
+        assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
+        assert len(responses[1].json()["results"]) == 5 and responses[2].json()["results"]
+
+
+# ---- the page -------------------------------------------------------------------------------
+def external_urls(text: str) -> list[str]:
+    """URLs the page would fetch from elsewhere (an SVG namespace is a name, not a fetch)."""
+    return re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text.replace('xmlns="http://www.w3.org/2000/svg"', ""))
+
+
+def test_page_and_static_assets_are_local(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    html = r.text
+    assert 'type="file" accept="image/*"' in html and "capture=" in html
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css"), ("/static/icon.svg", "svg")):
+        a = client.get(asset)
+        assert a.status_code == 200 and kind in a.headers["content-type"]
+        assert not external_urls(a.text)
+    assert not external_urls(html)
+    assert client.get("/static/../app.py").status_code == 404
+    docs = client.get("/docs").text
+    assert "cdn.jsdelivr" not in docs and "swagger-ui-bundle.js" in docs
+
+
+def test_serve_command_reports_a_missing_index(tmp_path, capsys):
+    assert cli_main(["serve", str(tmp_path / "no-index")]) == 2
+    assert "No stylelens index" in capsys.readouterr().err
