@@ -9,8 +9,10 @@ Ray cluster (all CPUs), alternately, ``--repeats`` times, committing every ``--c
 "end to end" is what ``stylelens index`` reports (catalog scan, model build, decode, inference,
 commits); "steady" counts the images committed after the first commit over the time to the last one,
 i.e. throughput once the model is loaded (Ray: once the actors are up). Ray's own start-up
-(``ray.init``) is timed apart. The load average is printed with each run: on a shared machine it
-explains the spread.
+(``ray.init``) is timed apart. "CPU s/img" is the CPU time all processes of the run used (this one,
+its decode workers, Ray's actors, tasks and daemons; sampled every 0.25 s) per image: on a shared
+machine wall-clock rates depend on how many processes compete, CPU time per image much less. The load
+average is printed with each run.
 
 Decode: ``pipeline.prepare_bytes`` (decode, EXIF, RGB, letterbox to the network's input) in one
 process, on fashion-small's 60x80 JPEGs and on generated 1200x1600 product photos (quality 90), the
@@ -42,6 +44,51 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-small"
 
 def load() -> str:
     return "load %.1f/%.1f/%.1f" % os.getloadavg()
+
+
+class CpuMeter:
+    """CPU seconds used by this process and all its descendants (Ray's daemons and workers included)
+    while the block runs; processes that end in between are counted up to their last sample."""
+
+    def __init__(self, period_s: float = 0.25):
+        import psutil
+
+        self.psutil, self.period_s = psutil, period_s
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    def _sample(self) -> None:
+        me = self.psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+            except self.psutil.Error:
+                continue
+            used = times.user + times.system
+            self.first.setdefault(proc.pid, used if self.started else 0.0)
+            self.last[proc.pid] = used
+
+    def __enter__(self):
+        import threading
+
+        self.started = True
+        self._sample()  # what existing processes had used before: not counted
+        self.started = False
+        self.stop = threading.Event()
+
+        def loop():
+            while not self.stop.wait(self.period_s):
+                self._sample()
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        self.seconds = sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 def subset_catalog(data: Path, n: int, folder: Path) -> Path:
@@ -82,20 +129,22 @@ def bench_runners(args, work: Path) -> list[dict]:
                 out = work / f"{runner}-{repeat}"
                 before = load()
                 commits.clear()
-                report = build_index(catalog, out, backbone=args.backbone, weights="random", runtime=args.runtime,
-                                     batch_size=args.batch_size, runner=runner, progress=False)
+                with CpuMeter() as cpu:
+                    report = build_index(catalog, out, backbone=args.backbone, weights="random", runtime=args.runtime,
+                                         batch_size=args.batch_size, runner=runner, progress=False)
                 steady = sum(n for _, n in commits[1:]) / (commits[-1][0] - commits[0][0]) if len(commits) > 1 else float("nan")
                 row = {"runner": runner, "repeat": repeat, "images": report.indexed, "seconds": round(report.seconds, 2),
                        "images_per_s": round(report.images_per_s, 2), "steady_images_per_s": round(steady, 2),
+                       "cpu_s_per_image": round(cpu.seconds / max(1, report.indexed), 3),
                        "load_before": before, "load_after": load()}
                 rows.append(row)
-                print(f"{runner:5s} #{repeat}: {report.summary()}; steady {steady:.2f} img/s  [{before} -> {row['load_after']}]",
-                      flush=True)
+                print(f"{runner:5s} #{repeat}: {report.summary()}; steady {steady:.2f} img/s; "
+                      f"{row['cpu_s_per_image']} CPU s/img  [{before} -> {row['load_after']}]", flush=True)
                 shutil.rmtree(out)
     finally:
         ray.shutdown()
     summary = {}
-    for key in ("images_per_s", "steady_images_per_s"):
+    for key in ("images_per_s", "steady_images_per_s", "cpu_s_per_image"):
         summary[key] = {runner: statistics.median(r[key] for r in rows if r["runner"] == runner) for runner in ("local", "ray")}
         print(f"median {key}: local {summary[key]['local']:.2f}, ray {summary[key]['ray']:.2f}, "
               f"ray/local = {summary[key]['ray'] / summary[key]['local']:.2f}")

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from quality_catalog import build, outfit_catalog
@@ -92,22 +93,30 @@ def test_rules_remove_candidates_that_exist(outfit_shop):
     assert checked >= 3, "some sources get suggestions"
 
 
-def test_accessories_prefer_distinct_types(outfit_shop):
+def test_distinct_types_come_first():
+    from stylelens.look import _distinct_types_first
+    from stylelens.store import Columns
+
+    types = np.array([0, 0, 1, 0, 2, 1], np.int32)
+    cols = Columns(ids=np.array(list("abcdef"), object), live=np.ones(6, bool), price=np.zeros(6), in_stock=np.ones(6, bool),
+                   codes={"type": types}, vocab={"type": ["Watches", "Bags", "Belts"]}, row_of={})
+    rows = np.array([0, 1, 3, 2, 5, 4, -1])  # best first, padded
+    assert _distinct_types_first(cols, rows, np.zeros(7), 4) == [0, 3, 5, 1]  # rows 0, 2, 4 (three types), then row 1
+
+
+def test_accessory_groups_mix_types(outfit_shop):
     index, rows, _ = outfit_shop
+    exercised = 0
     for pid, r in rows.items():
         if r["subCategory"] != "Topwear":
             continue
-        for group in complete_the_look(index, pid, k=2).groups:
-            if group["category"] != "Accessories":
-                continue
-            types = [rows[p["id"]]["articleType"] for p in group["products"]]
-            pool = {rows[q]["articleType"] for q in rows if rows[q]["masterCategory"] == "Accessories"}
-            if len(types) == 2 and len(pool) > 1:
-                # Both types are offered when both pass the rules; a repeat means only one type passed.
-                passing = complete_the_look(index, pid, k=10).groups
-                acc = next(g for g in passing if g["category"] == "Accessories")
-                if len({rows[p["id"]]["articleType"] for p in acc["products"]}) > 1:
-                    assert len(set(types)) == 2, (pid, types)
+        wide = {g["category"]: g for g in complete_the_look(index, pid, k=10).groups}
+        if "Accessories" not in wide or len({rows[p["id"]]["articleType"] for p in wide["Accessories"]["products"]}) < 2:
+            continue
+        narrow = {g["category"]: g for g in complete_the_look(index, pid, k=2).groups}["Accessories"]
+        assert len({rows[p["id"]]["articleType"] for p in narrow["products"]}) == 2, pid
+        exercised += 1
+    assert exercised >= 3
 
 
 def test_no_slot_no_suggestions(outfit_shop):

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -58,6 +59,12 @@ def jpeg(color=(200, 30, 40), shape="dress", size=(60, 80)) -> bytes:
     seed = next(s for s in range(10_000, 20_000) if shape_of(s) == shape)
     with tempfile.TemporaryDirectory() as tmp:
         return make_image(f"{tmp}/q.jpg", size=size, color=color, pattern_seed=seed).read_bytes()
+
+
+def run_async(main):
+    """asyncio.run in a thread of its own: Playwright's sync API (the browser tests) may hold this thread's loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
 
 
 def assert_error(response, status: int, code: str):
@@ -345,7 +352,7 @@ def test_twenty_simultaneous_searches_agree(index):
     async def main():
         return await asyncio.gather(*[one("dress" if i % 2 else "bag") for i in range(20)], health())
 
-    *answers, health_response = asyncio.run(main())
+    *answers, health_response = run_async(main)
     assert health_response.status_code == 200
     assert all(r.status_code == 200 for _, r in answers), [r.text for _, r in answers if r.status_code != 200]
     by_kind: dict[str, set] = {}
@@ -386,7 +393,7 @@ def test_simultaneous_shoppers_searching_and_liking(index):
     async def main():
         return await asyncio.gather(*[shopper(i) for i in range(20)])
 
-    for responses in asyncio.run(main()):
+    for responses in run_async(main):
         assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
         assert len(responses[1].json()["results"]) == 5 and responses[2].json()["results"]
 

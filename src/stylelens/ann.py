@@ -31,6 +31,8 @@ FORMAT = 1
 ADD_CHUNK = 65_536
 # Filters letting through at most this many rows are answered exactly over just those rows.
 EXACT_BELOW = 8_192
+# Catalogs from this size get product-quantized codes (PQ needs ~10k points to train its codebooks).
+PQ_FROM = 65_536
 
 
 def faiss_available() -> bool:
@@ -52,11 +54,15 @@ def _import_faiss():
 def factory_for(n_rows: int, dim: int) -> tuple[str, int]:
     """FAISS index_factory string and nlist for a catalog of n_rows.
 
-    nlist ~ 2*sqrt(n) (1M rows: 2048 lists of ~500); PQ with 8 dimensions per 8-bit sub-quantizer
-    (2048-d: 256 bytes a vector, 32x smaller than float32)."""
-    nlist = int(2 ** round(np.log2(max(16.0, 2 * np.sqrt(max(n_rows, 1))))))
-    m = dim // 8 if dim % 8 == 0 else next(d for d in (64, 32, 16, 8, 4, 2, 1) if dim % d == 0)
-    return f"IVF{nlist},PQ{m}", nlist
+    nlist ~ 2*sqrt(n) (1M rows: 2048 lists of ~500), at most n/32 so k-means has points to place.
+    Codes: 8-bit scalar quantization below PQ_FROM rows (no codebooks to train; 4x smaller than
+    float32), product quantization from there (8 dimensions per 8-bit code: 2048-d -> 256 bytes, 32x)."""
+    n = max(int(n_rows), 1)
+    nlist = int(2 ** round(np.log2(max(1.0, 2 * np.sqrt(n)))))
+    nlist = max(1, min(nlist, n // 32))
+    if n < PQ_FROM or dim % 8:
+        return f"IVF{nlist},SQ8", nlist
+    return f"IVF{nlist},PQ{dim // 8}", nlist
 
 
 def _keys(ids, shas) -> np.ndarray:
@@ -108,7 +114,7 @@ class AnnIndex:
         ivf = faiss.extract_index_ivf(index)
         # k-means wants ~40-256 points per list; more only slows training down.
         train_rows = train_rows or min(len(live_rows), max(64 * ivf.nlist, 65_536))
-        if len(live_rows) < ivf.nlist:
+        if len(live_rows) < max(ivf.nlist, 1) or len(live_rows) == 0:
             raise InvalidArgumentError(f"An ANN index with {ivf.nlist} lists needs at least that many products; this index has "
                                        f"{len(live_rows)}. Use --search exact for small catalogs.", code="bad_option")
         sample = np.sort(np.random.default_rng(seed).choice(live_rows, size=min(train_rows, len(live_rows)), replace=False))
@@ -227,6 +233,18 @@ def open_ann(store, persist: bool = True, factory: str | None = None) -> AnnInde
     return ann
 
 
+def maintain(store, method: str | None = None) -> AnnIndex | None:
+    """After the store changed (build_index, remove): update its ANN index, or build one when the
+    settings call for it (search 'ann', or 'auto' at ann_threshold products and more)."""
+    if getattr(store, "search_method", None):  # vectors kept elsewhere (Milvus) search there
+        return None
+    method = method or config.get("search")
+    wanted = method == "ann" or (method == "auto" and store.n_rows >= config.get("ann_threshold"))
+    if not (wanted or (Path(store.path) / ANN_META).exists()) or not faiss_available() or not store.columns.live.any():
+        return None
+    return open_ann(store, persist=True)
+
+
 def _outgrown(ann: AnnIndex, store) -> bool:
     """Retrain when the catalog grew so much that the lists are far too long for the nlist trained."""
     _, wanted = factory_for(int(store.columns.live.sum()), store.dim)
@@ -241,7 +259,7 @@ class AnnSearcher:
     def __init__(self, store, ann: AnnIndex | None = None, nprobe: int | None = None, candidates: int | None = None):
         self.faiss = _import_faiss()
         self.store = store
-        self.ann = ann or open_ann(store)
+        self.ann = ann or (open_ann(store) if store.columns.live.any() else None)
         self.nprobe = nprobe or config.get("ann_nprobe")
         self.candidates = candidates or config.get("ann_candidates")
         self._lock = threading.Lock()
@@ -251,6 +269,8 @@ class AnnSearcher:
         vectors = self.store.vectors
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
         live = self.store.columns.live
+        if self.ann is None:  # nothing indexed yet
+            return _exact_over(vectors, queries, k, np.zeros(0, np.int64))
         if mask is None and not live.all():
             mask = live  # the FAISS index may still hold rows deleted since it was synced
         params = faiss.SearchParametersIVF()

@@ -139,7 +139,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
 
     # Relevant items per query: products with the same label, minus the query itself in leave-one-out.
     for c in LABELS:
-        counts = np.bincount(cols.codes[c][live][cols.codes[c][live] >= 0], minlength=len(cols.vocab[c]))
+        known = cols.codes[c][live]
+        counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
         q = qlabels[c]
         n_rel = np.where(q >= 0, counts[np.clip(q, 0, None)] - (1 if report["mode"] == "leave-one-out" else 0), 0)
         nbr = np.where(rows >= 0, cols.codes[c][np.clip(rows, 0, None)], -3)

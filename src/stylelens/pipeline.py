@@ -239,6 +239,9 @@ def build_index(
             runtime_name = run_local(build, embedder, workers, max_pixels)
         report.skipped = len(report.errors)
         report.seconds = time.perf_counter() - started
+        from .ann import maintain
+
+        maintain(index_store)  # the ANN index file, when this index has or wants one
         report.errors_csv = _write_errors(Path(out), report.errors)
         index_store.set_manifest(catalog={"folder": str(Path(catalog_dir).resolve()),
                                           "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},

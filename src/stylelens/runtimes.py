@@ -175,7 +175,7 @@ class OpenVINORunner:
         ov = _import_openvino()
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(config.cache_dir() / "compiled" / "openvino-blobs")})
-        ir = _openvino_ir(emb, ov)
+        self.model_path = ir = _openvino_ir(emb, ov)
         self.precision = resolve_precision(emb, core, ir, precision)
         if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             warnings.warn("This CPU has no native bf16; OpenVINO emulates it slowly. Use precision f32.", stacklevel=2)

@@ -175,7 +175,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             message = f"There is nothing at {request.url.path}. The web page is at / and the API is described at /docs."
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}. Allowed: {exc.headers.get('Allow', 'see /docs') if exc.headers else 'see /docs'}."
+            allowed = (exc.headers or {}).get("Allow", "see /docs")
+            message = f"{request.method} is not allowed on {request.url.path}. Allowed: {allowed}."
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))

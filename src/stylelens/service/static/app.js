@@ -28,6 +28,7 @@
     no_image: "Choose a photo first",
     unknown_product: "That product is no longer available",
     bad_filter: "Check the filters",
+    bad_request: "The shop didn't understand that request",
     unsupported_option: "That option isn't available here",
     network: "Can't reach the shop",
     internal_error: "Something went wrong on our side",
@@ -117,7 +118,6 @@
 
   function setLoading(on) {
     el.results.setAttribute("aria-busy", on ? "true" : "false");
-    document.body.classList.toggle("is-loading", on);
     if (on) {
       el.resultsMeta.textContent = "Searching…";
       if (!el.results.children.length) renderSkeletons(8);
