@@ -94,7 +94,8 @@ class AnnIndex:
 
     @property
     def ivf(self):
-        return _import_faiss().extract_index_ivf(self.index)
+        faiss = _import_faiss()
+        return faiss.downcast_index(faiss.extract_index_ivf(self.index))
 
     def memory_bytes(self) -> int:
         """Bytes the index holds in RAM: codes + ids + coarse centroids + PQ tables."""
@@ -111,7 +112,9 @@ class AnnIndex:
         auto_factory, nlist = factory_for(len(live_rows), store.dim)
         factory = factory or auto_factory
         index = faiss.index_factory(store.dim, factory, faiss.METRIC_INNER_PRODUCT)
-        ivf = faiss.extract_index_ivf(index)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        if hasattr(ivf, "do_polysemous_training"):
+            ivf.do_polysemous_training = False  # codes for Hamming pre-filtering we never use; slow to train
         # k-means wants ~40-256 points per list; more only slows training down.
         train_rows = train_rows or min(len(live_rows), max(64 * ivf.nlist, 65_536))
         if len(live_rows) < max(ivf.nlist, 1) or len(live_rows) == 0:

@@ -140,6 +140,9 @@ class MilvusCollection:
         for start in range(0, len(rows), 10_000):
             self.client.upsert(self.name, rows[start:start + 10_000], partial_update=True)
 
+    def flush(self) -> None:
+        self.client.flush(self.name)
+
     def delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), EXPR_IDS):
             self.client.delete(self.name, ids=ids[start:start + EXPR_IDS])
@@ -234,6 +237,7 @@ class MilvusIndexStore(IndexStore):
     def __init__(self, path, db, manifest, writable):
         super().__init__(path, db, manifest, writable)
         self._milvus: MilvusCollection | None = None
+        self._unflushed = False
 
     @classmethod
     def create_at(cls, path, fingerprint: dict, versions: dict, location: MilvusLocation) -> "MilvusIndexStore":
@@ -267,11 +271,23 @@ class MilvusIndexStore(IndexStore):
             self._milvus.check(self.manifest["embedder"], owner, self.path)
         return self._milvus
 
+    def flush(self) -> None:
+        """Seal what was written: Milvus searches growing (unsealed) segments by brute force, and slowly
+        (seconds per query at 10k x 2048-d on Milvus Lite, against ~0.1 s sealed). Done on close after writes."""
+        if self._unflushed and self._milvus is not None:
+            self._milvus.flush()
+        self._unflushed = False
+
     def close(self) -> None:
         if self._milvus is not None:
+            self.flush()
             self._milvus.close()
             self._milvus = None
         super().close()
+
+    def _changed(self) -> None:
+        super()._changed()
+        self._unflushed = self.writable
 
     @property
     def vectors(self) -> MilvusVectors:
