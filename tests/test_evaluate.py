@@ -84,7 +84,10 @@ def test_sample_evaluates_a_seeded_subset(labelled):
     assert a["queries"] == 20 and a["type"] == b["type"] and a["latency_ms"] is None
 
 
-def test_held_out_queries_with_a_bad_file(labelled, tmp_path):
+def test_held_out_queries_with_a_bad_file(labelled, tmp_path, monkeypatch):
+    import stylelens.evaluate
+
+    monkeypatch.setattr(stylelens.evaluate, "QUERY_CHUNK", 5)  # several embedding chunks
     index, _, _ = labelled
     queries = outfit_catalog(tmp_path / "queries", n=12, seed=99)
     (tmp_path / "queries" / "images" / "broken.jpg").write_bytes(b"not a picture")

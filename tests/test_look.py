@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from quality_catalog import build, outfit_catalog
+from imagegen import make_image
+from quality_catalog import COLOURS, build, outfit_catalog, seed_for, write_feed
 from stylelens.errors import ProductNotFoundError
 from stylelens.look import (COMPLEMENTS, colours_harmonise, complete_the_look, genders_with, seasons_with, slot_of,
                             usages_with)
@@ -13,6 +14,12 @@ from stylelens.look import (COMPLEMENTS, colours_harmonise, complete_the_look, g
 def outfit_shop(tmp_path_factory):
     root = tmp_path_factory.mktemp("outfits")
     rows = outfit_catalog(root / "catalog", n=90)
+    # A t-shirt photo filed as a watch: passes every label rule for casual summer tops.
+    make_image(root / "catalog" / "images" / "mislabelled.jpg", color=COLOURS["Blue"], pattern_seed=seed_for("tshirt", 7))
+    rows["mislabelled"] = {"id": "mislabelled", "productDisplayName": "Blue Watch", "articleType": "Watches",
+                           "gender": "Unisex", "baseColour": "Black", "price": "9.00", "in_stock": "yes",
+                           "masterCategory": "Accessories", "subCategory": "Watches", "usage": "Casual", "season": "Summer"}
+    write_feed(root / "catalog" / "products.csv", rows.values())
     return build(root / "catalog", root / "index"), rows, root
 
 
@@ -117,6 +124,22 @@ def test_accessory_groups_mix_types(outfit_shop):
         assert len({rows[p["id"]]["articleType"] for p in narrow["products"]}) == 2, pid
         exercised += 1
     assert exercised >= 3
+
+
+def test_mislabelled_products_stay_out(outfit_shop):
+    """Visual affinity would pick the t-shirt photo filed as a watch; the label-sanity rule keeps it out."""
+    index, rows, _ = outfit_shop
+    wrong = np.asarray(index.store.vectors[index.row("mislabelled")])
+    exercised = 0
+    for pid, r in rows.items():
+        if r["subCategory"] != "Topwear" or r["usage"] == "Formal" or r["season"] == "Winter" or r["gender"] == "Unisex":
+            continue
+        groups = {g["category"]: g for g in complete_the_look(index, pid, k=3).groups}
+        assert "mislabelled" not in {p["id"] for g in groups.values() for p in g["products"]}
+        source = np.asarray(index.store.vectors[index.row(pid)])
+        if "Accessories" in groups and float(source @ wrong) > groups["Accessories"]["products"][0]["score"]:
+            exercised += 1  # it would have ranked first among the accessories
+    assert exercised >= 2
 
 
 def test_no_slot_no_suggestions(outfit_shop):

@@ -8,7 +8,9 @@ share of the top 10 that matches the taste:
 
 - plain: Index.similar without a shopper (what every round shows without personalisation);
 - next page: plain search with the products already rated hidden (a non-learning baseline);
-- personalised: Index.similar(user=...) (Rocchio blend, disliked products hidden);
+- personalised: Index.similar(user=...) (Rocchio blend, disliked products hidden; liked ones may
+  show again, as they would for a shopper);
+- personalised, unseen: the same with every product already rated hidden (compare with next page);
 - for you: the "For you" feed (no query; rated products hidden).
 
     python bench/quality/simulate.py INDEX [--shoppers 300] [--rounds 5] [--seed 0] [--out FILE.json]
@@ -54,7 +56,8 @@ def simulate(index, shoppers: int, rounds: int, seed: int, min_items: int) -> di
     cols = index.store.columns
     rng = np.random.default_rng(seed)
     combos = tastes(cols, min_items)
-    curves = {name: np.zeros((shoppers, rounds + 1)) for name in ("plain", "next_page", "personalised", "for_you")}
+    curves = {name: np.zeros((shoppers, rounds + 1))
+              for name in ("plain", "next_page", "personalised", "personalised_unseen", "for_you")}
     started = time.perf_counter()
     for s in range(shoppers):
         user = f"sim-{seed}-{s}"
@@ -71,6 +74,9 @@ def simulate(index, shoppers: int, rounds: int, seed: int, min_items: int) -> di
             personal = [index.row(p) for p in index.similar(query_id, K, user=user).ids]
             nxt = [index.row(p) for p in index.search_vector(vector, K, exclude_rows=[query_row, *rated],
                                                               filters=Filters(), identify=False).ids]
+            unseen = [index.row(p) for p in index.search_vector(vector, K, exclude_rows=[query_row, *rated], filters=Filters(),
+                                                                 identify=False, user=user).ids]
+            curves["personalised_unseen"][s, r] = matches(cols, unseen, taste).mean() if unseen else 0.0
             curves["plain"][s, r] = matches(cols, plain, taste).mean()
             curves["personalised"][s, r] = matches(cols, personal, taste).mean()
             curves["next_page"][s, r] = matches(cols, nxt, taste).mean() if nxt else 0.0
@@ -116,9 +122,9 @@ def main(argv=None) -> int:
     result = simulate(index, args.shoppers, args.rounds, args.seed, args.min_items)
     print(f"{result['shoppers']} shoppers, {result['taste_combinations']} taste combinations, {result['products']:,} products")
     print("share of the top 10 matching the hidden taste, by round")
-    print("round         " + "  ".join(f"{r:>5}" for r in range(args.rounds + 1)))
+    print("round                " + "  ".join(f"{r:>5}" for r in range(args.rounds + 1)))
     for name, values in result["share_matching_top10"].items():
-        print(f"{name:<13} " + "  ".join("    -" if v is None else f"{v:5.3f}" for v in values))
+        print(f"{name:<20} " + "  ".join("    -" if v is None else f"{v:5.3f}" for v in values))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -55,8 +55,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("progress", True, "Show progress bars.", _bool),
         Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),
-        Setting("rocchio_like", 0.8, "Personalised search: weight b of the shopper's liked items.", float),
-        Setting("rocchio_dislike", 0.4, "Personalised search: weight c of the shopper's disliked items.", float),
+        Setting("rocchio_like", 1.0, "Personalised search: weight b of the shopper's liked items.", float),
+        Setting("rocchio_dislike", 0.5, "Personalised search: weight c of the shopper's disliked items.", float),
     ]
 }
 

@@ -11,7 +11,8 @@ Two ways to get queries:
 In both, catalog rows showing the very same picture as the query (cosine >= 0.9999) are left out,
 as ``Index.search`` does. Metrics, for articleType (``type``), gender and colour:
 
-- precision@k: share of the top k whose label equals the query's;
+- precision@k: share of the top k whose label equals the query's, the top k being what
+  ``Index.search`` serves (nearest neighbours re-ranked by ``type_consistent``);
 - mAP@k: mean over queries of AP@k = sum_{i<=k} precision@i * rel_i / min(k, R), R = relevant
   products in the index. Queries whose label no other product has (R = 0) are left out of both;
 - identify accuracy: the similarity-weighted vote of ``identify_k`` neighbours (``recommend.vote``,
@@ -34,12 +35,14 @@ import numpy as np
 from . import config
 from .diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
 from .errors import ImageError, InvalidArgumentError, MissingExtraError
-from .recommend import SAME_IMAGE_COSINE, vote
+from .recommend import SAME_IMAGE_COSINE, Filters, type_consistent, vote
 from .search import ExactSearcher, top_k
 
 LABELS = ("type", "gender", "colour")
 TABLE_TYPES = 20
 CONFUSED_PAIRS = 10
+POOL_FACTOR = 4  # Index.search_vector re-ranks the best 4k candidates (type_consistent) to serve k
+QUERY_CHUNK = 256  # query photos decoded and embedded at a time (bounded memory)
 
 
 def parse_ks(text) -> tuple[int, ...]:
@@ -107,10 +110,11 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     store, cols = index.store, index.store.columns
     live = cols.live
     identify_k = config.get("identify_k")
-    depth = max(max(ks), identify_k)
+    depth = max(POOL_FACTOR * max(ks), identify_k)
     dup_cos = config.get("duplicate_cosine")
     report: dict = {"index": str(index.path), "backbone": store.manifest["embedder"]["backbone"],
-                    "products": len(store), "ks": list(ks), "search": index.searcher.name}
+                    "products": len(store), "ks": list(ks), "search": index.searcher.name,
+                    "runtime": index.embedder.runtime_name}
 
     if queries is None:
         report["mode"] = "leave-one-out"
@@ -137,30 +141,34 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     if len(qvecs) == 0:
         raise InvalidArgumentError("No queries to evaluate: the index is empty or no query image could be read.")
 
-    # Relevant items per query: products with the same label, minus the query itself in leave-one-out.
-    for c in LABELS:
-        known = cols.codes[c][live]
-        counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
-        q = qlabels[c]
-        n_rel = np.where(q >= 0, counts[np.clip(q, 0, None)] - (1 if report["mode"] == "leave-one-out" else 0), 0)
-        nbr = np.where(rows >= 0, cols.codes[c][np.clip(rows, 0, None)], -3)
-        rel = nbr[:, :max(ks)] == q[:, None]
-        report[c] = label_metrics(rel, n_rel, ks)
-
     # Identification: the same vote Index.identify uses, on the top identify_k neighbours.
     predicted = {c: np.full(len(qvecs), -1, np.int64) for c in LABELS}
+    idents = []
     for i in range(len(qvecs)):
         ok = rows[i, :identify_k] >= 0
         ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok])
+        idents.append(ident)
         for c in LABELS:
             value = getattr(ident, c)
             if value is not None:
                 predicted[c][i] = cols.vocab[c].index(value)
-    for c in LABELS:
-        known = qlabels[c] != -1
-        report[c]["identify_accuracy"] = round(float((predicted[c][known] == qlabels[c][known]).mean()), 4) if known.any() else None
 
-    report["per_type"], report["confused_types"] = _type_tables(cols, qlabels["type"], predicted["type"], rows, ks)
+    # What Index.search serves for each k: the candidate pool re-ranked by type_consistent.
+    served = {k: _served(scores, rows, cols, idents, k) for k in ks}
+    for c in LABELS:
+        known = cols.codes[c][live]
+        counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
+        q = qlabels[c]
+        # Relevant items per query: products with the same label, minus the query itself in leave-one-out.
+        n_rel = np.where(q >= 0, counts[np.clip(q, 0, None)] - (1 if report["mode"] == "leave-one-out" else 0), 0)
+        report[c] = {}
+        for k in ks:
+            rel = np.where(served[k] >= 0, cols.codes[c][np.clip(served[k], 0, None)], -3) == q[:, None]
+            report[c].update(label_metrics(rel, n_rel, (k,)))
+        known_q = q != -1
+        report[c]["identify_accuracy"] = round(float((predicted[c][known_q] == q[known_q]).mean()), 4) if known_q.any() else None
+
+    report["per_type"], report["confused_types"] = _type_tables(cols, qlabels["type"], predicted["type"], served, ks)
     if index.searcher.name != "exact":
         report["ann_recall@10"] = ann_recall(index, qvecs, seed=seed)
     report["latency_ms"] = latency(index, image_paths)
@@ -175,17 +183,27 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     return report
 
 
-def _type_tables(cols, truth: np.ndarray, predicted: np.ndarray, rows: np.ndarray, ks) -> tuple[list, list]:
+def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int) -> np.ndarray:
+    """(Q, k) rows in the order Index.search_vector returns them (no filters, no shopper, no diversity)."""
+    pool = POOL_FACTOR * k
+    out = np.full((len(rows), k), -1, np.int64)
+    for i, ident in enumerate(idents):
+        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters())
+        out[i, :min(k, len(ranked))] = ranked[:k]
+    return out
+
+
+def _type_tables(cols, truth: np.ndarray, predicted: np.ndarray, served: dict, ks) -> tuple[list, list]:
     vocab = cols.vocab["type"]
     known = truth >= 0
     support = Counter(truth[known].tolist())
-    nbr = np.where(rows >= 0, cols.codes["type"][np.clip(rows, 0, None)], -3)
     table = []
     for code, n in support.most_common(TABLE_TYPES):
         sel = truth == code
         row = {"type": vocab[code], "support": int(n)}
         for k in ks:
-            row[f"precision@{k}"] = round(float((nbr[sel, :k] == code).mean()), 4)
+            nbr = np.where(served[k] >= 0, cols.codes["type"][np.clip(served[k], 0, None)], -3)
+            row[f"precision@{k}"] = round(float((nbr[sel] == code).mean()), 4)
         row["identify_accuracy"] = round(float((predicted[sel] == code).mean()), 4)
         wrong = Counter(predicted[sel & (predicted != code) & (predicted >= 0)].tolist()).most_common(1)
         row["most_confused_with"] = vocab[wrong[0][0]] if wrong else None
@@ -201,15 +219,20 @@ def _embed_queries(index, folder, labels):
     from .catalog import load_catalog
 
     catalog = load_catalog(folder, labels)
-    pixels, records, skipped = [], [], 0
+    chunks, pixels, records, skipped = [], [], [], 0
     for pid, path in catalog.images.items():
         try:
             pixels.append(index.embedder.prepare(path))
-        except ImageError:
+        except ImageError:  # one unreadable photo is counted, not fatal
             skipped += 1
             continue
         records.append(dict(catalog.record(pid), _path=str(path)))
-    vectors = index.embedder.embed_prepared(np.stack(pixels)) if pixels else np.zeros((0, index.store.dim), np.float32)
+        if len(pixels) == QUERY_CHUNK:
+            chunks.append(index.embedder.embed_prepared(np.stack(pixels)))
+            pixels = []
+    if pixels:
+        chunks.append(index.embedder.embed_prepared(np.stack(pixels)))
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, index.store.dim), np.float32)
     return vectors, records, skipped
 
 
@@ -229,16 +252,18 @@ def latency(index, image_paths, k: int = 10) -> dict | None:
     if not image_paths:
         return None
     index.search(image_paths[0], k)  # warm-up: first call pays for lazy loading
-    full, search_only = [], []
-    for path in image_paths:
-        t0 = time.perf_counter()
-        result = index.search(path, k)
-        full.append((time.perf_counter() - t0) * 1000)
-        vector, _ = index.embed(path)
+    # Each timed call gets a vector other than the previous one, so no searcher cache can answer it.
+    vectors = [index.embed(path)[0] for path in image_paths]
+    search_only = []
+    for vector in vectors:
         t0 = time.perf_counter()
         index.search_vector(vector, k)
         search_only.append((time.perf_counter() - t0) * 1000)
-        del result
+    full = []
+    for path in image_paths:
+        t0 = time.perf_counter()
+        index.search(path, k)
+        full.append((time.perf_counter() - t0) * 1000)
     return {"queries": len(full), "p50": round(float(np.percentile(full, 50)), 2),
             "p95": round(float(np.percentile(full, 95)), 2), "mean": round(float(np.mean(full)), 2),
             "search_only_p50": round(float(np.percentile(search_only, 50)), 2),

@@ -15,7 +15,10 @@ vectors) decides the order:
    everything; two chromatic colours go together when their hues are within 45 degrees of each other
    (analogous) or at least 140 degrees apart (complementary); anything else clashes. "Multi" goes
    only with neutrals.
-6. Only live, in-stock products; within a group, distinct product types come first (a watch, a bag
+6. **Label sanity**: a candidate must look more like its own slot than like the source's slot
+   (cosine to each slot's mean vector). Ranking across categories by visual affinity otherwise
+   rewards mislabelled products: a shirt photo filed as a wallet is the "wallet" most like a shirt.
+7. Only live, in-stock products; within a group, distinct product types come first (a watch, a bag
    and a belt rather than three watches).
 
 A label the source or a candidate does not have is not held against it.
@@ -24,6 +27,7 @@ A label the source or a candidate does not have is not held against it.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,6 +145,28 @@ def slot_rows(columns) -> np.ndarray:
     return slots
 
 
+_SLOT_AFFINITY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def slot_affinity(store) -> tuple[np.ndarray, dict[str, int]]:
+    """(rows x slots) cosine of every row to each slot's mean vector, and slot -> column. Cached per store."""
+    key = (store.n_rows, len(store))
+    cached = _SLOT_AFFINITY.get(store)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    cols = store.columns
+    slots = slot_rows(cols)
+    names = [name for name in COMPLEMENTS if ((slots == name) & cols.live).any()]
+    vectors = np.asarray(store.vectors, np.float32)
+    centroids = np.stack([vectors[(slots == name) & cols.live].mean(axis=0) for name in names]) if names else \
+        np.zeros((0, vectors.shape[1]), np.float32)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    affinity = vectors @ centroids.T
+    column = {name: i for i, name in enumerate(names)}
+    _SLOT_AFFINITY[store] = (key, affinity, column)
+    return affinity, column
+
+
 def _distinct_types_first(columns, rows: np.ndarray, scores: np.ndarray, k: int) -> list[int]:
     types = columns.codes["type"]
     first, rest, seen = [], [], set()
@@ -169,8 +195,11 @@ def complete_the_look(index, product_id: str | None = None, image=None, k: int |
     if slot is not None:
         allowed = look_mask(cols, source)
         slots = slot_rows(cols)
+        affinity, column = slot_affinity(index.store)
         for target in COMPLEMENTS[slot]:
             mask = allowed & (slots == target)
+            if target in column and slot in column:
+                mask &= affinity[:, column[target]] > affinity[:, column[slot]]
             if product_id is not None:
                 mask[row] = False
             if not mask.any():

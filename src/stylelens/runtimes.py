@@ -167,28 +167,51 @@ def resolve_precision(emb, core, ir: Path, precision: str | None) -> str:
 
 
 class OpenVINORunner:
-    """One compiled model; calls are serialised (an infer request is not thread-safe) and use every core."""
+    """The converted model compiled twice, lazily: for latency (one request using every core: queries)
+    and for throughput (one stream per core, run in parallel: batches while indexing, ~1.4x faster).
+    Calls are serialised; an infer request is not thread-safe."""
 
     def __init__(self, emb, precision: str | None = None):
         if not emb.device.startswith("cpu"):
             raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; --device {emb.device} needs --runtime torch.", code="bad_option")
         ov = _import_openvino()
-        core = ov.Core()
+        self.ov = ov
+        self.core = core = ov.Core()
         core.set_property({"CACHE_DIR": str(config.cache_dir() / "compiled" / "openvino-blobs")})
         self.model_path = ir = _openvino_ir(emb, ov)
         self.precision = resolve_precision(emb, core, ir, precision)
         if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
             warnings.warn("This CPU has no native bf16; OpenVINO emulates it slowly. Use precision f32.", stacklevel=2)
-        self.compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"})
-        self.request = self.compiled.create_infer_request()
+        self.request = self._compile("LATENCY").create_infer_request()
+        self._queue = None
         self.lock = threading.Lock()
         self.name = f"openvino-{self.precision}"
+
+    def _compile(self, hint: str):
+        return self.core.compile_model(str(self.model_path), "CPU", {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": hint})
+
+    def _throughput_queue(self):
+        if self._queue is None:
+            compiled = self._compile("THROUGHPUT")
+            queue = self.ov.AsyncInferQueue(compiled, max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            results: dict[int, np.ndarray] = {}
+            queue.set_callback(lambda request, part: results.__setitem__(part, request.get_output_tensor(0).data.copy()))
+            self._queue = (queue, results)
+        return self._queue
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
         with self.lock:
-            out = self.request.infer({0: pixels}, share_inputs=True)[0]
-            return np.array(out, dtype=np.float32, copy=True)  # the request's buffer is reused next call
+            if len(pixels) < 4:
+                out = self.request.infer({0: pixels}, share_inputs=True)[0]
+                return np.array(out, dtype=np.float32, copy=True)  # the request's buffer is reused next call
+            queue, results = self._throughput_queue()
+            parts = np.array_split(pixels, min(len(queue), len(pixels)))
+            results.clear()
+            for i, part in enumerate(parts):
+                queue.start_async({0: part}, i)
+            queue.wait_all()
+            return np.concatenate([results[i] for i in range(len(parts))]).astype(np.float32, copy=False)
 
 
 def openvino_runner(emb, precision: str | None = None):

@@ -81,7 +81,7 @@ def cmd_eval(args) -> int:
         print_json(report)
         return 0
     print(f"{report['mode']} on {report['index']}: {report['queries']:,} queries, {report['products']:,} products, "
-          f"{report['backbone']}, search {report['search']}")
+          f"{report['backbone']} ({report['runtime']} runtime), search {report['search']}")
     rows = []
     for label in ("type", "gender", "colour"):
         rows.append(dict(report[label], label=label))
