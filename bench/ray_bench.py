@@ -7,10 +7,12 @@
 Runners: N images of fashion-small are indexed by the local runner and by the Ray runner on a local
 Ray cluster (all CPUs), alternately, ``--repeats`` times, committing every ``--commit`` images.
 "end to end" is what ``stylelens index`` reports (catalog scan, model build, decode, inference,
-commits; for Ray also the actors' start-up); Ray's own start-up (``ray.init``) is timed apart. "CPU s/img" is the CPU time all processes of the run used (this one,
-its decode workers, Ray's actors, tasks and daemons; sampled every 0.25 s) per image: on a shared
-machine wall-clock rates depend on how many processes compete, CPU time per image much less. The load
-average is printed with each run.
+commits; for Ray also the actors' start-up); Ray's own start-up (``ray.init``) is timed apart.
+"CPU s/img" is the CPU time all processes of the run used (this one, its decode workers, Ray's
+actors, tasks and daemons; sampled every 0.25 s) per image: on a shared machine wall-clock rates
+depend on how many processes compete, CPU time per image much less. The load average is printed
+with each run. Ray Data buffers embedded batches ahead of the driver's commits, so rates between
+commits say nothing about Ray's throughput; only whole runs are compared.
 
 Decode: ``pipeline.prepare_bytes`` (decode, EXIF, RGB, letterbox to the network's input) in one
 process, on fashion-small's 60x80 JPEGs and on generated 1200x1600 product photos (quality 90), the

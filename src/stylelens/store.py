@@ -99,6 +99,10 @@ class IndexStore:
             raise IndexMismatchError(f"Index {path} has format version {manifest.get('format_version')}; this stylelens reads {FORMAT_VERSION}. Rebuild the index.")
         if expect is not None:
             check_compatible(manifest["embedder"], expect, path)
+        if cls is IndexStore and (manifest.get("vectors") or {}).get("location"):
+            from .scale import store_class  # vectors kept elsewhere (Milvus): that store class opens the folder
+
+            cls = store_class(manifest["vectors"]["location"])
         store = cls(path, cls._connect(path), manifest, writable)
         if writable:
             store._truncate_uncommitted()
@@ -216,6 +220,10 @@ class IndexStore:
             fh.write(vectors.tobytes())
             fh.flush()
             os.fsync(fh.fileno())
+        self._insert_products(records, start)
+
+    def _insert_products(self, records: list[dict], start: int, *extra_sql: str) -> None:
+        """Make records visible at rows start.. in one transaction (with ``extra_sql`` statements)."""
         rows = []
         for i, rec in enumerate(records):
             rows.append(tuple(rec.get(c) for c in PRODUCT_COLUMNS[:8]) + (1 if rec.get("in_stock", True) else 0,)
@@ -226,6 +234,8 @@ class IndexStore:
             self.db.execute("BEGIN")
             self.db.executemany(f"INSERT OR REPLACE INTO products ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
             self.db.execute("UPDATE meta SET value=? WHERE key='n_rows'", (str(start + len(records)),))
+            for sql in extra_sql:
+                self.db.execute(sql)
         self._changed()
 
     def update_records(self, records: list[dict]) -> None:
