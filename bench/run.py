@@ -439,7 +439,23 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, help="timed queries per configuration (default 200, quick 50)")
     parser.add_argument("--ann-n", type=int, help="vectors in the search-alone run (default 1,000,000, quick 200,000)")
     parser.add_argument("--skip", action="append", default=[], choices=["seed", "parity", "index", "query", "ann"], help="leave a section out")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="combine results of runs made section by section (later files win) into --out and print the table")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged: dict = {"runs": []}
+        for path in args.merge:
+            part = json.loads(path.read_text())
+            merged["runs"].append({"file": path.name, "machine": part.get("machine"), "settings": part.get("settings"), "seconds": part.get("seconds")})
+            for key, value in part.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("machine", "settings"):
+                    merged[key].update(value)
+                else:
+                    merged[key] = value
+        args.out.write_text(json.dumps(merged, indent=2) + "\n")
+        print(render(merged))
+        print(f"\nwrote {args.out}")
+        return 0
     n_index = args.index_images or (200 if args.quick else 1000)
     n_queries = args.queries or (50 if args.quick else 200)
     ann_n = args.ann_n or (200_000 if args.quick else 1_000_000)

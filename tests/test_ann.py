@@ -154,8 +154,8 @@ def test_auto_picks_ann_by_catalog_size(store, monkeypatch):
 
 def test_factory_grows_with_the_catalog():
     assert ann.factory_for(30, 2048) == ("IVF1,SQ8", 1)
-    assert ann.factory_for(40_000, 2048) == ("IVF512,SQ8", 512)
-    assert ann.factory_for(1_000_000, 2048) == ("IVF2048,PQ256", 2048)
+    assert ann.factory_for(40_000, 2048) == ("IVF256,SQ8", 256)
+    assert ann.factory_for(1_000_000, 2048) == ("IVF1024,PQ256", 1024)
 
 
 def test_build_index_writes_the_ann_file_when_asked(tmp_path, monkeypatch, random_embedder):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from quality_catalog import HEADER, add_near_duplicates, build, outfit_catalog, write_feed
+from quality_catalog import add_near_duplicates, build, outfit_catalog, write_feed
 from stylelens.diversity import near_duplicate_groups
 from stylelens.errors import InvalidArgumentError
 from stylelens.evaluate import evaluate, label_metrics, parse_ks, write_report
@@ -57,6 +57,17 @@ def test_leave_one_out_agrees_with_the_library_search(labelled):
                       for row in rows.values()])
     assert report["type"]["precision@3"] > 2 * chance, "shapes are visible to a real ImageNet network"
     assert {"precision@3", "mAP@3", "identify_accuracy"} <= set(report["gender"]) and "colour" in report
+    # Without the identified-type boost: the bare neighbours, as ExactSearcher ranks them.
+    bare = []
+    for pid, row in rows.items():
+        vector = np.asarray(index.store.vectors[index.row(pid)])
+        exclude = index._self_rows(vector, index.product(pid)["image_sha256"]) + [index.row(pid)]
+        mask = cols.live.copy()
+        mask[exclude] = False
+        _, near = index.searcher.search(vector[None], 3, mask)
+        if sum(r["articleType"] == row["articleType"] for r in rows.values()) > 1:
+            bare.append(np.mean([rows[cols.ids[r]]["articleType"] == row["articleType"] for r in near[0]]))
+    assert report["type_nearest_neighbours"]["precision@3"] == pytest.approx(np.mean(bare), abs=1e-4)
 
 
 def test_tables_duplicates_and_latency(labelled):

@@ -54,11 +54,12 @@ def _import_faiss():
 def factory_for(n_rows: int, dim: int) -> tuple[str, int]:
     """FAISS index_factory string and nlist for a catalog of n_rows.
 
-    nlist ~ 2*sqrt(n) (1M rows: 2048 lists of ~500), at most n/32 so k-means has points to place.
+    nlist ~ sqrt(n) (1M rows: 1024 lists of ~1000; training and adding cost grows with nlist, and two
+    cores must build a 1M index in minutes), at most n/32 so k-means has points to place.
     Codes: 8-bit scalar quantization below PQ_FROM rows (no codebooks to train; 4x smaller than
     float32), product quantization from there (8 dimensions per 8-bit code: 2048-d -> 256 bytes, 32x)."""
     n = max(int(n_rows), 1)
-    nlist = int(2 ** round(np.log2(max(1.0, 2 * np.sqrt(n)))))
+    nlist = int(2 ** round(np.log2(max(1.0, np.sqrt(n)))))
     nlist = max(1, min(nlist, n // 32))
     if n < PQ_FROM or dim % 8:
         return f"IVF{nlist},SQ8", nlist

@@ -15,6 +15,7 @@ as ``Index.search`` does. Metrics, for articleType (``type``), gender and colour
   ``Index.search`` serves (nearest neighbours re-ranked by ``type_consistent``);
 - mAP@k: mean over queries of AP@k = sum_{i<=k} precision@i * rel_i / min(k, R), R = relevant
   products in the index. Queries whose label no other product has (R = 0) are left out of both;
+- ``type_nearest_neighbours``: articleType precision of the bare neighbours, before that re-ranking;
 - identify accuracy: the similarity-weighted vote of ``identify_k`` neighbours (``recommend.vote``,
   what ``Index.identify`` answers) equals the label.
 
@@ -25,7 +26,6 @@ exact search when the index searches with ANN, query latency, and near-duplicate
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -103,7 +103,7 @@ def _codes_for(columns, column: str, values) -> np.ndarray:
 
 
 def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None = None, seed: int = 0,
-             latency_samples: int = 50, duplicates: bool = True, batch: int = 1024, progress=None) -> dict:
+             latency_samples: int = 50, duplicates: bool = True, batch: int = 1024) -> dict:
     """Evaluate an opened index: leave-one-out (no ``queries``) or on a folder of labelled photos."""
     ks = tuple(sorted(ks))
     started = time.perf_counter()
@@ -165,6 +165,9 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         for k in ks:
             rel = np.where(served[k] >= 0, cols.codes[c][np.clip(served[k], 0, None)], -3) == q[:, None]
             report[c].update(label_metrics(rel, n_rel, (k,)))
+        if c == "type":  # the bare nearest neighbours, to show what type_consistent adds
+            rel = np.where(rows >= 0, cols.codes[c][np.clip(rows, 0, None)], -3)[:, :max(ks)] == q[:, None]
+            report["type_nearest_neighbours"] = label_metrics(rel, n_rel, ks)
         known_q = q != -1
         report[c]["identify_accuracy"] = round(float((predicted[c][known_q] == q[known_q]).mean()), 4) if known_q.any() else None
 

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS products (
     image_path TEXT, image_sha256 TEXT, extra TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every query looks its upload up by image hash (is it a catalog photo?): without this, a table scan.
+CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
 """
 
 

@@ -89,6 +89,10 @@ def cmd_eval(args) -> int:
     cols += [(f"precision@{k}", f"P@{k}") for k in ks] + [(f"mAP@{k}", f"mAP@{k}") for k in ks]
     cols += [("identify_accuracy", "identify")]
     print_table(rows, cols)
+    knn = report.get("type_nearest_neighbours")
+    if knn and knn.get("queries"):
+        print("type, bare nearest neighbours (before the identified-type boost): "
+              + ", ".join(f"P@{k} {knn[f'precision@{k}']:.4f}" for k in ks))
     print()
     print("per articleType (top 20 by support)")
     kmax = max(ks)
