@@ -9,7 +9,10 @@
 from .embedder import BACKBONES, Embedder
 from .errors import (CatalogError, ImageError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError,
                      MissingExtraError, ProductNotFoundError, StylelensError, WeightsError)
+from .evaluate import evaluate
 from .export import export_features
+from .look import complete_the_look
+from .personalize import feedback, forget, recommend_for_user
 from .pipeline import BuildReport, build_index
 from .recommend import Filters, Identification, Index, SearchResult, open_index
 from .store import IndexStore, remove_products
@@ -19,6 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKBONES", "BuildReport", "CatalogError", "Embedder", "Filters", "Identification", "ImageError", "Index",
     "IndexMismatchError", "IndexNotFoundError", "IndexStore", "InvalidArgumentError", "MissingExtraError",
-    "ProductNotFoundError", "SearchResult", "StylelensError", "WeightsError", "build_index", "export_features",
-    "open_index", "remove_products",
+    "ProductNotFoundError", "SearchResult", "StylelensError", "WeightsError", "build_index", "complete_the_look",
+    "evaluate", "export_features", "feedback", "forget", "open_index", "recommend_for_user", "remove_products",
 ]

@@ -62,6 +62,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.add_argument("--grid", metavar="PNG", help="Also write a picture of the query beside its results.")
     p.add_argument("--search", default=None, help=config.SETTINGS["search"].help)
+    p.add_argument("--user", help="Shopper id: personalise with their likes and dislikes (stylelens feedback).")
+    p.add_argument("--diversity", type=float, default=None, metavar="0..1", help="Trade similarity for variety (MMR); 0 = plain ranking.")
+    p.add_argument("--collapse", action="store_true", help="Show near-duplicate products once, with how many were folded in.")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="Show what an index holds and how it was built.")
@@ -100,7 +103,8 @@ def cmd_search(args) -> int:
     from ..recommend import open_index
 
     index = open_index(args.index, search=args.search)
-    result = index.search(args.photo, args.k, **filters_from(args))
+    result = index.search(args.photo, args.k, user=args.user, diversity=args.diversity, collapse=args.collapse or None,
+                          **filters_from(args))
     if args.grid:
         from ..render import results_grid
 
