@@ -9,7 +9,6 @@
 from .embedder import BACKBONES, Embedder
 from .errors import (CatalogError, ImageError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError,
                      MissingExtraError, ProductNotFoundError, StylelensError, WeightsError)
-from .evaluate import evaluate
 from .export import export_features
 from .look import complete_the_look
 from .personalize import feedback, forget, recommend_for_user
@@ -23,5 +22,5 @@ __all__ = [
     "BACKBONES", "BuildReport", "CatalogError", "Embedder", "Filters", "Identification", "ImageError", "Index",
     "IndexMismatchError", "IndexNotFoundError", "IndexStore", "InvalidArgumentError", "MissingExtraError",
     "ProductNotFoundError", "SearchResult", "StylelensError", "WeightsError", "build_index", "complete_the_look",
-    "evaluate", "export_features", "feedback", "forget", "open_index", "recommend_for_user", "remove_products",
+    "export_features", "feedback", "forget", "open_index", "recommend_for_user", "remove_products",
 ]
