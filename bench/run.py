@@ -448,7 +448,9 @@ def main(argv=None) -> int:
             part = json.loads(path.read_text())
             merged["runs"].append({"file": path.name, "machine": part.get("machine"), "settings": part.get("settings"), "seconds": part.get("seconds")})
             for key, value in part.items():
-                if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in ("machine", "settings"):
+                if key == "machine" and "machine" in merged:
+                    continue  # the first run's; each run's own is kept under "runs"
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
                     merged[key].update(value)
                 else:
                     merged[key] = value
