@@ -6,7 +6,7 @@ import sys
 
 from .. import config
 from ..embedder import BACKBONES, POOLINGS
-from .output import print_identified, print_json, print_results
+from .output import print_json, print_search_result
 
 
 def add_embedder_options(p) -> None:
@@ -109,14 +109,8 @@ def cmd_search(args) -> int:
         from ..render import results_grid
 
         results_grid(args.photo, result.products, args.grid, title=_ident_title(result.identified))
-    if args.json:
-        print_json(result.to_dict())
-        return 0
-    print_identified(result.identified)
-    print_results(result.products)
-    if not result.products:
-        print("no products match; loosen the filters or add --include-out-of-stock")
-    if args.grid:
+    print_search_result(result, args.json)
+    if args.grid and not args.json:
         print(f"wrote {args.grid}")
     return 0
 

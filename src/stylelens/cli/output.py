@@ -46,3 +46,17 @@ def print_identified(ident) -> None:
     if ident.colour:
         parts.append(f"{ident.colour} ({ident.colour_confidence:.0%})")
     print("identified: " + ", ".join(parts))
+
+
+NO_MATCH = "no products match; loosen the filters or add --include-out-of-stock"
+
+
+def print_search_result(result, as_json: bool) -> None:
+    """A SearchResult as JSON, or as the identification line and the results table."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_identified(result.identified)
+    print_results(result.products)
+    if not result.products:
+        print(result.extra.get("note") or NO_MATCH)

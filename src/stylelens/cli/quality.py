@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import add_filter_options, filters_from
-from .output import print_identified, print_json, print_results, print_table
+from .output import print_json, print_results, print_search_result, print_table
 
 
 def register(sub) -> None:
@@ -135,13 +135,9 @@ def cmd_recommend(args) -> int:
 
         query = args.photo or result.products[0]["image_path"]
         results_grid(query, result.products, args.grid, title="query" if args.photo else f"for {args.user}")
+    print_search_result(result, args.json)
     if args.json:
-        print_json(result.to_dict())
         return 0
-    print_identified(result.identified)
-    print_results(result.products)
-    if not result.products:
-        print(result.extra.get("note") or "no products match; loosen the filters or add --include-out-of-stock")
     if args.grid and result.products:
         print(f"wrote {args.grid}")
     return 0
