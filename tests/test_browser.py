@@ -134,6 +134,15 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     assert page.is_visible("#preview")
     first = card_ids(page)
     assert len(first) >= 5
+    # Near-duplicates are hidden by default; a card that stands for others says how many.
+    uploaded = answer.value.json()["results"]
+    assert all("similar_count" in p for p in uploaded)
+    for p in uploaded:
+        badge = page.locator(f"#results .card[data-id='{p['id']}'] .card-similar")
+        if p["similar_count"]:
+            assert badge.inner_text() == f"+{p['similar_count']} similar"
+        else:
+            assert badge.is_hidden()
     card = page.locator("#results .card").first
     assert card.locator("img").get_attribute("alt")
     assert card.locator("a.buy").get_attribute("href").startswith("https://shop.example/p/")
@@ -154,6 +163,26 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     shot(page, "03-filtered.png")
     page.select_option("#f-type", "")
     page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+
+    # Showing near-duplicates, then asking for variety: each re-runs the search with that setting.
+    # (Chromium does not expose multipart bodies with a file to Playwright, so the answers are checked.)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.uncheck("#f-collapse")
+    assert answer.value.status == 200
+    assert all("similar_count" not in p for p in answer.value.json()["results"])  # nothing collapsed
+    page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+    plain = card_ids(page)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.locator("#f-variety").fill("0.6")
+    assert answer.value.status == 200
+    assert page.inner_text("#f-variety-value") == "60 %"
+    page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+    varied = card_ids(page)
+    assert len(varied) == len(plain) and varied != plain  # MMR re-ranked the same kind of list
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        page.click("#clear-filters")  # back to the defaults: collapse on, no variety
+    page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+    assert page.is_checked("#f-collapse") and page.inner_text("#f-variety-value") == "off"
 
     # "More like this" on a card: similar products without re-uploading, the product itself left out.
     target = card_ids(page)[0]

@@ -109,3 +109,25 @@ def test_errors_are_one_clear_line_without_traceback(cli_index, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "stylelens.cli", *args], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_settings_show_values_in_effect_and_hide_credentials(monkeypatch, capsys):
+    monkeypatch.setenv("STYLELENS_K", "7")
+    monkeypatch.setenv("STYLELENS_MILVUS_TOKEN", "user:secret")
+    assert main(["settings", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["k"]["value"] == 7 and rows["k"]["default"] == 5 and rows["k"]["env"] == "STYLELENS_K"
+    assert rows["milvus_token"]["value"] == "(set)" and "secret" not in out
+    assert main(["settings"]) == 0
+    assert "STYLELENS_K" in capsys.readouterr().out
+
+
+def test_readme_names_every_setting():
+    from pathlib import Path
+
+    from stylelens import config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Settings"):]
+    assert [name for name in config.SETTINGS if f"`{name}`" not in section] == []

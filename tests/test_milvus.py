@@ -12,9 +12,9 @@ import pytest
 
 from stylelens.errors import IndexMismatchError, InvalidArgumentError
 from stylelens.recommend import Filters
-from stylelens.scale import create_store, open_store, parse_location, remove_products
+from stylelens.scale import create_store, parse_location
 from stylelens.search import ExactSearcher, search_filtered
-from stylelens.store import IndexStore, check_compatible
+from stylelens.store import IndexStore, check_compatible, remove_products
 
 pytestmark = pytest.mark.scale
 pymilvus = pytest.importorskip("pymilvus")
@@ -201,7 +201,7 @@ def test_an_index_keeps_the_vector_location_it_was_built_with(tmp_path):
     again = create_store(tmp_path / "ix", FP, {})  # no location: the one it has
     assert again.milvus.count() == 1 and type(again).__name__ == "MilvusIndexStore"
     again.close()
-    reopened = open_store(tmp_path / "ix")
+    reopened = IndexStore.open(tmp_path / "ix")
     assert reopened.search_method == "milvus" and reopened.product("a")["name"] == "item a"
     reopened.close()
 
@@ -225,7 +225,7 @@ def test_a_crash_between_milvus_and_the_catalog_leaves_no_stray_vectors(tmp_path
         store.add([{{"id": "d"}}, {{"id": "e"}}, {{"id": "a", "name": "renewed"}}], v[3:6])
     """)
     assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == -9
-    store = open_store(tmp_path / "ix", writable=True)  # opening for writing removes what never committed
+    store = IndexStore.open(tmp_path / "ix", writable=True)  # opening for writing removes what never committed
     assert sorted(store.columns.row_of) == ["a", "b", "c"] and store.milvus.count() == 3
     assert store.product("a")["name"] == "first"  # the catalog keeps the committed record ...
     assert store.image_hashes()["a"] is None  # ... but forgets its image hash: Milvus may hold the new vector, so the next build re-embeds it

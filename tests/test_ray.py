@@ -57,9 +57,7 @@ def catalog(tmp_path_factory, lite0):
 
 
 def vectors_by_id(path) -> dict[str, np.ndarray]:
-    from stylelens.scale import open_store
-
-    store = open_store(path)
+    store = IndexStore.open(path)
     cols = store.columns
     rows = sorted(cols.row_of.values())
     vectors = np.asarray(store.vectors[rows])
@@ -145,9 +143,9 @@ def test_a_killed_ray_run_resumes_without_redoing_or_duplicating_work(ray_cluste
 
     report = build_index(root / "catalog", out, embedder=lite0, runner="ray", progress=False)  # same --store, kept
     assert report.unchanged == committed and report.indexed == N - committed and report.skipped == 2
-    from stylelens.scale import open_store
+    from stylelens.store import IndexStore
 
-    store = open_store(out)
+    store = IndexStore.open(out)
     assert len(store) == N and store.n_rows == N  # each image embedded and stored exactly once
     assert store.milvus.count() == N
     store.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config, search
-from .errors import InvalidArgumentError, MissingExtraError
+from .errors import InvalidArgumentError, import_extra
 
 ANN_META = "ann.json"
 FORMAT = 1
@@ -44,11 +44,7 @@ def faiss_available() -> bool:
 
 
 def _import_faiss():
-    try:
-        import faiss
-    except ImportError as exc:
-        raise MissingExtraError("faiss-cpu", "ann", "Approximate nearest-neighbour search") from exc
-    return faiss
+    return import_extra("faiss", "faiss-cpu", "ann", "Approximate nearest-neighbour search")
 
 
 def factory_for(n_rows: int, dim: int) -> tuple[str, int]:

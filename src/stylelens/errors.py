@@ -72,6 +72,16 @@ class WeightsError(StylelensError):
     http_status = 503
 
 
+def import_extra(module: str, package: str, extra: str, purpose: str):
+    """Import an optional dependency, or raise MissingExtraError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(package, extra, purpose) from exc
+
+
 class MissingExtraError(StylelensError):
     """An optional dependency is not installed."""
 
@@ -85,3 +95,17 @@ class MissingExtraError(StylelensError):
         )
         self.package = package
         self.extra = extra
+
+
+class VectorStoreUnavailable(StylelensError):
+    """The external vector store (a Milvus server) cannot be reached or refused the request."""
+
+    code = "vector_store_unavailable"
+    http_status = 503
+
+
+class RayRunError(StylelensError):
+    """A distributed indexing run failed; what it committed is kept."""
+
+    code = "ray_failed"
+    http_status = 503

@@ -23,7 +23,6 @@ from .catalog import load_catalog
 from .embedder import Embedder, Preprocess, library_versions, prepare
 from .errors import ImageError, InvalidArgumentError
 from .images import content_hash, load_image, read_bytes
-from .store import IndexStore
 
 ERRORS_CSV = "errors.csv"
 RUNNERS = ("local", "ray")
@@ -212,7 +211,9 @@ def build_index(
     from .scale import create_store
 
     started = time.perf_counter()
-    runner = runner or "local"
+    runner = runner or config.get("runner")
+    ray_address = ray_address or config.get("ray_address") or None
+    store = store or config.get("store") or None
     if runner not in RUNNERS:
         raise InvalidArgumentError(f"Unknown runner '{runner}'. Choose one of: {', '.join(RUNNERS)}.", code="bad_option")
     progress = config.get("progress") if progress is None else progress

@@ -14,7 +14,7 @@ from .embedder import Embedder
 from .errors import InvalidArgumentError
 from .images import content_hash, load_image
 from .search import make_searcher, search_filtered
-from .store import Columns
+from .store import Columns, IndexStore, check_compatible
 
 # Cosine at or above which a catalog vector is taken to be the query picture itself.
 SAME_IMAGE_COSINE = 0.9999
@@ -135,21 +135,9 @@ class Index:
     """An opened index. Search with an image (path, bytes or PIL image) or a product id."""
 
     def __init__(self, path, embedder: Embedder | None = None, search: str | None = None, **embedder_options):
-        from .scale import open_store  # the index folder's manifest says where its vectors live
-
-        self.store = open_store(path)
+        self.store = IndexStore.open(path)  # the class its manifest names: vectors in the folder or in Milvus
         built = self.store.manifest["embedder"]
-        if embedder is None:
-            weights = built["weights"]
-            source = weights["source"]
-            embedder = Embedder(
-                built["backbone"],
-                weights=weights["detail"] if source == "file" else source,
-                pooling=built["pooling"],
-                **embedder_options,
-            )
-        from .store import check_compatible
-
+        embedder = embedder or Embedder.from_fingerprint(built, **embedder_options)
         check_compatible(built, embedder.fingerprint(), self.store.path)
         self.embedder = embedder
         self.searcher = make_searcher(self.store, search)

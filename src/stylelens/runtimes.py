@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config, embedder
-from .errors import InvalidArgumentError, MissingExtraError
+from .errors import InvalidArgumentError, import_extra
 
 CACHE_FORMAT = 1
 PRECISIONS = ("auto", "f32", "bf16")
@@ -92,11 +92,7 @@ def _example_input(emb):
 
 # ---- OpenVINO -------------------------------------------------------------------------------
 def _import_openvino():
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise MissingExtraError("openvino", "fast", "The OpenVINO runtime") from exc
-    return ov
+    return import_extra("openvino", "openvino", "fast", "The OpenVINO runtime")
 
 
 def cpu_supports_bf16() -> bool:
@@ -220,10 +216,7 @@ def openvino_runner(emb, precision: str | None = None):
 
 # ---- ONNX Runtime ---------------------------------------------------------------------------
 def onnx_runner(emb):
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingExtraError("onnxruntime", "fast", "The ONNX Runtime runtime") from exc
+    ort = import_extra("onnxruntime", "onnxruntime", "fast", "The ONNX Runtime runtime")
     if not emb.device.startswith("cpu"):
         raise InvalidArgumentError(f"The onnx runtime runs on the CPU here; --device {emb.device} needs --runtime torch.", code="bad_option")
 

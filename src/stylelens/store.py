@@ -303,7 +303,10 @@ class IndexStore:
 
 
 def remove_products(index_path, ids) -> tuple[int, list[str]]:
-    """Delete products by id and compact the vectors. Returns (removed, ids not found)."""
+    """Delete products by id, wherever the index keeps its vectors; compact them and bring the ANN
+    index up to date. Returns (removed, ids not found)."""
+    from .ann import maintain
+
     store = IndexStore.open(index_path, writable=True)
     try:
         ids = [str(i) for i in ids]
@@ -311,6 +314,7 @@ def remove_products(index_path, ids) -> tuple[int, list[str]]:
         missing = [i for i in ids if i not in known]
         removed = store.delete([i for i in ids if i in known])
         store.compact()
+        maintain(store)
         store.set_manifest()
         return removed, missing
     finally:

@@ -1,4 +1,4 @@
-"""index, search, info, export, remove."""
+"""index, search, info, export, remove, settings."""
 
 from __future__ import annotations
 
@@ -83,6 +83,10 @@ def register(sub) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_remove)
 
+    p = sub.add_parser("settings", help="List every setting: its environment variable, value in effect and default.")
+    p.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    p.set_defaults(func=cmd_settings)
+
 
 def cmd_index(args) -> int:
     from ..pipeline import build_index
@@ -151,8 +155,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_settings(args) -> int:
+    rows = [{"name": s.name, "env": s.env, "value": config.get(s.name), "default": s.default, "help": s.help}
+            for s in config.SETTINGS.values()]
+    for row in rows:
+        if row["name"].endswith("token") and row["value"]:
+            row["value"] = "(set)"  # a credential is never printed
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        changed = "" if row["value"] == row["default"] else f"   (default {row['default']!r})"
+        print(f"{row['env']:36s} {row['value']!r}{changed}\n    {row['help']}")
+    return 0
+
+
 def cmd_remove(args) -> int:
-    from ..scale import remove_products
+    from ..store import remove_products
 
     removed, missing = remove_products(args.index, args.ids)
     print(f"removed {removed}")

@@ -8,7 +8,7 @@ Where the vectors live is chosen by location, one string, as with the other sett
 
 Either way the index folder is the front: manifest.json and catalog.sqlite (product records, the
 columns that filters and type votes read) stay in it, so ``open_index(folder)`` works the same. The
-manifest names the vector location; ``open_store`` picks the store class from it. Ray and pymilvus
+manifest names the vector location; ``IndexStore.open`` picks the store class from it. Ray and pymilvus
 are imported only by the submodules that need them.
 """
 
@@ -103,11 +103,6 @@ def store_class(location: str | None) -> type[IndexStore]:
     return MilvusIndexStore
 
 
-def open_store(path, writable: bool = False, expect: dict | None = None) -> IndexStore:
-    """Open an index folder with the store class its manifest names (IndexStore.open for any backend)."""
-    return store_class(_manifest_location(path)).open(path, writable=writable, expect=expect)
-
-
 def create_store(path, fingerprint: dict, versions: dict, location: str | None = None) -> IndexStore:
     """Create an index folder (or open it to update) with its vectors at ``location``.
 
@@ -133,20 +128,3 @@ def create_store(path, fingerprint: dict, versions: dict, location: str | None =
 def _same_place(location: MilvusLocation | None):
     # The index type may differ between runs without moving anything; the place is kind + uri + collection.
     return None if location is None else (location.kind, location.uri, location.collection)
-
-
-def remove_products(index_path, ids) -> tuple[int, list[str]]:
-    """``store.remove_products`` for an index whose vectors live anywhere. Returns (removed, ids not found)."""
-    if _manifest_location(index_path) is None:
-        from ..store import remove_products as remove_from_folder
-
-        return remove_from_folder(index_path, ids)
-    store = open_store(index_path, writable=True)
-    try:
-        ids = [str(i) for i in ids]
-        known = set(store.columns.row_of)
-        removed = store.delete([i for i in ids if i in known])
-        store.set_manifest()
-        return removed, [i for i in ids if i not in known]
-    finally:
-        store.close()

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CatalogError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError, MissingExtraError, StylelensError
+from .. import config
+from ..errors import (CatalogError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError, VectorStoreUnavailable,
+                      import_extra)
 from ..store import LABEL_COLUMNS, PRODUCT_COLUMNS, IndexStore, check_compatible
 from . import MilvusLocation, parse_location
 
@@ -33,24 +34,15 @@ MAX_REQUEST_BYTES = 16 << 20  # keep each insert well under gRPC's 64 MiB messag
 EXPR_IDS = 4096  # most ids written into one filter expression
 MILVUS_TOP_K = 16384  # Milvus's largest search limit
 PENDING = "milvus_pending"
-TOKEN_ENV = "STYLELENS_MILVUS_TOKEN"
+TOKEN_ENV = config.SETTINGS["milvus_token"].env
 PROP_EMBEDDER = "stylelens.embedder"
 PROP_OWNER = "stylelens.owner"
 INDEX_PARAMS = {"FLAT": {}, "HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024},
                 "IVF_PQ": {"nlist": 1024, "nbits": 8}, "AUTOINDEX": {}}
 
 
-class VectorStoreUnavailable(StylelensError):
-    code = "vector_store_unavailable"
-    http_status = 503
-
-
 def _milvus_client():
-    try:
-        from pymilvus import MilvusClient
-    except ImportError as exc:
-        raise MissingExtraError("pymilvus", "milvus", "Keeping vectors in Milvus") from exc
-    return MilvusClient
+    return import_extra("pymilvus", "pymilvus", "milvus", "Keeping vectors in Milvus").MilvusClient
 
 
 class MilvusCollection:
@@ -62,15 +54,12 @@ class MilvusCollection:
         self.name = location.collection
         self.checked = False
         if location.lite:
-            try:
-                import milvus_lite  # noqa: F401  (pymilvus starts it for a .db path)
-            except ImportError as exc:
-                raise MissingExtraError("milvus-lite", "milvus", "Milvus Lite (--store milvus-lite://)") from exc
+            import_extra("milvus_lite", "milvus-lite", "milvus", "Milvus Lite (--store milvus-lite://)")  # pymilvus starts it for a .db path
             if not location.uri.endswith(".db"):
                 raise InvalidArgumentError(f"Milvus Lite keeps its data in a file ending in .db, not {location.uri}. Write milvus-lite:///path/to/file.db.", code="bad_option")
             Path(location.uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client = client_class(uri=location.uri, token=os.environ.get(TOKEN_ENV, ""))
+            self.client = client_class(uri=location.uri, token=config.get("milvus_token"))
         except Exception as exc:  # pymilvus raises its own and gRPC's error types
             raise VectorStoreUnavailable(
                 f"Could not connect to Milvus at {location.canonical()}: {exc}. "

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .. import config
-from ..errors import ImageError, InvalidArgumentError, MissingExtraError, StylelensError
+from ..errors import ImageError, InvalidArgumentError, RayRunError, StylelensError, import_extra
 from ..images import content_hash, read_bytes
 from ..pipeline import Build, _progress, prepare_bytes
 from ..store import check_compatible
@@ -30,18 +30,9 @@ DECODE_BLOCK_ROWS = (16, 1024)  # rows per read/decode task: enough tasks to spr
 CPU_SHARE_FOR_INFERENCE = 0.75  # on CPU clusters the rest of the cores decode
 
 
-class RayRunError(StylelensError):
-    code = "ray_failed"
-    http_status = 503
-
-
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError("ray[data]", "scale", "The Ray runner (--runner ray)") from exc
-    return ray
+    import_extra("ray.data", "ray[data]", "scale", "The Ray runner (--runner ray)")
+    return import_extra("ray", "ray[data]", "scale", "The Ray runner (--runner ray)")
 
 
 @contextmanager
@@ -128,13 +119,6 @@ class EmbedActor:
                 "runtime": [self.embedder.runtime_name] * n}
 
 
-def embedder_options(embedder, device: str, runtime: str | None) -> dict:
-    """Keyword arguments that rebuild ``embedder`` in another process."""
-    weights = embedder.weights
-    return {"backbone": embedder.spec.name, "weights": weights.detail if weights.source == "file" else weights.source,
-            "pooling": embedder.pooling, "device": device, "runtime": runtime, "batch_size": embedder.batch_size}
-
-
 def plan_resources(ray, device: str, actors: int | None) -> dict:
     """Actor count and the CPUs/GPUs each stage asks Ray for."""
     resources = ray.cluster_resources()
@@ -170,7 +154,7 @@ def run_ray(build: Build, embedder, *, address: str | None = None, actors: int |
         ds = ds.map_batches(read_and_prepare, fn_kwargs={"pre": embedder.preprocess, "max_pixels": max_pixels},
                             batch_size=None, batch_format="numpy", num_cpus=plan["decode_cpus"])
         ds = ds.map_batches(EmbedActor, batch_size=embedder.batch_size, batch_format="numpy",
-                            fn_constructor_kwargs={"options": embedder_options(embedder, device, runtime),
+                            fn_constructor_kwargs={"options": dict(embedder.options(), device=device, runtime=runtime),
                                                    "fingerprint": embedder.fingerprint(),
                                                    "index_path": str(build.store.path), "threads": plan["threads"]},
                             compute=ray.data.ActorPoolStrategy(size=plan["actors"]), **plan["actor"])

@@ -8,7 +8,8 @@
     dropHint: $("drop-hint"), chooseLabel: $("choose-label"), limit: $("upload-limit"), catalogInfo: $("catalog-info"),
     identified: $("identified"), identText: $("ident-text"), identBar: $("ident-bar"), identDetails: $("ident-details"),
     filters: $("filters"), filtersToggle: $("filters-toggle"), gender: $("f-gender"), type: $("f-type"), colour: $("f-colour"), min: $("f-min"),
-    max: $("f-max"), stock: $("f-stock"), k: $("f-k"),
+    max: $("f-max"), stock: $("f-stock"), k: $("f-k"), collapse: $("f-collapse"), variety: $("f-variety"),
+    varietyValue: $("f-variety-value"),
     message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"),
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
     results: $("results"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
@@ -99,6 +100,8 @@
     if (el.min.value !== "") params.set("min_price", el.min.value);
     if (el.max.value !== "") params.set("max_price", el.max.value);
     params.set("include_out_of_stock", el.stock.checked ? "false" : "true");
+    if (el.collapse.checked) params.set("collapse", "true");
+    if (Number(el.variety.value) > 0) params.set("diversity", el.variety.value);
     if (state.personal) params.set("user", state.user);
     return params;
   }
@@ -265,6 +268,12 @@
     node.querySelector(".card-title").textContent = name;
     node.querySelector(".card-price").textContent = formatPrice(p.price, p.currency);
     node.querySelector(".card-stock").hidden = p.in_stock !== false;
+    const similar = node.querySelector(".card-similar");
+    if (p.similar_count > 0) {
+      similar.hidden = false;
+      similar.textContent = `+${p.similar_count} similar`;
+      similar.title = `${p.similar_count} near-identical ${p.similar_count === 1 ? "product is" : "products are"} hidden behind this one`;
+    }
     const pct = Math.max(0, Math.round((p.score || 0) * 100));
     node.querySelector(".match-bar").style.setProperty("--value", `${pct}%`);
     node.querySelector(".match-text").textContent = `${pct}% match`;
@@ -429,8 +438,13 @@
   for (const input of [el.min, el.max]) {
     input.addEventListener("input", () => { clearTimeout(priceTimer); priceTimer = setTimeout(rerun, 700); });
   }
+  function showVariety() {
+    const value = Number(el.variety.value);
+    el.varietyValue.textContent = value > 0 ? `${Math.round(value * 100)} %` : "off";
+  }
+  el.variety.addEventListener("input", showVariety);  // the search re-runs on "change", when the thumb is let go
   el.filters.addEventListener("submit", (e) => { e.preventDefault(); rerun(); });
-  el.filters.addEventListener("reset", () => setTimeout(rerun, 0));
+  el.filters.addEventListener("reset", () => setTimeout(() => { showVariety(); rerun(); }, 0));
   el.forget.addEventListener("click", forgetMe);
   el.back.addEventListener("click", () => { el.look.hidden = true; searchPhoto(); });
   el.filtersToggle.addEventListener("click", () => {

@@ -1,0 +1,128 @@
+"""int8 (NNCF post-training quantization) of the embedding network: speed and parity, to decide whether
+it may ship. It ships only if it meets the same parity bar as bf16 (every cosine >= 0.999 against torch
+fp32, identical top-5 for >= 95 % of queries); this script measures it either way.
+
+    .venv/bin/pip install nncf          # not a dependency of stylelens: only this experiment needs it
+    .venv/bin/python bench/int8.py      # writes bench/out/int8.json
+
+Calibration uses fashion-small images disjoint from the 300 parity images. Variants: NNCF's defaults,
+and a more careful one (first and last convolutions kept in f32, full bias correction, more calibration
+images), which is the usual recipe when the defaults lose accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from run import CATALOG_SIZE, FASHION, OUT, image_ids  # noqa: E402
+
+
+def pixels_for(ids, pre) -> np.ndarray:
+    from stylelens.embedder import prepare
+    from stylelens.images import load_image
+
+    return np.stack([prepare(load_image(FASHION / "images" / f"{i}.jpg"), pre) for i in ids])
+
+
+def speed(compiled_model, pixels: np.ndarray) -> tuple[float, float]:
+    """(img/s with a batch of 64 split over the optimal number of requests, batch-1 latency in ms)."""
+    import openvino as ov
+
+    queue = ov.AsyncInferQueue(compiled_model, max(1, compiled_model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    batch = pixels[:64]
+    parts = np.array_split(batch, len(queue))
+    for _ in range(2):
+        for i, part in enumerate(parts):
+            queue.start_async({0: part}, i)
+        queue.wait_all()
+    started = time.perf_counter()
+    for _ in range(3):
+        for i, part in enumerate(parts):
+            queue.start_async({0: part}, i)
+        queue.wait_all()
+    img_s = 3 * len(batch) / (time.perf_counter() - started)
+    request = compiled_model.create_infer_request()
+    request.infer({0: pixels[:1]})
+    started = time.perf_counter()
+    for i in range(10):
+        request.infer({0: pixels[i : i + 1]})
+    return round(img_s, 1), round((time.perf_counter() - started) * 100, 1)
+
+
+def run_backbone(backbone: str, weights: str, n_parity: int = 300, n_calib: int = 300) -> dict:
+    import nncf
+    import openvino as ov
+
+    from stylelens import Embedder
+    from stylelens.runtimes import _openvino_ir, parity
+
+    reference = Embedder(backbone, weights=weights, runtime="torch")
+    ids = image_ids(FASHION)
+    parity_ids = ids[3::max(1, CATALOG_SIZE // n_parity)][:n_parity]
+    taken = set(parity_ids)
+    calib_ids = [i for i in ids[11::max(1, CATALOG_SIZE // (2 * n_calib))] if i not in taken][:n_calib]
+    pixels = pixels_for(parity_ids, reference.preprocess)
+    calib = pixels_for(calib_ids, reference.preprocess)
+    truth = reference.embed_prepared(pixels)
+
+    core = ov.Core()
+    ir = _openvino_ir(reference, ov)
+    model = core.read_model(str(ir))
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    out: dict = {"backbone": backbone, "weights": weights, "parity_images": len(pixels), "calibration_images": len(calib),
+                 "nncf": nncf.__version__, "openvino": ov.__version__}
+    f32 = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"})
+    out["f32_img_s"], out["f32_batch1_ms"] = speed(f32, pixels)
+
+    variants = {
+        "int8 default": dict(subset_size=min(300, len(calib))),
+        "int8 careful": dict(subset_size=len(calib), fast_bias_correction=False,
+                             ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]])),
+    }
+    for name, options in variants.items():
+        started = time.perf_counter()
+        dataset = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
+        quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, **options)
+        seconds = time.perf_counter() - started
+        compiled = core.compile_model(quantized, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+        vectors = np.concatenate([compiled(pixels[i : i + 32])[0] for i in range(0, len(pixels), 32)])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # The quantized graph's own L2 step is approximate (norms 0.998-1.32 here); a runtime would renormalise.
+        vectors = vectors / norms
+        img_s, batch1_ms = speed(compiled, pixels)
+        out[name] = dict(parity(vectors, truth, queries=min(100, len(pixels))), img_s=img_s, batch1_ms=batch1_ms,
+                         quantize_seconds=round(seconds, 1), raw_norm_range=[round(float(norms.min()), 4), round(float(norms.max()), 4)])
+        print(name, backbone, out[name], flush=True)
+    return out
+
+
+def main() -> int:
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        print("This experiment needs NNCF: .venv/bin/pip install nncf", file=sys.stderr)
+        return 2
+    results = {"runs": [run_backbone("resnet50", "random"), run_backbone("efficientnet-lite0", "imagenet")]}
+    target = OUT / "int8.json"
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    for run in results["runs"]:
+        print(f"\n{run['backbone']} ({run['weights']}): f32 {run['f32_img_s']} img/s, batch-1 {run['f32_batch1_ms']} ms")
+        for name in ("int8 default", "int8 careful"):
+            x = run[name]
+            print(f"  {name:13s} {x['img_s']:6.1f} img/s  batch-1 {x['batch1_ms']:5.1f} ms  cosine min {x['cosine_min']:.4f} "
+                  f"mean {x['cosine_mean']:.4f}  top-5 identical {x['top5_identical']:.2f}  passes {x['passes']}")
+    print(f"\nwrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
