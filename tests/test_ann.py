@@ -108,6 +108,9 @@ def test_compaction_remaps_ids_without_rebuilding(store):
     store.close()
     remove_products(path, sorted(gone))
     reopened = IndexStore.open(path)
+    # remove_products brought the saved ANN index in step with the compacted vectors itself.
+    saved = json.loads((path / ann.ANN_META).read_text())
+    assert saved["generation"] == reopened.vectors_file.name and saved["vectors"] == 6000 - len(gone)
     try:
         index = ann.open_ann(reopened)
         assert index.meta["trained_on"] == first.meta["trained_on"] and index.meta["train_seconds"] == first.meta["train_seconds"]
