@@ -107,3 +107,58 @@ def test_a_copied_catalog_reindexes_under_the_same_ids(catalog, tmp_path, random
     shutil.copytree(folder, moved)
     report = build(moved, tmp_path / "index", random_embedder)
     assert report.indexed == 0 and report.unchanged == len(rows)
+
+
+def _jobs(tmp_path, n_good: int):
+    from stylelens.images import content_hash
+    from stylelens.pipeline import Job
+
+    corpus = make_bad_corpus(tmp_path / "bad")
+    bad = [tmp_path / "bad" / name for name in corpus]
+    jobs = []
+    for i in range(n_good):
+        path = make_image(tmp_path / "good" / f"g{i}.png", fmt="PNG", pattern_seed=2000 + i)
+        jobs.append(path)
+        if i % 40 == 0:  # bad files spread through the stream
+            jobs.append(bad[(i // 40) % len(bad)])
+    out = []
+    for path in jobs:
+        data = path.read_bytes()
+        out.append(Job(path.stem, str(path), data, content_hash(data)))
+    return out
+
+
+def test_decode_workers_stream_in_order_through_reused_shared_slots(tmp_path, monkeypatch):
+    """More images than shared-memory slots (ring reuse), bad files among them: same answers, same order
+    and same pixels as decoding in-process; the slots are gone afterwards; the pipe fallback agrees."""
+    from pathlib import Path
+
+    from stylelens.embedder import BACKBONES
+    from stylelens.pipeline import _SharedSlots, prepared_stream
+
+    pre = BACKBONES["resnet50"].preprocess
+    jobs = _jobs(tmp_path, 300)
+    reference = list(prepared_stream(jobs, pre, 0, 50_000_000))
+    assert sum(err is not None for _, _, err in reference) >= 5
+
+    def same_as_reference(results):
+        assert [job.pid for job, _, _ in results] == [job.pid for job, _, _ in reference]
+        for (_, px, err), (_, ref_px, ref_err) in zip(results, reference):
+            assert err == ref_err
+            assert (px is None and ref_px is None) or np.array_equal(px, ref_px)
+
+    made = []
+    original_init = _SharedSlots.__init__
+
+    def recording_init(self, n, size):
+        original_init(self, n, size)
+        made.append((self.shm.name, n))
+
+    monkeypatch.setattr(_SharedSlots, "__init__", recording_init)
+    same_as_reference(list(prepared_stream(jobs, pre, 2, 50_000_000)))
+    assert len(made) == 1 and made[0][1] < len(jobs)  # the ring was reused
+    assert not (Path("/dev/shm") / made[0][0].lstrip("/")).exists()
+
+    monkeypatch.setattr(_SharedSlots, "fit", staticmethod(lambda n, size: False))  # e.g. a small /dev/shm
+    same_as_reference(list(prepared_stream(jobs, pre, 2, 50_000_000)))
+    assert len(made) == 1

@@ -9,10 +9,14 @@ reading, decoding and embedding happen: here (``run_local``) or on a Ray cluster
 from __future__ import annotations
 
 import csv
+import itertools
 import multiprocessing as mp
+import shutil
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -81,31 +85,109 @@ def prepare_bytes(data: bytes, pre: Preprocess, max_pixels: int) -> tuple[np.nda
 
 
 def _prepare_job(args: tuple[Job, Preprocess, int]):
-    """Runs in a worker process: bytes -> uint8 network input, or the reason it cannot be."""
+    """Bytes -> uint8 network input, or the reason it cannot be (in this process, or pickled back)."""
     job, pre, max_pixels = args
     return (job, *prepare_bytes(job.data, pre, max_pixels))
 
 
+DECODE_CHUNK = 16  # images per task sent to a decode worker
+
+# In a decode worker: the shared-memory slots it writes network inputs into (see _SharedSlots), and
+# the preprocessing, sent once rather than with every image.
+_worker: dict = {}
+
+
+def _attach_slots(name: str, shape: tuple[int, ...], pre: Preprocess, max_pixels: int) -> None:
+    shm = shared_memory.SharedMemory(name=name)
+    _worker.update(shm=shm, slots=np.ndarray(shape, np.uint8, buffer=shm.buf), pre=pre, max_pixels=max_pixels)
+
+
+def _prepare_into_slots(task: tuple[int, list[bytes]]) -> list:
+    """A chunk of images into consecutive slots from ``first``; answers an error or None per image."""
+    first, chunk = task
+    errors = []
+    for offset, data in enumerate(chunk):
+        pixels, error = prepare_bytes(data, _worker["pre"], _worker["max_pixels"])
+        if error is None:
+            _worker["slots"][first + offset] = pixels
+        errors.append(error)
+    return errors
+
+
+class _SharedSlots:
+    """Network-input slots in shared memory. A worker decodes a chunk of images into consecutive slots and
+    answers with an error or None per image; this process copies each image out once. Pickling the 150 KB
+    arrays back through the pipe instead kept this process busy ~350-600 us per image; measured here
+    (2 cores, decoding only): 780 -> 1,900 images/s with one worker, 1,500 -> 2,900 with two."""
+
+    def __init__(self, n: int, size: int):
+        self.shape = (n, size, size, 3)
+        self.shm = shared_memory.SharedMemory(create=True, size=int(np.prod(self.shape)))
+        self.view = np.ndarray(self.shape, np.uint8, buffer=self.shm.buf)
+
+    @staticmethod
+    def fit(n: int, size: int) -> bool:
+        """Whether /dev/shm has room to spare: writing past a full tmpfs kills the process (SIGBUS)."""
+        try:
+            return shutil.disk_usage("/dev/shm").free > 2 * n * size * size * 3
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        del self.view
+        self.shm.close()
+        self.shm.unlink()
+
+
 def prepared_stream(jobs: Iterable[Job], pre: Preprocess, workers: int, max_pixels: int) -> Iterator:
-    """Decode and resize in worker processes, overlapping the caller's inference; order is kept."""
-    args = ((job, pre, max_pixels) for job in jobs)
+    """Decode and resize in worker processes, overlapping the caller's inference; order is kept.
+    Yields (job, uint8 pixels or None, None or (code, message))."""
     if workers <= 0:
-        yield from map(_prepare_job, args)
+        yield from map(_prepare_job, ((job, pre, max_pixels) for job in jobs))
         return
     # Back-pressure: Pool's feeder thread would otherwise decode the whole catalog into memory
-    # while inference lags behind. At most `in_flight` prepared images exist at once.
-    in_flight = threading.Semaphore(max(256, workers * 128))
+    # while inference lags behind. At most `in_flight` chunks of prepared images exist at once.
+    chunks_max = max(8, workers * 3)
+    in_flight = threading.Semaphore(chunks_max)
+    context = mp.get_context("spawn")  # not fork: forking a process that runs torch's thread pools can deadlock
+    if not _SharedSlots.fit(chunks_max * DECODE_CHUNK, pre.size):  # pickled back through the pipe instead
+        images_in_flight = threading.Semaphore(chunks_max * DECODE_CHUNK)
 
-    def bounded():
-        for item in args:
-            in_flight.acquire()
-            yield item
+        def bounded_jobs():
+            for job in jobs:
+                images_in_flight.acquire()
+                yield job, pre, max_pixels
 
-    # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
-    with mp.get_context("spawn").Pool(workers) as pool:
-        for result in pool.imap(_prepare_job, bounded(), chunksize=16):
-            in_flight.release()
-            yield result
+        with context.Pool(workers) as pool:
+            for result in pool.imap(_prepare_job, bounded_jobs(), chunksize=DECODE_CHUNK):
+                images_in_flight.release()
+                yield result
+        return
+
+    slots = _SharedSlots(chunks_max * DECODE_CHUNK, pre.size)
+    pending: deque[list[Job]] = deque()  # dispatched chunks, in order; imap answers in the same order
+
+    def bounded_chunks():
+        source = iter(jobs)
+        for number in itertools.count():
+            chunk = list(itertools.islice(source, DECODE_CHUNK))
+            if not chunk:
+                return
+            in_flight.acquire()  # this chunk's slots are free: the images that used them were copied out
+            pending.append(chunk)
+            yield (number % chunks_max) * DECODE_CHUNK, [job.data for job in chunk]
+
+    try:
+        with context.Pool(workers, initializer=_attach_slots,
+                          initargs=(slots.shm.name, slots.shape, pre, max_pixels)) as pool:
+            for number, errors in enumerate(pool.imap(_prepare_into_slots, bounded_chunks())):
+                first = (number % chunks_max) * DECODE_CHUNK
+                done = [(job, None if error is not None else slots.view[first + offset].copy(), error)
+                        for offset, (job, error) in enumerate(zip(pending.popleft(), errors))]
+                in_flight.release()
+                yield from done
+    finally:
+        slots.close()
 
 
 def _progress(total: int, enabled: bool, desc: str):
