@@ -128,6 +128,8 @@ def run_worker(name: str, params: dict, timeout: int = 7200) -> dict:
     """Run one measurement in a fresh process; its last stdout line is the JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", name, json.dumps(params)]
     env = dict(os.environ, STYLELENS_PROGRESS="0", PYTHONWARNINGS="ignore")
+    # The worker imports numpy before stylelens, so it sets what `import stylelens` sets in the CLI and server.
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     if proc.returncode != 0:

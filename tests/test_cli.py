@@ -131,3 +131,11 @@ def test_readme_names_every_setting():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Settings"):]
     assert [name for name in config.SETTINGS if f"`{name}`" not in section] == []
+
+
+def test_import_quiets_spinning_blas_threads_unless_the_user_chose():
+    code = "import stylelens, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "4"
+    env = dict(__import__("os").environ, OPENBLAS_THREAD_TIMEOUT="10")
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert chosen.stdout.strip() == "10"

@@ -6,7 +6,14 @@
     result = index.search("photo.jpg", k=5, gender="Women", max_price=50)
 """
 
-from .embedder import BACKBONES, Embedder
+import os as _os
+
+# OpenBLAS keeps its idle threads spinning for 2**28 cycles (~0.1 s) after every call, so on a small CPU a
+# search steals the cores from the next image's inference (2 cores, ResNet-50 query p50 84 -> 51 ms).
+# OpenBLAS reads this when numpy loads it: it only takes effect if stylelens is imported before numpy.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from .embedder import BACKBONES, Embedder  # noqa: E402
 from .errors import (CatalogError, ImageError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError,
                      MissingExtraError, ProductNotFoundError, StylelensError, WeightsError)
 from .export import export_features
