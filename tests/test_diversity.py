@@ -114,3 +114,10 @@ def test_near_duplicate_groups_counts_the_relisted_product(dup_shop):
     assert summary["threshold"] == config.get("duplicate_cosine")
     strict = near_duplicate_groups(index.store, threshold=1.01)
     assert strict["groups"] == 0 and strict["products_in_groups"] == 0
+
+
+@pytest.mark.parametrize("options", [{"diversity": 2}, {"collapse": "sometimes"}, {"k": 0}])
+def test_bad_search_options_are_refused_before_the_image_is_read(opened_index, options):
+    # Garbage bytes would be an ImageError; the option error comes first, so no embedding was spent on it.
+    with pytest.raises(InvalidArgumentError):
+        opened_index.search(b"not a picture at all", **options)

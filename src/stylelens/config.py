@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -23,8 +25,24 @@ class Setting:
         return "STYLELENS_" + self.name.upper()
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _bool(text: str) -> bool:
-    return text.strip().lower() in {"1", "true", "yes", "on"}
+    return text.strip().lower() in TRUE_WORDS
+
+
+def parse_bool(name: str, value) -> bool:
+    """A yes/no option given as text (forms, query strings); anything but the known words is an error."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise InvalidArgumentError(f"{name} must be true or false, got {value!r}.")
 
 
 SETTINGS: dict[str, Setting] = {

@@ -34,14 +34,7 @@ def check_diversity(value) -> float | None:
 
 
 def check_collapse(value) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise InvalidArgumentError(f"collapse must be true or false, got {value!r}.")
+    return False if value is None or value == "" else config.parse_bool("collapse", value)
 
 
 def pool_size(k: int, diversity: float | None, collapse: bool) -> int:

@@ -227,9 +227,14 @@ class Index:
         """Products most similar to the image, with what the item is. Filters: see ``Filters``.
 
         With ``user``, results are personalised and the search is remembered as the shopper's upload."""
+        from . import diversity as div
+
         started = time.perf_counter()
+        # Ranking options are checked before the image is embedded (filter values need the catalog: later).
+        k = None if k is None else _check_k(k)
+        diversity, collapse, filters = div.check_diversity(diversity), div.check_collapse(collapse), Filters(**filters)
         vector, sha = self.embed(image)
-        result = self.search_vector(vector, k, exclude_rows=self._self_rows(vector, sha), filters=Filters(**filters),
+        result = self.search_vector(vector, k, exclude_rows=self._self_rows(vector, sha), filters=filters,
                                     user=user, diversity=diversity, collapse=collapse)
         if user is not None:
             self.shoppers.record(user, "upload", vector=vector, sha256=sha)

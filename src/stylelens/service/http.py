@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import config
 from ..errors import InvalidArgumentError, StylelensError
 from ..recommend import Index, SearchResult
 
@@ -28,10 +29,6 @@ FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_
 OPTIONAL_FIELDS = ("user", "diversity", "collapse")
 OPTION_FIELDS = ("k",) + FILTER_FIELDS + OPTIONAL_FIELDS
 ALIASES = {"color": "colour"}
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
 
 def current_index(request: Request) -> Index:
     """The index opened at start-up (use as a FastAPI dependency)."""
@@ -96,16 +93,13 @@ def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | No
         if name in values:
             filters[name] = _number(name, values[name])
     if "include_out_of_stock" in values:
-        filters["include_out_of_stock"] = _boolean("include_out_of_stock", values["include_out_of_stock"])
+        filters["include_out_of_stock"] = config.parse_bool("include_out_of_stock", values["include_out_of_stock"])
     extras: dict = {}
     if "user" in values:
         extras["user"] = values["user"]
-    if "diversity" in values:
-        extras["diversity"] = _number("diversity", values["diversity"])
-        if not 0.0 <= extras["diversity"] <= 1.0:
-            raise bad(f"diversity must be between 0 and 1, got {values['diversity']}.")
-    if "collapse" in values:
-        extras["collapse"] = _boolean("collapse", values["collapse"])
+    for name in ("diversity", "collapse"):  # checked by Index.search / similar, before any work
+        if name in values:
+            extras[name] = values[name]
     return _whole(k), filters, extras
 
 
@@ -126,15 +120,6 @@ def _number(name: str, text: str) -> float:
     if not math.isfinite(value):
         raise bad(f"{name} must be a finite number, got {text!r}.")
     return value
-
-
-def _boolean(name: str, text: str) -> bool:
-    low = str(text).lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise bad(f"{name} must be true or false, got {text!r}.")
 
 
 def supported_extras(method, extras: dict) -> dict:
