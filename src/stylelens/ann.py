@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 from . import config, search
 from .errors import InvalidArgumentError, import_extra
+from .store import write_json_atomic
 
 ANN_META = "ann.json"
 FORMAT = 1
@@ -185,9 +185,7 @@ class AnnIndex:
         faiss.write_index(self.index, str(folder / f"ann-{token}.faiss"))
         np.save(folder / f"ann-{token}.keys.npy", self.keys)
         meta = dict(self.meta, token=token, saved=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        tmp = folder / (ANN_META + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, folder / ANN_META)
+        write_json_atomic(folder / ANN_META, meta)
         self.meta = meta
         if old and old.get("token") != token:
             for suffix in (".faiss", ".keys.npy"):

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import config, embedder
 from .errors import InvalidArgumentError, import_extra
+from .store import write_json_atomic
 
 CACHE_FORMAT = 1
 PRECISIONS = ("auto", "f32", "bf16")
@@ -145,9 +146,7 @@ def bf16_check(emb, core, ir: Path) -> dict:
     compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     result = parity(np.concatenate([compiled(probe[i : i + 16])[0] for i in range(0, len(probe), 16)]), reference,
                     queries=len(probe))
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, record)
+    write_json_atomic(record, result)
     return result
 
 

@@ -88,7 +88,7 @@ class IndexStore:
         db = cls._connect(path)
         with db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('n_rows', '0'), ('generation', '0')")
-        _write_json_atomic(path / MANIFEST, manifest)
+        write_json_atomic(path / MANIFEST, manifest)
         return cls(path, db, manifest, writable=True)
 
     @classmethod
@@ -295,7 +295,7 @@ class IndexStore:
         self.manifest.update(fields)
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.manifest["counts"] = {"products": len(self), "vector_rows": self.n_rows, "dead_rows": self.dead_rows()}
-        _write_json_atomic(self.path / MANIFEST, self.manifest)
+        write_json_atomic(self.path / MANIFEST, self.manifest)
 
     def _changed(self) -> None:
         self._columns = None
@@ -357,7 +357,8 @@ def _row_to_product(rec) -> dict:
     return product
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
