@@ -13,21 +13,36 @@ import os as _os
 # OpenBLAS reads this when numpy loads it: it only takes effect if stylelens is imported before numpy.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from .embedder import BACKBONES, Embedder  # noqa: E402
-from .errors import (CatalogError, ImageError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError,
-                     MissingExtraError, ProductNotFoundError, StylelensError, WeightsError)
-from .export import export_features
-from .look import complete_the_look
-from .personalize import feedback, forget, recommend_for_user
-from .pipeline import BuildReport, build_index
-from .recommend import Filters, Identification, Index, SearchResult, open_index
-from .store import IndexStore, remove_products
+# Public names, imported when first used (PEP 562): `import stylelens.catalog` or the CLI's --help does
+# not load torch, and nothing below imports this package's top.
+_EXPORTS = {
+    "BACKBONES": "models", "Embedder": "models",
+    "CatalogError": "errors", "ImageError": "errors", "IndexDamagedError": "errors", "IndexMismatchError": "errors",
+    "IndexNotFoundError": "errors", "InvalidArgumentError": "errors", "MissingExtraError": "errors",
+    "ProductNotFoundError": "errors", "StylelensError": "errors", "WeightsError": "errors",
+    "Settings": "settings",
+    "export_features": "export",
+    "complete_the_look": "query.look",
+    "feedback": "query.personalize", "forget": "query.personalize", "recommend_for_user": "query.personalize",
+    "BuildReport": "build", "build_index": "build",
+    "Filters": "query", "Identification": "query", "Index": "query", "SearchResult": "query", "open_index": "query",
+    "IndexStore": "index", "remove_products": "index",
+}
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BACKBONES", "BuildReport", "CatalogError", "Embedder", "Filters", "Identification", "ImageError", "Index",
-    "IndexMismatchError", "IndexNotFoundError", "IndexStore", "InvalidArgumentError", "MissingExtraError",
-    "ProductNotFoundError", "SearchResult", "StylelensError", "WeightsError", "build_index", "complete_the_look",
-    "export_features", "feedback", "forget", "open_index", "recommend_for_user", "remove_products",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stylelens' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

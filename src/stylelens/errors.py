@@ -53,6 +53,13 @@ class IndexMismatchError(StylelensError):
     http_status = 409
 
 
+class IndexDamagedError(StylelensError):
+    """A file of the index folder cannot be read as what it should be: name it, never answer from it."""
+
+    code = "index_damaged"
+    http_status = 503
+
+
 class ProductNotFoundError(StylelensError):
     code = "unknown_product"
     http_status = 404

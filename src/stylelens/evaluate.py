@@ -32,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
 from .errors import ImageError, InvalidArgumentError, MissingExtraError
-from .recommend import SAME_IMAGE_COSINE, Filters, type_consistent, vote
-from .search import ExactSearcher, top_k
+from .index.backend import exact_search, top_k
+from .query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
+from .query.filters import Filters
+from .query.identify import vote
+from .query.index import SAME_IMAGE_COSINE
+from .query.rank import type_consistent
 
 LABELS = ("type", "gender", "colour")
 TABLE_TYPES = 20
@@ -109,23 +111,25 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     started = time.perf_counter()
     store, cols = index.store, index.store.columns
     live = cols.live
-    identify_k = config.get("identify_k")
+    settings = index.settings
+    identify_k = settings.identify_k
     depth = max(POOL_FACTOR * max(ks), identify_k)
-    dup_cos = config.get("duplicate_cosine")
+    dup_cos = settings.duplicate_cosine
     report: dict = {"index": str(index.path), "backbone": store.manifest["embedder"]["backbone"],
-                    "products": len(store), "ks": list(ks), "search": index.searcher.name,
+                    "products": len(store), "ks": list(ks), "search": store.backend.name,
                     "runtime": index.embedder.runtime_name}
+    all_vectors = store.all_vectors()  # evaluation reads every vector once (from Milvus too), on purpose
 
     if queries is None:
         report["mode"] = "leave-one-out"
         query_rows = np.flatnonzero(live)
         if sample is not None and sample < len(query_rows):
             query_rows = np.sort(np.random.default_rng(seed).choice(query_rows, sample, replace=False))
-        qvecs = np.asarray(store.vectors, np.float32)[query_rows]
+        qvecs = all_vectors[query_rows]
         qlabels = {c: cols.codes[c][query_rows].astype(np.int64) for c in LABELS}
-        image_paths = [store.product(cols.ids[r])["image_path"] for r in query_rows[:latency_samples]]
+        image_paths = [p["image_path"] for p in store.products(cols.ids[query_rows[:latency_samples]])]
         t0 = time.perf_counter()
-        scores, rows, pairs = neighbours(store.vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
+        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
                                          duplicate_cosine=dup_cos if duplicates and sample is None else None)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     else:
@@ -135,7 +139,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         qlabels = {c: _codes_for(cols, c, [r.get(c) for r in qrecords]) for c in LABELS}
         image_paths = [r["_path"] for r in qrecords[:latency_samples]]
         t0 = time.perf_counter()
-        scores, rows, pairs = neighbours(store.vectors, live, qvecs, depth, batch=batch)
+        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     report["queries"] = int(len(qvecs))
     if len(qvecs) == 0:
@@ -146,7 +150,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     idents = []
     for i in range(len(qvecs)):
         ok = rows[i, :identify_k] >= 0
-        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok])
+        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok], settings.vote_temperature)
         idents.append(ident)
         for c in LABELS:
             value = getattr(ident, c)
@@ -154,7 +158,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
                 predicted[c][i] = cols.vocab[c].index(value)
 
     # What Index.search serves for each k: the candidate pool re-ranked by type_consistent.
-    served = {k: _served(scores, rows, cols, idents, k) for k in ks}
+    served = {k: _served(scores, rows, cols, idents, k, settings) for k in ks}
     for c in LABELS:
         known = cols.codes[c][live]
         counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
@@ -172,26 +176,27 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         report[c]["identify_accuracy"] = round(float((predicted[c][known_q] == q[known_q]).mean()), 4) if known_q.any() else None
 
     report["per_type"], report["confused_types"] = _type_tables(cols, qlabels["type"], predicted["type"], served, ks)
-    if index.searcher.name != "exact":
-        report["ann_recall@10"] = ann_recall(index, qvecs, seed=seed)
+    if store.backend.name != "exact":
+        report["ann_recall@10"] = ann_recall(index, all_vectors, qvecs, seed=seed)
     report["latency_ms"] = latency(index, image_paths)
     if duplicates:
         if pairs is not None:
             dup = summarise_groups(group_pairs(len(live), pairs), live)
             dup["threshold"] = dup_cos
         else:
-            dup = near_duplicate_groups(store, dup_cos, batch=batch)
+            dup = near_duplicate_groups(all_vectors, live, dup_cos, batch=batch)
         report["near_duplicates"] = dup
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
 
-def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int) -> np.ndarray:
+def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int, settings) -> np.ndarray:
     """(Q, k) rows in the order Index.search_vector returns them (no filters, no shopper, no diversity)."""
     pool = POOL_FACTOR * k
     out = np.full((len(rows), k), -1, np.int64)
     for i, ident in enumerate(idents):
-        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters())
+        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters(), settings.type_boost,
+                                    settings.type_boost_min_confidence)
         out[i, :min(k, len(ranked))] = ranked[:k]
     return out
 
@@ -239,13 +244,13 @@ def _embed_queries(index, folder, labels):
     return vectors, records, skipped
 
 
-def ann_recall(index, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:
-    """Share of the exact top k that the index's ANN searcher also returns."""
+def ann_recall(index, all_vectors: np.ndarray, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:
+    """Share of the exact top k that the index's approximate search also returns."""
     rng = np.random.default_rng(seed)
     pick = queries[rng.choice(len(queries), min(n, len(queries)), replace=False)]
     live = index.store.columns.live
-    _, approx = index.searcher.search(pick, k, live.copy())
-    _, exact = ExactSearcher(index.store.vectors).search(pick, k, live.copy())
+    _, approx = index.store.search(pick, k, live.copy())
+    _, exact = exact_search(all_vectors, pick, k, live.copy())
     hits = [len(set(a[a >= 0]) & set(e[e >= 0])) / max(1, (e >= 0).sum()) for a, e in zip(approx, exact)]
     return round(float(np.mean(hits)), 4)
 
@@ -255,7 +260,6 @@ def latency(index, image_paths, k: int = 10) -> dict | None:
     if not image_paths:
         return None
     index.search(image_paths[0], k)  # warm-up: first call pays for lazy loading
-    # Each timed call gets a vector other than the previous one, so no searcher cache can answer it.
     vectors = [index.embed(path)[0] for path in image_paths]
     search_only = []
     for vector in vectors:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .store import IndexStore
+from .index import open_store
 
 FORMATS = ("npy", "parquet")
 
@@ -17,14 +17,14 @@ def export_features(index_path, out, format: str = "npy") -> list[Path]:
     """Write the live vectors in id order. npy: OUT/vectors.npy + ids.txt + manifest.json; parquet: one file."""
     if format not in FORMATS:
         raise InvalidArgumentError(f"Unknown export format '{format}'. Choose npy or parquet.", code="bad_option")
-    store = IndexStore.open(index_path)
+    store = open_store(index_path)
     try:
         cols = store.columns
         rows = np.flatnonzero(cols.live)
         ids = [str(cols.ids[r]) for r in rows]
         order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
         rows, ids = rows[order], [ids[i] for i in order]
-        vectors = np.asarray(store.vectors[rows], dtype=np.float32) if len(rows) else np.zeros((0, store.dim), np.float32)
+        vectors = store.vectors(rows) if len(rows) else np.zeros((0, store.dim), np.float32)
         out = Path(out)
         if format == "npy":
             out.mkdir(parents=True, exist_ok=True)

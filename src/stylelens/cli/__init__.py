@@ -7,26 +7,19 @@ nobody sees a stack trace unless STYLELENS_DEBUG=1.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
+from .. import __version__
 from ..errors import StylelensError
-
-# Modules under stylelens.cli that define register(subparsers). Missing ones are skipped.
-COMMAND_MODULES = ("core", "serve", "quality", "scale", "demo")
+from . import core, demo, quality, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylelens", description="Fashion recommendations from a photo.")
+    parser.add_argument("--version", action="version", version=f"stylelens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue
-            raise
+    for module in (core, serve, quality, demo):
         module.register(sub)
     return parser
 

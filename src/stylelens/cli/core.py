@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from .. import config
-from ..embedder import BACKBONES, POOLINGS
+from ..settings import SETTINGS, Settings
+from .options import add_setting_flags, settings_from
 from .output import print_json, print_search_result
+
+EMBEDDER_SETTINGS = ("backbone", "weights", "pooling", "device", "runtime", "precision", "batch_size")
 
 
 def add_embedder_options(p) -> None:
-    p.add_argument("--backbone", choices=sorted(BACKBONES), default=None, help=config.SETTINGS["backbone"].help)
-    p.add_argument("--weights", default=None, metavar="imagenet|FILE|random", help=config.SETTINGS["weights"].help)
-    p.add_argument("--pooling", choices=POOLINGS, default=None, help=config.SETTINGS["pooling"].help)
-    p.add_argument("--device", default=None, help=config.SETTINGS["device"].help)
-    p.add_argument("--runtime", default=None, help=config.SETTINGS["runtime"].help)
-    p.add_argument("--batch-size", type=int, default=None, help=config.SETTINGS["batch_size"].help)
+    add_setting_flags(p, *EMBEDDER_SETTINGS)
 
 
 def add_filter_options(p) -> None:
@@ -28,15 +25,9 @@ def add_filter_options(p) -> None:
 
 
 def add_scale_options(p) -> None:
-    p.add_argument("--runner", choices=("local", "ray"), default=None,
-                   help="Where embedding runs: local (this process, default) or ray (a Ray cluster; pip install 'stylelens[scale]').")
-    p.add_argument("--ray-address", default=None, metavar="auto|ray://HOST:10001",
-                   help="Ray cluster to use with --runner ray: 'auto' finds the one started by 'ray start'. Default: start Ray on this machine.")
+    add_setting_flags(p, "runner", "ray_address", "store")
     p.add_argument("--actors", type=int, default=None,
                    help="Embedding actors with --runner ray. Default: one per GPU with --device cuda, else one per node.")
-    p.add_argument("--store", default=None, metavar="LOCATION",
-                   help="Where the vectors live: local (the index folder, default), milvus-lite:///path/to/file.db, or "
-                        "milvus://HOST:PORT/COLLECTION (credentials: STYLELENS_MILVUS_TOKEN). An existing index keeps its own.")
 
 
 def filters_from(args) -> dict:
@@ -48,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("catalog", help="Folder of product images (searched recursively).")
     p.add_argument("--products", help="Product feed: CSV, JSON lines or Parquet. Default: the one feed file at the top of the catalog folder, if any.")
     p.add_argument("--out", required=True, help="Index folder to create or update.")
-    p.add_argument("--workers", type=int, default=None, help=config.SETTINGS["workers"].help)
+    add_setting_flags(p, "workers")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_embedder_options(p)
     add_scale_options(p)
@@ -57,11 +48,11 @@ def register(sub) -> None:
     p = sub.add_parser("search", help="Recommend products for a photo.")
     p.add_argument("index", help="Index folder.")
     p.add_argument("photo", help="Image file of a garment or accessory.")
-    p.add_argument("-k", type=int, default=None, help=config.SETTINGS["k"].help)
+    p.add_argument("-k", type=int, default=None, help=SETTINGS["k"].help)
     add_filter_options(p)
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.add_argument("--grid", metavar="PNG", help="Also write a picture of the query beside its results.")
-    p.add_argument("--search", default=None, help=config.SETTINGS["search"].help)
+    add_setting_flags(p, "search")
     p.add_argument("--user", help="Shopper id: personalise with their likes and dislikes (stylelens feedback).")
     p.add_argument("--diversity", type=float, default=None, metavar="0..1", help="Trade similarity for variety (MMR); 0 = plain ranking.")
     p.add_argument("--collapse", action="store_true", help="Show near-duplicate products once, with how many were folded in.")
@@ -89,12 +80,10 @@ def register(sub) -> None:
 
 
 def cmd_index(args) -> int:
-    from ..pipeline import build_index
+    from ..build import build_index
 
-    report = build_index(args.catalog, args.out, args.products, backbone=args.backbone, weights=args.weights,
-                         pooling=args.pooling, device=args.device, runtime=args.runtime, batch_size=args.batch_size,
-                         workers=args.workers, progress=False if args.no_progress else None,
-                         runner=args.runner, ray_address=args.ray_address, actors=args.actors, store=args.store)
+    settings = settings_from(args).replace(progress=False if args.no_progress else None)
+    report = build_index(args.catalog, args.out, args.products, settings=settings, actors=args.actors)
     for warning in report.warnings[:10]:
         print(f"warning: {warning}", file=sys.stderr)
     if len(report.warnings) > 10:
@@ -104,9 +93,9 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from ..recommend import open_index
+    from ..query import open_index
 
-    index = open_index(args.index, search=args.search)
+    index = open_index(args.index, settings_from(args))
     result = index.search(args.photo, args.k, user=args.user, diversity=args.diversity, collapse=args.collapse or None,
                           **filters_from(args))
     if args.grid:
@@ -124,11 +113,11 @@ def _ident_title(ident) -> str:
 
 
 def cmd_info(args) -> int:
-    from ..store import IndexStore
+    from ..index import open_store
 
-    store = IndexStore.open(args.index)
+    store = open_store(args.index)
     info = dict(store.manifest)
-    info["counts"] = {"products": len(store), "vector_rows": store.n_rows, "dead_rows": store.dead_rows()}
+    info["counts"] = store.counts()
     store.close()
     if args.json:
         print_json(info)
@@ -156,8 +145,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_settings(args) -> int:
-    rows = [{"name": s.name, "env": s.env, "value": config.get(s.name), "default": s.default, "help": s.help}
-            for s in config.SETTINGS.values()]
+    values = Settings.load().to_dict()
+    rows = [{"name": s.name, "env": s.env, "value": values[s.name], "default": s.default, "help": s.help}
+            for s in SETTINGS.values()]
     for row in rows:
         if row["name"].endswith("token") and row["value"]:
             row["value"] = "(set)"  # a credential is never printed
@@ -171,7 +161,7 @@ def cmd_settings(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from ..store import remove_products
+    from ..index import remove_products
 
     removed, missing = remove_products(args.index, args.ids)
     print(f"removed {removed}")

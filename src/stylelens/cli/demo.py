@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import config
 from .output import print_identified, print_results
 
 # Where the project's sample data lies beside a checkout (the README runs the demo from the repo root).
@@ -25,11 +24,11 @@ def register(sub) -> None:
 
 def choose_embedder(weights: str | None):
     """ResNet-50 with ImageNet weights when they can be had; otherwise say so and use EfficientNet-Lite0."""
-    from ..embedder import Embedder
     from ..errors import MissingExtraError, WeightsError
+    from ..models import Embedder
 
     try:
-        return Embedder("resnet50", weights=weights or config.get("weights"))
+        return Embedder("resnet50", weights=weights)
     except WeightsError as exc:
         print(f"note: {exc.message}", file=sys.stderr)
         print("note: using efficientnet-lite0 instead (real ImageNet weights shipped in a Python package).", file=sys.stderr)
@@ -41,8 +40,8 @@ def choose_embedder(weights: str | None):
 
 
 def cmd_demo(args) -> int:
-    from ..pipeline import build_index
-    from ..recommend import open_index
+    from ..build import build_index
+    from ..query import open_index
 
     catalog = Path(args.catalog) if args.catalog else DEFAULT_CATALOG
     if not catalog.is_dir():

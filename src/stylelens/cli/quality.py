@@ -60,7 +60,7 @@ def _add_diversity_options(p) -> None:
 
 
 def _open(args, search=None):
-    from ..recommend import open_index
+    from ..query import open_index
 
     return open_index(args.index, search=search)
 
@@ -118,7 +118,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from ..personalize import recommend_for_user
+    from ..query.personalize import recommend_for_user
 
     index = _open(args)
     if args.photo:
@@ -144,7 +144,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from ..personalize import feedback, forget
+    from ..query.personalize import feedback, forget
 
     index = _open(args)
     if args.forget:
@@ -166,7 +166,7 @@ def cmd_feedback(args) -> int:
 
 
 def cmd_look(args) -> int:
-    from ..look import complete_the_look
+    from ..query.look import complete_the_look
 
     index = _open(args)
     is_photo = Path(args.source).is_file() and args.source not in index.store.columns.row_of

@@ -17,15 +17,14 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__, config
-from ..recommend import Index, open_index
-from .http import (bad, current_index, error_response, install_error_handlers, log, parse_options,
-                   public_product, public_result, supported_extras)
+from .. import __version__
+from ..query import Index, open_index
+from ..settings import Settings, settings_or_default
+from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
+from .routes_quality import router as shopper_router
 from .uploads import IMAGE_FIELD, read_upload
 
 STATIC = Path(__file__).parent / "static"
-# Settings the app reads; create_app(settings=...) may override any of them.
-APP_SETTINGS = ("max_upload_bytes", "search")
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -43,9 +42,9 @@ _OPTION_DOCS = {
     "min_price": "Lowest price.",
     "max_price": "Highest price.",
     "include_out_of_stock": "Also return products that are out of stock (true/false, default false).",
-    "user": "Shopper id, for personalised ranking (when the server supports it).",
-    "diversity": "0..1: trade similarity for variety (when the server supports it).",
-    "collapse": "Show one product per near-duplicate group (when the server supports it).",
+    "user": "Shopper id, for personalised ranking.",
+    "diversity": "0..1: trade similarity for variety.",
+    "collapse": "Show one product per near-duplicate group.",
 }
 SEARCH_BODY = {
     "requestBody": {
@@ -66,14 +65,15 @@ SEARCH_BODY = {
 }
 
 
-def create_app(index_or_path, settings: dict | None = None) -> FastAPI:
-    """The FastAPI app serving ``index_or_path`` (an opened ``Index`` or an index folder)."""
-    settings = dict(settings or {})
-    unknown = set(settings) - set(APP_SETTINGS)
-    if unknown:
-        raise ValueError(f"unknown app settings: {', '.join(sorted(unknown))}; known: {', '.join(APP_SETTINGS)}")
-    values = {name: config.get(name) if settings.get(name) is None else settings[name] for name in APP_SETTINGS}
-    index = index_or_path if isinstance(index_or_path, Index) else open_index(index_or_path, search=values["search"])
+def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app serving ``index_or_path``: an opened ``Index`` (which keeps its own settings) or
+    an index folder, opened with ``settings`` (default: this process's environment)."""
+    if isinstance(index_or_path, Index):
+        index = index_or_path
+        settings = index.settings if settings is None else settings
+    else:
+        settings = settings_or_default(settings)
+        index = open_index(index_or_path, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -86,12 +86,10 @@ def create_app(index_or_path, settings: dict | None = None) -> FastAPI:
 
     app = _fastapi(lifespan)
     app.state.index = index
-    app.state.settings = values
+    app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api)
-    quality = _quality_router()
-    if quality is not None:
-        app.include_router(quality)
+    app.include_router(shopper_router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -127,16 +125,6 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _quality_router():
-    try:
-        from .routes_quality import router
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__package__}.routes_quality":
-            return None
-        raise
-    return router
-
-
 def _options(request: Request, form: dict | None = None):
     raw = dict(request.query_params)
     raw.update(form or {})
@@ -160,11 +148,10 @@ api = APIRouter(prefix="/api", responses={400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 
 async def search(request: Request, index: Index = Depends(current_index)):
     """Multipart form with the photo in ``image`` and any of the options as fields (or query parameters),
     or the raw photo as the body with an ``image/*`` Content-Type and the options as query parameters."""
-    upload = await read_upload(request, request.app.state.settings["max_upload_bytes"])
+    upload = await read_upload(request, request.app.state.settings.max_upload_bytes)
     if upload.image is None:
         raise _no_image()
     k, filters, extras = _options(request, upload.fields)
-    extras = supported_extras(index.search, extras)
     # Bytes, not a decoded picture: the library hashes them to recognise a catalog image sent as the query.
     result = await run_in_threadpool(index.search, upload.image, k, **filters, **extras)
     return public_result(result)
@@ -184,7 +171,6 @@ async def product(product_id: str, index: Index = Depends(current_index)):
 @_query_params
 async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
     k, filters, extras = _options(request)
-    extras = supported_extras(index.similar, extras)
     return public_result(await run_in_threadpool(index.similar, product_id, k, **filters, **extras))
 
 
@@ -193,8 +179,8 @@ async def health(request: Request, index: Index = Depends(current_index)):
     manifest = index.store.manifest["embedder"]
     return {"status": "ok", "version": __version__, "products": len(index), "backbone": manifest["backbone"],
             "weights": manifest["weights"]["source"], "dimension": index.store.dim, "pooling": manifest["pooling"],
-            "search": index.searcher.name, "runtime": index.embedder.runtime_name,
-            "max_upload_bytes": request.app.state.settings["max_upload_bytes"]}
+            "search": index.store.backend.name, "runtime": index.embedder.runtime_name,
+            "max_upload_bytes": request.app.state.settings.max_upload_bytes}
 
 
 @api.get("/facets", summary="Values for the filter controls")

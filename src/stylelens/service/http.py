@@ -6,7 +6,6 @@ errors are ``{"error": {"code": ..., "message": ...}}`` and products never show 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from urllib.parse import quote
@@ -16,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import config
 from ..errors import InvalidArgumentError, StylelensError
-from ..recommend import Index, SearchResult
+from ..query import Index, SearchResult
+from ..settings import parse_bool
 
 log = logging.getLogger("stylelens.service")
 
@@ -93,7 +92,7 @@ def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | No
         if name in values:
             filters[name] = _number(name, values[name])
     if "include_out_of_stock" in values:
-        filters["include_out_of_stock"] = config.parse_bool("include_out_of_stock", values["include_out_of_stock"])
+        filters["include_out_of_stock"] = parse_bool("include_out_of_stock", values["include_out_of_stock"])
     extras: dict = {}
     if "user" in values:
         extras["user"] = values["user"]
@@ -120,15 +119,6 @@ def _number(name: str, text: str) -> float:
     if not math.isfinite(value):
         raise bad(f"{name} must be a finite number, got {text!r}.")
     return value
-
-
-def supported_extras(method, extras: dict) -> dict:
-    """``extras`` if ``method`` takes each of them by name; an error naming the first it does not."""
-    params = inspect.signature(method).parameters
-    for name in extras:
-        if name not in params:
-            raise bad(f"'{name}' is not supported by this stylelens server yet. Leave it out.", code="unsupported_option")
-    return extras
 
 
 # ---- error handlers -----------------------------------------------------------------------

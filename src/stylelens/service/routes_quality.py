@@ -7,8 +7,7 @@ import json
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import look, personalize
-from ..recommend import Index
+from ..query import Index, look, personalize
 from .http import bad, current_index, parse_options, public_product, public_result
 
 router = APIRouter(prefix="/api")

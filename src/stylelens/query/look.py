@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
-from .recommend import Filters, _check_k
+from ..index import LABEL_COLUMNS
+from .filters import Filters, check_k
+from .identify import vote_labels
 
 SUBCATEGORY_SLOT = {
     "topwear": "Topwear", "bottomwear": "Bottomwear",
@@ -145,26 +146,32 @@ def slot_rows(columns) -> np.ndarray:
     return slots
 
 
-_SLOT_AFFINITY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CENTROIDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+CENTROID_SAMPLE = 256  # products per slot averaged into its centroid: the vectors read stay bounded on any backend
 
 
-def slot_affinity(store) -> tuple[np.ndarray, dict[str, int]]:
-    """(rows x slots) cosine of every row to each slot's mean vector, and slot -> column. Cached per store."""
+def slot_centroids(store) -> tuple[np.ndarray, dict[str, int]]:
+    """Unit mean vector of each outfit slot (from a seeded sample of its products), and slot -> row.
+    Cached per store and catalog state."""
     key = (store.n_rows, len(store))
-    cached = _SLOT_AFFINITY.get(store)
+    cached = _CENTROIDS.get(store)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
     cols = store.columns
     slots = slot_rows(cols)
-    names = [name for name in COMPLEMENTS if ((slots == name) & cols.live).any()]
-    vectors = np.asarray(store.vectors, np.float32)
-    centroids = np.stack([vectors[(slots == name) & cols.live].mean(axis=0) for name in names]) if names else \
-        np.zeros((0, vectors.shape[1]), np.float32)
+    rng = np.random.default_rng(0)
+    names, centroids = [], []
+    for name in COMPLEMENTS:
+        rows = np.flatnonzero((slots == name) & cols.live)
+        if len(rows):
+            sample = np.sort(rng.choice(rows, size=min(len(rows), CENTROID_SAMPLE), replace=False))
+            names.append(name)
+            centroids.append(store.vectors(sample).mean(axis=0))
+    centroids = np.stack(centroids) if centroids else np.zeros((0, store.dim), np.float32)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    affinity = vectors @ centroids.T
     column = {name: i for i, name in enumerate(names)}
-    _SLOT_AFFINITY[store] = (key, affinity, column)
-    return affinity, column
+    _CENTROIDS[store] = (key, centroids, column)
+    return centroids, column
 
 
 def _distinct_types_first(columns, rows: np.ndarray, scores: np.ndarray, k: int) -> list[int]:
@@ -181,57 +188,48 @@ def _distinct_types_first(columns, rows: np.ndarray, scores: np.ndarray, k: int)
 def complete_the_look(index, product_id: str | None = None, image=None, k: int | None = None) -> LookResult:
     """Suggestions per complementary slot for a catalog product (by id) or a photo."""
     started = time.perf_counter()
-    k = 3 if k is None else _check_k(k)
-    cols = index.store.columns
+    k = 3 if k is None else check_k(k)
+    store, cols = index.store, index.store.columns
     if product_id is not None:
         row = index.row(product_id)
-        vector = np.asarray(index.store.vectors[row])
+        vector = index.vector(product_id)
         source = index.product(product_id)
     else:
         vector, sha = index.embed(image)
-        source = _photo_attributes(index, vector, index._self_rows(vector, sha))
+        source = photo_attributes(index, vector, sha)
     slot = slot_of(source.get("subcategory"), source.get("category"))
     groups = []
     if slot is not None:
         allowed = look_mask(cols, source)
         slots = slot_rows(cols)
-        affinity, column = slot_affinity(index.store)
+        centroids, column = slot_centroids(store)
         for target in COMPLEMENTS[slot]:
             mask = allowed & (slots == target)
-            if target in column and slot in column:
-                mask &= affinity[:, column[target]] > affinity[:, column[slot]]
             if product_id is not None:
                 mask[row] = False
             if not mask.any():
                 continue
-            scores, rows = index.searcher.search(vector[None], max(10 * k, 30), mask)
-            products = []
-            for i in _distinct_types_first(cols, rows[0], scores[0], k):
-                product = index.store.product(cols.ids[rows[0][i]])
-                product["score"] = round(float(scores[0][i]), 4)
-                products.append(product)
+            scores, rows = store.search(vector[None], max(20 * k, 60), mask)
+            scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]
+            if target in column and slot in column and len(rows):
+                # Keep what looks like its own slot: fashion catalogs hold mislabelled photos.
+                affinity = store.vectors(rows) @ centroids.T
+                looks_right = affinity[:, column[target]] > affinity[:, column[slot]]
+                scores, rows = scores[looks_right], rows[looks_right]
+            picked = _distinct_types_first(cols, rows, scores, k)
+            products = store.products(cols.ids[rows[picked]]) if picked else []
+            for product, i in zip(products, picked):
+                product["score"] = round(float(scores[i]), 4)
             if products:
                 groups.append({"category": target, "products": products})
     source["slot"] = slot
     return LookResult(source, groups, (time.perf_counter() - started) * 1000)
 
 
-def _photo_attributes(index, vector: np.ndarray, exclude_rows) -> dict:
-    """What a photo is, by a similarity-weighted vote of its catalog neighbours on every label."""
-    cols = index.store.columns
-    mask = cols.live.copy()
-    if len(exclude_rows):
-        mask[np.asarray(exclude_rows, np.int64)] = False
-    scores, rows = index.searcher.search(vector[None], config.get("identify_k"), mask)
-    ok = rows[0] >= 0
-    rows, weights = rows[0][ok], np.clip(scores[0][ok], 0, None).astype(np.float64)
-    source = {"id": None}
-    for column in ("type", "gender", "colour", "category", "subcategory", "season", "usage"):
-        codes = cols.codes[column][rows]
-        known = codes >= 0
-        if known.any() and weights[known].sum() > 0:
-            tally = np.bincount(codes[known], weights=weights[known], minlength=len(cols.vocab[column]))
-            source[column] = cols.vocab[column][int(np.argmax(tally))]
-        else:
-            source[column] = None
-    return source
+def photo_attributes(index, vector: np.ndarray, sha: str | None) -> dict:
+    """What a photo is, by the one vote of its catalog neighbours (the search's), on every label."""
+    near = index.neighbours(vector, index.settings.identify_k, sha)
+    scores, rows = near.others()
+    k = index.settings.identify_k
+    votes = vote_labels(index.store.columns, rows[:k], scores[:k], index.settings.vote_temperature, LABEL_COLUMNS)
+    return {"id": None, **{label: value for label, (value, _) in votes.items()}}

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
+from ..settings import parse_bool
 
 
 def check_diversity(value) -> float | None:
@@ -34,7 +34,7 @@ def check_diversity(value) -> float | None:
 
 
 def check_collapse(value) -> bool:
-    return False if value is None or value == "" else config.parse_bool("collapse", value)
+    return False if value is None or value == "" else parse_bool("collapse", value)
 
 
 def pool_size(k: int, diversity: float | None, collapse: bool) -> int:
@@ -44,9 +44,8 @@ def pool_size(k: int, diversity: float | None, collapse: bool) -> int:
     return max(4 * k, k + 40)
 
 
-def collapse_duplicates(vectors: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def collapse_duplicates(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Greedy grouping of best-first candidates. Returns (kept positions, duplicates folded into each)."""
-    threshold = config.get("duplicate_cosine") if threshold is None else threshold
     n = len(vectors)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -85,17 +84,18 @@ def mmr(query_scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float)
     return np.asarray(order, np.int64)
 
 
-def rerank(scores: np.ndarray, rows: np.ndarray, vectors: np.ndarray, k: int, *, diversity: float | None = None,
-           collapse: bool = False, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def rerank(scores: np.ndarray, rows: np.ndarray, vectors_of, k: int, *, diversity: float | None = None,
+           collapse: bool = False, threshold: float = 0.97) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Candidates (best first, -1 padded) -> (scores, rows, similar_counts or None), at most k of each.
 
+    ``vectors_of(rows)`` gives the candidates' vectors (read only when collapsing or diversifying).
     Collapse runs first so that MMR chooses among distinct products, not among copies.
     """
     ok = rows >= 0
     scores, rows = scores[ok], rows[ok]
     if not diversity and not collapse:
         return scores[:k], rows[:k], None
-    cand = np.asarray(vectors[rows], np.float32)
+    cand = np.asarray(vectors_of(rows), np.float32)
     counts = None
     if collapse:
         keep, counts = collapse_duplicates(cand, threshold)
@@ -144,13 +144,11 @@ def summarise_groups(labels: np.ndarray, live: np.ndarray) -> dict:
             "redundant_products": int(groups.sum() - len(groups))}
 
 
-def near_duplicate_groups(store, threshold: float | None = None, batch: int = 1024) -> dict:
+def near_duplicate_groups(vectors: np.ndarray, live: np.ndarray, threshold: float, batch: int = 1024) -> dict:
     """How many groups of near-identical products the index holds (cosine >= threshold).
 
-    One pass of blocked matrix products over the live vectors: O(N^2 * D), about a minute for 40k.
+    One pass of blocked matrix products over all rows' vectors: O(N^2 * D), about a minute for 40k.
     """
-    threshold = config.get("duplicate_cosine") if threshold is None else threshold
-    vectors, live = np.asarray(store.vectors, np.float32), store.columns.live
     n = len(vectors)
     pairs = []
     for start in range(0, n, batch):

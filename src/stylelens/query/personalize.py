@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .errors import InvalidArgumentError, StylelensError
+from ..errors import InvalidArgumentError, StylelensError
+from .filters import Filters, check_k
+from .results import SearchResult
 
 USERS_DB = "users.sqlite"
 EVENTS = ("like", "dislike", "view", "upload")
@@ -156,11 +157,8 @@ def forget(index, user: str) -> int:
 
 
 def rocchio(query: np.ndarray | None, liked: np.ndarray, disliked: np.ndarray,
-            a: float | None = None, b: float | None = None, c: float | None = None) -> np.ndarray | None:
+            a: float = 1.0, b: float = 1.0, c: float = 0.5) -> np.ndarray | None:
     """q' = a*q + b*mean(liked) - c*mean(disliked), unit length. None when nothing is left."""
-    a = config.get("rocchio_query") if a is None else a
-    b = config.get("rocchio_like") if b is None else b
-    c = config.get("rocchio_dislike") if c is None else c
     dim = (query if query is not None else liked if len(liked) else disliked).shape[-1]
     out = np.zeros(dim, np.float64)
     if query is not None:
@@ -191,52 +189,54 @@ def personal_query(index, user: str, vector: np.ndarray, identified_type: str | 
         liked_t, disliked_t = same(liked), same(disliked)
     else:
         liked_t, disliked_t = liked, disliked
-    vectors = index.store.vectors
-    blended = rocchio(vector, np.asarray(vectors[liked_t]), np.asarray(vectors[disliked_t]))
+    s = index.settings
+    blended = rocchio(vector, index.store.vectors(liked_t), index.store.vectors(disliked_t),
+                      s.rocchio_query, s.rocchio_like, s.rocchio_dislike)
     return (vector if blended is None else blended), disliked
 
 
 def recommend_for_user(index, user: str, k: int | None = None, **filters):
     """The "For you" feed: products for a shopper from their history alone (see module doc)."""
-    from .recommend import Filters, SearchResult, _check_k
-
     started = time.perf_counter()
-    k = config.get("k") if k is None else _check_k(k)
+    k = index.settings.k if k is None else check_k(k)
     history = index.shoppers.history(user)
-    cols, vectors = index.store.columns, index.store.vectors
+    cols = index.store.columns
     liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
-    seeds = _seeds(cols, vectors, liked, disliked, history, index)
+    seeds = _seeds(cols, liked, disliked, history, index)
     mask = Filters(**filters).mask(cols)
     mask[liked] = False
     mask[disliked] = False
     if not seeds:
         return SearchResult([], None, (time.perf_counter() - started) * 1000,
                             extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
-    per_seed = [index.searcher.search(seed[None], k, mask) for seed in seeds]
-    products, taken = [], set()
+    per_seed = [index.store.search(seed[None], k, mask) for seed in seeds]
+    chosen: list[tuple[int, float]] = []
     for rank in range(k):  # interleave: the best of each seed, then the second best of each...
         for scores, rows in per_seed:
             row = int(rows[0][rank])
-            if row < 0 or row in taken or len(products) >= k:
+            if row < 0 or row in {r for r, _ in chosen} or len(chosen) >= k:
                 continue
-            taken.add(row)
-            product = index.store.product(cols.ids[row])
-            product["score"] = round(float(scores[0][rank]), 4)
-            products.append(product)
+            chosen.append((row, float(scores[0][rank])))
+    products = index.store.products([cols.ids[row] for row, _ in chosen])
+    for product, (_, score) in zip(products, chosen):
+        product["score"] = round(score, 4)
     return SearchResult(products, None, (time.perf_counter() - started) * 1000)
 
 
-def _seeds(cols, vectors, liked, disliked, history: History, index) -> list[np.ndarray]:
+def _seeds(cols, liked, disliked, history: History, index) -> list[np.ndarray]:
+    s = index.settings
+    vectors = index.store.vectors
     if len(liked):
         types = cols.codes["type"]
         order = sorted(set(types[liked].tolist()), key=lambda t: -int(np.sum(types[liked] == t)))
         seeds = []
         for t in order[:RECENT_SEEDS]:
-            seed = rocchio(None, np.asarray(vectors[liked[types[liked] == t]]), np.asarray(vectors[disliked[types[disliked] == t]]))
+            seed = rocchio(None, vectors(liked[types[liked] == t]), vectors(disliked[types[disliked] == t]),
+                           s.rocchio_query, s.rocchio_like, s.rocchio_dislike)
             if seed is not None:
                 seeds.append(seed)
         return seeds
     recent = list(history.uploads[:RECENT_SEEDS])
     viewed = _rows(index, history.viewed[:RECENT_SEEDS])
-    recent += [np.asarray(vectors[r]) for r in viewed]
-    return [v for v in recent[:RECENT_SEEDS] if v.shape == (vectors.shape[1],)]
+    recent += list(vectors(viewed)) if len(viewed) else []
+    return [v for v in recent[:RECENT_SEEDS] if v.shape == (index.store.dim,)]

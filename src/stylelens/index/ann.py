@@ -5,7 +5,8 @@ candidates; they are re-ranked with the store's exact float32 vectors, so return
 cosines and the compressed codes only have to get the right rows into the candidate list. FAISS ids
 are the store's vector rows, so the store stays the key.
 
-The index lives in the index folder: ``ann.json`` (what it covers) names ``ann-<token>.faiss`` and
+Used by the folder backend only (``store`` below is that backend: ``matrix``, ``columns``, ``n_rows``,
+``dim``, ``generation_name``, ``catalog``, ``folder``). The index lives in the index folder: ``ann.json`` (what it covers) names ``ann-<token>.faiss`` and
 ``ann-<token>.keys.npy`` (per row, a 64-bit hash of product id + image hash; 0 = not in the index).
 ``sync`` brings it up to date with the store: new rows are added, deleted rows removed, and after
 ``compact()`` renumbered the rows, ids are remapped through the keys instead of re-encoding everything.
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, search
-from .errors import InvalidArgumentError, import_extra
-from .store import write_json_atomic
+from ..errors import InvalidArgumentError, import_extra
+from ..files import write_json_atomic
+from .backend import top_k
 
 ANN_META = "ann.json"
 FORMAT = 1
@@ -76,7 +77,7 @@ def store_keys(store, start: int = 0) -> np.ndarray:
     """Keys of rows ``start`` .. n_rows-1 (0 for dead rows)."""
     n = store.n_rows - start
     ids, shas = [None] * max(n, 0), [None] * max(n, 0)
-    for row, pid, sha in store.db.execute("SELECT row, id, image_sha256 FROM products WHERE row >= ?", (start,)):
+    for row, pid, sha in store.catalog.db.execute("SELECT row, id, image_sha256 FROM products WHERE row >= ?", (start,)):
         ids[row - start], shas[row - start] = pid, sha
     return _keys(ids, shas)
 
@@ -120,8 +121,8 @@ class AnnIndex:
                                        f"{len(live_rows)}. Use --search exact for small catalogs.", code="bad_option")
         sample = np.sort(np.random.default_rng(seed).choice(live_rows, size=min(train_rows, len(live_rows)), replace=False))
         started = time.perf_counter()
-        index.train(np.ascontiguousarray(store.vectors[sample], dtype=np.float32))
-        meta = {"format": FORMAT, "factory": factory, "dim": store.dim, "generation": store.vectors_file.name,
+        index.train(np.ascontiguousarray(store.matrix[sample], dtype=np.float32))
+        meta = {"format": FORMAT, "factory": factory, "dim": store.dim, "generation": store.generation_name,
                 "rows": 0, "trained_on": int(len(sample)), "train_seconds": round(time.perf_counter() - started, 1)}
         ann = cls(index, np.zeros(0, np.uint64), meta)
         ann.sync(store)
@@ -131,9 +132,9 @@ class AnnIndex:
         """Bring the index up to date with the store; True when anything changed."""
         faiss = _import_faiss()
         changed = False
-        if self.meta["generation"] != store.vectors_file.name or store.n_rows < len(self.keys):
+        if self.meta["generation"] != store.generation_name or store.n_rows < len(self.keys):
             self._remap(store_keys(store))  # rows were renumbered by compact()
-            self.meta["generation"] = store.vectors_file.name
+            self.meta["generation"] = store.generation_name
             changed = True
         # Within a generation a row never comes back to life: dead now means deleted since.
         live = store.columns.live
@@ -148,7 +149,7 @@ class AnnIndex:
             new_rows = covered + np.flatnonzero(keys[covered:] != 0)
             for start in range(0, len(new_rows), ADD_CHUNK):
                 rows = new_rows[start : start + ADD_CHUNK]
-                self.index.add_with_ids(np.ascontiguousarray(store.vectors[rows], dtype=np.float32), rows.astype(np.int64))
+                self.index.add_with_ids(np.ascontiguousarray(store.matrix[rows], dtype=np.float32), rows.astype(np.int64))
             self.keys = keys
             changed = True
         self.meta["rows"] = int(len(self.keys))
@@ -214,7 +215,7 @@ def _read_meta(folder: Path) -> dict | None:
 
 def open_ann(store, persist: bool = True, factory: str | None = None) -> AnnIndex:
     """The store's ANN index, loaded and synced, or built; saved back when it changed and ``persist``."""
-    ann = AnnIndex.load(store.path)
+    ann = AnnIndex.load(store.folder)
     if ann is not None and (ann.meta.get("dim") != store.dim or (factory and ann.meta.get("factory") != factory)):
         ann = None
     if ann is not None and _outgrown(ann, store):
@@ -226,20 +227,17 @@ def open_ann(store, persist: bool = True, factory: str | None = None) -> AnnInde
         changed = ann.sync(store)
     if changed and persist:
         try:
-            ann.save(store.path)
+            ann.save(store.folder)
         except OSError:
             pass  # a read-only index folder: the synced index still serves from memory
     return ann
 
 
-def maintain(store, method: str | None = None) -> AnnIndex | None:
-    """After the store changed (build_index, remove): update its ANN index, or build one when the
-    settings call for it (search 'ann', or 'auto' at ann_threshold products and more)."""
-    if getattr(store, "search_method", None):  # vectors kept elsewhere (Milvus) search there
-        return None
-    method = method or config.get("search")
-    wanted = method == "ann" or (method == "auto" and store.n_rows >= config.get("ann_threshold"))
-    if not (wanted or (Path(store.path) / ANN_META).exists()) or not faiss_available() or not store.columns.live.any():
+def maintain(store, method: str, threshold: int) -> AnnIndex | None:
+    """After the vectors changed (build, remove): update the ANN index, or build one when the settings
+    call for it (search 'ann', or 'auto' at ``threshold`` products and more)."""
+    wanted = method == "ann" or (method == "auto" and store.n_rows >= threshold)
+    if not (wanted or (Path(store.folder) / ANN_META).exists()) or not faiss_available() or not store.columns.live.any():
         return None
     return open_ann(store, persist=True)
 
@@ -255,17 +253,17 @@ class AnnSearcher:
 
     name = "ann"
 
-    def __init__(self, store, ann: AnnIndex | None = None, nprobe: int | None = None, candidates: int | None = None):
+    def __init__(self, store, nprobe: int, candidates: int, ann: AnnIndex | None = None):
         self.faiss = _import_faiss()
-        self.store = store
+        self.store = store  # the folder backend: matrix, columns, n_rows, dim
         self.ann = ann or (open_ann(store) if store.columns.live.any() else None)
-        self.nprobe = nprobe or config.get("ann_nprobe")
-        self.candidates = candidates or config.get("ann_candidates")
+        self.nprobe = nprobe
+        self.candidates = candidates
         self._lock = threading.Lock()
 
     def search(self, queries, k, mask=None):
         faiss = self.faiss
-        vectors = self.store.vectors
+        vectors = self.store.matrix
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
         live = self.store.columns.live
         if self.ann is None:  # nothing indexed yet
@@ -294,7 +292,7 @@ class AnnSearcher:
                 s, r = _exact_over(vectors, queries[qi : qi + 1], k, np.flatnonzero(mask))
             else:
                 exact = np.asarray(vectors[found], dtype=np.float32) @ queries[qi]
-                s, r = search.top_k(exact[None], k)
+                s, r = top_k(exact[None], k)
                 r = np.where(r >= 0, found[np.clip(r, 0, None)] if len(found) else -1, -1)
             scores[qi], rows[qi] = s[0], r[0]
         return scores, rows
@@ -305,12 +303,5 @@ def _exact_over(vectors, queries, k, rows: np.ndarray):
     if len(rows) == 0:
         return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
     scores = queries @ np.asarray(vectors[rows], dtype=np.float32).T
-    best, idx = search.top_k(scores, k)
+    best, idx = top_k(scores, k)
     return best, np.where(idx >= 0, rows[np.clip(idx, 0, None)], -1)
-
-
-def _ann_searcher(store) -> AnnSearcher:
-    return AnnSearcher(store)
-
-
-search.SEARCHERS["ann"] = _ann_searcher

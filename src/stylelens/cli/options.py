@@ -1,0 +1,30 @@
+"""CLI flags generated from the settings table (help, type, choices), and the Settings they make."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..settings import SETTINGS, Settings
+
+
+def _choices(name: str):
+    if name == "backbone":  # the registry is the list: a new backbone appears here by itself
+        from ..models import BACKBONES
+
+        return sorted(BACKBONES)
+    return SETTINGS[name].choices
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """``--name`` for each setting, defaulting to None (= the environment's or the default value)."""
+    for name in names:
+        setting = SETTINGS[name]
+        kind = setting.parse if setting.parse in (int, float) else str
+        metavar = None if _choices(name) else name.upper().replace("_", "-")
+        parser.add_argument(setting.flag, dest=name, type=kind, choices=_choices(name), default=None, metavar=metavar,
+                            help=f"{setting.help} (env {setting.env}; default {setting.default!r})")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """This run's settings: defaults < STYLELENS_* environment < the flags given."""
+    return Settings.load(**{name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})

@@ -1,0 +1,114 @@
+"""Where an index keeps its vectors: the ``VectorBackend`` protocol and the registry of backends.
+
+The catalog (catalog.sqlite) gives every product a row; a backend stores and searches the vector of
+each row. The front (``IndexStore``) calls a backend in an order that keeps crashes safe: ``add``
+makes vectors durable *before* the catalog commit that makes their rows visible, and ``recover``
+drops what a crash left uncommitted. Searches answer ``(scores, rows)``: (Q, k) cosines and row
+numbers, best first, padded with -inf / -1 when fewer rows qualify.
+
+A new vector store is one module with a class implementing the protocol, plus one entry in
+``BACKENDS`` (the module is imported only when a location names it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+
+
+class VectorBackend(Protocol):
+    """Made with the opened front store (``Backend(store)``); ``prepare`` classmethod sets up a new index's place."""
+
+    name: str  # what info and health report, e.g. "folder (exact)" or "milvus"
+    server_filters: bool  # True: search() can run the filters itself instead of taking a row mask
+
+    def add(self, start_row: int, records: list[dict], vectors: np.ndarray) -> None:
+        """Store vectors for rows start_row.. (durable when this returns; not yet visible)."""
+
+    def committed_meta(self) -> dict:
+        """catalog meta changes that go with the commit of a batch (e.g. clear a pending mark)."""
+
+    def recover(self) -> None:
+        """On opening for writing: drop vectors of a batch whose catalog commit never happened."""
+
+    def delete(self, ids: list[str], rows: np.ndarray) -> None: ...
+
+    def update_fields(self, records: list[dict], before: dict[str, dict]) -> None:
+        """Feed fields changed (price, stock, labels): copy those a server-side filter reads."""
+
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of these rows; dead rows read as zeros."""
+
+    def all_vectors(self) -> np.ndarray:
+        """(n_rows, dim): every row, read on purpose (evaluation, export)."""
+
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, filters=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top k rows by cosine among rows where ``mask`` is True (all live rows when None)."""
+
+    def compact(self) -> int:
+        """Drop dead rows; answers how many went."""
+
+    def maintain(self) -> None:
+        """Bring derived structures (an ANN file, sealed segments) up to date after writes."""
+
+    def changed(self) -> None:
+        """The catalog changed: forget what was derived from the old rows."""
+
+    def close(self) -> None: ...
+
+
+# kind -> "module:Class". ``accepts(location)`` on the class says whether a location names it.
+BACKENDS: dict[str, str] = {
+    "folder": "stylelens.index.folder:FolderBackend",
+    "milvus": "stylelens.index.milvus:MilvusBackend",
+}
+
+
+def backend_class(kind: str):
+    module, _, name = BACKENDS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def kind_of(location: str | None) -> str:
+    """The backend kind a location names: None/''/'local' is the index folder itself."""
+    for kind in BACKENDS:
+        if backend_class(kind).accepts(location):
+            return kind
+    raise InvalidArgumentError(f"Unknown --store '{location}'. Use local, milvus-lite:///path/to/file.db or "
+                               "milvus://HOST:PORT/COLLECTION.", code="bad_option")
+
+
+def open_backend(kind: str, store) -> VectorBackend:
+    """The backend of an opened ``IndexStore`` (it reads the store's catalog, columns and settings)."""
+    return backend_class(kind)(store)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best k of each row of a (Q, N) score matrix, sorted, -inf entries reported as row -1."""
+    q, n = scores.shape
+    kk = min(k, n)
+    if kk == 0:
+        return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    rows = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    rows[~np.isfinite(best)] = -1
+    if kk < k:
+        best = np.pad(best, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+        rows = np.pad(rows, ((0, 0), (0, k - kk)), constant_values=-1)
+    return best, rows
+
+
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force cosine (inner product of unit vectors) with BLAS over float32 rows."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
+    scores = queries @ vectors.T if len(vectors) else np.zeros((len(queries), 0), np.float32)
+    if mask is not None:
+        scores = np.where(mask, scores, np.float32(-np.inf))
+    return top_k(scores, k)

@@ -1,0 +1,245 @@
+"""catalog.sqlite: the product records of an index and the row each one's vector sits at.
+
+A row is the product's handle into the vector backend (a position in the folder's vectors file; a
+local number for Milvus). ``meta`` holds ``n_rows`` (rows ever written, live or dead) and the vectors
+``generation``; a batch becomes visible in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexDamagedError, ProductNotFoundError
+
+CATALOG_DB = "catalog.sqlite"
+# Columns with a fixed meaning; anything else from the feed lives in 'extra' (JSON).
+PRODUCT_COLUMNS = ("id", "name", "type", "gender", "colour", "price", "currency", "url", "in_stock",
+                   "category", "subcategory", "season", "usage")
+LABEL_COLUMNS = ("type", "gender", "colour", "category", "subcategory", "season", "usage")
+_STORED = PRODUCT_COLUMNS + ("row", "image_path", "image_sha256", "extra")
+_SQL_VARIABLES = 900  # below SQLite's bound-parameter limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    id TEXT PRIMARY KEY, row INTEGER UNIQUE,
+    name TEXT, type TEXT, gender TEXT, colour TEXT, price REAL, currency TEXT, url TEXT,
+    in_stock INTEGER NOT NULL DEFAULT 1, category TEXT, subcategory TEXT, season TEXT, usage TEXT,
+    image_path TEXT, image_sha256 TEXT, extra TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Every query looks its upload up by image hash (is it a catalog photo?): without this, a table scan.
+CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
+"""
+
+
+@dataclass
+class Columns:
+    """Per-row arrays for vectorised filtering and voting (row = the vector's handle)."""
+
+    ids: np.ndarray  # object, None for dead rows
+    live: np.ndarray  # bool
+    price: np.ndarray  # float64, NaN when unknown
+    in_stock: np.ndarray  # bool
+    codes: dict[str, np.ndarray]  # label column -> int32 codes (-1 unknown)
+    vocab: dict[str, list[str]]  # label column -> values by code
+    row_of: dict[str, int]
+
+    def code(self, column: str, value: str) -> int | None:
+        """Case-insensitive lookup of a label value's code."""
+        wanted = value.strip().lower()
+        for i, v in enumerate(self.vocab[column]):
+            if v.lower() == wanted:
+                return i
+        return None
+
+
+class CatalogDB:
+    """The SQLite catalog of one index folder."""
+
+    def __init__(self, folder: Path, writable: bool):
+        self.path = Path(folder) / CATALOG_DB
+        self.writable = writable
+        try:
+            self.db = self._connect()
+            self.db.execute("SELECT value FROM meta WHERE key='n_rows'").fetchone()[0]
+        except (sqlite3.DatabaseError, TypeError) as exc:  # TypeError: no n_rows row
+            raise IndexDamagedError(f"The index file {self.path} is damaged ({_reason(exc)}). Rebuild the index into a new "
+                                    f"folder (stylelens index CATALOG --out NEW_FOLDER).") from None
+
+    @staticmethod
+    def create(folder: Path) -> None:
+        db = sqlite3.connect(Path(folder) / CATALOG_DB, isolation_level=None)
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('n_rows', '0'), ('generation', '0')")
+        db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.writable:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            return db
+        # Readers never write: a read-only folder (a mounted volume, a shared snapshot) can be served.
+        mode = "ro" if os.access(self.path.parent, os.W_OK) else "ro&immutable=1"
+        return sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- meta ----------------------------------------------------------------------------
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.db:
+            if value is None:
+                self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.meta("n_rows"))
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", "0"))
+
+    # ---- reading -------------------------------------------------------------------------
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+
+    def columns(self) -> Columns:
+        n = self.n_rows
+        ids = np.full(n, None, dtype=object)
+        live = np.zeros(n, bool)
+        price = np.full(n, np.nan)
+        in_stock = np.ones(n, bool)
+        codes = {c: np.full(n, -1, np.int32) for c in LABEL_COLUMNS}
+        vocab: dict[str, list[str]] = {c: [] for c in LABEL_COLUMNS}
+        index: dict[str, dict[str, int]] = {c: {} for c in LABEL_COLUMNS}
+        cols = ", ".join(("row", "id", "price", "in_stock") + LABEL_COLUMNS)
+        for rec in self.db.execute(f"SELECT {cols} FROM products WHERE row IS NOT NULL"):
+            r = rec[0]
+            if not 0 <= r < n:
+                raise IndexDamagedError(f"The index file {self.path} is damaged: product {rec[1]} points at vector row {r} of {n}. "
+                                        "Rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER).")
+            ids[r], live[r] = rec[1], True
+            price[r] = np.nan if rec[2] is None else rec[2]
+            in_stock[r] = bool(rec[3])
+            for c, value in zip(LABEL_COLUMNS, rec[4:]):
+                if value is not None:
+                    code = index[c].get(value)
+                    if code is None:
+                        code = index[c][value] = len(vocab[c])
+                        vocab[c].append(value)
+                    codes[c][r] = code
+        row_of = {pid: r for r, pid in enumerate(ids) if pid is not None}
+        return Columns(ids, live, price, in_stock, codes, vocab, row_of)
+
+    def product(self, pid: str) -> dict:
+        found = self.products([pid])
+        if not found:
+            raise ProductNotFoundError(f"No product with id '{pid}' in this index. Check the id (stylelens info lists counts).")
+        return found[0]
+
+    def products(self, pids) -> list[dict]:
+        """Records of the given ids, in the order given (unknown ids left out), in one query per 900 ids."""
+        pids = [str(p) for p in pids]
+        by_id = {}
+        for start in range(0, len(pids), _SQL_VARIABLES):
+            chunk = pids[start:start + _SQL_VARIABLES]
+            sql = (f"SELECT {', '.join(PRODUCT_COLUMNS)}, image_path, image_sha256, extra FROM products "
+                   f"WHERE id IN ({', '.join('?' * len(chunk))})")
+            for rec in self.db.execute(sql, chunk):
+                by_id[rec[0]] = _record(rec)
+        return [dict(by_id[p]) for p in pids if p in by_id]
+
+    def image_hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT id, image_sha256 FROM products"))
+
+    def ids_with_hash(self, sha256: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT id FROM products WHERE image_sha256=?", (sha256,))]
+
+    def live_rows(self) -> list[tuple[str, int]]:
+        return list(self.db.execute("SELECT id, row FROM products ORDER BY row"))
+
+    def scalar_fields(self, pids, fields) -> dict[str, dict]:
+        out = {}
+        pids = [str(p) for p in pids]
+        for start in range(0, len(pids), _SQL_VARIABLES):
+            chunk = pids[start:start + _SQL_VARIABLES]
+            sql = f"SELECT id, {', '.join(fields)} FROM products WHERE id IN ({', '.join('?' * len(chunk))})"
+            for rec in self.db.execute(sql, chunk):
+                out[rec[0]] = dict(zip(("id",) + tuple(fields), rec))
+        return out
+
+    # ---- writing -------------------------------------------------------------------------
+    def insert(self, records: list[dict], start: int, meta: dict[str, str | None] | None = None) -> None:
+        """Make records visible at rows start.. in one transaction, with ``meta`` changes (None deletes a key)."""
+        rows = [tuple(rec.get(c) for c in PRODUCT_COLUMNS[:8]) + (1 if rec.get("in_stock", True) else 0,)
+                + tuple(rec.get(c) for c in PRODUCT_COLUMNS[9:])
+                + (start + i, rec.get("image_path"), rec.get("image_sha256"), json.dumps(rec.get("extra") or {}, default=str))
+                for i, rec in enumerate(records)]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"INSERT OR REPLACE INTO products ({', '.join(_STORED)}) VALUES ({', '.join('?' * len(_STORED))})", rows)
+            self.db.execute("UPDATE meta SET value=? WHERE key='n_rows'", (str(start + len(records)),))
+            self._meta_in_transaction(meta or {})
+
+    def update(self, records: list[dict]) -> None:
+        """Change product fields (price, stock, name...) without touching rows."""
+        cols = PRODUCT_COLUMNS[1:]
+        with self.db:
+            self.db.execute("BEGIN")
+            for rec in records:
+                values = [rec.get(c) if c != "in_stock" else (1 if rec.get("in_stock", True) else 0) for c in cols]
+                self.db.execute(f"UPDATE products SET {', '.join(c + '=?' for c in cols)}, extra=? WHERE id=?",
+                                values + [json.dumps(rec.get("extra") or {}, default=str), rec["id"]])
+
+    def delete(self, pids) -> int:
+        with self.db:
+            self.db.execute("BEGIN")
+            return sum(self.db.execute("DELETE FROM products WHERE id=?", (str(pid),)).rowcount for pid in pids)
+
+    def forget_hashes(self, pids) -> None:
+        """The next build embeds these products again."""
+        with self.db:
+            self.db.executemany("UPDATE products SET image_sha256=NULL WHERE id=?", [(str(p),) for p in pids])
+
+    def renumber(self, live_ids: list[str], generation: int) -> None:
+        """Rows 0.. in the order given, with a new vectors generation, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("UPDATE products SET row = -row - 1")  # avoid UNIQUE clashes while renumbering
+            self.db.executemany("UPDATE products SET row=? WHERE id=?", [(i, pid) for i, pid in enumerate(live_ids)])
+            self.db.execute("UPDATE meta SET value=? WHERE key='n_rows'", (str(len(live_ids)),))
+            self._meta_in_transaction({"generation": str(generation)})
+
+    def _meta_in_transaction(self, meta: dict[str, str | None]) -> None:
+        for key, value in meta.items():
+            if value is None:
+                self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _record(rec) -> dict:
+    product = dict(zip(PRODUCT_COLUMNS, rec[: len(PRODUCT_COLUMNS)]))
+    product["in_stock"] = bool(product["in_stock"])
+    n = len(PRODUCT_COLUMNS)
+    product["image_path"], product["image_sha256"] = rec[n], rec[n + 1]
+    product["extra"] = json.loads(rec[n + 2] or "{}")
+    return product
+
+
+def _reason(exc: Exception) -> str:
+    return "no row count in its meta table" if isinstance(exc, TypeError) else str(exc)

@@ -1,0 +1,180 @@
+"""The embedded default backend: vectors in the index folder, memory-mapped, searched exactly or with FAISS.
+
+Crash safety: vectors are appended to ``vectors-<generation>.f32`` and fsync'd *before* the catalog
+transaction that makes their rows visible commits. Rows past the committed ``n_rows`` belong to a
+batch that never committed and are cut off by ``recover``. A row is never rewritten in place;
+deletes and updates leave dead rows that ``compact`` removes by writing a new generation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexDamagedError, InvalidArgumentError
+from .backend import exact_search
+
+LOCAL = "local"
+
+
+class FolderBackend:
+    server_filters = False
+
+    def __init__(self, store):
+        self.store = store  # the front: catalog, columns, settings (read when needed: they change with writes)
+        self.folder = Path(store.path)
+        self.catalog = store.catalog
+        self.dim = store.dim
+        self.settings = store.settings
+        self._matrix: np.ndarray | None = None
+        self._searcher = None
+        self.method = self._method(self.settings.search)
+
+    @staticmethod
+    def accepts(location: str | None) -> bool:
+        return location in (None, "", LOCAL)
+
+    @staticmethod
+    def place(location: str | None):
+        """What identifies where the vectors live: the folder itself."""
+        return None
+
+    def committed_meta(self) -> dict:
+        return {}
+
+    @classmethod
+    def prepare(cls, folder, manifest: dict, location, settings) -> None:
+        """A new index: nothing to set up outside the folder; the manifest names no vector location."""
+
+    @property
+    def name(self) -> str:
+        return self.method
+
+    # ---- files ---------------------------------------------------------------------------
+    @property
+    def columns(self):
+        return self.store.columns
+
+    @property
+    def n_rows(self) -> int:
+        return self.catalog.n_rows
+
+    @property
+    def generation_name(self) -> str:
+        return f"vectors-{self.catalog.generation}.f32"
+
+    @property
+    def vectors_file(self) -> Path:
+        return self.folder / self.generation_name
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """All rows (live and dead), memory-mapped read-only."""
+        if self._matrix is None:
+            n = self.n_rows
+            if n == 0:
+                self._matrix = np.zeros((0, self.dim), np.float32)
+            else:
+                f = self.vectors_file
+                size = f.stat().st_size if f.is_file() else -1
+                if size < n * self.dim * 4:
+                    what = "is missing" if size < 0 else f"holds {size // (self.dim * 4):,} of {n:,} vectors"
+                    raise IndexDamagedError(f"The index file {f} {what}. Rebuild the index into a new folder "
+                                            "(stylelens index CATALOG --out NEW_FOLDER).")
+                self._matrix = np.memmap(f, dtype=np.float32, mode="r", shape=(n, self.dim))
+        return self._matrix
+
+    def changed(self) -> None:
+        self._matrix = None
+        self._searcher = None
+
+    # ---- reading -------------------------------------------------------------------------
+    def get(self, rows) -> np.ndarray:
+        return np.array(self.matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+    def all_vectors(self) -> np.ndarray:
+        return self.matrix
+
+    def search(self, queries, k, mask=None, filters=None):
+        if mask is None:
+            mask = self.columns.live
+        if self.method == "ann":
+            if self._searcher is None:
+                from .ann import AnnSearcher
+
+                self._searcher = AnnSearcher(self, self.settings.ann_nprobe, self.settings.ann_candidates)
+            return self._searcher.search(queries, k, mask)
+        return exact_search(self.matrix, queries, k, mask)
+
+    def _method(self, asked: str) -> str:
+        if asked == "milvus":
+            raise InvalidArgumentError(
+                f"Index {self.folder} keeps its vectors in the index folder; search 'milvus' needs an index built with "
+                "--store milvus-lite:///path/file.db or --store milvus://HOST:PORT/COLLECTION.", code="bad_option")
+        if asked == "auto":
+            from .ann import faiss_available
+
+            return "ann" if self.n_rows >= self.settings.ann_threshold and faiss_available() else "exact"
+        if asked == "ann":
+            from .ann import _import_faiss
+
+            _import_faiss()  # names the extra to install, now rather than on the first query
+        return asked
+
+    # ---- writing -------------------------------------------------------------------------
+    def add(self, start_row: int, records: list[dict], vectors: np.ndarray) -> None:
+        with open(self.vectors_file, "ab") as fh:
+            if fh.tell() != start_row * self.dim * 4:
+                raise IndexDamagedError(f"The index file {self.vectors_file} holds {fh.tell() // (self.dim * 4):,} vectors where "
+                                        f"{start_row:,} were committed. Rebuild the index into a new folder.")
+            fh.write(vectors.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def recover(self) -> None:
+        f = self.vectors_file
+        size = self.catalog.n_rows * self.dim * 4
+        if f.exists() and f.stat().st_size > size:
+            with open(f, "r+b") as fh:
+                fh.truncate(size)
+        for stale in self.folder.glob("vectors-*.f32"):  # left by an interrupted compaction
+            if stale != f:
+                stale.unlink()
+
+    def delete(self, ids, rows) -> None:
+        """Rows go dead with the catalog commit; compaction reclaims them."""
+
+    def update_fields(self, records, before) -> None:
+        """Filters read the catalog's columns here: nothing to copy."""
+
+    def compact(self) -> int:
+        """Rewrite the vectors without dead rows: a new generation file, then one catalog commit."""
+        catalog = self.catalog
+        live = catalog.live_rows()
+        n_dead = catalog.n_rows - len(live)
+        if n_dead == 0:
+            return 0
+        old_file = self.vectors_file
+        generation = catalog.generation + 1
+        new_file = self.folder / f"vectors-{generation}.f32"
+        vecs = self.matrix
+        with open(new_file, "wb") as fh:
+            for start in range(0, len(live), 4096):
+                fh.write(np.ascontiguousarray(vecs[[r for _, r in live[start:start + 4096]]]).tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        catalog.renumber([pid for pid, _ in live], generation)
+        self._matrix = None
+        old_file.unlink(missing_ok=True)
+        return n_dead
+
+    def maintain(self) -> None:
+        from .ann import maintain
+
+        maintain(self, self.settings.search, self.settings.ann_threshold)
+
+    def close(self) -> None:
+        self._matrix = None
+        self._searcher = None

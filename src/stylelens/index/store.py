@@ -1,0 +1,209 @@
+"""The front of one index: manifest + catalog (SQLite) + a vector backend, chosen by the manifest.
+
+``open_store(path)`` for reading, ``open_store(path, writable=True)`` to change it,
+``create_store(path, ...)`` to start one (or update an existing one). Every write goes through here,
+in the order that keeps a crash safe: the backend makes vectors durable, then one catalog commit makes
+them visible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IndexMismatchError, IndexNotFoundError
+from ..settings import Settings, settings_or_default
+from .backend import backend_class, kind_of, open_backend
+from .catalog_db import CATALOG_DB, CatalogDB, Columns
+from .manifest import MANIFEST, check_compatible, new_manifest, read_manifest, write_manifest
+
+
+class IndexStore:
+    def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None):
+        self.path = Path(path)
+        self.settings = settings_or_default(settings)
+        self.writable = writable
+        manifest = read_manifest(self.path)
+        if manifest is None or not (self.path / CATALOG_DB).is_file():
+            raise IndexNotFoundError(f"No stylelens index at {self.path}. Build one with: stylelens index CATALOG_DIR --out {self.path}")
+        if expect is not None:
+            check_compatible(manifest["embedder"], expect, self.path)
+        self.manifest = manifest
+        self.catalog = CatalogDB(self.path, writable)
+        self._columns: Columns | None = None
+        try:
+            self.kind = kind_of((manifest.get("vectors") or {}).get("location"))
+            self.backend = open_backend(self.kind, self)
+            if writable:
+                self.backend.recover()
+        except BaseException:
+            self.catalog.close()
+            raise
+
+    # ---- reading -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["embedder"]["dim"])
+
+    @property
+    def n_rows(self) -> int:
+        return self.catalog.n_rows
+
+    @property
+    def columns(self) -> Columns:
+        if self._columns is None:
+            self._columns = self.catalog.columns()
+        return self._columns
+
+    def __len__(self) -> int:
+        return self.catalog.count()
+
+    def dead_rows(self) -> int:
+        return self.n_rows - len(self)
+
+    def vectors(self, rows) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of these rows."""
+        return self.backend.get(rows)
+
+    def all_vectors(self) -> np.ndarray:
+        """Every row's vector, (n_rows, dim): for evaluation and export, which read them all on purpose."""
+        return self.backend.all_vectors()
+
+    def search(self, queries, k: int, mask=None, filters=None):
+        """(scores, rows) of the top k rows; ``filters`` go to a backend that runs them itself."""
+        if filters is not None and self.backend.server_filters:
+            return self.backend.search(queries, k, mask, filters=filters)
+        return self.backend.search(queries, k, mask)
+
+    def product(self, pid: str) -> dict:
+        return self.catalog.product(pid)
+
+    def products(self, pids) -> list[dict]:
+        return self.catalog.products(pids)
+
+    def image_hashes(self) -> dict[str, str]:
+        return self.catalog.image_hashes()
+
+    def ids_with_hash(self, sha256: str) -> list[str]:
+        return self.catalog.ids_with_hash(sha256)
+
+    def counts(self) -> dict:
+        products = len(self)
+        return {"products": products, "vector_rows": self.n_rows, "dead_rows": self.n_rows - products}
+
+    # ---- writing -------------------------------------------------------------------------
+    def add(self, records: list[dict], vectors: np.ndarray) -> None:
+        """Insert or replace products with their vectors, atomically (a crash keeps all or none)."""
+        self._check_writable()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(records), self.dim):
+            raise ValueError(f"expected {len(records)} vectors of dim {self.dim}, got {vectors.shape}")
+        start = self.n_rows
+        self.backend.add(start, records, vectors)
+        self.catalog.insert(records, start, self.backend.committed_meta())
+        self._changed()
+
+    def update_records(self, records: list[dict]) -> None:
+        """Change product fields (price, stock, name...) without touching vectors."""
+        self._check_writable()
+        fields = getattr(self.backend, "FILTERED_FIELDS", ())
+        before = self.catalog.scalar_fields([r["id"] for r in records], fields) if fields else {}
+        self.catalog.update(records)
+        self.backend.update_fields(records, before)
+        self._changed()
+
+    def delete(self, pids) -> int:
+        """Remove products; returns how many existed. Folder rows stay dead until compact()."""
+        self._check_writable()
+        pids = [str(p) for p in pids]
+        row_of = self.columns.row_of
+        known = [p for p in pids if p in row_of]
+        self.backend.delete(known, np.array([row_of[p] for p in known], dtype=np.int64))
+        removed = self.catalog.delete(known)
+        self._changed()
+        return removed
+
+    def compact(self) -> int:
+        self._check_writable()
+        n = self.backend.compact()
+        self._changed()
+        return n
+
+    def maintain(self) -> None:
+        """Bring derived search structures up to date after writes (the ANN file, sealed Milvus segments)."""
+        self.backend.maintain()
+
+    def set_manifest(self, **fields) -> None:
+        self.manifest.update(fields)
+        self.manifest["counts"] = self.counts()
+        write_manifest(self.path, self.manifest)
+
+    def close(self) -> None:
+        self.backend.close()
+        self.catalog.close()
+
+    def _changed(self) -> None:
+        self._columns = None
+        self.backend.changed()
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise RuntimeError("open the store with writable=True to change it")
+
+
+def open_store(path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None) -> IndexStore:
+    return IndexStore(path, writable=writable, settings=settings, expect=expect)
+
+
+def create_store(path, fingerprint: dict, versions: dict, location: str | None = None, *,
+                 settings: Settings | None = None) -> IndexStore:
+    """Create an index folder with its vectors at ``location`` (the ``store`` setting), or open the
+    existing one to update it. An existing index keeps the place it was built with; naming another
+    one is an error, not a move."""
+    path = Path(path)
+    settings = settings_or_default(settings)
+    existing = read_manifest(path) if path.is_dir() else None
+    if existing is not None:
+        built = (existing.get("vectors") or {}).get("location")
+        if location not in (None, "") and _place(location) != _place(built):
+            raise IndexMismatchError(
+                f"Index {path} keeps its vectors in {built or 'the index folder'}, not {location}. "
+                f"Pass --store {built or 'local'} (or no --store) to update it, or choose a new --out folder.")
+        return open_store(path, writable=True, settings=settings, expect=fingerprint)
+    if path.exists() and not path.is_dir():
+        raise IndexNotFoundError(f"{path} is a file, not a folder. Choose a new or empty --out folder.", code="not_an_index")
+    path.mkdir(parents=True, exist_ok=True)
+    leftovers = {p.name for p in path.iterdir()} - {CATALOG_DB, CATALOG_DB + "-wal", CATALOG_DB + "-shm"}
+    if leftovers:
+        raise IndexNotFoundError(f"{path} is not empty and is not a stylelens index. Choose a new or empty --out folder.",
+                                 code="not_an_index")
+    manifest = new_manifest(fingerprint, versions)
+    backend_class(kind_of(location)).prepare(path, manifest, location, settings)
+    CatalogDB.create(path)
+    write_manifest(path, manifest)  # last: a folder with a manifest is an index
+    return open_store(path, writable=True, settings=settings)
+
+
+def _place(location: str | None):
+    return backend_class(kind_of(location)).place(location)
+
+
+def remove_products(index_path, ids, settings: Settings | None = None) -> tuple[int, list[str]]:
+    """Delete products by id wherever the index keeps its vectors; compact, and bring the ANN index
+    in step. Returns (removed, ids not found)."""
+    store = open_store(index_path, writable=True, settings=settings)
+    try:
+        ids = [str(i) for i in ids]
+        known = set(store.columns.row_of)
+        missing = [i for i in ids if i not in known]
+        removed = store.delete([i for i in ids if i in known])
+        store.compact()
+        store.maintain()
+        store.set_manifest()
+        return removed, missing
+    finally:
+        store.close()
+
+
+__all__ = ["IndexStore", "open_store", "create_store", "remove_products", "MANIFEST"]

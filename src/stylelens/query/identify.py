@@ -1,0 +1,55 @@
+"""What the item in a photo is: the one vote of its labelled catalog neighbours.
+
+Search, complete-the-look and evaluation all name an item through ``vote``: softmax weights over the
+neighbours' cosines (the closest count most; a far tail cannot outvote them), a tally per label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..index import Columns
+
+VOTED_LABELS = ("type", "gender", "colour")
+
+
+@dataclass
+class Identification:
+    type: str | None = None
+    type_confidence: float = 0.0
+    gender: str | None = None
+    gender_confidence: float = 0.0
+    colour: str | None = None
+    colour_confidence: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def vote_labels(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: float,
+                labels=VOTED_LABELS) -> dict[str, tuple[str | None, float]]:
+    """label -> (winning value or None, its share of the vote)."""
+    out: dict[str, tuple[str | None, float]] = {label: (None, 0.0) for label in labels}
+    if len(sims) == 0:
+        return out
+    weights = np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
+    for label in labels:
+        codes = columns.codes[label][rows]
+        known = codes >= 0
+        if not known.any() or weights[known].sum() <= 0:
+            continue
+        tally = np.bincount(codes[known], weights=weights[known], minlength=len(columns.vocab[label]))
+        best = int(np.argmax(tally))
+        out[label] = (columns.vocab[label][best], round(float(tally[best] / weights[known].sum()), 4))
+    return out
+
+
+def vote(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: float) -> Identification:
+    """Similarity-weighted vote of labelled neighbours on type, gender and colour."""
+    ident = Identification()
+    for label, (value, confidence) in vote_labels(columns, rows, sims, temperature).items():
+        setattr(ident, label, value)
+        setattr(ident, f"{label}_confidence", confidence)
+    return ident

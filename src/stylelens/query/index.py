@@ -1,0 +1,231 @@
+"""The front object: an opened index that identifies items and recommends products to buy.
+
+Each query makes one neighbour pass over the live catalog. From that one candidate list come the
+catalog rows that are the query picture itself, the identification vote and the ranked results; a
+second pass happens only when the shopper's filters (or a personalised query vector) leave too few
+candidates in it. Product records for the results are read in one catalog query.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..images import content_hash, load_image, read_bytes
+from ..index import IndexStore
+from ..index.manifest import check_compatible
+from ..models import Embedder
+from ..settings import Settings, settings_or_default
+from . import diversity as div
+from .filters import Filters, check_k
+from .identify import Identification, vote
+from .rank import type_consistent
+from .results import SearchResult
+
+# Cosine at or above which a catalog vector is taken to be the query picture itself.
+SAME_IMAGE_COSINE = 0.9999
+SELF_SLACK = 3  # candidates fetched beyond what ranking and voting need, for copies of the query itself
+
+
+@dataclass
+class Neighbours:
+    """One neighbour pass for one query vector: live rows best first, and which of them are the query itself."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    self_rows: np.ndarray
+
+    def others(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = (self.rows >= 0) & ~np.isin(self.rows, self.self_rows)
+        return self.scores[keep], self.rows[keep]
+
+
+class Index:
+    """An opened index. Search with an image (path, bytes or PIL image) or a product id.
+
+    ``settings`` (a ``Settings``; default: this process's environment) and keyword overrides of any
+    setting (``type_boost=0``, ``search="exact"``...) stay with this instance.
+    """
+
+    def __init__(self, path, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides):
+        self.settings = settings_or_default(settings).replace(**overrides)
+        self.store = IndexStore(path, settings=self.settings)
+        built = self.store.manifest["embedder"]
+        try:
+            embedder = embedder or Embedder.from_fingerprint(built, settings=self.settings)
+            check_compatible(built, embedder.fingerprint(), self.store.path)
+        except BaseException:
+            self.store.close()
+            raise
+        self.embedder = embedder
+        self._shoppers = None
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def shoppers(self):
+        """Shopper events for personalisation, in users.sqlite beside the index (opened on first use)."""
+        if self._shoppers is None:
+            from .personalize import Shoppers
+
+            self._shoppers = Shoppers(self.path)
+        return self._shoppers
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- the query pipeline -----------------------------------------------------------------
+    def embed(self, image) -> tuple[np.ndarray, str | None]:
+        """Unit vector of an image, and the sha256 of its bytes (None for a PIL image)."""
+        sha = None
+        if isinstance(image, (str, Path)):
+            image = read_bytes(image)
+        if isinstance(image, (bytes, bytearray)):
+            sha = content_hash(image)
+        pil = image if isinstance(image, Image.Image) else load_image(image, max_pixels=self.settings.max_pixels)
+        return self.embedder.embed([pil])[0], sha
+
+    def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=()) -> Neighbours:
+        """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows."""
+        exclude = np.asarray(list(exclude_rows), dtype=np.int64)
+        mask = None
+        if len(exclude):
+            mask = self.store.columns.live.copy()
+            mask[exclude] = False
+        scores, rows = self.store.search(vector[None], n + SELF_SLACK, mask)
+        scores, rows = scores[0], rows[0]
+        same = rows[(rows >= 0) & (scores >= SAME_IMAGE_COSINE)]
+        if sha:
+            row_of = self.store.columns.row_of
+            same = np.union1d(same, [row_of[p] for p in self.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
+        return Neighbours(scores, rows, same)
+
+    def _vote(self, scores: np.ndarray, rows: np.ndarray) -> Identification:
+        k = self.settings.identify_k
+        return vote(self.store.columns, rows[:k], scores[:k], self.settings.vote_temperature)
+
+    def search_vector(self, vector: np.ndarray, k: int | None = None, *, sha: str | None = None, exclude_rows=(),
+                      filters: Filters | None = None, identify: bool = True, user: str | None = None,
+                      diversity: float | None = None, collapse: bool | None = None) -> SearchResult:
+        """Nearest products to a vector. ``user`` personalises (see personalize), ``diversity`` (0..1)
+        re-ranks by MMR and ``collapse`` folds near-duplicates into one result (see diversity)."""
+        started = time.perf_counter()
+        k = self.settings.k if k is None else check_k(k)
+        diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
+        filters = filters or Filters()
+        cols = self.store.columns
+        mask = filters.mask(cols)  # checks the filter values before any search
+        pool = max(div.pool_size(k, diversity, collapse), 4 * k)
+        near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows)
+        other_scores, other_rows = near.others()
+        ident = self._vote(other_scores, other_rows) if identify or user is not None else None
+        mask[np.asarray(list(exclude_rows), dtype=np.int64)] = False
+        mask[near.self_rows] = False
+        query = vector
+        if user is not None:
+            from .personalize import personal_query
+
+            query, disliked = personal_query(self, user, vector, ident.type if ident else None)
+            mask[disliked] = False
+        passing = mask[other_rows]
+        scores, rows = other_scores[passing], other_rows[passing]
+        if query is not vector or (len(rows) < pool and mask.sum() > len(rows)):
+            # The first pass cannot answer: another query vector, or filters that leave too few of its rows.
+            scores, rows = self.store.search(query[None], pool, mask, filters=filters)
+            scores, rows = scores[0], rows[0]
+        s = self.settings
+        scores, rows = type_consistent(scores, rows, cols, ident, filters, s.type_boost, s.type_boost_min_confidence)
+        scores, rows, similar = div.rerank(scores, rows, self.store.vectors, k, diversity=diversity, collapse=collapse,
+                                           threshold=s.duplicate_cosine)
+        similarity = self.store.vectors(rows) @ vector if len(rows) else np.zeros(0, np.float32)
+        products = self.store.products(cols.ids[rows])
+        for i, product in enumerate(products):
+            product["score"] = round(float(scores[i]), 4)
+            product["similarity"] = round(float(similarity[i]), 4)
+            if similar is not None:
+                product["similar_count"] = int(similar[i])
+        return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000)
+
+    def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=()) -> Identification:
+        near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows)
+        return self._vote(*near.others())
+
+    # ---- the calls users make -----------------------------------------------------------------
+    def search(self, image, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
+               collapse: bool | None = None, **filters) -> SearchResult:
+        """Products most similar to the image, with what the item is. Filters: see ``Filters``.
+
+        With ``user``, results are personalised and the search is remembered as the shopper's upload."""
+        started = time.perf_counter()
+        # Ranking options are checked before the image is embedded.
+        k = None if k is None else check_k(k)
+        diversity, collapse, filters = div.check_diversity(diversity), div.check_collapse(collapse), Filters(**filters)
+        vector, sha = self.embed(image)
+        result = self.search_vector(vector, k, sha=sha, filters=filters, user=user, diversity=diversity, collapse=collapse)
+        if user is not None:
+            self.shoppers.record(user, "upload", vector=vector, sha256=sha)
+        result.took_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    def identify(self, image) -> Identification:
+        vector, sha = self.embed(image)
+        return self.identify_vector(vector, sha)
+
+    def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
+                collapse: bool | None = None, **filters) -> SearchResult:
+        """'More like this' for a catalog product, without uploading its picture again."""
+        started = time.perf_counter()
+        row = self.row(product_id)
+        vector = self.store.vectors([row])[0]
+        result = self.search_vector(vector, k, sha=self.store.product(product_id).get("image_sha256"), exclude_rows=[row],
+                                    filters=Filters(**filters), user=user, diversity=diversity, collapse=collapse)
+        result.took_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    # ---- catalog -------------------------------------------------------------------------
+    def row(self, product_id: str) -> int:
+        row = self.store.columns.row_of.get(str(product_id))
+        if row is None:
+            self.store.product(product_id)  # raises ProductNotFoundError with the message
+        return row
+
+    def vector(self, product_id: str) -> np.ndarray:
+        return self.store.vectors([self.row(product_id)])[0]
+
+    def product(self, product_id: str) -> dict:
+        return self.store.product(product_id)
+
+    def image_path(self, product_id: str) -> Path:
+        return Path(self.store.product(product_id)["image_path"])
+
+    def facets(self) -> dict:
+        cols = self.store.columns
+        prices = cols.price[cols.live & np.isfinite(cols.price)]
+        return {
+            "gender": sorted(cols.vocab["gender"]),
+            "type": sorted(cols.vocab["type"]),
+            "colour": sorted(cols.vocab["colour"]),
+            "price": {"min": float(prices.min()), "max": float(prices.max())} if len(prices) else None,
+        }
+
+    def info(self) -> dict:
+        manifest = dict(self.store.manifest)
+        manifest["counts"] = self.store.counts()
+        manifest["search"] = self.store.backend.name
+        manifest["runtime"] = self.embedder.runtime_name
+        return manifest
+
+
+def open_index(path, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides) -> Index:
+    """Open an index for searching. The embedder is rebuilt from the manifest unless one is given;
+    ``overrides`` are settings (``search="exact"``, ``type_boost=0``, ``device="cuda"``...)."""
+    return Index(path, settings, embedder=embedder, **overrides)

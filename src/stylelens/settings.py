@@ -1,0 +1,176 @@
+"""One settings table (name, default, help, parser, choices) and the ``Settings`` value built from it.
+
+A ``Settings`` is built once — defaults < ``STYLELENS_<NAME>`` environment variables < arguments — and
+passed down to whatever needs it: two indexes in one process can hold different settings. Nothing
+below the shells reads the environment. The table also feeds the CLI's flags, ``stylelens settings``
+and the README's list.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def env(self) -> str:
+        return "STYLELENS_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(name: str, value) -> bool:
+    """A yes/no option given as text (forms, query strings, environment); anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise InvalidArgumentError(f"{name} must be true or false, got {value!r}.")
+
+
+def _bool(text: str) -> bool:
+    return parse_bool("a yes/no setting", text)
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting("backbone", "resnet50", "Feature extractor (resnet50, efficientnet-lite0)."),
+        Setting("weights", "imagenet", "Weights: 'imagenet' (download once, cached), a local state-dict file, or 'random'."),
+        Setting("pooling", "max", "Global pooling of the last feature map: max (the original design) or avg.", choices=("max", "avg")),
+        Setting("device", "cpu", "Inference device: cpu or cuda (cuda:N)."),
+        Setting("runtime", "auto", "Inference runtime: auto, torch, openvino or onnx.", choices=("auto", "torch", "openvino", "onnx")),
+        Setting("precision", "auto", "OpenVINO precision: auto (bf16 where the CPU has it and it matches torch fp32 on a probe set, else f32), f32 or bf16.",
+                choices=("auto", "f32", "bf16")),
+        Setting("runner", "local", "Where indexing runs: local (this machine) or ray (a Ray cluster).", choices=("local", "ray")),
+        Setting("ray_address", "", "Ray cluster for runner ray: 'auto' (the one 'ray start' made), ray://HOST:10001; empty starts Ray here."),
+        Setting("store", "", "Where a new index keeps its vectors: empty or 'local' (the index folder), milvus-lite:///FILE.db or "
+                "milvus://HOST:PORT/COLLECTION. An existing index keeps its own."),
+        Setting("milvus_token", "", "Credentials for a Milvus server: user:password or an API key (never put them in the store location)."),
+        Setting("batch_size", 64, "Images per inference batch.", int),
+        Setting("workers", max(1, (os.cpu_count() or 2) - 1), "Decoding threads while indexing (0: decode in the indexing thread).", int),
+        Setting("k", 5, "Number of recommendations returned.", int),
+        Setting("identify_k", 10, "Labelled neighbours that vote on the item's type, gender and colour.", int),
+        Setting("vote_temperature", 0.02, "Softmax temperature of the neighbours' vote: lower trusts the closest more.", float),
+        Setting("type_boost", 0.05, "Score added to results of the identified type (0 turns type-consistent ranking off).", float),
+        Setting("type_boost_min_confidence", 0.4, "Identification confidence needed before type_boost applies.", float),
+        Setting("max_pixels", 50_000_000, "Largest image (width x height) accepted; guards against decompression bombs.", int),
+        Setting("max_upload_bytes", 10 * 1024 * 1024, "Largest upload accepted by the web API, in bytes.", int),
+        Setting("search", "auto", "Search method: exact, ann, or auto (ANN above ann_threshold products when FAISS is installed; "
+                "Milvus for an index whose vectors live there).", choices=("auto", "exact", "ann", "milvus")),
+        Setting("ann_threshold", 200_000, "Catalog size from which search='auto' uses an ANN index.", int),
+        Setting("ann_nprobe", 16, "ANN search: inverted lists visited per query (more: higher recall, slower).", int),
+        Setting("ann_candidates", 100, "ANN search: candidates re-ranked with the exact float32 vectors (at least 4*k).", int),
+        Setting("cache_dir", str(Path.home() / ".cache" / "stylelens"), "Where downloaded weights and compiled models are kept."),
+        Setting("host", "127.0.0.1", "Address the web server listens on."),
+        Setting("port", 8000, "Port the web server listens on.", int),
+        Setting("progress", True, "Show progress bars.", _bool),
+        Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
+        Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),
+        Setting("rocchio_like", 1.0, "Personalised search: weight b of the shopper's liked items.", float),
+        Setting("rocchio_dislike", 0.5, "Personalised search: weight c of the shopper's disliked items.", float),
+    ]
+}
+
+
+def _coerce(setting: Setting, value, source: str):
+    """A value from the environment (text) or from code (text or typed), parsed and checked."""
+    try:
+        if isinstance(value, str):
+            value = setting.parse(value)
+        elif setting.parse in (int, float) and not isinstance(value, bool):
+            value = setting.parse(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"Setting {setting.name} ({source}) must be {setting.parse.__name__}, got {value!r}.",
+                                   code="bad_option") from None
+    if setting.choices and value not in setting.choices:
+        raise InvalidArgumentError(f"Setting {setting.name} ({source}) must be one of {', '.join(setting.choices)}, got {value!r}.",
+                                   code="bad_option")
+    return value
+
+
+class Settings:
+    """Every setting's value, fixed when built. Read them as attributes: ``settings.type_boost``.
+
+    >>> Settings.load(type_boost=0).type_boost
+    0.0
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]):
+        object.__setattr__(self, "_values", dict(values))
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults < ``STYLELENS_*`` variables of ``environ`` (default: this process's) < ``overrides``
+        (None means 'not given')."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, setting in SETTINGS.items():
+            raw = environ.get(setting.env)
+            values[name] = setting.default if raw in (None, "") else _coerce(setting, raw, setting.env)
+        return cls(values).replace(**overrides)
+
+    def replace(self, **overrides) -> "Settings":
+        """A copy with some values changed; None leaves a value as it is."""
+        unknown = sorted(set(overrides) - set(SETTINGS))
+        if unknown:
+            raise InvalidArgumentError(f"Unknown setting '{unknown[0]}'. Known: {', '.join(SETTINGS)}.", code="bad_option")
+        values = dict(self._values)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = _coerce(SETTINGS[name], value, "argument")
+        return Settings(values)
+
+    def __getattr__(self, name: str):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no setting named {name!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Settings are fixed once built; use settings.replace(...)")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Settings) and other._values == self._values
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self._values.items() if v != SETTINGS[k].default}
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def to_dict(self) -> dict:
+        return dict(self._values)
+
+    @property
+    def cache_path(self) -> Path:
+        """``cache_dir`` as a folder that exists."""
+        path = Path(self.cache_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def settings_or_default(settings: "Settings | None") -> "Settings":
+    """The settings given, or the ones of this process's environment (for calls made without any)."""
+    return Settings.load() if settings is None else settings
