@@ -11,6 +11,8 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "note: chromium is not installed; the browser tests will be skipped (apt-get install chromium)" >&2
     fi
 fi
+# The layers contract (pyproject.toml, [tool.importlinter]): no upward import, no cycle.
+.venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

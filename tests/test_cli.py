@@ -126,11 +126,11 @@ def test_settings_show_values_in_effect_and_hide_credentials(monkeypatch, capsys
 def test_readme_names_every_setting():
     from pathlib import Path
 
-    from stylelens import config
+    from stylelens.settings import SETTINGS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Settings"):]
-    assert [name for name in config.SETTINGS if f"`{name}`" not in section] == []
+    assert [name for name in SETTINGS if f"`{name}`" not in section] == []
 
 
 def test_import_quiets_spinning_blas_threads_unless_the_user_chose():

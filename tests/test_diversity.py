@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from quality_catalog import add_near_duplicates, build, outfit_catalog
-from stylelens import config
-from stylelens.diversity import (check_collapse, check_diversity, collapse_duplicates, group_pairs, mmr,
+from stylelens.settings import Settings
+from stylelens.query.diversity import (check_collapse, check_diversity, collapse_duplicates, group_pairs, mmr,
                                  near_duplicate_groups, rerank)
 from stylelens.errors import InvalidArgumentError
 
@@ -78,9 +78,9 @@ def test_plain_search_shows_the_copies_collapse_shows_one(dup_shop):
     members = [p for p in collapsed.products if p["id"] in group]
     assert len(members) == 1 and members[0]["similar_count"] == COPIES
     assert collapsed.products[0]["id"] in group, "the group keeps the rank of its best member"
-    vectors = np.asarray(index.store.vectors[[index.row(p) for p in collapsed.ids]])
+    vectors = index.store.vectors([index.row(p) for p in collapsed.ids])
     sims = vectors @ vectors.T
-    assert (sims[np.triu_indices(5, 1)] < config.get("duplicate_cosine")).all()
+    assert (sims[np.triu_indices(5, 1)] < Settings.load().duplicate_cosine).all()
     assert all("similar_count" in p for p in collapsed.products)
     assert "similar_count" not in plain.products[0]
 
@@ -89,7 +89,7 @@ def test_diversity_lowers_redundancy_and_keeps_the_best_first(dup_shop):
     index, rows, group, query = dup_shop
 
     def redundancy(result):
-        v = np.asarray(index.store.vectors[[index.row(p) for p in result.ids]])
+        v = index.store.vectors([index.row(p) for p in result.ids])
         return float((v @ v.T)[np.triu_indices(len(v), 1)].mean())
 
     plain = index.search(query, k=6, include_out_of_stock=True)
@@ -111,7 +111,7 @@ def test_near_duplicate_groups_counts_the_relisted_product(dup_shop):
     index, rows, group, _ = dup_shop
     summary = near_duplicate_groups(index.store)
     assert summary["groups"] >= 1 and summary["largest_group"] == COPIES + 1
-    assert summary["threshold"] == config.get("duplicate_cosine")
+    assert summary["threshold"] == Settings.load().duplicate_cosine
     strict = near_duplicate_groups(index.store, threshold=1.01)
     assert strict["groups"] == 0 and strict["products_in_groups"] == 0
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from quality_catalog import add_near_duplicates, build, outfit_catalog, write_feed
-from stylelens.diversity import near_duplicate_groups
+from stylelens.query.diversity import near_duplicate_groups
 from stylelens.errors import InvalidArgumentError
 from stylelens.evaluate import evaluate, label_metrics, parse_ks, write_report
 
@@ -46,9 +46,8 @@ def test_leave_one_out_agrees_with_the_library_search(labelled):
         result = index.similar(pid, k=3, include_out_of_stock=True)
         if same > 0:
             precisions.append(np.mean([rows[p]["articleType"] == row["articleType"] for p in result.ids]))
-        vector = np.asarray(index.store.vectors[index.row(pid)])
-        exclude = index._self_rows(vector, index.product(pid)["image_sha256"]) + [index.row(pid)]
-        hits.append(index.identify_vector(vector, exclude_rows=exclude).type == row["articleType"])
+        vector = index.vector(pid)
+        hits.append(index.identify_vector(vector, index.product(pid)["image_sha256"], [index.row(pid)]).type == row["articleType"])
     assert report["mode"] == "leave-one-out" and report["queries"] == len(rows) == len(cols.row_of)
     assert report["type"]["queries"] == len(precisions)
     assert report["type"]["precision@3"] == pytest.approx(np.mean(precisions), abs=1e-4)
@@ -57,14 +56,13 @@ def test_leave_one_out_agrees_with_the_library_search(labelled):
                       for row in rows.values()])
     assert report["type"]["precision@3"] > 2 * chance, "shapes are visible to a real ImageNet network"
     assert {"precision@3", "mAP@3", "identify_accuracy"} <= set(report["gender"]) and "colour" in report
-    # Without the identified-type boost: the bare neighbours, as ExactSearcher ranks them.
+    # Without the identified-type boost: the bare neighbours, as the exact search ranks them.
     bare = []
     for pid, row in rows.items():
-        vector = np.asarray(index.store.vectors[index.row(pid)])
-        exclude = index._self_rows(vector, index.product(pid)["image_sha256"]) + [index.row(pid)]
-        mask = cols.live.copy()
-        mask[exclude] = False
-        _, near = index.searcher.search(vector[None], 3, mask)
+        vector = index.vector(pid)
+        near = index.neighbours(vector, 3 + 3, index.product(pid)["image_sha256"], [index.row(pid)])
+        _, others = near.others()
+        near = [others[:3]]
         if sum(r["articleType"] == row["articleType"] for r in rows.values()) > 1:
             bare.append(np.mean([rows[cols.ids[r]]["articleType"] == row["articleType"] for r in near[0]]))
     assert report["type_nearest_neighbours"]["precision@3"] == pytest.approx(np.mean(bare), abs=1e-4)
@@ -127,9 +125,9 @@ def test_ann_recall_when_an_ann_searcher_is_available(tmp_path):
     pytest.importorskip("faiss")
     import stylelens.ann  # noqa: F401  registers "ann"
     from quality_catalog import lite_embedder
-    from stylelens.embedder import library_versions
-    from stylelens.recommend import open_index
-    from stylelens.store import IndexStore
+    from stylelens.models.embedder import library_versions
+    from stylelens.query import open_index
+    from stylelens.index import IndexStore, open_store
 
     emb = lite_embedder()
     rng = np.random.default_rng(0)
@@ -137,12 +135,12 @@ def test_ann_recall_when_an_ann_searcher_is_available(tmp_path):
     labels = rng.integers(0, 30, 3000)
     vectors = centres[labels] + 0.6 * rng.normal(size=(3000, emb.dim))
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-    store = IndexStore.create(tmp_path / "big", emb.fingerprint(), library_versions())
+    store = create_store(tmp_path / "big", emb.fingerprint(), library_versions())
     store.add([{"id": f"v{i}", "type": f"T{t}"} for i, t in enumerate(labels)], vectors)
     store.set_manifest()
     store.close()
     ann_index = open_index(tmp_path / "big", embedder=emb, search="ann")
-    assert ann_index.searcher.name != "exact"
+    assert ann_index.store.backend.name != "exact"
     report = evaluate(ann_index, ks=(5,), sample=300, latency_samples=0, duplicates=False)
     assert 0.5 <= report["ann_recall@10"] <= 1.0
     assert report["type"]["precision@5"] > 0.5

@@ -6,7 +6,7 @@ import pytest
 from imagegen import make_image
 from quality_catalog import COLOURS, build, outfit_catalog, seed_for, write_feed
 from stylelens.errors import ProductNotFoundError
-from stylelens.look import (COMPLEMENTS, colours_harmonise, complete_the_look, genders_with, seasons_with, slot_of,
+from stylelens.query.look import (COMPLEMENTS, colours_harmonise, complete_the_look, genders_with, seasons_with, slot_of,
                             usages_with)
 
 
@@ -101,8 +101,8 @@ def test_rules_remove_candidates_that_exist(outfit_shop):
 
 
 def test_distinct_types_come_first():
-    from stylelens.look import _distinct_types_first
-    from stylelens.store import Columns
+    from stylelens.query.look import _distinct_types_first
+    from stylelens.index import Columns
 
     types = np.array([0, 0, 1, 0, 2, 1], np.int32)
     cols = Columns(ids=np.array(list("abcdef"), object), live=np.ones(6, bool), price=np.zeros(6), in_stock=np.ones(6, bool),
@@ -129,14 +129,14 @@ def test_accessory_groups_mix_types(outfit_shop):
 def test_mislabelled_products_stay_out(outfit_shop):
     """Visual affinity would pick the t-shirt photo filed as a watch; the label-sanity rule keeps it out."""
     index, rows, _ = outfit_shop
-    wrong = np.asarray(index.store.vectors[index.row("mislabelled")])
+    wrong = index.vector("mislabelled")
     exercised = 0
     for pid, r in rows.items():
         if r["subCategory"] != "Topwear" or r["usage"] == "Formal" or r["season"] == "Winter" or r["gender"] == "Unisex":
             continue
         groups = {g["category"]: g for g in complete_the_look(index, pid, k=3).groups}
         assert "mislabelled" not in {p["id"] for g in groups.values() for p in g["products"]}
-        source = np.asarray(index.store.vectors[index.row(pid)])
+        source = index.vector(pid)
         if "Accessories" in groups and float(source @ wrong) > groups["Accessories"]["products"][0]["score"]:
             exercised += 1  # it would have ranked first among the accessories
     assert exercised >= 2

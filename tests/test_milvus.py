@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from stylelens.errors import IndexMismatchError, InvalidArgumentError
-from stylelens.recommend import Filters
-from stylelens.scale import create_store, parse_location
-from stylelens.search import ExactSearcher, search_filtered
-from stylelens.store import IndexStore, check_compatible, remove_products
+from stylelens.query import Filters
+from stylelens.index import create_store
+from stylelens.index.milvus import parse_location
+from stylelens.index.backend import exact_search
+from stylelens.index import IndexStore, open_store, remove_products
+from stylelens.index.manifest import check_compatible
 
 pytestmark = pytest.mark.scale
 pymilvus = pytest.importorskip("pymilvus")
@@ -44,8 +46,8 @@ def lite(tmp_path, name="vectors.db", collection=None):
     return f"milvus-lite://{tmp_path / name}" + (f"?collection={collection}" if collection else "")
 
 
-def top_ids(store, searcher, queries, k, mask, filters):
-    scores, rows = search_filtered(searcher, queries, k, mask, filters)
+def top_ids(store, queries, k, mask, filters):
+    scores, rows = store.search(queries, k, mask, filters)
     ids = [[store.columns.ids[r] for r in row if r >= 0] for row in rows]
     return ids, scores
 
@@ -75,7 +77,7 @@ def twin_stores(tmp_path_factory):
     rng = np.random.default_rng(7)
     ids = [f"sku-{i:05d}" for i in range(5000)]
     recs, vecs = records(rng, ids), unit(rng, len(ids))
-    local = IndexStore.create(tmp / "local", FP, {})
+    local = create_store(tmp / "local", FP, {})
     milvus = create_store(tmp / "milvus", FP, {}, lite(tmp))
     for start in range(0, len(ids), 1000):
         local.add(recs[start:start + 1000], vecs[start:start + 1000])
@@ -91,13 +93,12 @@ FILTER_CASES = [Filters(), Filters(include_out_of_stock=True), Filters(gender="w
 
 
 def assert_same_top_k(local, milvus, queries, k, filters, exclude=()):
-    exact, searcher = ExactSearcher(local.vectors), milvus_searcher(milvus)
     results = []
-    for store, s in ((local, exact), (milvus, searcher)):
+    for store in (local, milvus):
         mask = filters.mask(store.columns)
         rows = [store.columns.row_of[pid] for pid in exclude]
         mask[rows] = False
-        results.append(top_ids(store, s, queries, k, mask, filters))
+        results.append(top_ids(store, queries, k, mask, filters))
     (ids_a, scores_a), (ids_b, scores_b) = results
     assert ids_a == ids_b, f"top-{k} differs for {filters}"
     finite = np.isfinite(scores_a)
@@ -105,22 +106,16 @@ def assert_same_top_k(local, milvus, queries, k, filters, exclude=()):
     return ids_a
 
 
-def milvus_searcher(store):
-    from stylelens.scale.milvus_store import MilvusSearcher
-
-    return MilvusSearcher(store)
-
-
 def test_same_top_k_as_the_exact_store_with_every_filter_on_5000_products(twin_stores):
     local, milvus, rng = twin_stores
     queries = unit(np.random.default_rng(11), 16)
-    assert milvus.milvus.count() == len(local) == 5000
+    assert milvus.backend.milvus.count() == len(local) == 5000
     for filters in FILTER_CASES:
         ids = assert_same_top_k(local, milvus, queries, 10, filters)
         assert all(len(row) == 10 for row in ids) or filters.colour == "White"
     # Unknown values are refused exactly as by the embedded store.
     with pytest.raises(InvalidArgumentError, match="Unknown gender 'Kids'"):
-        milvus_searcher(milvus).search(queries, 5, None, filters=Filters(gender="Kids"))
+        milvus.search(queries, 5, None, filters=Filters(gender="Kids"))
 
 
 def test_add_update_delete_keep_milvus_equal_to_the_exact_store(twin_stores):
@@ -138,7 +133,7 @@ def test_add_update_delete_keep_milvus_equal_to_the_exact_store(twin_stores):
     vecs = unit(rng, len(renewed))
     local.add(renewed, vecs)
     milvus.add(renewed, vecs)
-    assert milvus.milvus.count() == len(local) == 5000 - 300 + 50
+    assert milvus.backend.milvus.count() == len(local) == 5000 - 300 + 50
     queries = np.vstack([vecs[:8], unit(np.random.default_rng(12), 8)])
     for filters in FILTER_CASES:
         top = assert_same_top_k(local, milvus, queries, 10, filters)
@@ -148,12 +143,10 @@ def test_add_update_delete_keep_milvus_equal_to_the_exact_store(twin_stores):
     # ... and a bare mask of any size is answered exactly too (sent as id lists).
     for keep in (0.999, 0.5, 0.01):
         mask = np.random.default_rng(3).random(len(local.columns.ids)) < keep
-        got = [top_ids(s, searcher, queries, 7, mask & s.columns.live, None)[0]
-               for s, searcher in ((local, ExactSearcher(local.vectors)), (milvus, milvus_searcher(milvus)))]
+        got = [top_ids(s, queries, 7, mask & s.columns.live, None)[0] for s in (local, milvus)]
         assert got[0] == got[1]
     new3 = [r["id"] for r in renewed].index("new-3")
-    np.testing.assert_array_equal(milvus.vectors[[milvus.columns.row_of["new-3"]]][0], vecs[new3])
-    np.testing.assert_array_equal(milvus.vectors[milvus.columns.row_of["new-3"]], vecs[new3])
+    np.testing.assert_array_equal(milvus.vectors([milvus.columns.row_of["new-3"]])[0], vecs[new3])
 
 
 # ---- manifest check, locations kept ---------------------------------------------------------------
@@ -167,7 +160,7 @@ def test_a_different_embedder_is_refused_with_the_embedded_stores_message(tmp_pa
     with pytest.raises(IndexMismatchError, match="pooling"):
         check_compatible(FP, other, tmp_path / "ix")
     # The collection itself carries the fingerprint: checked with the same words as the folder's manifest.
-    from stylelens.scale.milvus_store import MilvusCollection
+    from stylelens.index.milvus import MilvusCollection
 
     collection = MilvusCollection(parse_location(lite(tmp_path)))
     owner = json.loads((tmp_path / "ix" / "manifest.json").read_text())["vectors"]["owner"]
@@ -199,10 +192,10 @@ def test_an_index_keeps_the_vector_location_it_was_built_with(tmp_path):
     with pytest.raises(IndexMismatchError, match="keeps its vectors in milvus-lite"):
         create_store(tmp_path / "ix", FP, {}, lite(tmp_path, collection="other"))
     again = create_store(tmp_path / "ix", FP, {})  # no location: the one it has
-    assert again.milvus.count() == 1 and type(again).__name__ == "MilvusIndexStore"
+    assert again.backend.milvus.count() == 1 and type(again.backend).__name__ == "MilvusBackend"
     again.close()
-    reopened = IndexStore.open(tmp_path / "ix")
-    assert reopened.search_method == "milvus" and reopened.product("a")["name"] == "item a"
+    reopened = open_store(tmp_path / "ix")
+    assert reopened.backend.name == "milvus" and reopened.product("a")["name"] == "item a"
     reopened.close()
 
 
@@ -213,7 +206,7 @@ def test_a_crash_between_milvus_and_the_catalog_leaves_no_stray_vectors(tmp_path
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from stylelens.scale import create_store, milvus_store
+        from stylelens.index import create_store, milvus as milvus_store
         store = create_store({str(tmp_path / "ix")!r}, {FP!r}, {{}}, {lite(tmp_path)!r})
         v = np.eye({DIM}, dtype=np.float32)
         store.add([{{"id": "a", "name": "first"}}, {{"id": "b"}}, {{"id": "c"}}], v[:3])
@@ -225,11 +218,11 @@ def test_a_crash_between_milvus_and_the_catalog_leaves_no_stray_vectors(tmp_path
         store.add([{{"id": "d"}}, {{"id": "e"}}, {{"id": "a", "name": "renewed"}}], v[3:6])
     """)
     assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == -9
-    store = IndexStore.open(tmp_path / "ix", writable=True)  # opening for writing removes what never committed
-    assert sorted(store.columns.row_of) == ["a", "b", "c"] and store.milvus.count() == 3
+    store = open_store(tmp_path / "ix", writable=True)  # opening for writing removes what never committed
+    assert sorted(store.columns.row_of) == ["a", "b", "c"] and store.backend.milvus.count() == 3
     assert store.product("a")["name"] == "first"  # the catalog keeps the committed record ...
     assert store.image_hashes()["a"] is None  # ... but forgets its image hash: Milvus may hold the new vector, so the next build re-embeds it
-    np.testing.assert_array_equal(store.vectors[store.columns.row_of["b"]], np.eye(DIM, dtype=np.float32)[1])
+    np.testing.assert_array_equal(store.vectors([store.columns.row_of["b"]])[0], np.eye(DIM, dtype=np.float32)[1])
     store.close()
 
 
@@ -252,7 +245,7 @@ def test_build_search_update_and_remove_through_milvus_match_the_folder_index(tm
     report = build_index(tmp_path / "catalog", tmp_path / "folder", embedder=lite0, workers=0, progress=False)
     build_index(tmp_path / "catalog", tmp_path / "milvus", embedder=lite0, workers=0, progress=False, store=location)
     folder, milvus = open_index(tmp_path / "folder", embedder=lite0), open_index(tmp_path / "milvus", embedder=lite0)
-    assert report.indexed == 24 and milvus.searcher.name == "milvus" and folder.searcher.name != "milvus"
+    assert report.indexed == 24 and milvus.store.backend.name == "milvus" and folder.store.backend.name != "milvus"
     assert milvus.info()["vectors"]["location"] == parse_location(location).canonical()
     photo = tmp_path / "catalog" / "images" / "1003.jpg"
     for filters in ({}, {"gender": "Women"}, {"colour": "Red,Blue", "max_price": 50}, {"include_out_of_stock": True}):
@@ -260,7 +253,7 @@ def test_build_search_update_and_remove_through_milvus_match_the_folder_index(tm
         assert a.ids == b.ids and a.identified == b.identified
         assert [p["score"] for p in a.products] == [p["score"] for p in b.products]
     assert folder.similar("1005", 4).ids == milvus.similar("1005", 4).ids
-    np.testing.assert_array_equal(milvus.store.vectors[milvus.row("1007")], folder.store.vectors[folder.row("1007")])
+    np.testing.assert_array_equal(milvus.vector("1007"), folder.vector("1007"))
 
     # The feed changes (stock, price) and a product goes: an incremental build updates Milvus's filter fields.
     rows["1003"]["in_stock"], rows["1006"]["price"] = "no", "999.00"
@@ -282,7 +275,7 @@ def test_build_search_update_and_remove_through_milvus_match_the_folder_index(tm
     assert remove_products(tmp_path / "milvus", ["1000", "nope"]) == (1, ["nope"])
     milvus = open_index(tmp_path / "milvus", embedder=lite0)
     assert "1000" not in milvus.similar("1001", 23, include_out_of_stock=True).ids
-    assert milvus.store.milvus.count() == len(milvus) == 22
+    assert milvus.store.backend.milvus.count() == len(milvus) == 22
 
 
 def test_cli_and_web_api_work_on_a_milvus_backed_index(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from quality_catalog import build, taste_catalog
 from stylelens.errors import InvalidArgumentError, ProductNotFoundError
-from stylelens.personalize import USERS_DB, Shoppers, feedback, forget, recommend_for_user, rocchio
+from stylelens.query.personalize import USERS_DB, Shoppers, feedback, forget, recommend_for_user, rocchio
 
 
 @pytest.fixture(scope="module")

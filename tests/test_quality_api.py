@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from PIL import Image
 from quality_catalog import add_near_duplicates, build, outfit_catalog
-from stylelens.look import slot_of
+from stylelens.query.look import slot_of
 from stylelens.service import create_app
 
 PRIVATE = {"image_path", "image_sha256", "extra"}

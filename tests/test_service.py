@@ -22,7 +22,6 @@ from stylelens import open_index
 from stylelens.cli import main as cli_main
 from stylelens.errors import InvalidArgumentError
 from stylelens.service import create_app
-from stylelens.service.http import supported_extras
 
 PUBLIC_FIELDS = {"id", "name", "type", "gender", "colour", "price", "currency", "url", "in_stock", "score", "image_url"}
 
@@ -143,14 +142,6 @@ def test_search_passes_user_diversity_and_collapse_through(client):
     assert upload(client, photo, k=8, user="shopper-diversity").status_code == 200
 
 
-def test_options_the_library_lacks_are_refused_by_name():
-    def old_search(image, k=None, **filters):
-        return None
-
-    assert supported_extras(old_search, {}) == {}
-    with pytest.raises(InvalidArgumentError) as exc:
-        supported_extras(old_search, {"diversity": 0.5})
-    assert exc.value.code == "unsupported_option" and "diversity" in exc.value.message
 
 
 # ---- catalog endpoints -----------------------------------------------------------------------
@@ -270,7 +261,7 @@ def test_unknown_field_is_named(client):
 
 def test_too_large_is_refused_while_reading(index):
     limit = 50_000
-    with TestClient(create_app(index, {"max_upload_bytes": limit})) as c:
+    with TestClient(create_app(index, index.settings.replace(max_upload_bytes=limit))) as c:
         message = assert_error(upload(c, bytes(limit + 1)), 413, "too_large")
         assert "over the 49 KB upload limit" in message
         # Declared size far over the limit: refused from the header, before reading.

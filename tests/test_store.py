@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from stylelens.errors import IndexMismatchError, IndexNotFoundError, ProductNotFoundError
-from stylelens.store import IndexStore, check_compatible, remove_products
+from stylelens.index import IndexStore, create_store, open_store, remove_products
+from stylelens.index.manifest import check_compatible
 
 FP = {"backbone": "toy", "weights": {"source": "random", "sha256": None, "detail": "seed=0"}, "pooling": "max",
       "preprocess": {"size": 8}, "dim": 4, "normalized": "l2"}
@@ -21,15 +22,15 @@ def recs(ids, **fields):
 
 def test_vectors_are_float32_on_disk_and_memory_mapped(tmp_path):
     rng = np.random.default_rng(0)
-    store = IndexStore.create(tmp_path / "ix", FP, {"numpy": np.__version__})
+    store = create_store(tmp_path / "ix", FP, {"numpy": np.__version__})
     vecs = unit(rng, 5)
     store.add(recs("abcde"), vecs)
     store.close()
     raw = np.fromfile(next((tmp_path / "ix").glob("vectors-*.f32")), dtype=np.float32).reshape(-1, 4)
     np.testing.assert_array_equal(raw, vecs)
-    opened = IndexStore.open(tmp_path / "ix")
-    assert isinstance(opened.vectors, np.memmap)
-    np.testing.assert_array_equal(opened.vectors, vecs)
+    opened = open_store(tmp_path / "ix")
+    assert isinstance(opened.backend.matrix, np.memmap)
+    np.testing.assert_array_equal(opened.all_vectors(), vecs)
     assert opened.product("c")["name"] == "pc"
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["embedder"] == FP and manifest["format_version"] == 1
@@ -38,7 +39,7 @@ def test_vectors_are_float32_on_disk_and_memory_mapped(tmp_path):
 
 def test_update_replaces_the_vector_and_delete_then_compact_keeps_the_rest(tmp_path):
     rng = np.random.default_rng(1)
-    store = IndexStore.create(tmp_path / "ix", FP, {})
+    store = create_store(tmp_path / "ix", FP, {})
     vecs = unit(rng, 4)
     store.add(recs("abcd"), vecs)
     new_b = unit(rng, 1)
@@ -50,8 +51,8 @@ def test_update_replaces_the_vector_and_delete_then_compact_keeps_the_rest(tmp_p
     assert store.compact() == 2
     assert store.n_rows == 3 and store.dead_rows() == 0
     cols = store.columns
-    np.testing.assert_array_equal(store.vectors[cols.row_of["b"]], new_b[0])
-    np.testing.assert_array_equal(store.vectors[cols.row_of["d"]], vecs[3])
+    np.testing.assert_array_equal(store.vectors([cols.row_of["b"]])[0], new_b[0])
+    np.testing.assert_array_equal(store.vectors([cols.row_of["d"]])[0], vecs[3])
     assert len(list((tmp_path / "ix").glob("vectors-*.f32"))) == 1
     with pytest.raises(ProductNotFoundError, match="No product with id 'a'"):
         store.product("a")
@@ -59,42 +60,42 @@ def test_update_replaces_the_vector_and_delete_then_compact_keeps_the_rest(tmp_p
 
 def test_rows_of_an_uncommitted_batch_are_cut_off_on_reopen(tmp_path):
     rng = np.random.default_rng(2)
-    store = IndexStore.create(tmp_path / "ix", FP, {})
+    store = create_store(tmp_path / "ix", FP, {})
     store.add(recs("ab"), unit(rng, 2))
-    with open(store.vectors_file, "ab") as fh:  # a batch written but never committed (killed here)
+    with open(store.backend.vectors_file, "ab") as fh:  # a batch written but never committed (killed here)
         fh.write(unit(rng, 3).tobytes())
     store.close()
-    again = IndexStore.open(tmp_path / "ix", writable=True)
-    assert again.vectors_file.stat().st_size == 2 * 4 * 4
+    again = open_store(tmp_path / "ix", writable=True)
+    assert again.backend.vectors_file.stat().st_size == 2 * 4 * 4
     again.add(recs("c"), unit(rng, 1))
     assert again.n_rows == 3 and sorted(again.columns.row_of) == ["a", "b", "c"]
 
 
 def test_a_different_embedder_is_refused_with_the_setting_named(tmp_path):
-    IndexStore.create(tmp_path / "ix", FP, {}).close()
+    create_store(tmp_path / "ix", FP, {}).close()
     for change, word in [({"pooling": "avg"}, "pooling"), ({"backbone": "other"}, "backbone"),
                          ({"weights": {"source": "file", "sha256": "ab" * 32, "detail": "x.pth"}}, "weights")]:
         with pytest.raises(IndexMismatchError, match=word):
-            IndexStore.open(tmp_path / "ix", expect={**FP, **change})
+            open_store(tmp_path / "ix", expect={**FP, **change})
     check_compatible(FP, dict(FP), tmp_path)  # same settings pass
 
 
 def test_missing_or_foreign_folders_are_explained(tmp_path):
     with pytest.raises(IndexNotFoundError, match="stylelens index"):
-        IndexStore.open(tmp_path / "nothing")
+        open_store(tmp_path / "nothing")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "thesis.docx").write_text("keep me")
     with pytest.raises(IndexNotFoundError, match="not empty"):
-        IndexStore.create(tmp_path / "full", FP, {})
+        create_store(tmp_path / "full", FP, {})
     assert (tmp_path / "full" / "thesis.docx").read_text() == "keep me"
 
 
 def test_remove_products_reports_unknown_ids(tmp_path):
     rng = np.random.default_rng(3)
-    store = IndexStore.create(tmp_path / "ix", FP, {})
+    store = create_store(tmp_path / "ix", FP, {})
     store.add(recs("abc"), unit(rng, 3))
     store.close()
     removed, missing = remove_products(tmp_path / "ix", ["a", "q"])
     assert removed == 1 and missing == ["q"]
-    store = IndexStore.open(tmp_path / "ix")
+    store = open_store(tmp_path / "ix")
     assert sorted(store.columns.row_of) == ["b", "c"] and store.n_rows == 2

@@ -105,7 +105,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return best, rows
 
 
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force cosine (inner product of unit vectors) with BLAS over float32 rows."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
     scores = queries @ vectors.T if len(vectors) else np.zeros((len(queries), 0), np.float32)
