@@ -1,11 +1,26 @@
 import csv
 import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from conftest import write_catalog
 from imagegen import make_bad_corpus, make_image
-from stylelens import build_index, open_index
-from stylelens.store import IndexStore
+from stylelens.build import build_index
+from stylelens.errors import IndexMismatchError, InvalidArgumentError
+from stylelens.index.store import open_store
+from stylelens.query import open_index
+from stylelens.settings import Settings
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def vector(store, pid):
+    return store.vectors([store.columns.row_of[pid]])[0]
 
 
 def build(catalog, index, embedder, **kw):
@@ -17,8 +32,8 @@ def test_rerun_embeds_only_new_or_changed_images_and_drops_removed(catalog, tmp_
     index = tmp_path / "index"
     first = build(folder, index, random_embedder)
     assert (first.indexed, first.unchanged, first.skipped, first.removed) == (len(rows), 0, 0, 0)
-    before = IndexStore.open(index)
-    old_vector = np.array(before.vectors[before.columns.row_of["1001"]])
+    before = open_store(index)
+    old_vector = np.array(vector(before, "1001"))
     before.close()
 
     again = build(folder, index, random_embedder)
@@ -30,9 +45,9 @@ def test_rerun_embeds_only_new_or_changed_images_and_drops_removed(catalog, tmp_
     third = build(folder, index, random_embedder)
     assert (third.indexed, third.unchanged, third.removed) == (2, len(rows) - 2, 1)
     assert third.without_product == ["5000"] and third.without_image == ["1002"]
-    store = IndexStore.open(index)
+    store = open_store(index)
     assert len(store) == len(rows) and "1002" not in store.columns.row_of
-    assert not np.allclose(store.vectors[store.columns.row_of["1001"]], old_vector)
+    assert not np.allclose(vector(store, "1001"), old_vector)
     assert store.product("5000")["name"] is None
 
 
@@ -48,7 +63,7 @@ def test_feed_changes_update_products_without_re_embedding(catalog, tmp_path, ra
         writer.writerows(lines)
     report = build(folder, tmp_path / "index", random_embedder)
     assert report.indexed == 0
-    product = IndexStore.open(tmp_path / "index").product(lines[0]["id"])
+    product = open_store(tmp_path / "index").product(lines[0]["id"])
     assert product["price"] == 99.0 and product["in_stock"] is False
 
 
@@ -69,15 +84,17 @@ def test_bad_images_are_skipped_counted_and_listed(catalog, tmp_path, random_emb
     assert f"skipped {len(expected)}" in report.summary() and "errors.csv" in report.summary()
 
 
-def test_worker_processes_give_the_same_vectors_as_in_process(catalog, tmp_path, random_embedder):
+@pytest.mark.slow
+def test_threaded_decode_gives_the_same_vectors_as_decoding_in_the_calling_thread(catalog, tmp_path, random_embedder):
     folder, rows = catalog
-    for i in range(80):  # enough images for the worker pool to be used
+    for i in range(12):
         make_image(folder / "images" / f"x{i}.png", fmt="PNG", pattern_seed=1000 + i)
-    build_index(folder, tmp_path / "pool", embedder=random_embedder, workers=2, progress=False)
-    build(folder, tmp_path / "inproc", random_embedder)
-    a, b = IndexStore.open(tmp_path / "pool"), IndexStore.open(tmp_path / "inproc")
-    for pid in ("x0", "x79", "1000"):
-        np.testing.assert_allclose(a.vectors[a.columns.row_of[pid]], b.vectors[b.columns.row_of[pid]], atol=1e-5)
+    threaded = build_index(folder, tmp_path / "threads", embedder=random_embedder, workers=3, progress=False)
+    build(folder, tmp_path / "inline", random_embedder)
+    assert threaded.indexed == len(rows) + 12
+    a, b = open_store(tmp_path / "threads"), open_store(tmp_path / "inline")
+    assert list(a.columns.ids) == list(b.columns.ids)  # the same rows in the same (catalog) order
+    np.testing.assert_allclose(a.all_vectors(), b.all_vectors(), atol=1e-5)
 
 
 def test_search_ranks_by_cosine_and_never_returns_the_query_itself(catalog, tmp_path, random_embedder):
@@ -92,10 +109,10 @@ def test_search_ranks_by_cosine_and_never_returns_the_query_itself(catalog, tmp_
     query = random_embedder.embed_one(folder / "images" / "1006.jpg")
     store = index.store
     for p in result.products:
-        assert abs(p["similarity"] - float(store.vectors[store.columns.row_of[p["id"]]] @ query)) < 1e-3
+        assert abs(p["similarity"] - float(vector(store, p["id"]) @ query)) < 1e-3
     # A vector near product 1013's (not the same picture) finds 1013 first.
     rng = np.random.default_rng(0)
-    near = np.array(store.vectors[store.columns.row_of["1013"]]) + rng.normal(0, 0.002, store.dim).astype(np.float32)
+    near = np.array(vector(store, "1013")) + rng.normal(0, 0.002, store.dim).astype(np.float32)
     near /= np.linalg.norm(near)
     assert index.search_vector(near, k=1, exclude_rows=(), filters=None).ids == ["1013"]
 
@@ -109,56 +126,130 @@ def test_a_copied_catalog_reindexes_under_the_same_ids(catalog, tmp_path, random
     assert report.indexed == 0 and report.unchanged == len(rows)
 
 
-def _jobs(tmp_path, n_good: int):
-    from stylelens.images import content_hash
-    from stylelens.pipeline import Job
-
+def _images(tmp_path, n_good: int) -> list[tuple[str, Path]]:
+    """(id, path) of n_good generated PNGs with bad files spread among them."""
     corpus = make_bad_corpus(tmp_path / "bad")
     bad = [tmp_path / "bad" / name for name in corpus]
-    jobs = []
-    for i in range(n_good):
-        path = make_image(tmp_path / "good" / f"g{i}.png", fmt="PNG", pattern_seed=2000 + i)
-        jobs.append(path)
-        if i % 40 == 0:  # bad files spread through the stream
-            jobs.append(bad[(i // 40) % len(bad)])
     out = []
-    for path in jobs:
-        data = path.read_bytes()
-        out.append(Job(path.stem, str(path), data, content_hash(data)))
+    for i in range(n_good):
+        out.append((f"g{i}", make_image(tmp_path / "good" / f"g{i}.png", fmt="PNG", pattern_seed=2000 + i)))
+        if i % 20 == 0:
+            out.append((f"b{i}", bad[(i // 20) % len(bad)]))
     return out
 
 
-def test_decode_workers_stream_in_order_through_reused_shared_slots(tmp_path, monkeypatch):
-    """More images than shared-memory slots (ring reuse), bad files among them: same answers, same order
-    and same pixels as decoding in-process; the slots are gone afterwards; the pipe fallback agrees."""
-    from pathlib import Path
-
-    from stylelens.embedder import BACKBONES
-    from stylelens.pipeline import _SharedSlots, prepared_stream
+def test_decode_threads_stream_in_order_with_bad_files_like_one_thread(tmp_path):
+    from stylelens.build.local import stream
+    from stylelens.models import BACKBONES
 
     pre = BACKBONES["resnet50"].preprocess
-    jobs = _jobs(tmp_path, 300)
-    reference = list(prepared_stream(jobs, pre, 0, 50_000_000))
-    assert sum(err is not None for _, _, err in reference) >= 5
+    images = _images(tmp_path, 120)
+    reference = list(stream(images, {}, pre, 0, 50_000_000, window=1))
+    assert sum(item.status == "error" for item in reference) >= 5
+    known = {reference[3].pid: reference[3].sha256}  # one unchanged image: read and hashed, not decoded
+    threaded = list(stream(images, known, pre, 3, 50_000_000, window=7))
+    assert [item.pid for item in threaded] == [pid for pid, _ in images]
+    assert threaded[3].status == "unchanged" and threaded[3].pixels is None
+    for i, (got, ref) in enumerate(zip(threaded, reference)):
+        if i == 3:
+            continue
+        assert (got.status, got.error, got.sha256) == (ref.status, ref.error, ref.sha256)
+        assert (got.pixels is None and ref.pixels is None) or np.array_equal(got.pixels, ref.pixels)
 
-    def same_as_reference(results):
-        assert [job.pid for job, _, _ in results] == [job.pid for job, _, _ in reference]
-        for (_, px, err), (_, ref_px, ref_err) in zip(results, reference):
-            assert err == ref_err
-            assert (px is None and ref_px is None) or np.array_equal(px, ref_px)
 
-    made = []
-    original_init = _SharedSlots.__init__
+class CountingImages(dict):
+    """A catalog's images (id -> path) that count how many were taken from them."""
 
-    def recording_init(self, n, size):
-        original_init(self, n, size)
-        made.append((self.shm.name, n))
+    taken = 0
 
-    monkeypatch.setattr(_SharedSlots, "__init__", recording_init)
-    same_as_reference(list(prepared_stream(jobs, pre, 2, 50_000_000)))
-    assert len(made) == 1 and made[0][1] < len(jobs)  # the ring was reused
-    assert not (Path("/dev/shm") / made[0][0].lstrip("/")).exists()
+    def items(self):
+        for pid, path in super().items():
+            self.taken += 1
+            yield pid, path
 
-    monkeypatch.setattr(_SharedSlots, "fit", staticmethod(lambda n, size: False))  # e.g. a small /dev/shm
-    same_as_reference(list(prepared_stream(jobs, pre, 2, 50_000_000)))
-    assert len(made) == 1
+
+def test_streaming_reads_a_bounded_window_ahead_of_the_embedder(tmp_path, random_embedder):
+    """Memory stays flat: whatever the catalog size, the runner never takes more than its window of images
+    (plus the batch being embedded) ahead of the embedder. The old runner read every image first."""
+    from stylelens.build.local import run_local, window_for
+    from stylelens.build.plan import Build, BuildReport
+    from stylelens.catalog import load_catalog
+    from stylelens.index.store import create_store
+
+    images = _images(tmp_path, 150)
+    folder = tmp_path / "catalog" / "images"
+    folder.mkdir(parents=True)
+    for pid, path in images:
+        shutil.copy(path, folder / f"{pid}{path.suffix}")
+    catalog = load_catalog(tmp_path / "catalog")
+    catalog.images = counting = CountingImages(catalog.images)
+
+    class SpyEmbedder:  # records how far reading ran ahead each time a batch reaches the embedder
+        preprocess, runtime_name, dim = random_embedder.preprocess, "spy", random_embedder.dim
+
+        def __init__(self):
+            self.ahead, self.consumed = [], 0
+
+        def embed_prepared(self, pixels):
+            self.consumed += len(pixels)
+            self.ahead.append(counting.taken - self.consumed)
+            rng = np.random.default_rng(len(self.ahead))
+            v = rng.standard_normal((len(pixels), self.dim)).astype(np.float32)
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    spy = SpyEmbedder()
+    store = create_store(tmp_path / "index", random_embedder.fingerprint(), {}, settings=Settings.load(environ={}))
+    report = BuildReport()
+    try:
+        run_local(Build(catalog, store, report, progress=False, commit_every=8), spy, workers=2, max_pixels=50_000_000)
+    finally:
+        store.close()
+    assert report.indexed == 150 and len(report.errors) == len(images) - 150
+    assert len(spy.ahead) >= 150 // 8
+    bad_files_between = len(images) - 150  # skipped images are taken too, never embedded
+    assert max(spy.ahead) <= window_for(8, 2) + bad_files_between, spy.ahead
+
+
+@pytest.mark.slow
+def test_a_script_calling_build_index_at_module_level_finishes(tmp_path):
+    """No `if __name__ == "__main__"` guard: decode threads never re-import the script (spawned worker
+    processes did, and failed in their bootstrapping phase, once a catalog had more than 64 images)."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    folder = tmp_path / "catalog"
+    rows = write_catalog(folder, n=80, seed=3)
+    script = tmp_path / "index_my_shop.py"
+    script.write_text(textwrap.dedent(f"""
+        from stylelens import build_index
+
+        report = build_index({str(folder)!r}, {str(tmp_path / "index")!r}, backbone="efficientnet-lite0",
+                             weights="random", runtime="torch", workers=2, batch_size=16, progress=False)
+        print(report.summary())
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"indexed {len(rows)}," in done.stdout
+    assert "bootstrapping" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_reindexing_reuses_the_embedder_that_built_the_index(catalog, tmp_path):
+    """An index built with a non-default backbone/weights/pooling is updated with the same embedder when the
+    caller names none; naming a different one is the mismatch error."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    folder, rows = catalog
+    defaults = Settings.load(environ={}, runtime="torch", workers=0, progress=False)
+    build_index(folder, tmp_path / "index", settings=defaults, backbone="efficientnet-lite0", weights="random", pooling="avg")
+    for i in range(2):
+        make_image(folder / "images" / f"new{i}.jpg", pattern_seed=300 + i)
+    again = build_index(folder, tmp_path / "index", settings=defaults)  # defaults say resnet50 / imagenet / max
+    assert (again.indexed, again.unchanged) == (2, len(rows))
+    built = open_store(tmp_path / "index").manifest["embedder"]
+    assert (built["backbone"], built["weights"]["source"], built["pooling"]) == ("efficientnet-lite0", "random", "avg")
+    with pytest.raises(IndexMismatchError, match="pooling"):
+        build_index(folder, tmp_path / "index", settings=defaults, pooling="max")
+
+
+def test_unknown_keyword_is_the_settings_error(catalog, tmp_path):
+    folder, _ = catalog
+    with pytest.raises(InvalidArgumentError, match="Unknown setting 'batchsize'"):
+        build_index(folder, tmp_path / "index", batchsize=8)

@@ -5,8 +5,8 @@
       -> embedding actors (CPU or GPU; each builds the Embedder once)
       -> the driver: Build.skip / Build.keep / Build.commit, one store commit per batch, as run_local
 
-Only the placement differs from run_local: the decode (``pipeline.prepare_bytes``), the network
-(``Embedder.embed_prepared``) and the incremental, crash-safe writing (``pipeline.Build``) are the
+Only the placement differs from run_local: the decode (``plan.prepare_bytes``), the network
+(``Embedder.embed_prepared``) and the incremental, crash-safe writing (``plan.Build``) are the
 same code, so the same images give the same vectors and an interrupted run resumes without redoing
 committed batches. Catalog paths must be readable on every node (shared file system).
 """
@@ -20,11 +20,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .. import config
 from ..errors import ImageError, InvalidArgumentError, RayRunError, StylelensError, import_extra
 from ..images import content_hash, read_bytes
-from ..pipeline import Build, _progress, prepare_bytes
-from ..store import check_compatible
+from ..index.manifest import check_compatible
+from ..settings import Settings
+from .plan import Build, prepare_bytes, progress_bar
 
 DECODE_BLOCK_ROWS = (16, 1024)  # rows per read/decode task: enough tasks to spread, few enough to be cheap
 CPU_SHARE_FOR_INFERENCE = 0.75  # on CPU clusters the rest of the cores decode
@@ -51,7 +51,7 @@ def ray_session(address: str | None):
     except Exception as exc:  # ConnectionError, OSError, ValueError and Ray's own types
         raise RayRunError(
             f"Could not connect to the Ray cluster at '{address}': {exc}. Start one with 'ray start --head' "
-            "(then --ray-address auto), or leave out --ray-address to run Ray on this machine.", code="ray_unavailable"
+            "(then ray_address='auto', CLI: --ray-address auto), or leave ray_address empty to run Ray on this machine.", code="ray_unavailable"
         ) from exc
     try:
         yield ray
@@ -94,14 +94,14 @@ def read_and_prepare(batch: dict, pre, max_pixels: int) -> dict:
 class EmbedActor:
     """Ray actor: builds the Embedder once, then embeds batches of prepared images."""
 
-    def __init__(self, options: dict, fingerprint: dict, index_path: str, threads: int | None):
+    def __init__(self, options: dict, settings: dict, fingerprint: dict, index_path: str, threads: int | None):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        from ..embedder import Embedder
+        from ..models import Embedder
 
-        self.embedder = Embedder(**options)
+        self.embedder = Embedder(**options, settings=Settings(settings))
         # A node with other weights (say, a different file at the same path) must not mix its vectors in.
         check_compatible(fingerprint, self.embedder.fingerprint(), index_path)
         self.size = self.embedder.preprocess.size
@@ -137,14 +137,15 @@ def plan_resources(ray, device: str, actors: int | None) -> dict:
     return {"actors": actors, "actor": {"num_cpus": per_actor}, "threads": max(1, math.ceil(per_actor)), "decode_cpus": 0.25}
 
 
-def run_ray(build: Build, embedder, *, address: str | None = None, actors: int | None = None, device: str | None = None,
-            runtime: str | None = None, max_pixels: int) -> str:
-    """Embed the catalog's new and changed images on a Ray cluster; commit here. Returns the runtime used."""
+def run_ray(build: Build, embedder, *, settings: Settings, actors: int | None = None) -> str:
+    """Embed the catalog's new and changed images on a Ray cluster; commit here. Returns the runtime used.
+    The actors rebuild ``embedder`` (same backbone, weights, pooling) with ``settings``' device and runtime."""
     import pyarrow as pa
 
-    device = device or config.get("device")
+    device, max_pixels = settings.device, settings.max_pixels
+    options = {name: value for name, value in embedder.options().items() if name in ("backbone", "weights", "pooling")}
     runtimes = set()
-    with ray_session(address) as ray, _quiet_ray_data(ray):
+    with ray_session(settings.ray_address or None) as ray, _quiet_ray_data(ray):
         plan = plan_resources(ray, device, actors)
         ids = list(build.catalog.images)
         table = pa.table({"id": ids, "path": [str(build.catalog.images[pid]) for pid in ids],
@@ -154,11 +155,11 @@ def run_ray(build: Build, embedder, *, address: str | None = None, actors: int |
         ds = ds.map_batches(read_and_prepare, fn_kwargs={"pre": embedder.preprocess, "max_pixels": max_pixels},
                             batch_size=None, batch_format="numpy", num_cpus=plan["decode_cpus"])
         ds = ds.map_batches(EmbedActor, batch_size=embedder.batch_size, batch_format="numpy",
-                            fn_constructor_kwargs={"options": dict(embedder.options(), device=device, runtime=runtime),
+                            fn_constructor_kwargs={"options": options, "settings": settings.to_dict(),
                                                    "fingerprint": embedder.fingerprint(),
                                                    "index_path": str(build.store.path), "threads": plan["threads"]},
                             compute=ray.data.ActorPoolStrategy(size=plan["actors"]), **plan["actor"])
-        with _progress(len(ids), build.progress, "indexing (ray)") as bar:
+        with progress_bar(len(ids), build.progress, "indexing (ray)") as bar:
             try:
                 for batch in ds.iter_batches(batch_size=build.commit_every, batch_format="numpy"):
                     _take(build, batch)

@@ -1,0 +1,86 @@
+"""Catalog folder -> index: plan what changed, stream the images through the embedder, commit by batch.
+
+``build_index`` picks the runner (``local``: this process; ``ray``: a Ray cluster) from the settings;
+both share ``plan.Build`` (incremental by content hash, crash-safe commits, the report).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..catalog import load_catalog
+from ..index.manifest import read_manifest
+from ..index.store import create_store
+from ..models import Embedder, library_versions
+from ..models.spec import WeightsInfo
+from ..settings import SETTINGS, Settings, settings_or_default
+from .plan import Build, BuildReport, write_errors
+
+# The settings that decide which vectors an index holds; an existing index keeps its own unless one is named.
+EMBEDDER_IDENTITY = ("backbone", "weights", "pooling")
+
+
+def build_index(catalog_dir, out, products=None, *, settings: Settings | None = None, embedder: Embedder | None = None,
+                actors: int | None = None, **overrides) -> BuildReport:
+    """Index (or update) the catalog in ``catalog_dir`` into the index folder ``out``.
+
+    ``overrides`` are settings by name (backbone, weights, pooling, device, runtime, precision, batch_size,
+    workers, progress, runner, ray_address, store, ...) over ``settings`` (default: ``Settings.load()``).
+    An existing index is updated with the embedder that built it (its manifest) unless a backbone,
+    weights or pooling is named; naming a different one is an IndexMismatchError. ``embedder`` uses
+    that one as it is. ``actors``: embedding actors of the Ray runner (default: one per node or GPU).
+    """
+    started = time.perf_counter()
+    settings = settings_or_default(settings).replace(**overrides)
+    catalog = load_catalog(catalog_dir, products)
+    actor_settings = settings
+    if embedder is None:
+        named = {name: getattr(settings, name) for name in EMBEDDER_IDENTITY
+                 if overrides.get(name) is not None or getattr(settings, name) != SETTINGS[name].default}
+        # The Ray driver only needs the fingerprint; the actors build the real embedder on their device.
+        local = {"device": "cpu", "runtime": "torch"} if settings.runner == "ray" else {}
+        embedder = embedder_for(out, settings, named, **local)
+    else:
+        given = {k: v for k, v in overrides.items() if k in ("device", "runtime", "precision", "batch_size")}
+        actor_settings = embedder.settings.replace(**given)
+    store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
+    report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings)
+    try:
+        build = Build(catalog, store, report, settings.progress, embedder.batch_size)
+        build.remove_gone()
+        if settings.runner == "ray":
+            from .ray import run_ray
+
+            runtime_name = run_ray(build, embedder, settings=actor_settings, actors=actors)
+        else:
+            from .local import run_local
+
+            runtime_name = run_local(build, embedder, settings.workers, settings.max_pixels)
+        report.skipped = len(report.errors)
+        report.seconds = time.perf_counter() - started
+        store.maintain()  # the ANN file, sealed Milvus segments
+        report.errors_csv = write_errors(Path(out), report.errors)
+        store.set_manifest(catalog={"folder": str(Path(catalog_dir).resolve()),
+                                    "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
+                           last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name)
+    finally:
+        store.close()
+    return report
+
+
+def embedder_for(out, settings: Settings, named: dict, **options) -> Embedder:
+    """The embedder to index into ``out`` with: the one that built the index there (its manifest), with
+    what ``named`` changes; the settings' one for a new index."""
+    manifest = read_manifest(out) if Path(out).is_dir() else None
+    if manifest is None:
+        return Embedder(settings=settings, **options)
+    built = manifest["embedder"]
+    backbone = named.get("backbone", built["backbone"])
+    weights = named.get("weights")
+    if weights is None:
+        weights = WeightsInfo(**built["weights"]).argument if backbone == built["backbone"] else settings.weights
+    return Embedder(backbone, weights, named.get("pooling", built["pooling"]), settings=settings, **options)
+
+
+__all__ = ["Build", "BuildReport", "build_index", "embedder_for"]
