@@ -9,7 +9,7 @@ from stylelens.index import ann
 from stylelens.index import ann as ann_module
 from stylelens.settings import Settings
 from stylelens.index.backend import exact_search
-from stylelens.index import IndexStore, create_store, open_store, remove_products
+from stylelens.index import create_store, open_store, remove_products
 
 pytest.importorskip("faiss")
 

@@ -109,10 +109,10 @@ def test_similar_takes_the_same_options(dup_shop):
 
 def test_near_duplicate_groups_counts_the_relisted_product(dup_shop):
     index, rows, group, _ = dup_shop
-    summary = near_duplicate_groups(index.store)
+    summary = near_duplicate_groups(index.store.all_vectors(), index.store.columns.live, Settings.load().duplicate_cosine)
     assert summary["groups"] >= 1 and summary["largest_group"] == COPIES + 1
     assert summary["threshold"] == Settings.load().duplicate_cosine
-    strict = near_duplicate_groups(index.store, threshold=1.01)
+    strict = near_duplicate_groups(index.store.all_vectors(), index.store.columns.live, threshold=1.01)
     assert strict["groups"] == 0 and strict["products_in_groups"] == 0
 
 

@@ -79,7 +79,7 @@ def test_tables_duplicates_and_latency(labelled):
     assert all(t["support"] == support[t["type"]] for t in table)
     for pair in report["confused_types"]:
         assert pair["type"] != pair["identified_as"] and 0 < pair["share"] <= 1
-    assert report["near_duplicates"] == {**near_duplicate_groups(index.store)}
+    assert report["near_duplicates"] == {**near_duplicate_groups(index.store.all_vectors(), index.store.columns.live, index.settings.duplicate_cosine)}
     assert report["near_duplicates"]["largest_group"] >= 3
     lat = report["latency_ms"]
     assert lat["queries"] == 4 and 0 < lat["p50"] <= lat["p95"] and lat["search_only_p50"] > 0
@@ -123,11 +123,10 @@ def test_report_files(labelled, tmp_path):
 def test_ann_recall_when_an_ann_searcher_is_available(tmp_path):
     """Arrays in: 3,000 clustered vectors (FAISS needs more than a tiny catalog to train)."""
     pytest.importorskip("faiss")
-    import stylelens.ann  # noqa: F401  registers "ann"
     from quality_catalog import lite_embedder
     from stylelens.models.embedder import library_versions
     from stylelens.query import open_index
-    from stylelens.index import IndexStore, open_store
+    from stylelens.index import create_store
 
     emb = lite_embedder()
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ from stylelens.query import Filters
 from stylelens.index import create_store
 from stylelens.index.milvus import parse_location
 from stylelens.index.backend import exact_search
-from stylelens.index import IndexStore, open_store, remove_products
+from stylelens.index import open_store, remove_products
 from stylelens.index.manifest import check_compatible
 
 pytestmark = pytest.mark.scale

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stylelens.errors import IndexMismatchError, IndexNotFoundError, ProductNotFoundError
-from stylelens.index import IndexStore, create_store, open_store, remove_products
+from stylelens.index import create_store, open_store, remove_products
 from stylelens.index.manifest import check_compatible
 
 FP = {"backbone": "toy", "weights": {"source": "random", "sha256": None, "detail": "seed=0"}, "pooling": "max",
