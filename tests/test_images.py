@@ -1,4 +1,10 @@
+import os
 import re
+import stat
+import subprocess
+import sys
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -7,10 +13,14 @@ from PIL import Image, ImageFile
 
 import imagegen
 from stylelens.errors import ImageError
+from stylelens import images as images_module
 from stylelens.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    OVERSAMPLE,
     SUPPORTED_FORMATS,
+    DecodeGate,
+    check_file,
     content_hash,
     load_image,
     read_bytes,
@@ -39,9 +49,16 @@ def assert_helpful(err: ImageError):
     assert "BytesIO" not in err.message and " 0x" not in err.message, err.message
 
 
-def test_constants():
-    assert IMAGE_EXTENSIONS == {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-    assert SUPPORTED_FORMATS == {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+def test_every_image_extension_saves_and_loads(tmp_path):
+    """Each extension the catalog scanner collects is a format load_image decodes, by its contents."""
+    for ext in sorted(IMAGE_EXTENSIONS):
+        path = tmp_path / f"a{ext}"
+        imagegen.on_white(imagegen.product_picture()).save(path)  # PIL picks the format from the name
+        with Image.open(path) as raw:
+            assert raw.format in SUPPORTED_FORMATS, ext
+        im = load_image(path)
+        assert im.mode == "RGB" and im.size == imagegen.GOOD_SIZE, ext
+        assert pixels(im)[40, 30, 0] > 150 and pixels(im)[40, 30, 2] < 100, ext  # the red garment
 
 
 def test_corpus_covers_every_code(bad):
@@ -202,13 +219,109 @@ def test_pil_bomb_warning_as_error_is_mapped(tmp_path, monkeypatch):
 
 
 def test_not_found(tmp_path):
-    for source in (tmp_path / "missing.jpg", str(tmp_path / "missing.jpg"), tmp_path):
-        for call in (load_image, read_bytes):
+    for source, code in [(tmp_path / "missing.jpg", "not_found"), (str(tmp_path / "missing.jpg"), "not_found"),
+                         (tmp_path / "missing" / "a.jpg", "not_found"), (tmp_path, "not_a_file")]:
+        for call in (load_image, read_bytes, check_file):
             with pytest.raises(ImageError) as info:
                 call(source)
-            assert info.value.code == "not_found"
+            assert info.value.code == code, source
             assert str(tmp_path) in info.value.message
             assert_helpful(info.value)
+    assert "folder" in info.value.message
+
+
+def _within(seconds, call):
+    """Run call() in a thread; (finished in time, its ImageError or None)."""
+    result = {}
+
+    def run():
+        try:
+            call()
+        except ImageError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), result.get("error")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_and_devices_are_refused_at_once(tmp_path):
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    try:
+        for call in (lambda: read_bytes(fifo), lambda: load_image(fifo), lambda: read_bytes(fifo, max_bytes=None)):
+            done, error = _within(5, call)
+            assert done, "reading a FIFO blocked"
+            assert error is not None and error.code == "not_a_file"
+            assert "FIFO" in error.message and str(fifo) in error.message and "\n" not in error.message
+            assert_helpful(error)
+    finally:  # a reader stuck in open() by a regression is released by a writer
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    if os.path.exists("/dev/zero"):
+        for call in (lambda: read_bytes("/dev/zero", max_bytes=None), lambda: load_image("/dev/zero")):
+            started = time.perf_counter()
+            done, error = _within(5, call)
+            assert done and error is not None and error.code == "not_a_file" and "device" in error.message
+            assert time.perf_counter() - started < 1
+
+
+def test_broken_link_is_named(tmp_path):
+    link = tmp_path / "a.jpg"
+    link.symlink_to(tmp_path / "gone.jpg")
+    for call in (read_bytes, load_image):
+        with pytest.raises(ImageError) as info:
+            call(link)
+        assert info.value.code == "broken_link" and "gone.jpg" in info.value.message
+        assert_helpful(info.value)
+    real = imagegen.make_image(tmp_path / "real.jpg")
+    (tmp_path / "b.jpg").symlink_to(real)
+    assert read_bytes(tmp_path / "b.jpg") == real.read_bytes()  # links to files are followed
+
+
+def test_read_bytes_reads_at_most_max_bytes_plus_one(tmp_path, monkeypatch):
+    path = tmp_path / "a.jpg"
+    path.write_bytes(bytes(range(256)) * 40)  # 10,240 bytes
+    assert read_bytes(path, max_bytes=10_240) == path.read_bytes()
+    assert read_bytes(path, max_bytes=None) == path.read_bytes()
+    with pytest.raises(ImageError) as info:
+        read_bytes(path, max_bytes=10_239)
+    assert info.value.code == "too_large"
+    assert images_module.DEFAULT_MAX_FILE_BYTES >= 64 * 1024 * 1024  # a default cap that no photo reaches
+
+    # A file that grows after its size was read: the read itself stops at max_bytes + 1.
+    real_fstat, asked = os.fstat, []
+    monkeypatch.setattr(images_module.os, "fstat", lambda fd: os.stat_result(
+        (stat.S_IFREG | 0o644, *real_fstat(fd)[1:6], 10, *real_fstat(fd)[7:10])))
+    real_fdopen = os.fdopen
+
+    def spying_fdopen(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        read = f.read
+
+        class Spy:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                f.close()
+
+            def read(self, n=-1):
+                data = read(n)
+                asked.append((n, len(data)))
+                return data
+
+        return Spy()
+
+    monkeypatch.setattr(images_module.os, "fdopen", spying_fdopen)
+    with pytest.raises(ImageError) as info:
+        read_bytes(path, max_bytes=100)
+    assert info.value.code == "too_large"
+    assert asked == [(101, 101)]
 
 
 def test_read_bytes_and_content_hash(tmp_path):
@@ -261,3 +374,157 @@ def test_generators_are_deterministic(tmp_path):
     assert first == second
     for name in first:
         assert (tmp_path / "x" / name).read_bytes() == (tmp_path / "y" / name).read_bytes()
+
+
+def _photo(path, size, fmt="JPEG", seed=0, **save_kwargs):
+    """A large photo-like picture: smooth gradients, a dark diagonal band and seeded noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = np.stack([255 * x / w, 255 * y / h, 128 + 100 * np.sin((x + y) / 40)], -1)
+    a[np.abs(x / w - y / h) < 0.05] = 20
+    a += rng.normal(0, 3, a.shape).astype(np.float32)
+    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(path, fmt, **save_kwargs)
+    return path
+
+
+class _DecodeSpy:
+    """Counts decoders running at once (each call to ImageFile.load takes a little while) and their sizes."""
+
+    def __init__(self, monkeypatch, pause=0.0):
+        self.running = self.most = 0
+        self.sizes = []
+        self.lock = threading.Lock()
+        real = ImageFile.ImageFile.load
+
+        def load(im):
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+                self.sizes.append(im.size)
+            try:
+                time.sleep(pause)
+                return real(im)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("target", [100, (150, 50)])
+def test_target_decodes_no_more_than_needed(tmp_path, monkeypatch, fmt, target):
+    W, H = 2000, 1500
+    path = _photo(tmp_path / f"big.{fmt.lower()}", (W, H), fmt, **({"quality": 90} if fmt == "JPEG" else {"compress_level": 1}))
+    full = load_image(path)
+    assert full.size == (W, H)  # without a target, every pixel
+    spy = _DecodeSpy(monkeypatch)
+    im = load_image(path, target=target)
+    tw, th = (target, target) if isinstance(target, int) else target
+    fit = min(tw / W, th / H)  # the scale the caller will shrink by
+    assert im.mode == "RGB"
+    assert OVERSAMPLE * fit * W <= im.width < 2 * OVERSAMPLE * fit * W + 1, im.size
+    assert OVERSAMPLE * fit * H <= im.height < 2 * OVERSAMPLE * fit * H + 1, im.size
+    decoded = max(w * h for w, h in spy.sizes)
+    if fmt == "JPEG":  # draft mode: the decoder itself worked at 1/8 scale
+        assert decoded * 32 <= W * H, spy.sizes
+    else:  # PNG cannot decode less, but what comes back is small
+        assert decoded == W * H
+    assert im.width * im.height * 32 <= W * H
+    # The same picture: shrunk to the caller's size it matches the fully decoded one.
+    small = (round(W * fit), round(H * fit))
+    diff = np.abs(pixels(im.resize(small, Image.Resampling.BILINEAR)) - pixels(full.resize(small, Image.Resampling.BILINEAR)))
+    assert diff.mean() < 4, diff.mean()  # box filter vs bilinear; a wrong crop or turn is far above
+
+
+def test_target_on_every_variant_keeps_the_upright_picture(good):
+    for path in good:
+        full = load_image(path)
+        im = load_image(path, target=(8, 10))  # 60x80 pictures: 4x smaller still keeps 2x the target
+        assert im.mode == "RGB" and im.size == (15, 20), (path.name, im.size)
+        expected = pixels(full.reduce(4))
+        assert np.abs(pixels(im) - expected).mean() < 8, path.name
+        if path.name.startswith("exif_rotated"):  # turned the wrong way, it would be far off
+            assert np.abs(pixels(im) - np.rot90(expected, 2)).mean() > 20, path.name
+    small = load_image(good[0], target=1000)  # never enlarged, never reduced below the target
+    assert small.size == imagegen.GOOD_SIZE
+
+
+def test_target_leaves_a_pil_image_as_it_was(good):
+    path = next(p for p in good if p.name == "plain.jpg")
+    with Image.open(path) as opened:
+        im = load_image(opened, target=(8, 10))
+        assert opened.size == imagegen.GOOD_SIZE and im.size == (15, 20)
+    with pytest.raises(ValueError):
+        load_image(path, target=0)
+
+
+_PEAK_RSS = """
+import sys
+from stylelens.images import load_image
+
+def high_water_kb():  # VmHWM: this process's peak resident memory (ru_maxrss would count the parent's)
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
+
+data = open(sys.argv[1], "rb").read()
+base = high_water_kb()
+im = load_image(data, target=int(sys.argv[2]) or None)
+print((high_water_kb() - base) // 1024, im.size)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_jpeg_draft_keeps_peak_memory_small(tmp_path):
+    path = _photo(tmp_path / "big.jpg", (4000, 3000), quality=90)  # 12 MP: 36 MB once decoded
+    peaks = {}
+    for target in (0, 224):
+        out = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(path), str(target)], capture_output=True,
+                             text=True, check=True).stdout.split()
+        peaks[target] = int(out[0])
+    assert peaks[0] >= 30, peaks  # MB: the full decode really shows up in this measure
+    assert peaks[224] * 5 <= peaks[0], peaks
+
+
+def test_gate_bounds_concurrent_large_decodes(tmp_path, monkeypatch):
+    path = _photo(tmp_path / "a.png", (400, 300), "PNG", compress_level=1)
+    data = path.read_bytes()
+
+    def burst(**kwargs):
+        spy = _DecodeSpy(monkeypatch, pause=0.03)
+        errors = []
+
+        def work():
+            try:
+                assert load_image(data, **kwargs).size == (400, 300)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        return spy.most
+
+    gate = DecodeGate(slots=2, min_pixels=100_000)  # 120,000 pixels: large
+    assert burst(gate=gate) == 2
+    assert gate.peak == 2 and gate.active == 0
+    assert burst(gate=None) > 2  # without the gate the same burst runs wider
+    assert burst(gate=DecodeGate(slots=2, min_pixels=200_000)) > 2  # small images pass freely
+    gate.configure(slots=1)
+    assert burst(gate=gate) == 1
+    with pytest.raises(ValueError):
+        gate.configure(slots=0)
+
+
+def test_default_gate_lets_a_target_jpeg_pass_without_a_slot(tmp_path, monkeypatch):
+    path = _photo(tmp_path / "big.jpg", (1600, 1200), quality=85)
+    gate = DecodeGate(slots=1, min_pixels=1_000_000)  # 1.9 MP is large here, drafted to 1/2 it is not
+    with gate.hold(10**9):  # the only slot is taken
+        done, error = _within(10, lambda: load_image(path, target=224, gate=gate))
+        assert done and error is None  # drafted to 1/4 it is small: no slot needed
+        done, _ = _within(0.5, lambda: load_image(path, gate=gate))
+        assert not done  # the full decode waits for the slot
+    assert gate.active == 0

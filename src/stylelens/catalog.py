@@ -1,16 +1,36 @@
-"""Catalog intake: a folder of product images plus an optional product feed (CSV, JSON lines, Parquet)."""
+"""Catalog intake: a folder of product images plus an optional product feed (CSV, JSON lines, Parquet).
+
+Feeds are read as shops write them. What cannot be used is never fatal for a row: it becomes a
+:class:`CatalogWarning` (one per problem, all kept) and the row goes on with that field empty.
+Image-folder entries that cannot be images at all (folders, FIFOs, broken links named ``*.jpg``)
+become :class:`ImageProblem` rows, the same shape as the build's errors.csv.
+
+Prices (:func:`read_price`): a bare number is a machine number (``.`` is the decimal point and an
+exponent is allowed: ``"1e3"`` = 1000); anything else (a currency, spaces, ``,`` separators) is read
+by `price-parser`, which tells thousands from decimals by the digit groups: ``"Rs. 1,299"`` = 1299,
+``"12,50"`` = 12.5, ``"1.299,00 €"`` = 1299. A bare ``"1.299"`` (one dot, three digits after) is read
+as 1.299 and warned ``ambiguous_price``, since many shops write one thousand two hundred ninety-nine
+that way. A negative price or one without digits is left empty (price unknown) and warned.
+
+Stock (:func:`read_stock`): numbers (``"0.0"``, ``"-1"`` = out), yes/no words and schema.org
+availability, as a URL or ``schema:`` name. PreOrder, PreSale, BackOrder and MadeToOrder count as in
+stock: the shopper can order them now. Empty means in stock (a shop that does not say is selling);
+a word we do not know counts as in stock too, with an ``unknown_stock`` warning.
+"""
 
 from __future__ import annotations
 
 import csv
+import decimal
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from .errors import CatalogError
-from .images import IMAGE_EXTENSIONS
+from .errors import CatalogError, ImageError
+from .images import IMAGE_EXTENSIONS, check_file
 
 # Canonical column -> accepted spellings (compared lower-case with non-alphanumerics removed).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -34,22 +54,97 @@ FEED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 # Picture formats we cannot decode still count as catalog images, so they are reported, not ignored.
 CANDIDATE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".svg", ".ico", ".ppm", ".jxl", ".jp2"}
 
-_TRUE = {"1", "true", "yes", "y", "instock", "in stock", "available", "t"}
-_FALSE = {"0", "false", "no", "n", "outofstock", "out of stock", "soldout", "sold out", "unavailable", "f"}
+# Stock words, compared as _key() (lower case, letters and digits only), after any schema.org prefix.
+_IN_STOCK = {"1", "true", "yes", "y", "t", "instock", "available", "limitedavailability", "limited", "lowstock",
+             "onlineonly", "instoreonly", "preorder", "presale", "backorder", "backordered", "onbackorder",
+             "madetoorder", "availablefororder"}
+_OUT_OF_STOCK = {"0", "false", "no", "n", "f", "outofstock", "soldout", "unavailable", "notavailable", "notinstock",
+                 "discontinued", "reserved", "none", "oos"}
+_SCHEMA_ORG = re.compile(r"^\s*(?:https?://(?:www\.)?schema\.org/|schema:)", re.IGNORECASE)
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_AMBIGUOUS_DOT = re.compile(r"^\d{1,3}\.\d{3}$")
+_MINUS = "-\u2212\u2012\u2013"  # hyphen-minus, minus sign, figure dash, en dash
+# Currency symbols that name one currency; the rest ("$", "Rs", "kr") are kept as the shop wrote them.
+_SYMBOL_CODES = {"€": "EUR", "£": "GBP", "₹": "INR"}
+
+WARNING_KEYS = ("code", "id", "field", "value", "path", "line", "message")
 
 
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+@dataclass(frozen=True)
+class CatalogWarning:
+    """Something in the catalog that was read with a loss; ``str()`` is the one-line message.
+
+    Codes: feed rows ``no_id``, ``duplicate_id``, ``bad_price``, ``negative_price``,
+    ``ambiguous_price``, ``currency_mismatch``, ``unknown_stock``, ``bad_line`` (a JSON-lines line
+    that is not a JSON object), ``image_missing`` (the feed's image column names no file);
+    image folder ``duplicate_image`` (two files with one product id).
+    """
+
+    code: str
+    message: str
+    id: str | None = None  # product id, when known
+    field: str | None = None  # canonical feed column: "price", "in_stock", "id", "image"
+    value: str | None = None  # the value as the feed wrote it
+    path: str | None = None  # the feed file, or the image file the warning is about
+    line: int | None = None  # line of the feed file (CSV, JSON lines; header = line 1), row of a Parquet feed
+
+    def __str__(self) -> str:
+        return self.message
+
+    def row(self) -> dict:
+        return {key: getattr(self, key) for key in WARNING_KEYS}
+
+
+class ImageProblem(NamedTuple):
+    """A file in the images folder that cannot be an image; the shape of a build's errors.csv row.
+
+    Codes: ``not_a_file`` (a folder, FIFO, socket or device named like an image), ``broken_link``.
+    """
+
+    id: str
+    path: str
+    code: str
+    message: str
+
+
+class ParsedPrice(NamedTuple):
+    amount: float | None
+    currency: str | None  # as the price text names it ("EUR", "$", "Rs"), else None
+    problem: str | None  # a CatalogWarning code when the text was not read cleanly, else None
+
+
 @dataclass
 class Catalog:
-    """Products keyed by id, and the image file for each id that has one."""
+    """Products keyed by id, and the image file for each id that has one.
+
+    ``issues``: every warning, structured (see :class:`CatalogWarning`); ``warnings``: the same as text.
+    ``problems``: image-folder entries that cannot be read as files, as (id, path, code, message).
+    """
 
     products: dict[str, dict] = field(default_factory=dict)
     images: dict[str, Path] = field(default_factory=dict)
     feed: Path | None = None
-    warnings: list[str] = field(default_factory=list)
+    issues: list[CatalogWarning] = field(default_factory=list)
+    problems: list[ImageProblem] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning as one line of text (the shape callers had before warnings were structured)."""
+        return [str(w) for w in self.issues]
+
+    def warning_rows(self) -> list[dict]:
+        """Every warning as a dict with the keys of ``WARNING_KEYS``, in this order:
+
+        ``code`` (stable, see :class:`CatalogWarning`), ``id`` (product id or None), ``field`` (feed column:
+        "price", "in_stock", "id", "image", or None), ``value`` (the raw value, str or None), ``path`` (the feed
+        or image file, str or None), ``line`` (int: feed line, header = 1, or Parquet row; None otherwise),
+        ``message`` (one line of text). Ready for ``csv.DictWriter(fh, WARNING_KEYS)``.
+        """
+        return [w.row() for w in self.issues]
 
     @property
     def without_image(self) -> list[str]:
@@ -64,79 +159,169 @@ class Catalog:
         return self.products.get(pid) or {"id": pid}
 
 
+def read_price(value) -> ParsedPrice:
+    """A feed's price cell -> (amount or None, currency named in it or None, warning code or None)."""
+    if value is None or isinstance(value, bool):
+        return ParsedPrice(None, None, None if value is None else "bad_price")
+    if isinstance(value, (int, float, decimal.Decimal)):
+        amount = float(value)
+        if not math.isfinite(amount):
+            return ParsedPrice(None, None, None if math.isnan(amount) else "bad_price")
+        return ParsedPrice(None, None, "negative_price") if amount < 0 else ParsedPrice(amount, None, None)
+    text = str(value).strip()
+    if not text:
+        return ParsedPrice(None, None, None)
+    if _PLAIN_NUMBER.match(text):
+        amount = float(text)
+        if not math.isfinite(amount):
+            return ParsedPrice(None, None, "bad_price")
+        if amount < 0:
+            return ParsedPrice(None, None, "negative_price")
+        return ParsedPrice(amount, None, "ambiguous_price" if _AMBIGUOUS_DOT.match(text) else None)
+    first_digit = next((i for i, ch in enumerate(text) if ch.isdigit()), None)
+    if first_digit is None:
+        return ParsedPrice(None, None, "bad_price")
+    from price_parser import Price
+
+    parsed = Price.fromstring(text)
+    currency = parsed.currency.strip().rstrip(".") if parsed.currency else None
+    if currency:
+        currency = _SYMBOL_CODES.get(currency, currency.upper() if re.fullmatch(r"[A-Za-z]{3}", currency) else currency)
+    if any(ch in _MINUS for ch in text[:first_digit]):
+        return ParsedPrice(None, currency, "negative_price")
+    if parsed.amount is None:
+        return ParsedPrice(None, currency, "bad_price")
+    return ParsedPrice(float(parsed.amount), currency, None)
+
+
 def parse_price(value) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return None if isinstance(value, float) and math.isnan(value) else float(value)
-    text = re.sub(r"[^0-9.,-]", "", str(value)).replace(",", "")
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    """The amount of a price cell; None when it is empty, negative or not a price (see :func:`read_price`)."""
+    return read_price(value).amount
 
 
-def parse_in_stock(value) -> bool:
-    """Unknown availability counts as in stock: a shop that does not say is selling."""
+def read_stock(value) -> bool | None:
+    """A feed's availability cell -> True / False, or None when it is a word we do not know.
+
+    Empty cells (None, "", NaN) are True: a shop that does not say is selling.
+    """
     if value is None or value == "":
         return True
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)):
-        return value > 0
-    text = str(value).strip().lower()
-    if text in _FALSE or _key(text) in _FALSE:
-        return False
-    return True
-
-
-def _rows(path: Path):
-    suffix = path.suffix.lower()
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return True if isinstance(value, float) and math.isnan(value) else value > 0
+    text = _SCHEMA_ORG.sub("", str(value)).strip()
+    if not text:
+        return True
     try:
-        if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                # on_bad_lines: csv module yields short/long rows; we keep what maps to the header.
-                yield from csv.DictReader(fh)
-        elif suffix in (".jsonl", ".ndjson"):
-            with open(path, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            yield json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise CatalogError(f"{path} line {lineno} is not valid JSON ({exc.msg}). Fix or remove that line.") from exc
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            yield from pq.read_table(path).to_pylist()
-        else:
-            raise CatalogError(f"Product feed {path} has an unknown format. Use .csv, .jsonl or .parquet.")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"Could not read product feed {path}: {exc}. Check the path and that it is UTF-8 text.") from exc
-    except CatalogError:
-        raise
-    except Exception as exc:  # pyarrow / csv raise their own types for a damaged file
-        raise CatalogError(f"Could not parse product feed {path}: {exc}.") from exc
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return True if math.isnan(number) else number > 0
+    key = _key(text)
+    if key in _OUT_OF_STOCK:
+        return False
+    if key in _IN_STOCK:
+        return True
+    return None
 
 
-def read_feed(path: Path) -> tuple[dict[str, dict], list[str]]:
-    """Feed file -> ({id: canonical record with 'extra'}, warnings)."""
+def parse_in_stock(value) -> bool:
+    """Availability as a bool; words we do not know count as in stock (:func:`read_feed` warns about them)."""
+    return read_stock(value) is not False
+
+
+class _FeedRows:
+    """(position, row) for each record of a feed; JSON-lines lines that are not objects are skipped and noted."""
+
+    def __init__(self, path: Path, issues: list[CatalogWarning]):
+        self.path, self.issues = path, issues
+        self.unit = "row" if path.suffix.lower() == ".parquet" else "line"
+
+    def __iter__(self):
+        path = self.path
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".csv":
+                with open(path, newline="", encoding="utf-8-sig") as fh:
+                    # csv yields short/long rows; we keep what maps to the header.
+                    reader = csv.DictReader(fh)
+                    for row in reader:
+                        yield reader.line_num, row
+            elif suffix in (".jsonl", ".ndjson"):
+                yield from self._json_lines(path)
+            elif suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                yield from enumerate(pq.read_table(path).to_pylist(), 1)
+            else:
+                raise CatalogError(f"Product feed {path} has an unknown format. Use .csv, .jsonl or .parquet.")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CatalogError(f"Could not read product feed {path}: {exc}. Check the path and that it is UTF-8 text.") from exc
+        except CatalogError:
+            raise
+        except Exception as exc:  # pyarrow / csv raise their own types for a damaged file
+            raise CatalogError(f"Could not parse product feed {path}: {exc}.") from exc
+
+    def _json_lines(self, path: Path):
+        good = bad = 0
+        first_bad = ""
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    problem = None if isinstance(row, dict) else f"is a JSON {_json_kind(row)}, not an object"
+                except json.JSONDecodeError as exc:
+                    problem = f"is not valid JSON ({exc.msg})"
+                if problem is None:
+                    good += 1
+                    yield lineno, row
+                    continue
+                bad += 1
+                first_bad = first_bad or f"line {lineno} {problem}"
+                self.issues.append(CatalogWarning(
+                    "bad_line", f"{path.name} line {lineno} {problem}, skipped. Each line must be one JSON object "
+                    'such as {"id": "123", "price": "19.90"}.', path=str(path), line=lineno, value=line.strip()[:200]))
+        if bad and not good:
+            raise CatalogError(f"Product feed {path} has no usable line ({first_bad}). "
+                               'Write one JSON object per line, such as {"id": "123", "price": "19.90"}.')
+
+
+def _json_kind(value) -> str:
+    return {list: "list", str: "string", bool: "true/false", type(None): "null"}.get(type(value), "number")
+
+
+def _canonical(col: str, taken: set[str]) -> str | None:
+    for canon, aliases in COLUMN_ALIASES.items():
+        if _key(col) in aliases and canon not in taken:
+            return canon
+    return None
+
+
+def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
+    """Feed file -> ({id: canonical record with 'extra'}, warnings). ``str(warning)`` is its message."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"Product feed {path} does not exist. Check the --products path.")
     products: dict[str, dict] = {}
-    warnings: list[str] = []
-    mapping: dict[str, str] | None = None
-    for n, row in enumerate(_rows(path), 1):
+    issues: list[CatalogWarning] = []
+    rows = _FeedRows(path, issues)
+    mapping: dict[str, str | None] | None = None
+    n = 0
+
+    def warn(code, message, pid=None, fld=None, value=None):
+        issues.append(CatalogWarning(code, f"{path.name} {rows.unit} {n}: {message}", id=pid, field=fld,
+                                     value=None if value is None else str(value), path=str(path), line=n))
+
+    for n, row in rows:
         if mapping is None:
             mapping = {}
             for col in row:
-                if col is None:
-                    continue
-                for canon, aliases in COLUMN_ALIASES.items():
-                    if _key(col) in aliases and canon not in mapping.values():
-                        mapping[col] = canon
-                        break
+                if col is not None:
+                    mapping[col] = _canonical(col, set(mapping.values()))
             if "id" not in mapping.values():
                 raise CatalogError(
                     f"Product feed {path} has no id column (looked for: {', '.join(COLUMN_ALIASES['id'])}). "
@@ -146,31 +331,54 @@ def read_feed(path: Path) -> tuple[dict[str, dict], list[str]]:
         for col, value in row.items():
             if col is None:  # csv: more fields than the header
                 continue
-            canon = mapping.get(col)
+            if col not in mapping:  # JSON lines: a key the first row did not have
+                mapping[col] = _canonical(col, set(mapping.values()))
+            canon = mapping[col]
             if canon is None:
                 rec["extra"][col] = value
             else:
                 rec[canon] = value
+
+
         pid = str(rec.get("id") or "").strip()
         if pid.endswith(".0") and pid[:-2].isdigit():  # ids read as floats from Parquet/JSON
             pid = pid[:-2]
         if not pid:
-            warnings.append(f"row {n}: no id, skipped")
+            warn("no_id", "no id, skipped", fld="id")
             continue
         if pid in products:
-            warnings.append(f"row {n}: duplicate id {pid}, later row ignored")
+            warn("duplicate_id", f"duplicate id {pid}, later row ignored", pid, "id", pid)
             continue
         rec["id"] = pid
         for f in TEXT_FIELDS:
             value = rec.get(f)
             rec[f] = None if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "" else str(value).strip()
         raw_price = rec.get("price")
-        rec["price"] = parse_price(raw_price)
-        if raw_price not in (None, "") and rec["price"] is None:
-            warnings.append(f"row {n}: price {raw_price!r} of {pid} is not a number, left empty")
-        rec["in_stock"] = parse_in_stock(rec.get("in_stock"))
+        price = read_price(raw_price)
+        rec["price"] = price.amount
+        if price.problem == "negative_price":
+            warn("negative_price", f"price {raw_price!r} of {pid} is negative, left empty (price unknown)", pid, "price", raw_price)
+        elif price.problem == "bad_price":
+            warn("bad_price", f"price {raw_price!r} of {pid} is not a number, left empty", pid, "price", raw_price)
+        elif price.problem == "ambiguous_price":
+            warn("ambiguous_price", f"price {raw_price!r} of {pid} read as {price.amount}; if it means "
+                 f"{price.amount * 1000:g}, write it without the thousands dot", pid, "price", raw_price)
+        if price.currency:
+            named = _SYMBOL_CODES.get(price.currency, price.currency)
+            if rec["currency"] is None:
+                rec["currency"] = named
+            elif re.fullmatch(r"[A-Z]{3}", named) and named != rec["currency"].upper():
+                warn("currency_mismatch", f"price {raw_price!r} of {pid} is in {named} but its currency column says "
+                     f"{rec['currency']}; kept {rec['currency']}", pid, "currency", raw_price)
+        raw_stock = rec.get("in_stock")
+        stock = read_stock(raw_stock)
+        if stock is None:
+            warn("unknown_stock", f"availability {raw_stock!r} of {pid} is not a stock word we know, counted as in "
+                 "stock. Use in stock / out of stock, yes / no, a number, or a schema.org availability", pid,
+                 "in_stock", raw_stock)
+        rec["in_stock"] = stock is not False
         products[pid] = rec
-    return products, warnings
+    return products, issues
 
 
 def find_feed(folder: Path) -> Path | None:
@@ -182,19 +390,40 @@ def find_feed(folder: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def scan_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """Image files under folder (recursive), keyed by file stem, in a deterministic order."""
+def _not_a_file(path: Path) -> ImageProblem | None:
+    """Why an entry named like an image cannot be read as one, or None when it is a regular file."""
+    try:
+        check_file(path)  # stat only: a FIFO is never opened
+    except ImageError as exc:
+        return None if exc.code == "not_found" else ImageProblem(path.stem, str(path), exc.code, exc.message)
+    return None
+
+
+def scan_images(folder: Path, problems: list | None = None) -> tuple[dict[str, Path], list[CatalogWarning]]:
+    """Image files under folder (recursive), keyed by file stem, in a deterministic order.
+
+    Entries named like images that are not regular files (folders, FIFOs, broken links) are appended
+    to ``problems`` as :class:`ImageProblem` when a list is given.
+    """
     images: dict[str, Path] = {}
-    warnings: list[str] = []
+    issues: list[CatalogWarning] = []
     for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() not in CANDIDATE_EXTENSIONS or not path.is_file() or path.name.startswith("."):
+        if path.suffix.lower() not in CANDIDATE_EXTENSIONS or path.name.startswith("."):
+            continue
+        problem = _not_a_file(path)
+        if problem is not None:
+            if problems is not None:
+                problems.append(problem)
+            continue
+        if not path.is_file():
             continue
         pid = path.stem
         if pid in images:
-            warnings.append(f"{path}: another image already has id {pid} ({images[pid]}), skipped")
+            issues.append(CatalogWarning("duplicate_image", f"{path}: another image already has id {pid} ({images[pid]}), skipped",
+                                         id=pid, path=str(path)))
             continue
         images[pid] = path
-    return images, warnings
+    return images, issues
 
 
 def load_catalog(folder, products=None) -> Catalog:
@@ -202,11 +431,11 @@ def load_catalog(folder, products=None) -> Catalog:
     if not folder.is_dir():
         raise CatalogError(f"Catalog folder {folder} does not exist or is not a folder. Pass the folder that holds the product images.")
     feed = Path(products) if products else find_feed(folder)
-    images, warnings = scan_images(folder)
-    catalog = Catalog(images=images, feed=feed, warnings=warnings)
+    catalog = Catalog(feed=feed)
+    catalog.images, catalog.issues = scan_images(folder, catalog.problems)
     if feed is not None:
-        catalog.products, feed_warnings = read_feed(feed)
-        catalog.warnings.extend(feed_warnings)
+        catalog.products, feed_issues = read_feed(feed)
+        catalog.issues.extend(feed_issues)
         # A feed 'image' column overrides the file-stem convention.
         for pid, rec in catalog.products.items():
             image = rec.get("image")
@@ -214,6 +443,10 @@ def load_catalog(folder, products=None) -> Catalog:
                 path = Path(image) if Path(image).is_absolute() else folder / image
                 if path.is_file():
                     catalog.images[pid] = path
+                else:
+                    catalog.issues.append(CatalogWarning(
+                        "image_missing", f"{feed.name}: the image of {pid}, {image!r}, is not a file under {folder}",
+                        id=pid, field="image", value=str(image), path=str(path)))
         claimed = {path.resolve(): pid for pid, path in catalog.images.items() if pid in catalog.products}
         catalog.images = {pid: p for pid, p in catalog.images.items() if claimed.get(p.resolve(), pid) == pid}
     if not catalog.images:

@@ -1,7 +1,12 @@
 """Bytes, paths or PIL images in; an upright, fully decoded RGB ``PIL.Image`` out.
 
 Everything that can go wrong with a user's file becomes an :class:`~stylelens.errors.ImageError`
-with a stable ``code`` and a message that says what to do.
+with a stable ``code`` and a message that says what to do. Besides the codes listed there, paths
+give ``not_a_file`` (a folder, FIFO, socket or device) and ``broken_link`` (a link to nothing).
+
+Memory stays bounded: only regular files are read, and at most ``max_bytes`` of them; ``target``
+decodes no more pixels than the caller needs (JPEG draft mode, else ``Image.reduce`` right after
+decoding); and :data:`DECODE_GATE` lets only a few large images be decoded at once in a process.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +29,31 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# read_bytes' cap: far above any photo, far below what a runaway file would cost in memory.
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+# Images decoded at more pixels than this take a DECODE_GATE slot; slots per process by default.
+LARGE_DECODE_PIXELS = 8_000_000
+DEFAULT_DECODE_SLOTS = 2
+# load_image(target=...) keeps at least this many source pixels per target pixel each way, so the
+# caller's resize still averages real detail.
+OVERSAMPLE = 2
 
 _ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 _UPLOAD = f"Upload a {_ACCEPTED} photo."
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _WHITE = (255, 255, 255)
+# Modes Image.reduce averages correctly; others (palettes, 16-bit, float) become RGB first.
+_REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose does).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 # Signatures of accepted formats, to tell "damaged image" from "not an image at all".
 _SIGNATURES = {
@@ -40,9 +68,69 @@ _SIGNATURES = {
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The whole file; ``ImageError(code='not_found')`` when it is missing, a folder or unreadable."""
-    return _read(Path(path), max_bytes=None)
+class DecodeGate:
+    """At most ``slots`` large decodes at a time in this process.
+
+    A decoded image holds all its pixels (a 49 MP photo is ~150 MB as RGB, more while it is
+    converted), so a burst of big uploads waits here instead of multiplying the peak memory. Images
+    of at most ``min_pixels`` pass without a slot. Change the limits with :meth:`configure`.
+    """
+
+    def __init__(self, slots: int = DEFAULT_DECODE_SLOTS, min_pixels: int = LARGE_DECODE_PIXELS):
+        self._cond = threading.Condition()
+        self.slots, self.min_pixels = 1, 0
+        self.configure(slots, min_pixels)
+        self.active = 0  # large decodes running now
+        self.peak = 0  # most large decodes that ever ran at once
+
+    def configure(self, slots: int | None = None, min_pixels: int | None = None) -> None:
+        if slots is not None and slots < 1:
+            raise ValueError("A decode gate needs at least one slot.")
+        with self._cond:
+            self.slots = self.slots if slots is None else int(slots)
+            self.min_pixels = self.min_pixels if min_pixels is None else int(min_pixels)
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, pixels: int):
+        """Wait for a slot when ``pixels`` is large; hold it for the ``with`` block."""
+        if pixels <= self.min_pixels:
+            yield
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: self.active < self.slots)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.active -= 1
+                self._cond.notify()
+
+
+DECODE_GATE = DecodeGate()
+
+
+def read_bytes(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The whole file, if it is a regular file of at most ``max_bytes`` bytes (None: no limit).
+
+    ``ImageError`` codes: ``not_found`` (missing or unreadable), ``not_a_file`` (a folder, FIFO, socket
+    or device; never opened for a blocking read), ``broken_link``, ``too_large``.
+    """
+    return _read(Path(path), max_bytes)
+
+
+def check_file(path: str | os.PathLike) -> os.stat_result:
+    """The file's stat when it is a regular file (links followed), else the ImageError read_bytes raises."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise _missing(path, exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_a_file(path, st.st_mode)
+    return st
 
 
 def content_hash(data: bytes) -> str:
@@ -54,12 +142,22 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_bytes: int | None = None,
+    target: int | tuple[int, int] | None = None,
+    gate: DecodeGate | None = DECODE_GATE,
 ) -> Image.Image:
     """Decode ``source`` in memory into an upright RGB image (transparency flattened onto white).
 
     ``max_pixels`` is checked from the header before any pixel is decoded; ``max_bytes`` bounds the
     encoded size. ``None`` disables either limit.
+
+    ``target``: the box the caller will shrink the image to fit in, ``(w, h)`` or ``n`` for n x n (such
+    as the network's input size). Then no more is decoded than needed: a JPEG is decoded at 1/2, 1/4
+    or 1/8 scale (draft mode), other formats are reduced by an integer factor right after decoding, so
+    that the image fitted in ``target`` keeps at least ``OVERSAMPLE`` (2) source pixels per pixel each
+    way (and fewer than twice that where the scales allow). Without ``target`` every pixel is decoded,
+    exactly as before. ``gate`` bounds concurrent large decodes (None: no bound).
     """
+    box = _box(target)
     if isinstance(source, Image.Image):
         im, data = source, b""
     else:
@@ -70,30 +168,113 @@ def load_image(
             data = _read(Path(source), max_bytes)
         im = _open(data)
     _check_pixels(im.size, max_pixels)
-    try:
-        im.load()
-        im = _upright(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb("It has more pixels than can be decoded safely.") from exc
-    except Exception as exc:  # decoders signal bad data with many exception types
-        raise _decode_error(exc, data) from exc
-    return _to_rgb(im)
+    orientation = None
+    if box is not None and im is not source and im.format in ("JPEG", "MPO"):
+        orientation = _orientation(im)  # a JPEG's EXIF is in its header: reading it decodes nothing
+        _draft(im, _stored_box(box, orientation))
+    with _hold(gate, im.width * im.height):  # after draft: the pixels that will really be decoded
+        try:
+            im.load()
+            if box is None:
+                im = _upright(im)
+            else:
+                orientation = _orientation(im) if orientation is None else orientation
+                im = _reduce(im, _stored_box(box, orientation))
+                if orientation in _TRANSPOSE:
+                    im = im.transpose(_TRANSPOSE[orientation])
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb("It has more pixels than can be decoded safely.") from exc
+        except Exception as exc:  # decoders signal bad data with many exception types
+            raise _decode_error(exc, data) from exc
+        return _to_rgb(im)
+
+
+def _box(target) -> tuple[int, int] | None:
+    if target is None:
+        return None
+    w, h = (target, target) if isinstance(target, int) else target
+    if int(w) < 1 or int(h) < 1:
+        raise ValueError(f"target must be a positive size, not {target!r}")
+    return int(w), int(h)
+
+
+def _stored_box(box: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """The target box in the file's stored frame: orientations 5-8 store the picture on its side."""
+    return (box[1], box[0]) if orientation in (5, 6, 7, 8) else box
+
+
+def _needed(size: tuple[int, int], box: tuple[int, int]) -> float:
+    """The fraction of each side that keeps OVERSAMPLE source pixels per pixel of the fitted image."""
+    return OVERSAMPLE * min(box[0] / size[0], box[1] / size[1])
+
+
+def _draft(im: Image.Image, box: tuple[int, int]) -> None:
+    need = _needed(im.size, box)
+    if need < 1:  # PIL picks the smallest scale 1/s (s = 1, 2, 4, 8) that keeps at least this size
+        im.draft(None, (max(1, -int(-im.width * need // 1)), max(1, -int(-im.height * need // 1))))
+
+
+def _reduce(im: Image.Image, box: tuple[int, int]) -> Image.Image:
+    need = _needed(im.size, box)
+    factor = int(1 / need) if need < 1 else 1
+    if factor < 2:
+        return im
+    if im.mode not in _REDUCIBLE or "transparency" in im.info:
+        im = _to_rgb(im)
+    return im.reduce(factor)
+
+
+@contextmanager
+def _hold(gate: DecodeGate | None, pixels: int):
+    if gate is None:
+        yield
+    else:
+        with gate.hold(pixels):
+            yield
 
 
 def _read(path: Path, max_bytes: int | None) -> bytes:
+    check_file(path)  # a FIFO would block the open below; a device would never end
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with path.open("rb") as f:
-            if max_bytes is not None:
-                _check_bytes(os.fstat(f.fileno()).st_size, max_bytes)
-            return f.read()
-    except FileNotFoundError:
-        raise ImageError(f"No file at '{path}'. Check the path and try again.", code="not_found") from None
+        fd = os.open(path, flags)  # non-blocking: a FIFO swapped in since the check still opens at once
     except OSError as exc:
-        if path.is_dir():
-            msg = f"'{path}' is a folder, not an image file. Give the path of one image file."
-        else:
-            msg = f"'{path}' cannot be read ({exc.strerror or exc}). Check that it exists and is readable."
-        raise ImageError(msg, code="not_found") from exc
+        raise _missing(path, exc) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_a_file(path, st.st_mode)
+        if max_bytes is None:
+            return f.read()
+        _check_bytes(st.st_size, max_bytes)
+        data = f.read(max_bytes + 1)  # the file may have grown since fstat
+        _check_bytes(len(data), max_bytes)
+        return data
+
+
+def _missing(path: Path, exc: OSError) -> ImageError:
+    if isinstance(exc, FileNotFoundError) and path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return ImageError(f"'{path}' is a link to '{target}', which does not exist. "
+                          "Check the link, or give the path of the image file itself.", code="broken_link")
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return ImageError(f"No file at '{path}'. Check the path and try again.", code="not_found")
+    if path.is_dir():
+        return _not_a_file(path, stat.S_IFDIR)
+    return ImageError(f"'{path}' cannot be read ({exc.strerror or exc}). Check that it exists and is readable.",
+                      code="not_found")
+
+
+def _not_a_file(path: Path, mode: int) -> ImageError:
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return ImageError(f"'{path}' is {kind}, not an image file. Give the path of one image file.", code="not_a_file")
 
 
 def _check_bytes(size: int, max_bytes: int | None) -> None:
@@ -128,13 +309,16 @@ def _open(data: bytes) -> Image.Image:
     return im
 
 
-def _upright(im: Image.Image) -> Image.Image:
+def _orientation(im: Image.Image) -> int:
     try:
-        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+        return im.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:  # unreadable EXIF should not cost the user an otherwise good photo
-        return im
+        return 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
     # exif_transpose copies even when there is nothing to undo; skip it on the fast path.
-    return ImageOps.exif_transpose(im) if orientation in range(2, 9) else im
+    return ImageOps.exif_transpose(im) if _orientation(im) in range(2, 9) else im
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
