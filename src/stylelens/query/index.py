@@ -91,7 +91,9 @@ class Index:
             image = read_bytes(image)
         if isinstance(image, (bytes, bytearray)):
             sha = content_hash(image)
-        pil = image if isinstance(image, Image.Image) else load_image(image, max_pixels=self.settings.max_pixels)
+        # Decode no more pixels than the network takes (JPEG draft, reduce on load): a 49 MP upload costs MBs, not GBs.
+        pil = image if isinstance(image, Image.Image) else load_image(image, max_pixels=self.settings.max_pixels,
+                                                                      target=self.embedder.preprocess.size)
         return self.embedder.embed([pil])[0], sha
 
     def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=()) -> Neighbours:
