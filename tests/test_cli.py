@@ -140,3 +140,43 @@ def test_import_quiets_spinning_blas_threads_unless_the_user_chose():
     env = dict(__import__("os").environ, OPENBLAS_THREAD_TIMEOUT="10")
     chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert chosen.stdout.strip() == "10"
+
+
+# ---- the first ten minutes: what a newcomer types -------------------------------------------------
+def test_version_and_options_after_positionals(cli_index, capsys):
+    root, rows = cli_index
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("stylelens ")
+    photo = str(root / "catalog" / "images" / "1001.jpg")
+    # The README's order (options before the photo) and the other one give the same answer.
+    assert main(["recommend", str(root / "index"), "--user", "u1", photo, "-k", "3", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["results"]
+    assert main(["recommend", str(root / "index"), photo, "--user", "u1", "-k", "3", "--json"]) == 0
+    assert [p["id"] for p in json.loads(capsys.readouterr().out)["results"]] == [p["id"] for p in first] and len(first) == 3
+
+
+def test_filter_values_match_leniently_and_unknown_ones_suggest(cli_index, capsys):
+    root, rows = cli_index
+    photo = str(root / "catalog" / "images" / "1001.jpg")
+    assert main(["search", str(root / "index"), photo, "--type", "type-1s", "--include-out-of-stock", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert results and all(r["type"] == "Type1" for r in results)
+    assert main(["search", str(root / "index"), photo, "--type", "Typo1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Did you mean Type1" in err and "Known values: Type0, Type1, Type2." in err
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(cli_index, capsys):
+    import socket
+
+    root, _ = cli_index
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(root / "index"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+    assert main(["serve", str(root / "index"), "--port", "70000"]) == 2
+    assert "between 1 and 65535" in capsys.readouterr().err

@@ -277,13 +277,17 @@ def latency(index, image_paths, k: int = 10) -> dict | None:
             "search_only_p95": round(float(np.percentile(search_only, 95)), 2)}
 
 
-def write_report(report: dict, out) -> tuple[Path, Path]:
-    """eval.json and eval.png (a chart of the headline and per-type numbers) in folder ``out``."""
+def write_report(report: dict, out) -> tuple[Path, Path | None]:
+    """eval.json, and eval.png (a chart of the headline and per-type numbers) where matplotlib is
+    installed (extra 'eval'; without it the chart is left out, None)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "eval.json"
     json_path.write_text(json.dumps(report, indent=2))
-    return json_path, write_chart(report, out / "eval.png")
+    try:
+        return json_path, write_chart(report, out / "eval.png")
+    except MissingExtraError:
+        return json_path, None
 
 
 def write_chart(report: dict, path) -> Path:

@@ -15,10 +15,25 @@ from ..errors import StylelensError
 from . import core, demo, quality, serve
 
 
+class _Intermixed(argparse.ArgumentParser):
+    """A subcommand whose positionals may follow its options: `recommend INDEX --user U PHOTO`."""
+
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylelens", description="Fashion recommendations from a photo.")
     parser.add_argument("--version", action="version", version=f"stylelens {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Intermixed)
     for module in (core, serve, quality, demo):
         module.register(sub)
     return parser

@@ -113,7 +113,8 @@ def cmd_eval(args) -> int:
     if dup:
         print(f"near-duplicate groups (cosine >= {dup['threshold']}): {dup['groups']:,} groups holding "
               f"{dup['products_in_groups']:,} products (largest {dup['largest_group']})")
-    print(f"wrote {json_path} and {png_path} ({report['seconds']} s)")
+    chart = f" and {png_path}" if png_path else " (no chart: pip install 'stylelens[eval]' for eval.png)"
+    print(f"wrote {json_path}{chart} ({report['seconds']} s)")
     return 0
 
 

@@ -21,6 +21,7 @@ def cmd_serve(args) -> int:
 
     settings = settings_from(args)
     host, port = settings.host, settings.port
+    check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
     app = create_app(args.index, settings)
     index = app.state.index
     print(f"stylelens: {len(index):,} products from {args.index} ({index.embedder.spec.name}, {index.store.backend.name} search)",
@@ -28,3 +29,18 @@ def cmd_serve(args) -> int:
     print(f"stylelens: open http://{host}:{port}/  (API docs at http://{host}:{port}/docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    import socket
+
+    from ..errors import InvalidArgumentError
+
+    if not 0 < port < 65536:
+        raise InvalidArgumentError(f"--port must be between 1 and 65535, got {port}.", code="bad_option")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        raise InvalidArgumentError(f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another server may be using it. "
+                                   f"Pass --port with a free port, or stop the other server.", code="port_in_use") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,35 @@ class Columns:
     row_of: dict[str, int]
 
     def code(self, column: str, value: str) -> int | None:
-        """Case-insensitive lookup of a label value's code."""
+        """A label value's code, matched leniently: case, punctuation and a plural 's' do not matter
+        ('tshirt' finds 'Tshirts', 't-shirts' too). An exact (case-insensitive) match wins."""
         wanted = value.strip().lower()
+        forms = label_forms(wanted)
+        loose = None
         for i, v in enumerate(self.vocab[column]):
             if v.lower() == wanted:
                 return i
-        return None
+            if loose is None and forms & label_forms(v):
+                loose = i
+        return loose
+
+
+def label_key(value: str) -> str:
+    """A label value as shoppers may type it: lower case, letters and digits only."""
+    return re.sub(r"[^0-9a-z]", "", value.lower())
+
+
+def label_forms(value: str) -> set[str]:
+    """The key and its singulars ('dresses' -> dresse, dress; 'accessories' -> accessory): two values
+    name the same label when their forms meet."""
+    key = label_key(value)
+    forms = {key}
+    if key.endswith("ies") and len(key) > 4:
+        forms.add(key[:-3] + "y")
+    for ending in ("es", "s"):
+        if key.endswith(ending) and len(key) > len(ending) + 2:
+            forms.add(key[: -len(ending)])
+    return forms
 
 
 class CatalogDB:

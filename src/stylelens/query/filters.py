@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..index import Columns
+from ..index.catalog_db import label_key
 
 FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")
 LABEL_FILTERS = ("gender", "type", "colour")
@@ -33,8 +35,7 @@ class Filters:
             for value in str(wanted).split(","):
                 code = columns.code(column, value)
                 if code is None:
-                    known = ", ".join(sorted(columns.vocab[column])[:30]) or "none in this catalog"
-                    raise InvalidArgumentError(f"Unknown {column} '{value.strip()}'. Known values: {known}.")
+                    raise InvalidArgumentError(unknown_value_message(column, value.strip(), columns.vocab[column]))
                 codes.append(code)
             mask &= np.isin(columns.codes[column], codes)
         for name in ("min_price", "max_price"):
@@ -55,6 +56,21 @@ class Filters:
     @property
     def is_default(self) -> bool:
         return self == Filters()
+
+
+KNOWN_SHOWN = 40
+
+
+def unknown_value_message(column: str, value: str, vocab: list[str]) -> str:
+    """'Unknown type 'tshrt'. Did you mean Tshirts? Known values: ...' (all of them, or the first 40 and a count)."""
+    known = sorted(vocab, key=str.lower)
+    close = difflib.get_close_matches(label_key(value), {label_key(v): v for v in known}, n=3, cutoff=0.6)
+    by_key = {label_key(v): v for v in known}
+    hint = f" Did you mean {' or '.join(by_key[c] for c in close)}?" if close else ""
+    listed = ", ".join(known[:KNOWN_SHOWN]) or "none in this catalog"
+    if len(known) > KNOWN_SHOWN:
+        listed += f", … and {len(known) - KNOWN_SHOWN} more (stylelens info, or GET /api/facets, lists them all)"
+    return f"Unknown {column} '{value}'.{hint} Known values: {listed}."
 
 
 def check_k(k) -> int:
