@@ -18,9 +18,18 @@ def _tile(image: Image.Image, caption: str, border=(255, 255, 255)) -> Image.Ima
     tile.paste(thumb, ((TILE - thumb.width) // 2, (TILE - thumb.height) // 2))
     draw = ImageDraw.Draw(tile)
     for i, line in enumerate(caption.split("\n")[:2]):
-        draw.text((4, TILE + 2 + 15 * i), line[:26], fill=(30, 30, 30))
+        draw.text((4, TILE + 2 + 15 * i), _fit(draw, line, TILE - 8), fill=(30, 30, 30))
     ImageDraw.Draw(tile).rectangle([0, 0, TILE - 1, TILE + CAPTION - 1], outline=border, width=3)
     return tile
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """The text, cut with an ellipsis where it would run past ``width`` pixels."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "…") > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
 
 
 def results_grid(query, products: list[dict], out, title: str = "query") -> Path:
@@ -31,8 +40,9 @@ def results_grid(query, products: list[dict], out, title: str = "query") -> Path
             picture = load_image(p["image_path"])
         except Exception:  # a product picture that moved since indexing still gets its tile
             picture = Image.new("RGB", (TILE, TILE), (230, 230, 230))
-        score = f" {p['score']:.2f}" if p.get("score") is not None else ""
-        tiles.append(_tile(picture, f"{p.get('type') or p['id']}{score}\n{(p.get('name') or p['id'])}"))
+        # The score first: it must stay readable when a long type name is cut.
+        score = f"{p['score']:.2f}  " if p.get("score") is not None else ""
+        tiles.append(_tile(picture, f"{score}{p.get('type') or p['id']}\n{p.get('name') or p['id']}"))
     cols = min(len(tiles), 6)
     rows = (len(tiles) + cols - 1) // cols
     sheet = Image.new("RGB", (cols * TILE, rows * (TILE + CAPTION)), "white")

@@ -59,19 +59,20 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="Show what an index holds and how it was built.")
-    p.add_argument("index")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("--json", action="store_true", help="Print the manifest and counts as JSON.")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("export", help="Write the extracted features (vectors + ids + manifest).")
-    p.add_argument("index")
-    p.add_argument("--format", choices=("npy", "parquet"), default="npy")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("--format", choices=("npy", "parquet"), default="npy",
+                   help="npy: OUT/vectors.npy + ids.txt + manifest.json (default); parquet: one file with id and vector columns.")
     p.add_argument("--out", required=True, help="Folder (npy) or .parquet file.")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("remove", help="Delete products from an index.")
-    p.add_argument("index")
-    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("ids", nargs="+", metavar="ID", help="Product ids to delete (exit code 1 when some are not in the index).")
     p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("settings", help="List every setting: its environment variable, value in effect and default.")

@@ -34,7 +34,10 @@ RESULT_COLUMNS = [("rank", "rank"), ("id", "id"), ("name", "name"), ("type", "ty
 
 
 def print_results(products: list[dict]) -> None:
-    print_table([dict(p, rank=i + 1) for i, p in enumerate(products)], RESULT_COLUMNS)
+    """The results table; columns the catalog never fills (a feed without prices or links) are left out."""
+    rows = [dict(p, rank=i + 1) for i, p in enumerate(products)]
+    columns = [(k, h) for k, h in RESULT_COLUMNS if any(r.get(k) not in (None, "") for r in rows)] if rows else RESULT_COLUMNS
+    print_table(rows, columns)
 
 
 def print_identified(ident) -> None:
