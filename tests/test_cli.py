@@ -41,8 +41,12 @@ def test_search_json_has_identification_and_filtered_results(cli_index, capsys):
     assert data["identified"]["type"] in {r["articleType"] for r in rows.values()}
     assert 0 < data["identified"]["type_confidence"] <= 1
     assert len(data["results"]) == 3 and all(r["gender"] == "Women" for r in data["results"])
-    assert "1003" not in [r["id"] for r in data["results"]]
-    assert all(r["in_stock"] for r in data["results"])
+    # The shopper sent product 1003's own photo: it comes first, marked, and only once.
+    ids = [r["id"] for r in data["results"]]
+    assert ids[0] == "1003" and data["results"][0]["exact_match"] and ids.count("1003") == 1
+    assert not any(r.get("exact_match") for r in data["results"][1:])
+    assert data["identified"]["type"] == rows["1003"]["articleType"]
+    assert all(r["in_stock"] for r in data["results"]) and all(r["similarity"] <= 1 for r in data["results"])
 
 
 def test_search_table_and_grid(cli_index, tmp_path, capsys):

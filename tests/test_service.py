@@ -100,11 +100,18 @@ def test_search_identifies_the_item_and_ranks_public_products(client, demo):
     assert body["took_ms"] > 0
 
 
-def test_search_for_a_catalog_picture_leaves_that_product_out(client, demo):
-    _, catalog, _ = demo
+def test_a_catalog_picture_finds_its_product_first_as_the_exact_match(client, demo):
+    _, catalog, rows = demo
     r = upload(client, (catalog / "p004.jpg").read_bytes(), k=5, include_out_of_stock="true")
     assert r.status_code == 200
-    assert "p004" not in [p["id"] for p in r.json()["results"]]
+    body = r.json()
+    results = body["results"]
+    assert [p["id"] for p in results].count("p004") == 1 and results[0]["id"] == "p004" and results[0]["exact_match"]
+    assert not any(p.get("exact_match") for p in results[1:]) and all(p["similarity"] <= 1 for p in results)
+    assert body["identified"]["type"] == rows["p004"]["articleType"]
+    # "More like this" for that product still leaves the product itself out.
+    similar = client.get("/api/products/p004/similar", params={"k": 5, "include_out_of_stock": "true"}).json()["results"]
+    assert "p004" not in [p["id"] for p in similar] and len(similar) == 5
 
 
 def test_search_filters(client, demo):

@@ -117,9 +117,14 @@ class Index:
 
     def search_vector(self, vector: np.ndarray, k: int | None = None, *, sha: str | None = None, exclude_rows=(),
                       filters: Filters | None = None, identify: bool = True, user: str | None = None,
-                      diversity: float | None = None, collapse: bool | None = None) -> SearchResult:
+                      diversity: float | None = None, collapse: bool | None = None,
+                      exact_first: bool = False) -> SearchResult:
         """Nearest products to a vector. ``user`` personalises (see personalize), ``diversity`` (0..1)
-        re-ranks by MMR and ``collapse`` folds near-duplicates into one result (see diversity)."""
+        re-ranks by MMR and ``collapse`` folds near-duplicates into one result (see diversity).
+
+        The catalog rows that are the query picture itself (same bytes, or cosine >= 0.9999) are left
+        out, unless ``exact_first``: a shopper who uploads a product's own photo sees that product
+        first, marked ``exact_match``, and it is named by its own labels."""
         started = time.perf_counter()
         k = self.settings.k if k is None else check_k(k)
         diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
@@ -129,7 +134,13 @@ class Index:
         pool = max(div.pool_size(k, diversity, collapse), 4 * k)
         near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows)
         other_scores, other_rows = near.others()
-        ident = self._vote(other_scores, other_rows) if identify or user is not None else None
+        exact = near.self_rows[mask[near.self_rows]] if exact_first else np.zeros(0, np.int64)
+        if identify or user is not None:
+            ok = near.rows >= 0
+            voters = (near.scores[ok], near.rows[ok]) if len(exact) else (other_scores, other_rows)
+            ident = self._vote(*voters)
+        else:
+            ident = None
         mask[np.asarray(list(exclude_rows), dtype=np.int64)] = False
         mask[near.self_rows] = False
         query = vector
@@ -146,13 +157,21 @@ class Index:
             scores, rows = scores[0], rows[0]
         s = self.settings
         scores, rows = type_consistent(scores, rows, cols, ident, filters, s.type_boost, s.type_boost_min_confidence)
-        scores, rows, similar = div.rerank(scores, rows, self.store.vectors, k, diversity=diversity, collapse=collapse,
-                                           threshold=s.duplicate_cosine)
+        exact = exact[:k]
+        scores, rows, similar = div.rerank(scores, rows, self.store.vectors, k - len(exact), diversity=diversity,
+                                           collapse=collapse, threshold=s.duplicate_cosine)
+        if len(exact):
+            scores = np.concatenate([np.ones(len(exact), np.float32), scores])
+            rows = np.concatenate([exact, rows])
+            similar = None if similar is None else np.concatenate([np.zeros(len(exact), np.int64), similar])
         similarity = self.store.vectors(rows) @ vector if len(rows) else np.zeros(0, np.float32)
         products = self.store.products(cols.ids[rows])
         for i, product in enumerate(products):
             product["score"] = round(float(scores[i]), 4)
-            product["similarity"] = round(float(similarity[i]), 4)
+            # The cosine to the query, in [-1, 1] (a ranking boost never shows as over 100 %).
+            product["similarity"] = round(min(1.0, float(similarity[i])), 4)
+            if i < len(exact):
+                product["exact_match"] = True
             if similar is not None:
                 product["similar_count"] = int(similar[i])
         return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000)
@@ -172,7 +191,8 @@ class Index:
         k = None if k is None else check_k(k)
         diversity, collapse, filters = div.check_diversity(diversity), div.check_collapse(collapse), Filters(**filters)
         vector, sha = self.embed(image)
-        result = self.search_vector(vector, k, sha=sha, filters=filters, user=user, diversity=diversity, collapse=collapse)
+        result = self.search_vector(vector, k, sha=sha, filters=filters, user=user, diversity=diversity, collapse=collapse,
+                                    exact_first=True)
         if user is not None:
             self.shoppers.record(user, "upload", vector=vector, sha256=sha)
         result.took_ms = (time.perf_counter() - started) * 1000

@@ -271,9 +271,11 @@
       similar.textContent = `+${p.similar_count} similar`;
       similar.title = `${p.similar_count} near-identical ${p.similar_count === 1 ? "product is" : "products are"} hidden behind this one`;
     }
-    const pct = Math.max(0, Math.round((p.score || 0) * 100));
+    // The similarity (cosine), never the ranking score: a boost must not read as "105 % match".
+    const pct = Math.min(100, Math.max(0, Math.round((p.similarity ?? p.score ?? 0) * 100)));
     node.querySelector(".match-bar").style.setProperty("--value", `${pct}%`);
-    node.querySelector(".match-text").textContent = `${pct}% match`;
+    node.querySelector(".match-text").textContent = p.exact_match ? "Exact match" : `${pct}% match`;
+    if (p.exact_match) node.classList.add("exact");
     const buy = node.querySelector(".buy");
     if (p.url) {
       buy.href = p.url;
