@@ -68,7 +68,7 @@ def test_price_filter_and_no_match_message(cli_index, capsys):
     prices = [r["price"] for r in json.loads(capsys.readouterr().out)["results"]]
     assert prices and all(20 <= p <= 30 for p in prices)
     assert main(["search", str(root / "index"), str(photo), "--min-price", "5000"]) == 0
-    assert "no products match" in capsys.readouterr().out
+    assert "No product of that kind is in the price range" in capsys.readouterr().out
 
 
 def test_info_export_and_remove(cli_index, tmp_path, capsys):
@@ -184,3 +184,18 @@ def test_serve_on_a_busy_port_says_so_in_one_line(cli_index, capsys):
     assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "--port" in err
     assert main(["serve", str(root / "index"), "--port", "70000"]) == 2
     assert "between 1 and 65535" in capsys.readouterr().err
+
+
+def test_a_catalog_without_prices_or_links_hides_those_columns_and_explains_an_empty_price_filter(tmp_path, capsys):
+    from conftest import write_catalog
+
+    write_catalog(tmp_path / "c", n=6, feed=False)  # images only: no prices, no links
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "i"), "--workers", "0", "--no-progress", *RANDOM]) == 0
+    photo = str(next((tmp_path / "c").rglob("*.jpg")))
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "i"), photo, "-k", "3"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rank"))
+    assert header.split() == ["rank", "id", "name", "score"] or header.split() == ["rank", "id", "score"]
+    assert main(["search", str(tmp_path / "i"), photo, "--max-price", "50", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["results"] == [] and body["note"].startswith("This catalog has no prices")

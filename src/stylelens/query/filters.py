@@ -57,6 +57,22 @@ class Filters:
     def is_default(self) -> bool:
         return self == Filters()
 
+    def explain_empty(self, columns: Columns) -> str:
+        """Why no product passes, by its real cause (checked one filter at a time)."""
+        asked_price = self.min_price is not None or self.max_price is not None
+        if asked_price and not np.isfinite(columns.price[columns.live]).any():
+            return "This catalog has no prices, so a price filter matches nothing: leave out min_price and max_price."
+        labels = Filters(**{c: getattr(self, c) for c in LABEL_FILTERS}, include_out_of_stock=True).mask(columns)
+        if not labels.any():
+            chosen = ", ".join(f"{c} {getattr(self, c)}" for c in LABEL_FILTERS if getattr(self, c))
+            return f"No product is {chosen} together: loosen one of them."
+        priced = Filters(**{c: getattr(self, c) for c in LABEL_FILTERS}, min_price=self.min_price,
+                         max_price=self.max_price, include_out_of_stock=True).mask(columns)
+        if not priced.any():
+            return "No product of that kind is in the price range: widen min_price or max_price."
+        return (f"{int(priced.sum())} matching products are out of stock: add include_out_of_stock to see them."
+                if not self.include_out_of_stock else "No product matches these filters.")
+
 
 KNOWN_SHOWN = 40
 

@@ -174,7 +174,8 @@ class Index:
                 product["exact_match"] = True
             if similar is not None:
                 product["similar_count"] = int(similar[i])
-        return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000)
+        extra = {} if products else {"note": filters.explain_empty(cols)}
+        return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000, extra)
 
     def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=()) -> Identification:
         near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows)
