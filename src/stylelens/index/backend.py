@@ -40,14 +40,16 @@ class VectorBackend(Protocol):
     def update_fields(self, records: list[dict], before: dict[str, dict]) -> None:
         """Feed fields changed (price, stock, labels): copy those a server-side filter reads."""
 
-    def get(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), dim) float32 vectors of these rows; dead rows read as zeros."""
+    def get(self, rows: np.ndarray, columns) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of these rows of the view ``columns``; dead rows read as zeros."""
 
     def all_vectors(self) -> np.ndarray:
         """(n_rows, dim): every row, read on purpose (evaluation, export)."""
 
-    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, filters=None) -> tuple[np.ndarray, np.ndarray]:
-        """Top k rows by cosine among rows where ``mask`` is True (all live rows when None)."""
+    def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None, filters=None,
+               columns=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top k rows of the view ``columns`` (the catalog's rows at one moment) by cosine, among rows where
+        ``mask`` is True (all live rows when None)."""
 
     def compact(self) -> int:
         """Drop dead rows; answers how many went."""

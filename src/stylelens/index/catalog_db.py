@@ -50,6 +50,12 @@ class Columns:
     codes: dict[str, np.ndarray]  # label column -> int32 codes (-1 unknown)
     vocab: dict[str, list[str]]  # label column -> values by code
     row_of: dict[str, int]
+    generation: int = 0  # of the vectors file these rows index
+    version: tuple = ()  # the catalog state they were read at (CatalogDB.version)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.live)
 
     def code(self, column: str, value: str) -> int | None:
         """A label value's code, matched leniently: case, punctuation and a plural 's' do not matter
@@ -89,6 +95,7 @@ class CatalogDB:
     def __init__(self, folder: Path, writable: bool):
         self.path = Path(folder) / CATALOG_DB
         self.writable = writable
+        self.local_writes = 0  # data_version does not count this connection's own commits
         try:
             self.db = self._connect()
             self.db.execute("SELECT value FROM meta WHERE key='n_rows'").fetchone()[0]
@@ -123,6 +130,7 @@ class CatalogDB:
         return default if row is None else row[0]
 
     def set_meta(self, key: str, value: str | None) -> None:
+        self.local_writes += 1
         with self.db:
             if value is None:
                 self.db.execute("DELETE FROM meta WHERE key=?", (key,))
@@ -141,7 +149,18 @@ class CatalogDB:
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM products").fetchone()[0]
 
+    def version(self) -> tuple:
+        """Changes whenever anyone commits: another process (SQLite's data_version) or this connection."""
+        return (self.db.execute("PRAGMA data_version").fetchone()[0], self.local_writes)
+
     def columns(self) -> Columns:
+        """Every row's arrays, read in one transaction: a consistent view of the catalog."""
+        with self.db:
+            self.db.execute("BEGIN")
+            return self._columns()
+
+    def _columns(self) -> Columns:
+        version = self.version()
         n = self.n_rows
         ids = np.full(n, None, dtype=object)
         live = np.zeros(n, bool)
@@ -167,7 +186,7 @@ class CatalogDB:
                         vocab[c].append(value)
                     codes[c][r] = code
         row_of = {pid: r for r, pid in enumerate(ids) if pid is not None}
-        return Columns(ids, live, price, in_stock, codes, vocab, row_of)
+        return Columns(ids, live, price, in_stock, codes, vocab, row_of, self.generation, version)
 
     def product(self, pid: str) -> dict:
         found = self.products([pid])
@@ -209,6 +228,7 @@ class CatalogDB:
     # ---- writing -------------------------------------------------------------------------
     def insert(self, records: list[dict], start: int, meta: dict[str, str | None] | None = None) -> None:
         """Make records visible at rows start.. in one transaction, with ``meta`` changes (None deletes a key)."""
+        self.local_writes += 1
         rows = [tuple(rec.get(c) for c in PRODUCT_COLUMNS[:8]) + (1 if rec.get("in_stock", True) else 0,)
                 + tuple(rec.get(c) for c in PRODUCT_COLUMNS[9:])
                 + (start + i, rec.get("image_path"), rec.get("image_sha256"), json.dumps(rec.get("extra") or {}, default=str))
@@ -221,6 +241,7 @@ class CatalogDB:
 
     def update(self, records: list[dict]) -> None:
         """Change product fields (price, stock, name...) without touching rows."""
+        self.local_writes += 1
         cols = PRODUCT_COLUMNS[1:]
         with self.db:
             self.db.execute("BEGIN")
@@ -230,17 +251,20 @@ class CatalogDB:
                                 values + [json.dumps(rec.get("extra") or {}, default=str), rec["id"]])
 
     def delete(self, pids) -> int:
+        self.local_writes += 1
         with self.db:
             self.db.execute("BEGIN")
             return sum(self.db.execute("DELETE FROM products WHERE id=?", (str(pid),)).rowcount for pid in pids)
 
     def forget_hashes(self, pids) -> None:
         """The next build embeds these products again."""
+        self.local_writes += 1
         with self.db:
             self.db.executemany("UPDATE products SET image_sha256=NULL WHERE id=?", [(str(p),) for p in pids])
 
     def renumber(self, live_ids: list[str], generation: int) -> None:
         """Rows 0.. in the order given, with a new vectors generation, in one transaction."""
+        self.local_writes += 1
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("UPDATE products SET row = -row - 1")  # avoid UNIQUE clashes while renumbering

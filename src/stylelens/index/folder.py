@@ -28,7 +28,7 @@ class FolderBackend:
         self.catalog = store.catalog
         self.dim = store.dim
         self.settings = store.settings
-        self._matrix: np.ndarray | None = None
+        self._matrices: dict[tuple[int, int], np.ndarray] = {}
         self._searcher = None
         self.method = self._method(self.settings.search)
 
@@ -71,42 +71,50 @@ class FolderBackend:
 
     @property
     def matrix(self) -> np.ndarray:
-        """All rows (live and dead), memory-mapped read-only."""
-        if self._matrix is None:
-            n = self.n_rows
+        """All rows (live and dead) of the current view, memory-mapped read-only."""
+        return self.matrix_for(self.columns)
+
+    def matrix_for(self, columns) -> np.ndarray:
+        """The vectors of one view (generation, rows). A view keeps its map while a query holds it, even after
+        a compaction replaced the file: Linux keeps an unlinked file's pages for the maps that use them."""
+        key = (columns.generation, columns.n_rows)
+        matrix = self._matrices.get(key)
+        if matrix is None:
+            n = columns.n_rows
             if n == 0:
-                self._matrix = np.zeros((0, self.dim), np.float32)
+                matrix = np.zeros((0, self.dim), np.float32)
             else:
-                f = self.vectors_file
+                f = self.folder / f"vectors-{columns.generation}.f32"
                 size = f.stat().st_size if f.is_file() else -1
                 if size < n * self.dim * 4:
                     what = "is missing" if size < 0 else f"holds {size // (self.dim * 4):,} of {n:,} vectors"
                     raise IndexDamagedError(f"The index file {f} {what}. Rebuild the index into a new folder "
                                             "(stylelens index CATALOG --out NEW_FOLDER).")
-                self._matrix = np.memmap(f, dtype=np.float32, mode="r", shape=(n, self.dim))
-        return self._matrix
+                matrix = np.memmap(f, dtype=np.float32, mode="r", shape=(n, self.dim))
+            self._matrices = {key: matrix}  # the latest view only; older ones live on in the queries using them
+        return matrix
 
     def changed(self) -> None:
-        self._matrix = None
         self._searcher = None
 
     # ---- reading -------------------------------------------------------------------------
-    def get(self, rows) -> np.ndarray:
-        return np.array(self.matrix[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+    def get(self, rows, columns) -> np.ndarray:
+        return np.array(self.matrix_for(columns)[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
 
     def all_vectors(self) -> np.ndarray:
         return self.matrix
 
-    def search(self, queries, k, mask=None, filters=None):
+    def search(self, queries, k, mask=None, filters=None, columns=None):
+        columns = columns or self.columns
         if mask is None:
-            mask = self.columns.live
+            mask = columns.live
         if self.method == "ann":
             if self._searcher is None:
                 from .ann import AnnSearcher
 
                 self._searcher = AnnSearcher(self, self.settings.ann_nprobe, self.settings.ann_candidates)
             return self._searcher.search(queries, k, mask)
-        return exact_search(self.matrix, queries, k, mask)
+        return exact_search(self.matrix_for(columns), queries, k, mask)
 
     def _method(self, asked: str) -> str:
         if asked == "milvus":
@@ -166,7 +174,7 @@ class FolderBackend:
             fh.flush()
             os.fsync(fh.fileno())
         catalog.renumber([pid for pid, _ in live], generation)
-        self._matrix = None
+        self._matrices = {}
         old_file.unlink(missing_ok=True)
         return n_dead
 
@@ -176,5 +184,5 @@ class FolderBackend:
         maintain(self, self.settings.search, self.settings.ann_threshold)
 
     def close(self) -> None:
-        self._matrix = None
+        self._matrices = {}
         self._searcher = None

@@ -306,10 +306,10 @@ class MilvusBackend:
         return self._milvus
 
     # ---- reading ---------------------------------------------------------------------------------
-    def get(self, rows) -> np.ndarray:
+    def get(self, rows, columns) -> np.ndarray:
         """Vectors fetched by product id: 'more like this' and re-ranking read a few, never the collection."""
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        ids = self.store.columns.ids[rows]
+        ids = columns.ids[rows]
         found = self.milvus.vectors([pid for pid in ids if pid is not None])
         out = np.zeros((len(rows), self.store.dim), np.float32)  # dead rows read as zero vectors
         for i, pid in enumerate(ids):
@@ -326,11 +326,11 @@ class MilvusBackend:
                 out[row_of[pid]] = vector
         return out
 
-    def search(self, queries, k, mask=None, filters=None):
+    def search(self, queries, k, mask=None, filters=None, columns=None):
         """Top-k inside Milvus. With ``filters`` the filter runs server-side as a boolean expression;
         a bare ``mask`` (any bool array over rows) is sent as id lists, exactly but at more cost."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.store.dim)
-        cols = self.store.columns
+        cols = columns or self.store.columns
         exprs = [""]
         if filters is not None:
             allowed = filters.mask(cols)  # validates values exactly as the folder backend does

@@ -8,6 +8,7 @@ them visible.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ class IndexStore:
         self.manifest = manifest
         self.catalog = CatalogDB(self.path, writable)
         self._columns: Columns | None = None
+        self._lock = threading.Lock()
         try:
             self.kind = kind_of((manifest.get("vectors") or {}).get("location"))
             self.backend = open_backend(self.kind, self)
@@ -52,9 +54,22 @@ class IndexStore:
 
     @property
     def columns(self) -> Columns:
-        if self._columns is None:
-            self._columns = self.catalog.columns()
-        return self._columns
+        """The catalog as it is now, one consistent view. A reader follows writers in other processes:
+        when anyone committed since, a new view is read (queries that hold the old one finish on it)."""
+        columns = self._columns
+        if columns is None or columns.version != self.catalog.version():
+            with self._lock:
+                columns = self._columns
+                if columns is None or columns.version != self.catalog.version():
+                    columns = self._columns = self.catalog.columns()
+                    self.backend.changed()
+        return columns
+
+    @property
+    def generation(self) -> tuple:
+        """What /api/health reports: (vectors generation, rows, catalog version)."""
+        columns = self.columns
+        return (columns.generation, columns.n_rows, columns.version)
 
     def __len__(self) -> int:
         return self.catalog.count()
@@ -62,19 +77,24 @@ class IndexStore:
     def dead_rows(self) -> int:
         return self.n_rows - len(self)
 
-    def vectors(self, rows) -> np.ndarray:
-        """(len(rows), dim) float32 vectors of these rows."""
-        return self.backend.get(rows)
+    def vectors(self, rows, columns: Columns | None = None) -> np.ndarray:
+        """(len(rows), dim) float32 vectors of these rows (of the view ``columns``, default the current one)."""
+        return self.backend.get(rows, columns or self.columns)
 
     def all_vectors(self) -> np.ndarray:
         """Every row's vector, (n_rows, dim): for evaluation and export, which read them all on purpose."""
         return self.backend.all_vectors()
 
-    def search(self, queries, k: int, mask=None, filters=None):
-        """(scores, rows) of the top k rows; ``filters`` go to a backend that runs them itself."""
-        if filters is not None and self.backend.server_filters:
-            return self.backend.search(queries, k, mask, filters=filters)
-        return self.backend.search(queries, k, mask)
+    def search(self, queries, k: int, mask=None, filters=None, columns: Columns | None = None):
+        """(scores, rows) of the top k rows of the view ``columns`` (default the current one) where
+        ``mask`` is True; ``filters`` go to a backend that runs them itself."""
+        columns = columns or self.columns
+        if mask is not None and len(mask) != columns.n_rows:  # a mask made on an older view
+            fitted = np.zeros(columns.n_rows, bool)
+            n = min(len(mask), columns.n_rows)
+            fitted[:n] = mask[:n]
+            mask = fitted & columns.live
+        return self.backend.search(queries, k, mask, filters if self.backend.server_filters else None, columns)
 
     def product(self, pid: str) -> dict:
         return self.catalog.product(pid)

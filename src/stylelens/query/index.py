@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import IndexDamagedError
 from ..images import content_hash, load_image, read_bytes
 from ..index import IndexStore
 from ..index.manifest import check_compatible
@@ -96,24 +97,26 @@ class Index:
                                                                       target=self.embedder.preprocess.size)
         return self.embedder.embed([pil])[0], sha
 
-    def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=()) -> Neighbours:
-        """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows."""
+    def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None) -> Neighbours:
+        """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows,
+        in the catalog view ``columns`` (default: the current one)."""
+        columns = columns or self.store.columns
         exclude = np.asarray(list(exclude_rows), dtype=np.int64)
         mask = None
         if len(exclude):
-            mask = self.store.columns.live.copy()
+            mask = columns.live.copy()
             mask[exclude] = False
-        scores, rows = self.store.search(vector[None], n + SELF_SLACK, mask)
+        scores, rows = self.store.search(vector[None], n + SELF_SLACK, mask, columns=columns)
         scores, rows = scores[0], rows[0]
         same = rows[(rows >= 0) & (scores >= SAME_IMAGE_COSINE)]
         if sha:
-            row_of = self.store.columns.row_of
+            row_of = columns.row_of
             same = np.union1d(same, [row_of[p] for p in self.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
         return Neighbours(scores, rows, same)
 
-    def _vote(self, scores: np.ndarray, rows: np.ndarray) -> Identification:
+    def _vote(self, scores: np.ndarray, rows: np.ndarray, columns) -> Identification:
         k = self.settings.identify_k
-        return vote(self.store.columns, rows[:k], scores[:k], self.settings.vote_temperature)
+        return vote(columns, rows[:k], scores[:k], self.settings.vote_temperature)
 
     def search_vector(self, vector: np.ndarray, k: int | None = None, *, sha: str | None = None, exclude_rows=(),
                       filters: Filters | None = None, identify: bool = True, user: str | None = None,
@@ -129,16 +132,29 @@ class Index:
         k = self.settings.k if k is None else check_k(k)
         diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
         filters = filters or Filters()
-        cols = self.store.columns
+        for attempt in range(3):
+            cols = self.store.columns  # one view of the catalog for the whole query, even while a writer commits
+            try:
+                return self._search_view(cols, started, vector, k, sha, exclude_rows, filters, identify, user, diversity,
+                                         collapse, exact_first)
+            except IndexDamagedError:
+                # A compaction replaced the vectors file between reading the view and mapping it: a new view
+                # answers. The same error on an up-to-date view is real damage.
+                if attempt == 2 or self.store.columns.version == cols.version:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _search_view(self, cols, started, vector, k, sha, exclude_rows, filters, identify, user, diversity, collapse,
+                     exact_first) -> SearchResult:
         mask = filters.mask(cols)  # checks the filter values before any search
         pool = max(div.pool_size(k, diversity, collapse), 4 * k)
-        near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows)
+        near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows, cols)
         other_scores, other_rows = near.others()
         exact = near.self_rows[mask[near.self_rows]] if exact_first else np.zeros(0, np.int64)
         if identify or user is not None:
             ok = near.rows >= 0
             voters = (near.scores[ok], near.rows[ok]) if len(exact) else (other_scores, other_rows)
-            ident = self._vote(*voters)
+            ident = self._vote(*voters, cols)
         else:
             ident = None
         mask[np.asarray(list(exclude_rows), dtype=np.int64)] = False
@@ -153,20 +169,25 @@ class Index:
         scores, rows = other_scores[passing], other_rows[passing]
         if query is not vector or (len(rows) < pool and mask.sum() > len(rows)):
             # The first pass cannot answer: another query vector, or filters that leave too few of its rows.
-            scores, rows = self.store.search(query[None], pool, mask, filters=filters)
+            scores, rows = self.store.search(query[None], pool, mask, filters=filters, columns=cols)
             scores, rows = scores[0], rows[0]
         s = self.settings
         scores, rows = type_consistent(scores, rows, cols, ident, filters, s.type_boost, s.type_boost_min_confidence)
         exact = exact[:k]
-        scores, rows, similar = div.rerank(scores, rows, self.store.vectors, k - len(exact), diversity=diversity,
+        scores, rows, similar = div.rerank(scores, rows, lambda r: self.store.vectors(r, cols), k - len(exact), diversity=diversity,
                                            collapse=collapse, threshold=s.duplicate_cosine)
         if len(exact):
             scores = np.concatenate([np.ones(len(exact), np.float32), scores])
             rows = np.concatenate([exact, rows])
             similar = None if similar is None else np.concatenate([np.zeros(len(exact), np.int64), similar])
-        similarity = self.store.vectors(rows) @ vector if len(rows) else np.zeros(0, np.float32)
-        products = self.store.products(cols.ids[rows])
-        for i, product in enumerate(products):
+        similarity = self.store.vectors(rows, cols) @ vector if len(rows) else np.zeros(0, np.float32)
+        records = {p["id"]: p for p in self.store.products(cols.ids[rows])}
+        products = []
+        for i, pid in enumerate(cols.ids[rows]):
+            product = records.get(pid)
+            if product is None:  # removed by a writer since this query's view was read
+                continue
+            products.append(product)
             product["score"] = round(float(scores[i]), 4)
             # The cosine to the query, in [-1, 1] (a ranking boost never shows as over 100 %).
             product["similarity"] = round(min(1.0, float(similarity[i])), 4)
@@ -178,8 +199,9 @@ class Index:
         return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000, extra)
 
     def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=()) -> Identification:
-        near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows)
-        return self._vote(*near.others())
+        cols = self.store.columns
+        near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows, cols)
+        return self._vote(*near.others(), cols)
 
     # ---- the calls users make -----------------------------------------------------------------
     def search(self, image, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
@@ -207,8 +229,8 @@ class Index:
                 collapse: bool | None = None, **filters) -> SearchResult:
         """'More like this' for a catalog product, without uploading its picture again."""
         started = time.perf_counter()
+        vector = self.vector(product_id)
         row = self.row(product_id)
-        vector = self.store.vectors([row])[0]
         result = self.search_vector(vector, k, sha=self.store.product(product_id).get("image_sha256"), exclude_rows=[row],
                                     filters=Filters(**filters), user=user, diversity=diversity, collapse=collapse)
         result.took_ms = (time.perf_counter() - started) * 1000
@@ -222,7 +244,17 @@ class Index:
         return row
 
     def vector(self, product_id: str) -> np.ndarray:
-        return self.store.vectors([self.row(product_id)])[0]
+        for attempt in range(3):
+            cols = self.store.columns
+            row = cols.row_of.get(str(product_id))
+            if row is None:
+                self.store.product(product_id)  # raises ProductNotFoundError with the message
+            try:
+                return self.store.vectors([row], cols)[0]
+            except IndexDamagedError:  # see search_vector: a compaction between view and map
+                if attempt == 2 or self.store.columns.version == cols.version:
+                    raise
+        raise AssertionError("unreachable")
 
     def product(self, product_id: str) -> dict:
         return self.store.product(product_id)

@@ -180,6 +180,7 @@ async def health(request: Request, index: Index = Depends(current_index)):
     return {"status": "ok", "version": __version__, "products": len(index), "backbone": manifest["backbone"],
             "weights": manifest["weights"]["source"], "dimension": index.store.dim, "pooling": manifest["pooling"],
             "search": index.store.backend.name, "runtime": index.embedder.runtime_name,
+            "generation": {"vectors": index.store.generation[0], "rows": index.store.generation[1]},
             "max_upload_bytes": request.app.state.settings.max_upload_bytes}
 
 
