@@ -27,7 +27,7 @@ from run import CATALOG_SIZE, FASHION, OUT, image_ids  # noqa: E402
 
 
 def pixels_for(ids, pre) -> np.ndarray:
-    from stylelens.embedder import prepare
+    from stylelens.models import prepare
     from stylelens.images import load_image
 
     return np.stack([prepare(load_image(FASHION / "images" / f"{i}.jpg"), pre) for i in ids])
@@ -63,7 +63,7 @@ def run_backbone(backbone: str, weights: str, n_parity: int = 300, n_calib: int 
     import openvino as ov
 
     from stylelens import Embedder
-    from stylelens.runtimes import _openvino_ir, parity
+    from stylelens.models.runtimes import _openvino_ir, parity
 
     reference = Embedder(backbone, weights=weights, runtime="torch")
     ids = image_ids(FASHION)

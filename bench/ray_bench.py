@@ -108,9 +108,7 @@ def subset_catalog(data: Path, n: int, folder: Path) -> Path:
 def bench_runners(args, work: Path) -> list[dict]:
     import ray
 
-    from stylelens import build_index, pipeline
-
-    pipeline.MIN_COMMIT_ROWS = args.commit
+    from stylelens.build import build_index
 
     catalog = subset_catalog(args.data, args.images, work / "catalog")
     started = time.perf_counter()
@@ -148,8 +146,8 @@ def bench_runners(args, work: Path) -> list[dict]:
 def bench_decode(args, work: Path) -> dict:
     from PIL import Image
 
-    from stylelens.embedder import BACKBONES
-    from stylelens.pipeline import prepare_bytes
+    from stylelens.models import BACKBONES
+    from stylelens.build.plan import prepare_bytes
 
     pre = BACKBONES[args.backbone].preprocess
     small = [p.read_bytes() for p in sorted((args.data / "images").glob("*.jpg"))[:500]]
@@ -173,7 +171,7 @@ def bench_decode(args, work: Path) -> dict:
     # Not the pipeline's path (yet): let libjpeg decode at 1/2..1/8 scale, just above the network's input size.
     import io
 
-    from stylelens.embedder import prepare
+    from stylelens.models import prepare
 
     started = time.perf_counter()
     for _ in range(3):
@@ -198,8 +196,8 @@ def median_ms(fn, queries: int) -> float:
 def bench_stores(args, work: Path) -> list[dict]:
     import faiss
 
-    from stylelens.recommend import Filters
-    from stylelens.scale import create_store
+    from stylelens.query import Filters
+    from stylelens.index.store import create_store
     from stylelens.scale.milvus_store import MilvusSearcher
     from stylelens.search import ExactSearcher
     from stylelens.store import IndexStore

@@ -147,18 +147,17 @@ def log(text: str) -> None:
 
 # ---- workers (each runs in its own process) --------------------------------------------------
 def _embedder(p: dict):
-    from stylelens import Embedder
+    from stylelens.models import Embedder
 
-    if p.get("precision"):
-        os.environ["STYLELENS_PRECISION"] = p["precision"]
-    return Embedder(p["backbone"], weights=p["weights"], runtime=p["runtime"], batch_size=p.get("batch_size", 32))
+    return Embedder(p["backbone"], weights=p["weights"], runtime=p["runtime"], batch_size=p.get("batch_size", 32),
+                    precision=p.get("precision") or None)
 
 
 def worker_parity(p: dict) -> dict:
     """Fast runtimes vs torch fp32 on n real images: parity, and model-alone speed."""
-    from stylelens.embedder import prepare
+    from stylelens.models import prepare
     from stylelens.images import load_image
-    from stylelens.runtimes import parity
+    from stylelens.models.runtimes import parity
 
     ids = image_ids(FASHION)[3::max(1, CATALOG_SIZE // p["n"])][: p["n"]]
     reference_embedder = _embedder(dict(p, runtime="torch"))
@@ -207,9 +206,9 @@ def worker_index(p: dict) -> dict:
 def worker_query(p: dict) -> dict:
     """Index.search(image bytes) end to end, plus where the time goes."""
     from stylelens import open_index
-    from stylelens.embedder import prepare
+    from stylelens.models import prepare
     from stylelens.images import load_image
-    from stylelens.recommend import Filters
+    from stylelens.query import Filters
 
     if p.get("precision"):
         os.environ["STYLELENS_PRECISION"] = p["precision"]
@@ -242,14 +241,14 @@ def worker_query(p: dict) -> dict:
 
 def worker_synthetic(p: dict) -> dict:
     """Write n synthetic 2048-d unit vectors into an index store (see synthetic_vectors)."""
-    from stylelens.store import IndexStore
+    from stylelens.index.store import create_store
 
     folder = Path(p["store"])
     shutil.rmtree(folder, ignore_errors=True)
     base, types = base_vectors(p["base_index"], p["dim"])
     fingerprint = {"backbone": "synthetic", "weights": {"source": "random", "sha256": None, "detail": p["recipe"]}, "pooling": "max",
                    "preprocess": {}, "dim": p["dim"], "normalized": "l2"}
-    store = IndexStore.create(folder, fingerprint, {})
+    store = create_store(folder, fingerprint, {})
     started = time.perf_counter()
     neighbours = base_neighbours(base)
     chunk = 50_000
@@ -266,11 +265,11 @@ def worker_synthetic(p: dict) -> dict:
 
 def base_vectors(index_path: str, dim: int):
     """Real embeddings (a 40k index) lifted isometrically to ``dim`` by a seeded orthonormal map."""
-    from stylelens.store import IndexStore
+    from stylelens.index.store import open_store
 
-    store = IndexStore.open(index_path)
+    store = open_store(index_path)
     live = np.flatnonzero(store.columns.live)
-    vectors = np.asarray(store.vectors[live], np.float32)
+    vectors = np.asarray(store.vectors(live), np.float32)
     codes, vocab = store.columns.codes["type"][live], store.columns.vocab["type"]
     types = [vocab[c] if c >= 0 else None for c in codes]
     store.close()

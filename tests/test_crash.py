@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import write_catalog
-from stylelens.store import IndexStore
+from stylelens.index.store import open_store
 
 pytestmark = pytest.mark.slow
 
@@ -47,15 +47,15 @@ def test_sigkill_mid_run_then_resume_is_complete_and_duplicate_free(tmp_path):
     assert f"unchanged {at_kill}" in resumed.stdout  # nothing committed before the kill is embedded again
     assert f"indexed {len(rows) - at_kill}" in resumed.stdout
 
-    store = IndexStore.open(index)
+    store = open_store(index)
     assert len(store) == len(rows) and store.n_rows == len(rows)  # no duplicate or orphan rows
     ids = [i for i in store.columns.ids if i is not None]
     assert sorted(ids) == sorted(rows)
-    assert store.vectors_file.stat().st_size == len(rows) * store.dim * 4
+    assert store.backend.vectors_file.stat().st_size == len(rows) * store.dim * 4  # no orphan vectors either
 
     clean = tmp_path / "clean"
     subprocess.run(index_command(tmp_path / "catalog", clean), check=True, capture_output=True, timeout=600)
-    reference = IndexStore.open(clean)
+    reference = open_store(clean)
     for pid in rows:
-        np.testing.assert_allclose(store.vectors[store.columns.row_of[pid]],
-                                   reference.vectors[reference.columns.row_of[pid]], atol=1e-5)
+        np.testing.assert_allclose(store.vectors([store.columns.row_of[pid]])[0],
+                                   reference.vectors([reference.columns.row_of[pid]])[0], atol=1e-5)
