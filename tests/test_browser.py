@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_fixtures import FASHION_SMALL, fashion_small_catalog, free_port
+from service_fixtures import FASHION_SMALL, FASHION_EXTRA_COLUMNS, fashion_small_catalog, free_port, write_feed
 
 from stylelens import build_index
 
@@ -100,11 +100,60 @@ def card_ids(page) -> list[str]:
     return page.eval_on_selector_all("#results .card:not(.skeleton)", "cards => cards.map(c => c.dataset.id)")
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
     # Product pictures finish loading before the picture is taken.
     page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+
+
+def idle(page) -> None:
+    page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+
+
+def in_stock_catalog_product(fashion_index) -> tuple[str, Path]:
+    """A product of the indexed catalog that is in stock (the default filter), and its own image file."""
+    catalog = fashion_index[1]
+    with open(catalog / "products.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["in_stock"] == "yes" and (catalog / f"{r['id']}.jpg").is_file())
+    return row["id"], catalog / f"{row['id']}.jpg"
+
+
+def serve_in_thread(app):
+    """A uvicorn server for ``app`` on a free port in a daemon thread: (url, stop)."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "in-process server did not start"
+        time.sleep(0.1)
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=20)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+# Whether the focused element shows a ring: its own outline or box-shadow, or, for a visually hidden file
+# input, its label's (the label is what the eye sees).
+FOCUS_RING_JS = """() => {
+    const a = document.activeElement;
+    if (!a || a === document.body) return {id: null};
+    const hidden = a.matches('input.visually-hidden');
+    const shown = hidden ? document.querySelector(`label[for="${a.id}"]`) : a;
+    const cs = getComputedStyle(shown);
+    const box = shown.getBoundingClientRect();
+    return {id: a.id || a.className || a.tagName, tag: a.tagName,
+            ring: (cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0) || cs.boxShadow !== 'none',
+            visible: box.width > 0 && box.height > 0 && cs.visibility !== 'hidden'};
+}"""
 
 
 def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index, tmp_path):
@@ -129,6 +178,7 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
     assert httpx.get(f"{server}/api/users/{shopper}/recommendations", params={"k": 3}).json()["results"]
     page.wait_for_selector("#results .card:not(.skeleton)")
+    idle(page)
     ident = page.inner_text("#ident-text")
     assert re.fullmatch(rf"{re.escape(true_type)} — \d{{1,3}}%", ident), ident
     assert page.is_visible("#preview")
@@ -161,8 +211,32 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     types = page.eval_on_selector_all("#results .card .card-type", "els => els.map(e => e.textContent)")
     assert all(t.startswith(other_type) for t in types), types
     shot(page, "03-filtered.png")
-    page.select_option("#f-type", "")
-    page.wait_for_function("() => document.querySelector('#results').getAttribute('aria-busy') === 'false'")
+    # The active filter shows as a chip; removing the chip removes the filter and re-runs the search.
+    chip = page.locator("#chips .chip")
+    assert chip.count() == 1 and chip.inner_text().startswith(f"Type: {other_type}")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        chip.click()
+    idle(page)
+    assert page.input_value("#f-type") == "" and page.is_hidden("#chips")
+    assert card_ids(page) == first
+
+    # Sorting by price (this feed has prices) re-orders the same products; the best match is the default.
+    page.select_option("#sort", "price-asc")
+    prices = page.eval_on_selector_all("#results .card", "cs => cs.map(c => c.querySelector('.card-price').textContent)")
+    amounts = [float(re.sub(r"[^0-9.]", "", p.replace(",", ""))) for p in prices]
+    assert amounts == sorted(amounts) and sorted(card_ids(page)) == sorted(first)
+    page.select_option("#sort", "match")
+    assert card_ids(page) == first
+
+    # "Show more products" asks for the next page and keeps the first one.
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        page.click("#load-more")
+    idle(page)
+    more = card_ids(page)
+    assert len(more) > len(first) and more[:5] == first[:5]
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        page.select_option("#f-type", "")  # any change of filter starts at the first page again
+    idle(page)
 
     # Showing near-duplicates, then asking for variety: each re-runs the search with that setting.
     # (Chromium does not expose multipart bodies with a file to Playwright, so the answers are checked.)
@@ -194,6 +268,13 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     similar = card_ids(page)
     assert len(similar) >= 5 and target not in similar
     assert page.is_visible("#back-to-photo")
+    # The picked product sits on top; what completes its look comes right under it, before the grid.
+    assert page.is_visible("#focus-product") and page.inner_text("#focus-title")
+    page.wait_for_selector("#complete-look:not([hidden]) .card")
+    look_top = page.locator("#complete-look").bounding_box()["y"]
+    assert look_top < page.locator("#results").bounding_box()["y"]
+    assert look_top < 900  # on the first screen, not thousands of pixels down
+    assert page.locator("#complete-look .match").count() == 0  # no "% match" where it is not a match to anything
     shot(page, "04-more-like-this.png")
 
     # Likes feed the "For you" section (issue-5 endpoints are served by this build).
@@ -202,12 +283,24 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
             page.locator("#results .card button.like").first.click()
         page.wait_for_selector("#for-you:not([hidden]) .card")
         assert page.locator("#results .card button.like").first.get_attribute("aria-pressed") == "true"
+        # The like says where it went, and "For you" can be reached from the header.
+        page.wait_for_selector("#toast-body:not([hidden])")
+        assert "For you" in page.inner_text("#toast-body") and page.is_visible("#toast-link")
+        assert page.is_visible("#for-you-link")
+        shot(page, "05-like-toast.png", full_page=False)
+        for_you = page.eval_on_selector_all("#for-you .card", "cs => cs.map(c => c.dataset.id)")
+        assert len(for_you) == len(set(for_you))
+        assert page.locator("#for-you .match").count() == 0
+        page.click("#toast-link")
+        page.wait_for_function("() => document.activeElement.id === 'for-you-title'")
         shot(page, "05-for-you.png")
         page.click("#forget-me")
         page.wait_for_selector("#for-you", state="hidden")
+        assert page.is_hidden("#for-you-link")
         assert page.locator("#results .card button.like[aria-pressed='true']").count() == 0
 
-    # A file that is not an image: a friendly message, no results from the old photo.
+    # A file that is not an image: a friendly message, and what the shopper had stays on the page.
+    before = card_ids(page)
     bad = tmp_path / "notes.jpg"
     bad.write_text("Order 1234: two shirts, one pair of shoes.\n" * 20)
     with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
@@ -216,7 +309,8 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     page.wait_for_selector("#message:not([hidden])")
     assert page.inner_text("#message-title") == "That file isn't a photo"
     assert "not an image" in page.inner_text("#message-text")
-    assert card_ids(page) == [] and not page.is_visible("#identified")
+    idle(page)
+    assert card_ids(page) == before and page.is_visible("#identified")
     shot(page, "06-not-an-image.png")
 
     # Over the upload limit: said at once, nothing sent.
@@ -267,47 +361,192 @@ def test_drag_and_drop_a_photo(server, browser, fashion_index):
     page.close()
 
 
-def test_personal_parts_stay_hidden_without_their_endpoints(browser, fashion_index, monkeypatch):
-    """A server without the personalisation / complete-the-look routes: the page hides those parts quietly."""
-    import threading
+def test_extras_that_fail_stay_quiet(server, browser, fashion_index):
+    """For you and complete-the-look are extras: when they fail, the search and "More like this" stay, unexplained."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    broken = {"status": 500, "content_type": "application/json",
+              "body": '{"error": {"code": "internal_error", "message": "down"}}'}
+    page.route(re.compile(r".*/(complete-the-look|recommendations)(\?.*)?$"), lambda route: route.fulfill(**broken))
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    photo, _ = query_photo(fashion_index)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", str(photo))
+    assert answer.value.status == 200
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    with page.expect_response(lambda r: "/complete-the-look" in r.url) as look:
+        page.locator("#results .card button.more").first.click()
+    assert look.value.status == 500
+    page.wait_for_function("() => document.querySelector('#results-title').textContent.startsWith('More like')")
+    idle(page)
+    assert len(card_ids(page)) >= 5
+    assert page.is_hidden("#complete-look") and page.is_hidden("#for-you") and page.is_hidden("#message")
+    assert page.is_hidden("#for-you-link")
+    page.close()
 
-    import uvicorn
 
-    from stylelens.service import app as app_module
+def test_exact_match_comes_first(server, browser, fashion_index):
+    """A shopper who uploads a product's own photo sees that product first, marked and outlined."""
+    pid, image = in_stock_catalog_product(fashion_index)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", files=[{"name": "mine.jpg", "mimeType": "image/jpeg", "buffer": image.read_bytes()}])
+    assert answer.value.status == 200 and answer.value.json()["results"][0]["exact_match"] is True
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    idle(page)
+    first = page.locator("#results .card").first
+    assert first.get_attribute("data-id") == pid
+    assert first.locator(".match-text").inner_text() == "Exact match"
+    assert "exact" in first.get_attribute("class")
+    assert page.locator("#results .card.exact").count() == 1
+    shot(page, "09-exact-match.png", full_page=False)
+    page.close()
 
-    monkeypatch.setattr(app_module, "_quality_router", lambda: None)
-    app = app_module.create_app(fashion_index[0])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+
+def test_focus_is_visible_on_every_control(server, browser, fashion_index):
+    """Tab through the whole page with results, the picked product, its look and For you: every stop shows a ring."""
+    photo, _ = query_photo(fashion_index)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    idle(page)
+    with page.expect_response(lambda r: "/recommendations" in r.url):
+        page.locator("#results .card button.like").first.click()
+    page.wait_for_selector("#for-you:not([hidden]) .card")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")):
+        page.uncheck("#f-stock")  # an active filter, so its chip is on the page
+    idle(page)
+    with page.expect_response(lambda r: "/complete-the-look" in r.url):
+        page.locator("#results .card button.more").first.click()
+    page.wait_for_function("() => document.querySelector('#results-title').textContent.startsWith('More like')")
+    idle(page)
+    page.focus(".skip-link")  # the first stop on the page
+    seen, missing = [], []
+    for i in range(400):
+        if i:
+            page.keyboard.press("Tab")
+        info = page.evaluate(FOCUS_RING_JS)
+        if info["id"] is None or (seen and info == seen[0] and len(seen) > 5):
+            break
+        seen.append(info)
+        if not (info["ring"] and info["visible"]):
+            missing.append(info)
+    ids = [i["id"] for i in seen]
+    for stop in ("skip-link", "for-you-link", "file-input", "f-gender", "focus-buy", "back-to-photo", "sort", "chip",
+                 "load-more", "forget-me", "toast-link"):
+        assert any(stop in i for i in ids), (stop, ids)
+    assert sum(1 for i in ids if "more" in i.split()) > 24 + 3  # the grid's cards, the look's and For you's
+    assert "camera-input" not in ids  # no camera button without a touch screen, so no invisible stop either
+    assert len(seen) > 50
+    assert not missing, missing
+    page.focus("#f-gender")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    shot(page, "10-focus-ring.png", full_page=False)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def bare_index(tmp_path_factory) -> Path:
+    """fashion-small's own labels and nothing else: no prices, no links, every product in stock."""
+    root = tmp_path_factory.mktemp("bare")
+    catalog = fashion_small_catalog(root / "catalog", 120)
+    with open(catalog / "products.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = ("id", "name", "articleType", "gender", "baseColour") + FASHION_EXTRA_COLUMNS
+    write_feed(catalog / "products.csv", [{c: r[c] for c in columns} for r in rows], columns)
+    build_index(catalog, root / "index", backbone="efficientnet-lite0", weights="imagenet", workers=0, progress=False)
+    return root / "index"
+
+
+def test_a_feed_without_prices_or_links(browser, bare_index, fashion_index):
+    """No price controls, no price sorting and no Buy button where the catalog has none; an empty answer says why."""
+    from stylelens.service.app import create_app
+
+    url, stop = serve_in_thread(create_app(bare_index))
     try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "in-process server did not start"
-            time.sleep(0.1)
-        photo, _ = query_photo(fashion_index)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"http://127.0.0.1:{port}")
+        page.goto(url)
         page.wait_for_selector("body[data-ready='true']")
-        with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
-            page.set_input_files("#file-input", str(photo))
-        assert answer.value.status == 200
+        assert httpx.get(url + "/api/facets").json()["price"] is None
+        assert page.is_hidden("#price-range") and page.is_hidden("#f-min")
+        photo, _ = query_photo(fashion_index)
+        page.set_input_files("#file-input", str(photo))
         page.wait_for_selector("#results .card:not(.skeleton)")
-        assert not page.locator("#results .card .feedback").first.is_visible()
-        with page.expect_response(lambda r: "/complete-the-look" in r.url) as look:
-            page.locator("#results .card button.more").first.click()
-        assert look.value.status == 404
-        page.wait_for_function("() => document.querySelector('#results-title').textContent.startsWith('More like')")
-        assert page.is_hidden("#complete-look") and page.is_hidden("#for-you") and page.is_hidden("#message")
-        # No shopper id was sent where nothing could use it: nothing was remembered about this shopper.
-        shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
-        assert set(app.state.index.shoppers.counts(shopper).values()) == {0}
+        idle(page)
+        assert page.locator("#results .card").count() >= 5
+        assert page.locator(".buy").count() == 0 and "No link" not in page.inner_text("#results")
+        assert page.is_hidden("#sort-box")
+        assert page.locator("#results .card button.more").first.is_visible()
+        shot(page, "11-no-prices.png", full_page=False)
+
+        # Filters that leave nothing: the server's reason is shown, not generic advice.
+        genders = page.eval_on_selector_all("#f-gender option", "os => os.map(o => o.value).filter(Boolean)")
+        types = page.eval_on_selector_all("#f-type option", "os => os.map(o => o.value).filter(Boolean)")
+        facets = httpx.get(url + "/api/facets").json()
+        note = None
+        for gender in genders:
+            for kind in types:
+                body = httpx.get(f"{url}/api/products/{card_ids(page)[0]}/similar", params={"gender": gender, "type": kind}).json()
+                if not body["results"]:
+                    note = (gender, kind, body["note"])
+                    break
+            if note:
+                break
+        assert note and facets["gender"]
+        page.select_option("#f-gender", note[0])
+        idle(page)
+        with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+            page.select_option("#f-type", note[1])
+        idle(page)
+        body = answer.value.json()
+        assert body["results"] == [] and body["note"]
+        assert page.inner_text("#results .empty") == body["note"]
+        assert "together" in body["note"]
+        assert page.locator("#chips .chip").count() == 2
+        shot(page, "12-empty-note.png", full_page=False)
         page.close()
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+        stop()
+
+
+def test_an_error_keeps_the_previous_results(server, browser, fashion_index, tmp_path):
+    photo, true_type = query_photo(fashion_index)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    idle(page)
+    before, meta = card_ids(page), page.inner_text("#results-meta")
+    preview = page.get_attribute("#preview", "src")
+    text = tmp_path / "notes.txt"
+    text.write_text("two shirts, one pair of shoes\n")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", str(text))
+    assert answer.value.status == 422
+    page.wait_for_selector("#message:not([hidden])")
+    idle(page)
+    assert page.inner_text("#message-title") == "That file isn't a photo"
+    assert card_ids(page) == before and page.inner_text("#results-meta") == meta
+    assert page.inner_text("#ident-text").startswith(true_type)
+    # The good photo stays: its preview is back, and a filter re-runs the search with it.
+    page.wait_for_function("(src) => document.querySelector('#preview').getAttribute('src') === src && "
+                           "!document.querySelector('#preview').hidden", arg=preview)
+    shot(page, "13-error-keeps-results.png", full_page=False)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.uncheck("#f-stock")
+    assert answer.value.status == 200
+    page.close()
 
 
 def test_phone_layout_and_keyboard(server, browser, fashion_index):
@@ -318,8 +557,20 @@ def test_phone_layout_and_keyboard(server, browser, fashion_index):
     page.wait_for_selector("body[data-ready='true']")
     assert page.is_visible("label[for='camera-input']")  # a phone gets the camera button
     assert page.get_attribute("#camera-input", "capture") == "environment"
+    # A phone cannot drop a file: the photo box says what a phone can do.
+    assert page.is_visible("text=Take or choose a photo") and not page.is_visible("text=Drop a photo here")
+    shot(page, "07-phone-start.png", full_page=False)
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#results .card:not(.skeleton)")
+    # The results would start below the fold; the page scrolls itself up to them.
+    page.wait_for_function("""() => {
+        const top = document.querySelector('#results .card').getBoundingClientRect().top;
+        return window.scrollY > 0 && top >= 0 && top < window.innerHeight - 100;
+    }""")
+    page.wait_for_timeout(600)  # a smooth scroll has settled
+    box = page.locator("#results .card").first.bounding_box()
+    assert 0 <= box["y"] < 844, box
+    shot(page, "07-phone-results.png", full_page=False)
     # Every card fits the narrow screen: nothing scrolls sideways.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "07-phone.png")
@@ -335,8 +586,16 @@ def test_phone_layout_and_keyboard(server, browser, fashion_index):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("() => document.activeElement.id"))
     assert reached[:8] == ["camera-input", "filters-toggle", "f-gender", "f-type", "f-colour", "f-min", "f-max", "f-stock"], reached
+    page.focus("#file-input")
+    page.keyboard.press("Tab")
+    ring = page.evaluate(FOCUS_RING_JS)
+    assert ring["id"] == "camera-input" and ring["ring"] and ring["visible"], ring  # its label wears the ring
     page.locator("#results .card button.more").first.focus()
     with page.expect_response(lambda r: "/similar" in r.url):
         page.keyboard.press("Enter")
     page.wait_for_function("() => document.querySelector('#results-title').textContent.startsWith('More like')")
+    page.wait_for_selector("#complete-look:not([hidden]) .card")
+    page.wait_for_timeout(600)  # a smooth scroll has settled
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # the look scrolls inside itself
+    shot(page, "07-phone-more-like-this.png", full_page=False)
     page.close()

@@ -8,12 +8,16 @@
     dropHint: $("drop-hint"), chooseLabel: $("choose-label"), limit: $("upload-limit"), catalogInfo: $("catalog-info"),
     identified: $("identified"), identText: $("ident-text"), identBar: $("ident-bar"), identDetails: $("ident-details"),
     filters: $("filters"), filtersToggle: $("filters-toggle"), gender: $("f-gender"), type: $("f-type"), colour: $("f-colour"), min: $("f-min"),
-    max: $("f-max"), stock: $("f-stock"), k: $("f-k"), collapse: $("f-collapse"), variety: $("f-variety"),
-    varietyValue: $("f-variety-value"),
+    max: $("f-max"), stock: $("f-stock"), collapse: $("f-collapse"), variety: $("f-variety"),
+    varietyValue: $("f-variety-value"), priceRange: $("price-range"), sort: $("sort"), sortBox: $("sort-box"),
+    chips: $("chips"), loadMore: $("load-more"), forYouLink: $("for-you-link"), forYouCount: $("for-you-count"),
+    toastBody: $("toast-body"), toastText: $("toast-text"), toastLink: $("toast-link"),
+    focus: $("focus-product"), focusImg: $("focus-img"), focusTitle: $("focus-title"), focusType: $("focus-type"),
+    focusBuy: $("focus-buy"),
     message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"),
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
     results: $("results"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
-    forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"),
+    forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"), forYouTitle: $("for-you-title"),
   };
 
   // Friendly headlines per error code; the server's message (what happened, what to do) goes below.
@@ -38,6 +42,9 @@
   const PHOTO_ERRORS = new Set(["not_an_image", "empty", "too_large", "too_many_pixels", "unsupported_format",
     "truncated", "corrupt", "no_image"]);
 
+  const PAGE = 24;          // products per "page"; "Show more products" asks for PAGE more
+  const MAX_K = 1000;       // the API's limit on k
+
   const state = {
     file: null,            // the shopper's photo, kept in memory to re-run searches without re-uploading
     previewUrl: null,
@@ -47,6 +54,10 @@
     controller: null,      // aborts a search that a newer one replaces
     user: shopperId(),
     feedback: new Map(),   // product id -> "like" | "dislike"
+    k: PAGE,               // how many products are asked for; grows with "Show more products"
+    products: [],          // the last answer, in the server's order (sorting re-orders a copy)
+    hasPrices: false,      // the catalog has prices (/api/facets): only then price filters and sorting
+    forYouIds: "",         // what "For you" showed last, to say when a like changed it
   };
 
   function shopperId() {
@@ -92,10 +103,10 @@
 
   function filterParams() {
     const params = new URLSearchParams();
-    params.set("k", el.k.value);
+    params.set("k", String(state.k));
     for (const name of ["gender", "type", "colour"]) if (el[name].value) params.set(name, el[name].value);
-    if (el.min.value !== "") params.set("min_price", el.min.value);
-    if (el.max.value !== "") params.set("max_price", el.max.value);
+    if (state.hasPrices && el.min.value !== "") params.set("min_price", el.min.value);
+    if (state.hasPrices && el.max.value !== "") params.set("max_price", el.max.value);
     params.set("include_out_of_stock", el.stock.checked ? "false" : "true");
     if (el.collapse.checked) params.set("collapse", "true");
     if (Number(el.variety.value) > 0) params.set("diversity", el.variety.value);
@@ -139,6 +150,8 @@
     if (state.controller) state.controller.abort();
     const controller = new AbortController();
     state.controller = controller;
+    const meta = el.resultsMeta.textContent === "Searching…" ? state.meta : el.resultsMeta.textContent;
+    state.meta = meta;
     clearError();
     el.welcome.hidden = true;
     setLoading(true);
@@ -149,8 +162,10 @@
     } catch (err) {
       if (err.name === "AbortError") return null;
       showError(err);
-      el.resultsMeta.textContent = "";
+      // An error never takes away what the shopper already had: the previous results stay.
+      el.resultsMeta.textContent = meta || "";
       if (el.results.querySelector(".skeleton")) el.results.replaceChildren();
+      el.welcome.hidden = el.results.children.length > 0 || Boolean(state.file);
       return null;
     } finally {
       if (controller === state.controller) {
@@ -160,66 +175,109 @@
     }
   }
 
-  async function searchPhoto() {
-    if (!state.file) return;
-    state.mode = "photo";
-    state.similarTo = null;
+  // ``photo``: a new photo to try (kept only if the server can use it); none: re-run with the current one.
+  async function searchPhoto(photo = null, { reveal = false, more = false } = {}) {
+    const file = photo ? photo.file : state.file;
+    if (!file) return;
     const body = await run((signal) => {
       const form = new FormData();
-      form.append("image", state.file);
+      form.append("image", file);
       for (const [name, value] of filterParams()) form.append(name, value);
       return api("/api/search", { method: "POST", body: form, signal });
     });
     if (!body) {
-      if (!el.message.hidden) {
-        el.identified.hidden = true;
-        el.results.replaceChildren();
-        showPhotoView("Find it in the shop");
-        if (PHOTO_ERRORS.has(el.message.dataset.code)) dropPhoto();
-      }
+      if (photo && PHOTO_ERRORS.has(el.message.dataset.code)) rejectPhoto(photo);
       return;
     }
+    if (photo) acceptPhoto(photo);
+    state.mode = "photo";
+    state.similarTo = null;
     renderIdentified(body.identified);
     showPhotoView("Similar products");
-    renderResults(body);
+    renderResults(body, { more });
+    if (reveal) revealResults();
   }
 
-  async function searchSimilar(product) {
-    state.mode = "similar";
-    state.similarTo = product;
+  // On a phone the photo and its panels fill the first screen: bring the products up to the shopper.
+  function revealResults() {
+    const first = el.results.querySelector(".card, .empty");
+    if (!first) return;
+    const top = first.getBoundingClientRect().top;
+    if (top >= 0 && top + 80 <= window.innerHeight) return;  // already in view (desktop)
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    el.resultsTitle.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+  }
+
+  async function searchSimilar(product, { more = false } = {}) {
+    const fresh = state.similarTo !== product;
+    if (fresh) state.k = PAGE;
     const body = await run((signal) =>
       api(`/api/products/${encodeURIComponent(product.id)}/similar?${filterParams()}`, { signal }));
     if (!body) return;
-    el.resultsTitle.textContent = `More like “${product.name || product.id}”`;
-    el.back.hidden = !state.file;
-    renderResults(body);
-    el.resultsTitle.focus();
-    el.resultsTitle.scrollIntoView({ behavior: "smooth", block: "start" });
+    state.mode = "similar";
+    state.similarTo = product;
+    el.resultsTitle.textContent = "More like this";
+    renderResults(body, { more });
+    if (!fresh) return;
+    showFocusProduct(product);
+    el.focusTitle.focus({ preventScroll: true });
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    el.focus.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
     sendEvent(product.id, "view");
     loadCompleteLook(product);
+  }
+
+  // "More like this": the chosen product on top, what completes its look right under it, then similar ones.
+  function showFocusProduct(p) {
+    const name = p.name || `Product ${p.id}`;
+    el.focusImg.src = p.image_url;
+    el.focusImg.alt = name;
+    el.focusTitle.textContent = name;
+    el.focusType.textContent = [p.type, p.gender, p.colour, formatPrice(p.price, p.currency)].filter(Boolean).join(" · ");
+    el.focusBuy.hidden = !p.url;
+    if (p.url) {
+      el.focusBuy.href = p.url;
+      el.focusBuy.setAttribute("aria-label", `Buy ${name} (opens the shop in a new tab)`);
+    }
+    el.back.hidden = !state.file;
+    el.focus.hidden = false;
   }
 
   function showPhotoView(title) {
     el.resultsTitle.textContent = title;
     el.back.hidden = true;
+    el.focus.hidden = true;
     el.look.hidden = true;
   }
 
-  function dropPhoto() {
-    state.file = null;
-    state.mode = null;
-    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-    state.previewUrl = null;
-    el.preview.hidden = true;
-    el.preview.removeAttribute("src");
-    el.dropHint.hidden = false;
-    el.chooseLabel.textContent = "Choose a photo";
-    el.welcome.hidden = false;
+  function acceptPhoto(photo) {
+    if (state.previewUrl && state.previewUrl !== photo.url) URL.revokeObjectURL(state.previewUrl);
+    state.file = photo.file;
+    state.previewUrl = photo.url;
   }
 
-  function rerun() {
-    if (state.mode === "similar" && state.similarTo) searchSimilar(state.similarTo);
-    else if (state.file) searchPhoto();
+  // The server could not use this photo: show the previous one again (its results never went away).
+  function rejectPhoto(photo) {
+    URL.revokeObjectURL(photo.url);
+    if (state.previewUrl) {
+      el.preview.src = state.previewUrl;
+      el.preview.hidden = false;
+      el.dropHint.hidden = true;
+      el.chooseLabel.textContent = "Choose another photo";
+    } else {
+      el.preview.hidden = true;
+      el.preview.removeAttribute("src");
+      el.dropHint.hidden = false;
+      el.chooseLabel.textContent = "Choose a photo";
+      el.welcome.hidden = el.results.children.length > 0;
+    }
+  }
+
+  function rerun({ more = false } = {}) {
+    if (!more) state.k = PAGE;
+    if (state.mode === "similar" && state.similarTo) searchSimilar(state.similarTo, { more });
+    else if (state.file) searchPhoto(null, { more });
+    renderChips();
   }
 
   // ---- rendering ----------------------------------------------------------------------------
@@ -232,17 +290,47 @@
     el.identified.hidden = false;
   }
 
-  function renderResults(body) {
-    const products = body.results || [];
-    el.results.replaceChildren(...products.map(card));
-    if (!products.length) {
+  function renderResults(body, { more = false } = {}) {
+    const shown = new Set(more ? state.products.map((p) => p.id) : []);
+    state.products = body.results || [];
+    drawResults();
+    const n = state.products.length;
+    el.resultsMeta.textContent = `${n} product${n === 1 ? "" : "s"} · ${Math.round(body.took_ms || 0)} ms`;
+    state.meta = el.resultsMeta.textContent;
+    // Fewer than asked for means there are no more to show.
+    el.loadMore.hidden = n < state.k || state.k >= MAX_K;
+    el.sortBox.hidden = n < 2 || !state.hasPrices;  // "Best match" alone is no choice
+    if (more) {
+      // Keyboard and screen-reader users continue at the first product they have not seen.
+      const fresh = Array.from(el.results.querySelectorAll(".card")).find((c) => !shown.has(c.dataset.id));
+      if (fresh) { fresh.tabIndex = -1; fresh.focus(); }
+    }
+    if (!n) {
       const li = document.createElement("li");
       li.className = "empty";
-      li.textContent = "No products match these filters. Loosen them, or untick “In stock only”.";
-      el.results.append(li);
+      // The server says why nothing came back (a filter, stock, no prices); the generic advice is the fallback.
+      li.textContent = body.note || "No products match these filters. Loosen them, or untick “In stock only”.";
+      el.results.replaceChildren(li);
     }
-    const n = products.length;
-    el.resultsMeta.textContent = `${n} product${n === 1 ? "" : "s"} · ${Math.round(body.took_ms || 0)} ms`;
+  }
+
+  function sorted(products) {
+    const how = el.sort.value;
+    if (how === "match" || !state.hasPrices) return products;
+    const sign = how === "price-desc" ? -1 : 1;
+    const price = (p) => (typeof p.price === "number" ? p.price : null);
+    const exact = products.filter((p) => p.exact_match);
+    const rest = products.filter((p) => !p.exact_match).map((p, i) => [p, i]);
+    rest.sort(([a, i], [b, j]) => {
+      const pa = price(a), pb = price(b);
+      if (pa === null || pb === null) return (pa === null) - (pb === null) || i - j;  // unpriced last
+      return sign * (pa - pb) || i - j;
+    });
+    return [...exact, ...rest.map(([p]) => p)];  // the shopper's own product stays first
+  }
+
+  function drawResults() {
+    if (state.products.length) el.results.replaceChildren(...sorted(state.products).map((p) => card(p)));
   }
 
   function formatPrice(price, currency) {
@@ -254,7 +342,8 @@
     }
   }
 
-  function card(p) {
+  // ``match: false`` leaves out the "% match" bar (For you and complete-the-look scores are not a match to the photo).
+  function card(p, { match = true } = {}) {
     const node = el.cardTemplate.content.firstElementChild.cloneNode(true);
     const name = p.name || `Product ${p.id}`;
     node.dataset.id = p.id;
@@ -271,20 +360,21 @@
       similar.textContent = `+${p.similar_count} similar`;
       similar.title = `${p.similar_count} near-identical ${p.similar_count === 1 ? "product is" : "products are"} hidden behind this one`;
     }
-    // The similarity (cosine), never the ranking score: a boost must not read as "105 % match".
-    const pct = Math.min(100, Math.max(0, Math.round((p.similarity ?? p.score ?? 0) * 100)));
-    node.querySelector(".match-bar").style.setProperty("--value", `${pct}%`);
-    node.querySelector(".match-text").textContent = p.exact_match ? "Exact match" : `${pct}% match`;
-    if (p.exact_match) node.classList.add("exact");
+    if (match) {
+      // The similarity (cosine), never the ranking score: a boost must not read as "105 % match".
+      const pct = Math.min(100, Math.max(0, Math.round((p.similarity ?? p.score ?? 0) * 100)));
+      node.querySelector(".match-bar").style.setProperty("--value", `${pct}%`);
+      node.querySelector(".match-text").textContent = p.exact_match ? "Exact match" : `${pct}% match`;
+      if (p.exact_match) node.classList.add("exact");
+    } else {
+      node.querySelector(".match").remove();
+    }
     const buy = node.querySelector(".buy");
     if (p.url) {
       buy.href = p.url;
       buy.setAttribute("aria-label", `Buy ${name} (opens the shop in a new tab)`);
     } else {
-      buy.removeAttribute("href");
-      buy.classList.add("disabled");
-      buy.setAttribute("aria-disabled", "true");
-      buy.textContent = "No link";
+      buy.remove();  // nothing to buy from: no button at all rather than a disabled one
     }
     const more = node.querySelector(".more");
     more.setAttribute("aria-label", `More like ${name}`);
@@ -307,7 +397,10 @@
         for (const b of document.querySelectorAll(`.card[data-id="${CSS.escape(p.id)}"] .feedback button`)) {
           b.setAttribute("aria-pressed", String(b.classList.contains(event)));
         }
-        loadForYou();
+        await loadForYou();
+        if (event === "like") toast(el.forYou.hidden ? "Liked. Like a few more to get picks For you."
+          : "Saved to For you.", !el.forYou.hidden);
+        else toast("Got it: fewer like this.", false);
       });
     }
   }
@@ -326,15 +419,47 @@
     }
   }
 
+  const FOR_YOU = 8;
+
+  // The recommendations route has no `collapse`: near-identical products (same kind, colour and name, or
+  // the same score to the same taste, i.e. the same picture) are folded here so they do not sit side by side.
+  function distinct(products, n) {
+    const kept = [];
+    for (const p of products) {
+      const twin = kept.find((q) => q.id === p.id || (q.type === p.type && q.colour === p.colour
+        && ((p.name && q.name === p.name) || Math.abs((q.score ?? 0) - (p.score ?? 1)) < 5e-4)));
+      if (!twin) kept.push(p);
+      if (kept.length === n) break;
+    }
+    return kept;
+  }
+
   async function loadForYou() {
     try {
-      const body = await api(`/api/users/${encodeURIComponent(state.user)}/recommendations?k=8`);
-      const products = (body && body.results) || [];
-      el.forYouGrid.replaceChildren(...products.map(card));
+      const body = await api(`/api/users/${encodeURIComponent(state.user)}/recommendations?k=${3 * FOR_YOU}`);
+      const products = distinct((body && body.results) || [], FOR_YOU);
+      el.forYouGrid.replaceChildren(...products.map((p) => card(p, { match: false })));
       el.forYou.hidden = products.length === 0;
+      el.forYouLink.hidden = el.forYou.hidden;
+      el.forYouCount.textContent = products.length ? `(${products.length})` : "";
     } catch (err) {
       el.forYou.hidden = true;  // "For you" is extra: a failure here must not hide the search
+      el.forYouLink.hidden = true;
     }
+  }
+
+  let toastTimer = null;
+  function toast(text, withLink) {
+    clearTimeout(toastTimer);
+    el.toastText.textContent = text;
+    el.toastLink.hidden = !withLink;
+    el.toastBody.hidden = false;
+    const hide = () => {
+      // Not while the shopper is on the link (keyboard) or pointing at it.
+      if (el.toastBody.matches(":hover, :focus-within")) { toastTimer = setTimeout(hide, 2000); return; }
+      el.toastBody.hidden = true;
+    };
+    toastTimer = setTimeout(hide, 6000);
   }
 
   async function forgetMe() {
@@ -348,6 +473,7 @@
     for (const b of document.querySelectorAll(".feedback button")) b.setAttribute("aria-pressed", "false");
     el.forYouGrid.replaceChildren();
     el.forYou.hidden = true;
+    el.forYouLink.hidden = true;
   }
 
   async function loadCompleteLook(product) {
@@ -362,8 +488,8 @@
         const h = document.createElement("h3");
         h.textContent = g.category;
         const ul = document.createElement("ul");
-        ul.className = "grid compact";
-        ul.append(...g.products.map(card));
+        ul.className = "look-row";
+        ul.append(...g.products.map((p) => card(p, { match: false })));
         section.append(h, ul);
         return section;
       }));
@@ -381,16 +507,16 @@
         `The photo is ${(file.size / 1048576).toFixed(1)} MB, over the ${(state.maxUploadBytes / 1048576).toFixed(1)} MB limit. Upload a smaller photo (resize it or save it as JPEG).`));
       return;
     }
-    state.file = file;
-    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
-    state.previewUrl = URL.createObjectURL(file);
+    const photo = { file, url: URL.createObjectURL(file) };
     el.preview.hidden = false;
-    el.preview.src = state.previewUrl;
+    el.preview.src = photo.url;
     el.dropHint.hidden = true;
     el.chooseLabel.textContent = "Choose another photo";
-    searchPhoto();
+    state.k = PAGE;
+    searchPhoto(photo, { reveal: true });
   }
 
+  // A file the browser cannot show (the server's answer says why): hide the broken picture, not the old results.
   el.preview.addEventListener("error", () => { el.preview.hidden = true; el.dropHint.hidden = false; });
   for (const input of [el.fileInput, el.cameraInput]) {
     input.addEventListener("change", () => { takeFile(input.files[0]); input.value = ""; });
@@ -429,8 +555,63 @@
   el.variety.addEventListener("input", showVariety);  // the search re-runs on "change", when the thumb is let go
   el.filters.addEventListener("submit", (e) => { e.preventDefault(); rerun(); });
   el.filters.addEventListener("reset", () => setTimeout(() => { showVariety(); rerun(); }, 0));
+  el.filters.addEventListener("input", (e) => { if (e.target !== el.variety) renderChips(); });
   el.forget.addEventListener("click", forgetMe);
-  el.back.addEventListener("click", () => { el.look.hidden = true; searchPhoto(); });
+  el.back.addEventListener("click", () => { state.k = PAGE; searchPhoto(); el.resultsTitle.focus(); });
+  el.sort.addEventListener("change", drawResults);
+  el.loadMore.addEventListener("click", () => {
+    state.k = Math.min(MAX_K, state.k + PAGE);
+    rerun({ more: true });
+  });
+  el.forYouLink.addEventListener("click", () => setTimeout(() => el.forYouTitle.focus({ preventScroll: true }), 0));
+  el.toastLink.addEventListener("click", () => {
+    el.toastBody.hidden = true;
+    setTimeout(() => el.forYouTitle.focus({ preventScroll: true }), 0);
+  });
+
+  // ---- active filters as removable chips -----------------------------------------------------
+  function activeFilters() {
+    const out = [];
+    const label = (select) => select.options[select.selectedIndex].textContent;
+    for (const [name, title] of [["gender", "Gender"], ["type", "Type"], ["colour", "Colour"]]) {
+      if (el[name].value) out.push([`${title}: ${label(el[name])}`, () => { el[name].value = ""; }]);
+    }
+    if (state.hasPrices && el.min.value !== "") out.push([`From ${el.min.value}`, () => { el.min.value = ""; }]);
+    if (state.hasPrices && el.max.value !== "") out.push([`Up to ${el.max.value}`, () => { el.max.value = ""; }]);
+    if (!el.stock.checked) out.push(["Including out of stock", () => { el.stock.checked = true; }]);
+    if (!el.collapse.checked) out.push(["Showing near-duplicates", () => { el.collapse.checked = true; }]);
+    if (Number(el.variety.value) > 0) {
+      out.push([`Variety ${Math.round(el.variety.value * 100)} %`, () => { el.variety.value = "0"; showVariety(); }]);
+    }
+    return out;
+  }
+
+  function renderChips() {
+    const chips = activeFilters().map(([text, clear], i) => {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "chip";
+      button.textContent = text;
+      button.setAttribute("aria-label", `Remove filter: ${text}`);
+      const x = document.createElement("span");
+      x.className = "chip-x";
+      x.setAttribute("aria-hidden", "true");
+      x.textContent = "×";
+      button.append(x);
+      button.addEventListener("click", () => {
+        clear();
+        rerun();
+        // Focus goes to the chip that took this one's place, or back to the results.
+        const next = el.chips.querySelectorAll(".chip")[i] || el.chips.querySelector(".chip:last-of-type");
+        (next || el.resultsTitle).focus();
+      });
+      li.append(button);
+      return li;
+    });
+    el.chips.replaceChildren(...chips);
+    el.chips.hidden = chips.length === 0;
+  }
   el.filtersToggle.addEventListener("click", () => {
     const open = !el.filters.classList.contains("open");
     el.filters.classList.toggle("open", open);
@@ -455,6 +636,10 @@
       fillSelect(el.gender, facets.gender);
       fillSelect(el.type, facets.type);
       fillSelect(el.colour, facets.colour);
+      // No prices in the feed: no price filter and no sorting by price (they could only ever match nothing).
+      state.hasPrices = Boolean(facets.price);
+      el.priceRange.hidden = !state.hasPrices;
+      if (!state.hasPrices) for (const option of el.sort.querySelectorAll(".needs-price")) option.remove();
       if (facets.price) {
         el.min.placeholder = `Min ${Math.floor(facets.price.min)}`;
         el.max.placeholder = `Max ${Math.ceil(facets.price.max)}`;
