@@ -40,20 +40,27 @@ def choose_embedder(weights: str | None):
 
 
 def cmd_demo(args) -> int:
-    from ..build import build_index
-    from ..query import open_index
-
     catalog = Path(args.catalog) if args.catalog else DEFAULT_CATALOG
     if not catalog.is_dir():
         from ..errors import CatalogError
 
         raise CatalogError(f"No catalog folder at {catalog}. Pass one: stylelens demo PATH/TO/CATALOG")
     out = Path(args.out)
-    embedder = choose_embedder(args.weights)
-    print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
+    if args.no_serve:
+        embedder = choose_embedder(args.weights)
+        print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
+        _build_then_sample(catalog, out, embedder)
+        return 0
+    return _serve_while_indexing(args, catalog, out)
+
+
+def _build_then_sample(catalog: Path, out: Path, embedder) -> None:
+    from ..build import build_index
+    from ..query import open_index
+    from ..render import results_grid
+
     report = build_index(catalog, out, embedder=embedder)
     print(report.summary(), flush=True)
-
     index = open_index(out, embedder=embedder)
     first = next(iter(index.store.columns.row_of))
     query = index.image_path(first)
@@ -61,13 +68,49 @@ def cmd_demo(args) -> int:
     print(f"\nsample search with {query}:")
     print_identified(result.identified)
     print_results(result.products)
-    from ..render import results_grid
-
     grid = results_grid(query, result.products, out / "sample-search.png", title=result.identified.type or "query")
-    print(f"wrote {grid}")
-    if args.no_serve:
-        return 0
-    from .serve import cmd_serve
+    print(f"wrote {grid}", flush=True)
+    index.close()
 
-    args.index, args.max_upload_bytes, args.search, args.log_level = str(out), None, None, "warning"
-    return cmd_serve(args)
+
+def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
+    """The page first: it answers from what is indexed so far while the rest of the catalog streams in."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from ..catalog import load_catalog
+    from ..index.manifest import read_manifest
+    from ..service import create_app
+    from .options import settings_from
+    from .serve import check_port_free
+
+    settings = settings_from(args)
+    host, port = settings.host, settings.port
+    check_port_free(host, port)
+    total = len(load_catalog(catalog).images)
+    print(f"stylelens: open http://{host}:{port}/  — the page searches what is indexed so far while the "
+          f"{total:,} catalog images are indexed (Ctrl-C stops; indexed work is kept)", flush=True)
+    embedder = choose_embedder(args.weights)
+    print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
+    failure: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            _build_then_sample(catalog, out, embedder)
+        except Exception as exc:  # shown as one line; the page keeps serving what was indexed
+            failure.append(exc)
+            print(f"error: indexing stopped: {getattr(exc, 'message', exc)}", file=sys.stderr, flush=True)
+
+    worker = threading.Thread(target=build, name="stylelens-demo-index", daemon=True)
+    worker.start()
+    # The server opens the index once its first batch is committed (a new folder has no manifest before).
+    while worker.is_alive() and not (out.is_dir() and read_manifest(out)):
+        time.sleep(0.5)
+    if failure and read_manifest(out) is None:
+        raise failure[0]
+    app = create_app(out, settings)
+    app.state.expected_products = total
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0

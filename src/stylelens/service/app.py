@@ -181,7 +181,16 @@ async def health(request: Request, index: Index = Depends(current_index)):
             "weights": manifest["weights"]["source"], "dimension": index.store.dim, "pooling": manifest["pooling"],
             "search": index.store.backend.name, "runtime": index.embedder.runtime_name,
             "generation": {"vectors": index.store.generation[0], "rows": index.store.generation[1]},
-            "max_upload_bytes": request.app.state.settings.max_upload_bytes}
+            "max_upload_bytes": request.app.state.settings.max_upload_bytes,
+            "indexing": _indexing(request.app, len(index))}
+
+
+def _indexing(app: FastAPI, products: int) -> dict | None:
+    """While `stylelens demo` still indexes the catalog it serves: how far it got (None when done)."""
+    expected = getattr(app.state, "expected_products", None)
+    if expected is None or products >= expected:
+        return None
+    return {"indexed": products, "expected": expected}
 
 
 @api.get("/facets", summary="Values for the filter controls")
