@@ -97,13 +97,16 @@ def test_threaded_decode_gives_the_same_vectors_as_decoding_in_the_calling_threa
     np.testing.assert_allclose(a.all_vectors(), b.all_vectors(), atol=1e-5)
 
 
-def test_search_ranks_by_cosine_and_never_returns_the_query_itself(catalog, tmp_path, random_embedder):
+def test_search_puts_the_exact_photo_first_then_ranks_by_cosine(catalog, tmp_path, random_embedder):
     folder, rows = catalog
     build(folder, tmp_path / "index", random_embedder)
     index = open_index(tmp_path / "index", embedder=random_embedder)
     result = index.search(folder / "images" / "1006.jpg", k=5, include_out_of_stock=True)
-    assert "1006" not in result.ids and len(result.ids) == 5
-    scores = [p["score"] for p in result.products]
+    # The product's own photo comes first, marked; the others never repeat it and are ranked by score.
+    assert result.ids[0] == "1006" and result.products[0].get("exact_match") is True
+    assert "1006" not in result.ids[1:] and len(result.ids) == 5
+    assert not any(p.get("exact_match") for p in result.products[1:])
+    scores = [p["score"] for p in result.products[1:]]
     assert scores == sorted(scores, reverse=True)
     # "similarity" is the cosine with the stored vector.
     query = random_embedder.embed_one(folder / "images" / "1006.jpg")
