@@ -478,6 +478,7 @@ def test_a_feed_without_prices_or_links(browser, bare_index, fashion_index):
         page.wait_for_selector("body[data-ready='true']")
         assert httpx.get(url + "/api/facets").json()["price"] is None
         assert page.is_hidden("#price-range") and page.is_hidden("#f-min")
+        assert "price" not in page.inner_text("#welcome")
         photo, _ = query_photo(fashion_index)
         page.set_input_files("#file-input", str(photo))
         page.wait_for_selector("#results .card:not(.skeleton)")

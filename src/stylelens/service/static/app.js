@@ -639,7 +639,10 @@
       // No prices in the feed: no price filter and no sorting by price (they could only ever match nothing).
       state.hasPrices = Boolean(facets.price);
       el.priceRange.hidden = !state.hasPrices;
-      if (!state.hasPrices) for (const option of el.sort.querySelectorAll(".needs-price")) option.remove();
+      if (!state.hasPrices) {
+        for (const option of el.sort.querySelectorAll(".needs-price")) option.remove();
+        $("refine-by").textContent = "by gender, type, colour and stock.";
+      }
       if (facets.price) {
         el.min.placeholder = `Min ${Math.floor(facets.price.min)}`;
         el.max.placeholder = `Max ${Math.ceil(facets.price.max)}`;
