@@ -144,7 +144,7 @@ def test_search_passes_user_diversity_and_collapse_through(client):
     photo = jpeg(COLOURS["Black"], "dress")
     plain = upload(client, photo, k=8).json()["results"]
     collapsed = upload(client, photo, k=8, collapse="true").json()["results"]
-    assert all("similar_count" in p for p in collapsed) and all("similar_count" not in p for p in plain)
+    assert all(p["similar_count"] is not None for p in collapsed) and all(p["similar_count"] is None for p in plain)
     diverse = upload(client, photo, k=8, diversity=1).json()["results"]
     assert [p["id"] for p in diverse] != [p["id"] for p in plain]
     assert upload(client, photo, k=8, user="shopper-diversity").status_code == 200
@@ -425,3 +425,24 @@ def test_page_and_static_assets_are_local(client):
 def test_serve_command_reports_a_missing_index(tmp_path, capsys):
     assert cli_main(["serve", str(tmp_path / "no-index")]) == 2
     assert "No stylelens index" in capsys.readouterr().err
+
+
+def test_openapi_declares_a_schema_for_every_answer(client):
+    spec = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue  # pictures, not JSON
+        for method, op in methods.items():
+            ok = op["responses"].get("200", {}).get("content", {}).get("application/json", {})
+            assert ok.get("schema"), f"{method.upper()} {path} has no response schema"
+    product = spec["components"]["schemas"]["Product"]["properties"]
+    assert {"id", "similarity", "exact_match", "image_url"} <= set(product)
+
+
+def test_event_bodies_are_capped_and_nested_json_is_a_400(client):
+    big = client.post("/api/users/u9/events", content=b'{"product_id": "' + b"1" * 100_000 + b'"}',
+                      headers={"Content-Type": "application/json"})
+    assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+    nested = client.post("/api/users/u9/events", content=b"[" * 2000 + b"]" * 2000,
+                         headers={"Content-Type": "application/json"})
+    assert nested.status_code == 422 and nested.json()["error"]["code"] == "bad_request"

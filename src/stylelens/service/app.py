@@ -22,6 +22,7 @@ from ..query import Index, open_index
 from ..settings import Settings, settings_or_default
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
 from .routes_quality import router as shopper_router
+from .schemas import Facets, Health, Product, SearchResponse
 from .uploads import IMAGE_FIELD, read_upload
 
 STATIC = Path(__file__).parent / "static"
@@ -144,7 +145,7 @@ def _query_params(func):
 api = APIRouter(prefix="/api", responses={400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 413: ERROR_SCHEMA, 422: ERROR_SCHEMA})
 
 
-@api.post("/search", openapi_extra=SEARCH_BODY, summary="Identify the item in a photo and recommend products")
+@api.post("/search", openapi_extra=SEARCH_BODY, response_model=SearchResponse, summary="Identify the item in a photo and recommend products")
 async def search(request: Request, index: Index = Depends(current_index)):
     """Multipart form with the photo in ``image`` and any of the options as fields (or query parameters),
     or the raw photo as the body with an ``image/*`` Content-Type and the options as query parameters."""
@@ -162,19 +163,19 @@ def _no_image():
                "(or as the raw body with an image/* Content-Type).", code="no_image")
 
 
-@api.get("/products/{product_id}", summary="One product")
+@api.get("/products/{product_id}", response_model=Product, summary="One product")
 async def product(product_id: str, index: Index = Depends(current_index)):
     return public_product(await run_in_threadpool(index.product, product_id))
 
 
-@api.get("/products/{product_id}/similar", summary="More like this: products similar to a catalog product")
+@api.get("/products/{product_id}/similar", response_model=SearchResponse, summary="More like this: products similar to a catalog product")
 @_query_params
 async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
     k, filters, extras = _options(request)
     return public_result(await run_in_threadpool(index.similar, product_id, k, **filters, **extras))
 
 
-@api.get("/health", summary="What the server is serving")
+@api.get("/health", response_model=Health, summary="What the server is serving")
 async def health(request: Request, index: Index = Depends(current_index)):
     manifest = index.store.manifest["embedder"]
     return {"status": "ok", "version": __version__, "products": len(index), "backbone": manifest["backbone"],
@@ -193,7 +194,7 @@ def _indexing(app: FastAPI, products: int) -> dict | None:
     return {"indexed": products, "expected": expected}
 
 
-@api.get("/facets", summary="Values for the filter controls")
+@api.get("/facets", response_model=Facets, summary="Values for the filter controls")
 async def facets(index: Index = Depends(current_index)):
     return await run_in_threadpool(index.facets)
 

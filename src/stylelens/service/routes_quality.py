@@ -9,16 +9,23 @@ from starlette.concurrency import run_in_threadpool
 
 from ..query import Index, look, personalize
 from .http import bad, current_index, parse_options, public_product, public_result
+from .schemas import EventResponse, ForgetResponse, LookResponse, SearchResponse
 
 router = APIRouter(prefix="/api")
+MAX_EVENT_BYTES = 4096  # {"product_id": ..., "event": ...} needs a few dozen
 
 
-@router.post("/users/{user}/events", summary="Record a shopper's like, dislike or view of a product")
+@router.post("/users/{user}/events", response_model=EventResponse, summary="Record a shopper's like, dislike or view of a product")
 async def add_event(user: str, request: Request, index: Index = Depends(current_index)):
     """JSON body ``{"product_id": "...", "event": "like" | "dislike" | "view"}``."""
+    raw = b""
+    async for chunk in request.stream():  # capped while reading: a huge body costs nothing
+        raw += chunk
+        if len(raw) > MAX_EVENT_BYTES:
+            raise bad(f"An event body is at most {MAX_EVENT_BYTES:,} bytes of JSON.", code="too_large", status=413)
     try:
-        body = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested JSON
         body = None
     if not isinstance(body, dict) or not body.get("product_id") or not body.get("event"):
         raise bad('Send a JSON body like {"product_id": "123", "event": "like"}; event is like, dislike or view.',
@@ -27,7 +34,7 @@ async def add_event(user: str, request: Request, index: Index = Depends(current_
     return {"ok": True, "user": user, "counts": counts}
 
 
-@router.get("/users/{user}/recommendations", summary='"For you": products for a shopper from their history')
+@router.get("/users/{user}/recommendations", response_model=SearchResponse, summary='"For you": products for a shopper from their history')
 async def recommendations(user: str, request: Request, index: Index = Depends(current_index)):
     """Query parameters: ``k`` and the search filters (gender, type, colour, min_price, max_price, include_out_of_stock)."""
     k, filters, extras = parse_options(dict(request.query_params))
@@ -37,13 +44,13 @@ async def recommendations(user: str, request: Request, index: Index = Depends(cu
     return public_result(result)
 
 
-@router.delete("/users/{user}", summary="Forget a shopper: delete all their events")
+@router.delete("/users/{user}", response_model=ForgetResponse, summary="Forget a shopper: delete all their events")
 async def forget_user(user: str, index: Index = Depends(current_index)):
     deleted = await run_in_threadpool(personalize.forget, index, user)
     return {"ok": True, "user": user, "deleted": deleted}
 
 
-@router.get("/products/{product_id}/complete-the-look", summary="Items from complementary categories that go with a product")
+@router.get("/products/{product_id}/complete-the-look", response_model=LookResponse, summary="Items from complementary categories that go with a product")
 async def complete_the_look(product_id: str, request: Request, index: Index = Depends(current_index)):
     """``k`` (default 3) suggestions per complementary category (see stylelens.look for the rules)."""
     k, filters, extras = parse_options(dict(request.query_params))

@@ -1,0 +1,105 @@
+"""The shapes of the API's answers (pydantic), so /openapi.json documents every 200 response."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Product(BaseModel):
+    # Feed columns beyond these (brand, season...) pass through as they are.
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str | None = None
+    type: str | None = None
+    gender: str | None = None
+    colour: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    url: str | None = None
+    in_stock: bool = True
+    category: str | None = None
+    subcategory: str | None = None
+    season: str | None = None
+    usage: str | None = None
+    image_url: str = Field(description="The product's picture, served by this server.")
+    score: float | None = Field(None, description="Ranking score: the similarity plus any ranking boost.")
+    similarity: float | None = Field(None, description="Cosine similarity to the query, at most 1.")
+    exact_match: bool | None = Field(None, description="True when the query photo is this product's own picture.")
+    similar_count: int | None = Field(None, description="Near-identical products folded into this one (collapse).")
+
+
+class Identification(BaseModel):
+    type: str | None = None
+    type_confidence: float = 0.0
+    gender: str | None = None
+    gender_confidence: float = 0.0
+    colour: str | None = None
+    colour_confidence: float = 0.0
+
+
+class SearchResponse(BaseModel):
+    identified: Identification | None = Field(None, description="What the item is, by its labelled neighbours' vote.")
+    results: list[Product]
+    took_ms: float
+    note: str | None = Field(None, description="Why there are no results, when there are none.")
+
+
+class LookGroup(BaseModel):
+    category: str
+    products: list[Product]
+
+
+class LookResponse(BaseModel):
+    source: Product
+    groups: list[LookGroup]
+    took_ms: float
+
+
+class EventResponse(BaseModel):
+    ok: bool
+    user: str
+    counts: dict[str, int]
+
+
+class ForgetResponse(BaseModel):
+    ok: bool
+    user: str
+    deleted: int
+
+
+class PriceRange(BaseModel):
+    min: float
+    max: float
+
+
+class Facets(BaseModel):
+    gender: list[str]
+    type: list[str]
+    colour: list[str]
+    price: PriceRange | None = Field(None, description="None when the catalog has no prices.")
+
+
+class Generation(BaseModel):
+    vectors: int
+    rows: int
+
+
+class Indexing(BaseModel):
+    indexed: int
+    expected: int
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    products: int
+    backbone: str
+    weights: str
+    dimension: int
+    pooling: str
+    search: str
+    runtime: str
+    generation: Generation
+    max_upload_bytes: int
+    indexing: Indexing | None = None
