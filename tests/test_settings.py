@@ -40,3 +40,11 @@ def test_two_indexes_in_one_process_keep_different_settings(built_index, random_
         assert types == sorted(types, reverse=True)
         differ += a.ids != b.ids
     assert differ > 0, "the two indexes ranked every product alike: the setting did not reach one of them"
+
+
+def test_settings_survive_pickling_for_worker_processes():
+    import pickle
+
+    settings = Settings.load({}, type_boost=0.3, search="exact")
+    again = pickle.loads(pickle.dumps(settings))
+    assert again == settings and again.type_boost == 0.3

@@ -145,10 +145,15 @@ class Settings:
         return Settings(values)
 
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # pickle and copy look for dunders before __init__ ran: not settings
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:
             raise AttributeError(f"no setting named {name!r}") from None
+
+    def __reduce__(self):
+        return (Settings, (self._values,))
 
     def __setattr__(self, name, value):
         raise AttributeError("Settings are fixed once built; use settings.replace(...)")

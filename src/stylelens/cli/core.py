@@ -84,7 +84,10 @@ def cmd_index(args) -> int:
     from ..build import build_index
 
     settings = settings_from(args).replace(progress=False if args.no_progress else None)
-    report = build_index(args.catalog, args.out, args.products, settings=settings, actors=args.actors)
+    # The embedder flags given are named as such: `--backbone resnet50` on an index of another backbone is a
+    # mismatch to report, not the default to drop in favour of the index's own.
+    named = {name: getattr(args, name) for name in ("backbone", "weights", "pooling") if getattr(args, name) is not None}
+    report = build_index(args.catalog, args.out, args.products, settings=settings, actors=args.actors, **named)
     for warning in report.warnings[:10]:
         print(f"warning: {warning}", file=sys.stderr)
     if len(report.warnings) > 10:
