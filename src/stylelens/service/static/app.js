@@ -619,11 +619,36 @@
   });
 
   function fillSelect(select, values) {
+    // Adds the values not listed yet: called again while the catalog is still being indexed.
+    const listed = new Set([...select.options].map((o) => o.value));
     for (const value of values || []) {
+      if (listed.has(value)) continue;
       const option = document.createElement("option");
       option.value = value;
       option.textContent = value;
       select.append(option);
+    }
+  }
+
+  function showCatalog(health) {
+    const indexing = health.indexing;
+    el.catalogInfo.classList.toggle("indexing", Boolean(indexing));
+    el.catalogInfo.textContent = indexing
+      ? `Indexing the catalog: ${indexing.indexed.toLocaleString()} of ${indexing.expected.toLocaleString()} products — search already covers those`
+      : `${health.products.toLocaleString()} products`;
+    return Boolean(indexing);
+  }
+
+  // While the server is still indexing (stylelens demo), follow its progress and add new filter values.
+  async function followIndexing() {
+    try {
+      const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
+      fillSelect(el.gender, facets.gender);
+      fillSelect(el.type, facets.type);
+      fillSelect(el.colour, facets.colour);
+      if (showCatalog(health)) setTimeout(followIndexing, 3000);
+    } catch (err) {
+      setTimeout(followIndexing, 10000);
     }
   }
 
@@ -632,7 +657,7 @@
       const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
       state.maxUploadBytes = health.max_upload_bytes || state.maxUploadBytes;
       el.limit.textContent = `${Math.round(state.maxUploadBytes / 1048576)} MB`;
-      el.catalogInfo.textContent = `${health.products.toLocaleString()} products`;
+      if (showCatalog(health)) setTimeout(followIndexing, 3000);
       fillSelect(el.gender, facets.gender);
       fillSelect(el.type, facets.type);
       fillSelect(el.colour, facets.colour);
