@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -199,3 +200,15 @@ def test_a_catalog_without_prices_or_links_hides_those_columns_and_explains_an_e
     assert main(["search", str(tmp_path / "i"), photo, "--max-price", "50", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["results"] == [] and body["note"].startswith("This catalog has no prices")
+
+
+def test_json_image_paths_are_absolute_whatever_folder_indexing_ran_in(tmp_path, monkeypatch, capsys):
+    from conftest import write_catalog
+
+    write_catalog(tmp_path / "c", n=4)
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", "c", "--out", "i", "--workers", "0", "--no-progress", *RANDOM]) == 0
+    capsys.readouterr()
+    assert main(["search", "i", "c/images/1001.jpg", "-k", "2", "--json"]) == 0
+    paths = [r["image_path"] for r in json.loads(capsys.readouterr().out)["results"]]
+    assert paths and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)

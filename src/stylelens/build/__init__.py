@@ -33,7 +33,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
     """
     started = time.perf_counter()
     settings = settings_or_default(settings).replace(**overrides)
-    catalog = load_catalog(catalog_dir, products)
+    # Absolute paths in the index: what search --json and the server report works from any folder.
+    catalog = load_catalog(Path(catalog_dir).resolve(), products)
     actor_settings = settings
     if embedder is None:
         named = {name: getattr(settings, name) for name in EMBEDDER_IDENTITY
