@@ -99,3 +99,44 @@ def test_remove_products_reports_unknown_ids(tmp_path):
     assert removed == 1 and missing == ["q"]
     store = open_store(tmp_path / "ix")
     assert sorted(store.columns.row_of) == ["b", "c"] and store.n_rows == 2
+
+
+def test_one_writer_at_a_time_and_the_second_is_told_who_holds_the_index(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store = create_store(tmp_path / "ix", FP, {})
+    store.add(recs("ab"), unit(np.random.default_rng(5), 2))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    remove = [sys.executable, "-m", "stylelens", "remove", str(tmp_path / "ix"), "a"]
+    refused = subprocess.run(remove, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and refused.stdout == ""
+    err = refused.stderr.strip()
+    assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err and "another writer" in err
+    reader = open_store(tmp_path / "ix")  # readers never wait
+    assert len(reader) == 2
+    store.close()
+    assert subprocess.run(remove, capture_output=True, text=True, env=env, timeout=120).returncode == 0
+    assert len(open_store(tmp_path / "ix")) == 1
+
+
+def test_a_killed_writer_leaves_no_lock_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    create_store(tmp_path / "ix", FP, {}).close()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from stylelens.index import open_store; "
+                               f"open_store({str(tmp_path / 'ix')!r}, writable=True); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert holder.stdout.readline().strip() == "held"
+    from stylelens.errors import IndexBusyError
+
+    with pytest.raises(IndexBusyError, match=f"pid {holder.pid}"):
+        open_store(tmp_path / "ix", writable=True)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    open_store(tmp_path / "ix", writable=True).close()  # the lock died with its process

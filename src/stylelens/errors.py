@@ -53,6 +53,13 @@ class IndexMismatchError(StylelensError):
     http_status = 409
 
 
+class IndexBusyError(StylelensError):
+    """Another process is changing the index: one writer at a time."""
+
+    code = "index_busy"
+    http_status = 409
+
+
 class IndexDamagedError(StylelensError):
     """A file of the index folder cannot be read as what it should be: name it, never answer from it."""
 

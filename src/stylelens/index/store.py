@@ -17,11 +17,13 @@ from ..errors import IndexMismatchError, IndexNotFoundError
 from ..settings import Settings, settings_or_default
 from .backend import backend_class, kind_of, open_backend
 from .catalog_db import CATALOG_DB, CatalogDB, Columns
+from .lock import LOCK_FILE, WriterLock
 from .manifest import MANIFEST, check_compatible, new_manifest, read_manifest, write_manifest
 
 
 class IndexStore:
-    def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None):
+    def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None,
+                 writer_lock: WriterLock | None = None):
         self.path = Path(path)
         self.settings = settings_or_default(settings)
         self.writable = writable
@@ -30,17 +32,23 @@ class IndexStore:
             raise IndexNotFoundError(f"No stylelens index at {self.path}. Build one with: stylelens index CATALOG_DIR --out {self.path}")
         if expect is not None:
             check_compatible(manifest["embedder"], expect, self.path)
-        self.manifest = manifest
-        self.catalog = CatalogDB(self.path, writable)
+        # One writer at a time: taken before anything is read for writing, held until close().
+        self.writer_lock = (writer_lock or WriterLock(self.path).acquire()) if writable else None
+        self.manifest = read_manifest(self.path) if writable else manifest  # as the lock holder sees it
+        self.catalog = None
         self._columns: Columns | None = None
         self._lock = threading.Lock()
         try:
-            self.kind = kind_of((manifest.get("vectors") or {}).get("location"))
+            self.catalog = CatalogDB(self.path, writable)
+            self.kind = kind_of((self.manifest.get("vectors") or {}).get("location"))
             self.backend = open_backend(self.kind, self)
             if writable:
                 self.backend.recover()
         except BaseException:
-            self.catalog.close()
+            if self.catalog is not None:
+                self.catalog.close()
+            if self.writer_lock is not None:
+                self.writer_lock.release()
             raise
 
     # ---- reading -------------------------------------------------------------------------
@@ -162,6 +170,9 @@ class IndexStore:
     def close(self) -> None:
         self.backend.close()
         self.catalog.close()
+        if self.writer_lock is not None:
+            self.writer_lock.release()
+            self.writer_lock = None
 
     def _changed(self) -> None:
         self._columns = None
@@ -194,15 +205,23 @@ def create_store(path, fingerprint: dict, versions: dict, location: str | None =
     if path.exists() and not path.is_dir():
         raise IndexNotFoundError(f"{path} is a file, not a folder. Choose a new or empty --out folder.", code="not_an_index")
     path.mkdir(parents=True, exist_ok=True)
-    leftovers = {p.name for p in path.iterdir()} - {CATALOG_DB, CATALOG_DB + "-wal", CATALOG_DB + "-shm"}
+    leftovers = {p.name for p in path.iterdir()} - {CATALOG_DB, CATALOG_DB + "-wal", CATALOG_DB + "-shm", LOCK_FILE}
     if leftovers:
         raise IndexNotFoundError(f"{path} is not empty and is not a stylelens index. Choose a new or empty --out folder.",
                                  code="not_an_index")
-    manifest = new_manifest(fingerprint, versions)
-    backend_class(kind_of(location)).prepare(path, manifest, location, settings)
-    CatalogDB.create(path)
-    write_manifest(path, manifest)  # last: a folder with a manifest is an index
-    return open_store(path, writable=True, settings=settings)
+    lock = WriterLock(path).acquire()
+    try:
+        if read_manifest(path) is not None:  # another writer created it while we waited for the lock
+            lock.release()
+            return create_store(path, fingerprint, versions, location, settings=settings)
+        manifest = new_manifest(fingerprint, versions)
+        backend_class(kind_of(location)).prepare(path, manifest, location, settings)
+        CatalogDB.create(path)
+        write_manifest(path, manifest)  # last: a folder with a manifest is an index
+        return IndexStore(path, writable=True, settings=settings, writer_lock=lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _place(location: str | None):
