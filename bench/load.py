@@ -84,9 +84,9 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def sample_ids(index: str, n: int, seed: int) -> list[str]:
-    from stylelens.store import IndexStore
+    from stylelens.index import open_store
 
-    store = IndexStore.open(index)
+    store = open_store(index)
     try:
         ids = sorted(store.columns.row_of)
     finally:

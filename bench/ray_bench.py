@@ -5,7 +5,8 @@
     python bench/ray_bench.py --decode --no-runners  # decode + resize cost per CPU core (feeds a GPU)
 
 Runners: N images of fashion-small are indexed by the local runner and by the Ray runner on a local
-Ray cluster (all CPUs), alternately, ``--repeats`` times, committing every ``--commit`` images.
+Ray cluster (all CPUs), alternately, ``--repeats`` times; both commit once per embedder batch
+(``--batch-size`` images), as every build does.
 "end to end" is what ``stylelens index`` reports (catalog scan, model build, decode, inference,
 commits; for Ray also the actors' start-up); Ray's own start-up (``ray.init``) is timed apart.
 "CPU s/img" is the CPU time all processes of the run used (this one, its decode workers, Ray's
@@ -14,7 +15,7 @@ depend on how many processes compete, CPU time per image much less. The load ave
 with each run. Ray Data buffers embedded batches ahead of the driver's commits, so rates between
 commits say nothing about Ray's throughput; only whole runs are compared.
 
-Decode: ``pipeline.prepare_bytes`` (decode, EXIF, RGB, letterbox to the network's input) in one
+Decode: ``build.plan.prepare_bytes`` (decode, EXIF, RGB, letterbox to the network's input) in one
 process, on fashion-small's 60x80 JPEGs and on generated 1200x1600 product photos (quality 90), the
 size shops upload: images per second per core, what a GPU runner needs in CPU cores per GPU.
 
@@ -139,7 +140,7 @@ def bench_runners(args, work: Path) -> list[dict]:
         summary[key] = {runner: statistics.median(r[key] for r in rows if r["runner"] == runner) for runner in ("local", "ray")}
         print(f"median {key}: local {summary[key]['local']:.2f}, ray {summary[key]['ray']:.2f}, "
               f"ray/local = {summary[key]['ray'] / summary[key]['local']:.2f}")
-    print(f"({args.backbone}, runtime {args.runtime}, {args.images} images, commits of {args.commit})")
+    print(f"({args.backbone}, runtime {args.runtime}, {args.images} images, batches and commits of {args.batch_size})")
     return rows + [{"summary": summary, "ray_init_s": round(ray_start, 2)}]
 
 
@@ -196,11 +197,10 @@ def median_ms(fn, queries: int) -> float:
 def bench_stores(args, work: Path) -> list[dict]:
     import faiss
 
+    from stylelens.index import create_store, open_store
+    from stylelens.index.backend import exact_search
     from stylelens.query import Filters
-    from stylelens.index.store import create_store
-    from stylelens.scale.milvus_store import MilvusSearcher
-    from stylelens.search import ExactSearcher
-    from stylelens.store import IndexStore
+    from stylelens.settings import Settings
 
     dim = {"resnet50": 2048, "efficientnet-lite0": 1280}[args.backbone]
     fp = {"backbone": "bench", "weights": {"source": "random", "sha256": None, "detail": "seed"}, "pooling": "max",
@@ -208,8 +208,8 @@ def bench_stores(args, work: Path) -> list[dict]:
     rows = []
     for n in ([None] if args.real else args.sizes):
         if args.real:
-            index = IndexStore.open(args.real)
-            every = np.asarray(index.vectors[np.flatnonzero(index.columns.live)], dtype=np.float32)
+            index = open_store(args.real)
+            every = index.vectors(np.flatnonzero(index.columns.live))
             index.close()
             rng = np.random.default_rng(0)
             held_out = rng.choice(len(every), args.queries, replace=False)
@@ -227,34 +227,34 @@ def bench_stores(args, work: Path) -> list[dict]:
 
         folder = create_store(work / f"folder-{n}", fp, {})
         started = time.perf_counter()
-        for start in range(0, n, 256):  # the pipeline's commit size
-            folder.add(records[start:start + 256], vectors[start:start + 256])
+        for start in range(0, n, args.batch_size):  # a build commits once per embedder batch
+            folder.add(records[start:start + args.batch_size], vectors[start:start + args.batch_size])
         row["folder_store_insert_per_s"] = round(n / (time.perf_counter() - started))
         folder.close()
         # What the serving front keeps per product whatever the vector store: catalog rows and filter columns.
         row["catalog_sqlite_bytes_per_product"] = round((work / f"folder-{n}" / "catalog.sqlite").stat().st_size / n)
-        folder = IndexStore.open(work / f"folder-{n}")
+        folder = open_store(work / f"folder-{n}")
         tracemalloc.start()
         folder.columns
         row["columns_bytes_per_product"] = round(tracemalloc.get_traced_memory()[1] / n)
         tracemalloc.stop()
         folder.close()
 
-        exact = ExactSearcher(vectors)
-        row["exact_ms"] = median_ms(lambda i: exact.search(queries[i:i + 1], 10), args.queries)
+        row["exact_ms"] = median_ms(lambda i: exact_search(vectors, queries[i:i + 1], 10), args.queries)
 
-        store = create_store(work / f"milvus-{n}", fp, {}, f"milvus-lite://{work / f'milvus-{n}.db'}")
+        milvus_settings = Settings.load(search="auto")  # the milvus backend refuses search exact/ann
+        store = create_store(work / f"milvus-{n}", fp, {}, f"milvus-lite://{work / f'milvus-{n}.db'}", settings=milvus_settings)
         started = time.perf_counter()
         for start in range(0, n, 2000):
             store.add(records[start:start + 2000], vectors[start:start + 2000])
         row["milvus_lite_insert_per_s"] = round(n / (time.perf_counter() - started))
         started = time.perf_counter()
-        store.flush()  # seal the segments, as a build does on close
+        store.maintain()  # seal the segments, as a build does at its end
         row["milvus_lite_flush_s"] = round(time.perf_counter() - started, 1)
-        searcher = MilvusSearcher(store)
         women = Filters(gender="Women", max_price=100)
-        row["milvus_lite_flat_ms"] = median_ms(lambda i: searcher.search(queries[i:i + 1], 10), args.queries)
-        row["milvus_lite_flat_filtered_ms"] = median_ms(lambda i: searcher.search(queries[i:i + 1], 10, filters=women), args.queries)
+        # The front's search: the milvus backend runs the filters server-side as a boolean expression.
+        row["milvus_lite_flat_ms"] = median_ms(lambda i: store.search(queries[i:i + 1], 10), args.queries)
+        row["milvus_lite_flat_filtered_ms"] = median_ms(lambda i: store.search(queries[i:i + 1], 10, filters=women), args.queries)
         store.close()
 
         started = time.perf_counter()
@@ -265,7 +265,7 @@ def bench_stores(args, work: Path) -> list[dict]:
         hnsw.hnsw.efSearch = 64
         row["faiss_hnsw_ms"] = median_ms(lambda i: hnsw.search(queries[i:i + 1], 10), args.queries)
         row["faiss_hnsw_bytes_per_vector"] = round(len(faiss.serialize_index(hnsw)) / n)
-        truth = exact.search(queries, 10)[1]
+        truth = exact_search(vectors, queries, 10)[1]
         found = hnsw.search(queries, 10)[1]
         row["faiss_hnsw_recall_at_10"] = round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])), 3)
         rows.append(row)
@@ -277,10 +277,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--commit", type=int, default=64, help="images per store commit (both runners)")
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--runtime", default="torch", help="the same runtime for both runners: this compares runners")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="images per inference batch, and so per catalog commit (both runners; --stores: rows per folder-store add)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-runners", action="store_true")
     parser.add_argument("--stores", action="store_true")

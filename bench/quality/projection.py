@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stylelens.evaluate import LABELS, label_metrics, neighbours
-from stylelens.store import IndexStore
+from stylelens.index import open_store
 
 
 def train(vectors: np.ndarray, labels: dict[str, np.ndarray], vocab_sizes: dict[str, int], dim: int, epochs: int,
@@ -69,9 +69,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     args = p.parse_args(argv)
-    store = IndexStore.open(args.index)
+    store = open_store(args.index)
     cols = store.columns
-    vectors = np.asarray(store.vectors, np.float32)
+    vectors = np.array(store.all_vectors(), np.float32)  # a copy in RAM: training and both searches read it all
     codes = {c: cols.codes[c].astype(np.int64) for c in LABELS}
     live_rows = np.flatnonzero(cols.live)
     rng = np.random.default_rng(args.seed)

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from stylelens import open_index
-from stylelens.personalize import feedback, forget, recommend_for_user
-from stylelens.recommend import Filters
+from stylelens.query import Filters
+from stylelens.query.personalize import feedback, forget, recommend_for_user
 
 K = 10
 
@@ -66,7 +66,7 @@ def simulate(index, shoppers: int, rounds: int, seed: int, min_items: int) -> di
         same_type = np.flatnonzero(cols.live & (cols.codes["type"] == taste[1]))
         query_id = cols.ids[int(rng.choice(same_type))]
         query_row = index.row(query_id)
-        vector = np.asarray(index.store.vectors[query_row])
+        vector = index.store.vectors([query_row])[0]
 
         plain = [index.row(p) for p in index.similar(query_id, K).ids]
         rated: set[int] = set()
@@ -98,15 +98,8 @@ def simulate(index, shoppers: int, rounds: int, seed: int, min_items: int) -> di
                for name, c in curves.items()}
     return {"index": str(index.path), "products": len(index.store), "shoppers": shoppers, "rounds": rounds, "seed": seed,
             "min_items": min_items, "taste_combinations": len(combos), "k": K,
-            "weights": {"rocchio_query": index_setting("rocchio_query"), "rocchio_like": index_setting("rocchio_like"),
-                        "rocchio_dislike": index_setting("rocchio_dislike")},
+            "weights": {name: getattr(index.settings, name) for name in ("rocchio_query", "rocchio_like", "rocchio_dislike")},
             "share_matching_top10": summary, "seconds": round(time.perf_counter() - started, 1)}
-
-
-def index_setting(name):
-    from stylelens import config
-
-    return config.get(name)
 
 
 def main(argv=None) -> int:
