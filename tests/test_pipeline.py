@@ -125,7 +125,10 @@ def test_a_copied_catalog_reindexes_under_the_same_ids(catalog, tmp_path, random
     build(folder, tmp_path / "index", random_embedder)
     moved = tmp_path / "moved"
     shutil.copytree(folder, moved)
-    report = build(moved, tmp_path / "index", random_embedder)
+    # Another folder is refused unless asked for: it would remove every product that folder lacks.
+    with pytest.raises(IndexMismatchError, match="--replace"):
+        build(moved, tmp_path / "index", random_embedder)
+    report = build(moved, tmp_path / "index", random_embedder, replace=True)
     assert report.indexed == 0 and report.unchanged == len(rows)
 
 
@@ -256,3 +259,24 @@ def test_unknown_keyword_is_the_settings_error(catalog, tmp_path):
     folder, _ = catalog
     with pytest.raises(InvalidArgumentError, match="Unknown setting 'batchsize'"):
         build_index(folder, tmp_path / "index", batchsize=8)
+
+
+def test_feed_warnings_and_odd_catalog_entries_are_all_written_down(tmp_path, random_embedder):
+    import os
+
+    rows = write_catalog(tmp_path / "c", n=14)
+    feed = (tmp_path / "c" / "products.csv").read_text().splitlines()
+    header, body = feed[0], feed[1:]
+    # Twelve rows with a price no shop means (all must reach warnings.csv, not just the first ten).
+    body = [line.replace(f",{rows[str(1000 + i)]['price']},", ",$-5,", 1) if i < 12 else line for i, line in enumerate(body)]
+    (tmp_path / "c" / "products.csv").write_text("\n".join([header, *body]) + "\n")
+    (tmp_path / "c" / "images" / "folder.jpg").mkdir()
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "c" / "images" / "dangling.jpg")
+    report = build(tmp_path / "c", tmp_path / "index", random_embedder)
+    with open(tmp_path / "index" / "warnings.csv", newline="") as fh:
+        warned = list(csv.DictReader(fh))
+    assert sum(w["code"] == "negative_price" for w in warned) == 12 and len(report.warnings) == len(warned)
+    with open(tmp_path / "index" / "errors.csv", newline="") as fh:
+        errors = {row["path"].rsplit("/", 1)[-1]: row["code"] for row in csv.DictReader(fh)}
+    assert errors == {"folder.jpg": "not_a_file", "dangling.jpg": "broken_link"}
+    assert report.skipped == 2 and "feed warnings (see" in report.summary()

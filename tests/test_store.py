@@ -140,3 +140,42 @@ def test_a_killed_writer_leaves_no_lock_behind(tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
     open_store(tmp_path / "ix", writable=True).close()  # the lock died with its process
+
+
+@pytest.mark.parametrize("damage", ["truncated vectors", "missing vectors", "list manifest", "empty manifest",
+                                    "manifest without embedder", "garbage catalog", "empty meta"])
+def test_a_damaged_index_is_named_in_one_line_never_answered_from(tmp_path, damage):
+    import sqlite3
+
+    from stylelens.errors import IndexDamagedError
+
+    store = create_store(tmp_path / "ix", FP, {})
+    store.add(recs("abcde"), unit(np.random.default_rng(4), 5))
+    store.close()
+    folder = tmp_path / "ix"
+    vectors = next(folder.glob("vectors-*.f32"))
+    if damage == "truncated vectors":
+        vectors.write_bytes(vectors.read_bytes()[: 2 * 4 * 4])
+    elif damage == "missing vectors":
+        vectors.unlink()
+    elif damage == "list manifest":
+        (folder / "manifest.json").write_text("[1, 2]")
+    elif damage == "empty manifest":
+        (folder / "manifest.json").write_text("")
+    elif damage == "manifest without embedder":
+        (folder / "manifest.json").write_text(json.dumps({"format_version": 1}))
+    elif damage == "garbage catalog":
+        (folder / "catalog.sqlite").write_bytes(b"not a database at all" * 100)
+        for extra in folder.glob("catalog.sqlite-*"):
+            extra.unlink()
+    elif damage == "empty meta":
+        db = sqlite3.connect(folder / "catalog.sqlite")
+        db.execute("DELETE FROM meta")
+        db.commit()
+        db.close()
+    for writable in (False, True):
+        with pytest.raises(IndexDamagedError) as caught:
+            opened = open_store(folder, writable=writable)
+            opened.search(unit(np.random.default_rng(1), 1), 3)  # a reader finds a damaged vectors file on use
+        message = caught.value.message
+        assert "\n" not in message and str(folder) in message and "Rebuild" in message

@@ -9,20 +9,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..catalog import load_catalog
+from ..catalog import WARNING_KEYS, load_catalog
+from ..errors import IndexMismatchError
 from ..index.manifest import read_manifest
 from ..index.store import create_store
 from ..models import Embedder, library_versions
 from ..models.spec import WeightsInfo
 from ..settings import SETTINGS, Settings, settings_or_default
-from .plan import Build, BuildReport, write_errors
+from .plan import Build, BuildReport, write_errors, write_warnings
 
 # The settings that decide which vectors an index holds; an existing index keeps its own unless one is named.
 EMBEDDER_IDENTITY = ("backbone", "weights", "pooling")
 
 
 def build_index(catalog_dir, out, products=None, *, settings: Settings | None = None, embedder: Embedder | None = None,
-                actors: int | None = None, **overrides) -> BuildReport:
+                actors: int | None = None, replace: bool = False, **overrides) -> BuildReport:
     """Index (or update) the catalog in ``catalog_dir`` into the index folder ``out``.
 
     ``overrides`` are settings by name (backbone, weights, pooling, device, runtime, precision, batch_size,
@@ -30,11 +31,15 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
     An existing index is updated with the embedder that built it (its manifest) unless a backbone,
     weights or pooling is named; naming a different one is an IndexMismatchError. ``embedder`` uses
     that one as it is. ``actors``: embedding actors of the Ray runner (default: one per node or GPU).
+    An index follows one catalog folder: indexing another folder into it (which would remove every
+    product that folder lacks) needs ``replace=True``.
     """
     started = time.perf_counter()
     settings = settings_or_default(settings).replace(**overrides)
     # Absolute paths in the index: what search --json and the server report works from any folder.
-    catalog = load_catalog(Path(catalog_dir).resolve(), products)
+    catalog_dir = Path(catalog_dir).resolve()
+    check_same_catalog(out, catalog_dir, replace)
+    catalog = load_catalog(catalog_dir, products)
     actor_settings = settings
     if embedder is None:
         named = {name: getattr(settings, name) for name in EMBEDDER_IDENTITY
@@ -46,7 +51,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         given = {k: v for k, v in overrides.items() if k in ("device", "runtime", "precision", "batch_size")}
         actor_settings = embedder.settings.replace(**given)
     store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
-    report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings)
+    report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings,
+                         errors=[tuple(problem) for problem in catalog.problems])  # folders, FIFOs, broken links named *.jpg
     try:
         build = Build(catalog, store, report, settings.progress, embedder.batch_size)
         build.remove_gone()
@@ -62,12 +68,23 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         report.seconds = time.perf_counter() - started
         store.maintain()  # the ANN file, sealed Milvus segments
         report.errors_csv = write_errors(Path(out), report.errors)
-        store.set_manifest(catalog={"folder": str(Path(catalog_dir).resolve()),
+        report.warnings_csv = write_warnings(Path(out), catalog.warning_rows(), WARNING_KEYS)
+        store.set_manifest(catalog={"folder": str(catalog_dir),
                                     "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
                            last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name)
     finally:
         store.close()
     return report
+
+
+def check_same_catalog(out, catalog_dir: Path, replace: bool) -> None:
+    manifest = read_manifest(out) if Path(out).is_dir() else None
+    built_from = ((manifest or {}).get("catalog") or {}).get("folder")
+    if built_from and Path(built_from) != catalog_dir and not replace:
+        raise IndexMismatchError(
+            f"Index {out} follows the catalog {built_from}, not {catalog_dir}: indexing {catalog_dir} into it would "
+            f"remove every product that folder lacks ({manifest['counts'].get('products', 0):,} are indexed now). "
+            "Pass --replace (replace=True) to make it that folder's index, or choose a new --out.")
 
 
 def embedder_for(out, settings: Settings, named: dict, **options) -> Embedder:

@@ -19,6 +19,7 @@ from ..images import load_image
 from ..models import Preprocess, prepare
 
 ERRORS_CSV = "errors.csv"
+WARNINGS_CSV = "warnings.csv"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class BuildReport:
     without_product: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors_csv: Path | None = None
+    warnings_csv: Path | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -46,13 +48,16 @@ class BuildReport:
             text += f"; {len(self.without_image):,} products have no image"
         if self.without_product:
             text += f"; {len(self.without_product):,} images have no product row"
+        if self.warnings:
+            text += f"; {len(self.warnings):,} feed warnings" + (f" (see {self.warnings_csv})" if self.warnings_csv else "")
         return text
 
     def to_dict(self) -> dict:
         return {"indexed": self.indexed, "unchanged": self.unchanged, "skipped": self.skipped, "removed": self.removed,
                 "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 2),
                 "without_image": len(self.without_image), "without_product": len(self.without_product),
-                "errors_csv": str(self.errors_csv) if self.errors_csv else None}
+                "errors_csv": str(self.errors_csv) if self.errors_csv else None, "warnings": len(self.warnings),
+                "warnings_csv": str(self.warnings_csv) if self.warnings_csv else None}
 
 
 def prepare_bytes(data: bytes, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
@@ -105,6 +110,19 @@ class Build:
         records = [dict(self.catalog.record(pid), image_path=path, image_sha256=sha) for pid, path, sha in items]
         self.store.add(records, vectors)
         self.report.indexed += len(items)
+
+
+def write_warnings(folder: Path, rows: list[dict], keys) -> Path | None:
+    """warnings.csv beside the index (every feed warning, one per row); removed when a run had none."""
+    path = Path(folder) / WARNINGS_CSV
+    if not rows:
+        path.unlink(missing_ok=True)
+        return None
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def write_errors(folder: Path, errors) -> Path | None:

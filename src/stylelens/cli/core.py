@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--products", help="Product feed: CSV, JSON lines or Parquet. Default: the one feed file at the top of the catalog folder, if any.")
     p.add_argument("--out", required=True, help="Index folder to create or update.")
     add_setting_flags(p, "workers")
+    p.add_argument("--replace", action="store_true",
+                   help="Index a different catalog folder into an existing index (its products not in that folder are removed).")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_embedder_options(p)
     add_scale_options(p)
@@ -87,11 +89,12 @@ def cmd_index(args) -> int:
     # The embedder flags given are named as such: `--backbone resnet50` on an index of another backbone is a
     # mismatch to report, not the default to drop in favour of the index's own.
     named = {name: getattr(args, name) for name in ("backbone", "weights", "pooling") if getattr(args, name) is not None}
-    report = build_index(args.catalog, args.out, args.products, settings=settings, actors=args.actors, **named)
+    report = build_index(args.catalog, args.out, args.products, settings=settings, actors=args.actors, replace=args.replace,
+                         **named)
     for warning in report.warnings[:10]:
         print(f"warning: {warning}", file=sys.stderr)
     if len(report.warnings) > 10:
-        print(f"warning: ... and {len(report.warnings) - 10} more", file=sys.stderr)
+        print(f"warning: ... and {len(report.warnings) - 10} more, all in {report.warnings_csv}", file=sys.stderr)
     print(report.summary())
     return 0
 

@@ -144,7 +144,11 @@ class FolderBackend:
     def recover(self) -> None:
         f = self.vectors_file
         size = self.catalog.n_rows * self.dim * 4
-        if f.exists() and f.stat().st_size > size:
+        have = f.stat().st_size if f.exists() else 0
+        if have < size:  # committed vectors missing: never "unchanged" over a damaged file
+            raise IndexDamagedError(f"The index file {f} holds {have // (self.dim * 4):,} of the {self.catalog.n_rows:,} "
+                                    "committed vectors. Rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER).")
+        if have > size:
             with open(f, "r+b") as fh:
                 fh.truncate(size)
         for stale in self.folder.glob("vectors-*.f32"):  # left by an interrupted compaction
