@@ -446,3 +446,12 @@ def test_event_bodies_are_capped_and_nested_json_is_a_400(client):
     nested = client.post("/api/users/u9/events", content=b"[" * 2000 + b"]" * 2000,
                          headers={"Content-Type": "application/json"})
     assert nested.status_code == 422 and nested.json()["error"]["code"] == "bad_request"
+
+
+def test_events_take_json_only(client):
+    form = client.post("/api/users/u9/events", content=b"product_id=p001&event=like",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+    plain = client.post("/api/users/u9/events", content=b'{"product_id": "p001", "event": "like"}',
+                        headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import InvalidArgumentError, StylelensError
 from ..query import Index, SearchResult
@@ -155,6 +156,12 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        # The shopper closed the page or lost the network mid-upload: nothing to answer, nothing broke.
+        log.info("client went away during %s %s", request.method, request.url.path)
+        return error_response(400, "client_disconnected", "The upload was interrupted.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

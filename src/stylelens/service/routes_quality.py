@@ -18,6 +18,10 @@ MAX_EVENT_BYTES = 4096  # {"product_id": ..., "event": ...} needs a few dozen
 @router.post("/users/{user}/events", response_model=EventResponse, summary="Record a shopper's like, dislike or view of a product")
 async def add_event(user: str, request: Request, index: Index = Depends(current_index)):
     """JSON body ``{"product_id": "...", "event": "like" | "dislike" | "view"}``."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        # JSON only: a cross-site HTML form (text/plain, form-urlencoded) cannot post events for a shopper.
+        raise bad("Send the event as JSON with the header Content-Type: application/json.", code="unsupported_media_type",
+                  status=415)
     raw = b""
     async for chunk in request.stream():  # capped while reading: a huge body costs nothing
         raw += chunk
