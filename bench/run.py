@@ -206,13 +206,10 @@ def worker_index(p: dict) -> dict:
 def worker_query(p: dict) -> dict:
     """Index.search(image bytes) end to end, plus where the time goes."""
     from stylelens import open_index
-    from stylelens.models import prepare
     from stylelens.images import load_image
-    from stylelens.query import Filters
+    from stylelens.models import prepare
 
-    if p.get("precision"):
-        os.environ["STYLELENS_PRECISION"] = p["precision"]
-    index = open_index(p["index"], search=p["search"], runtime=p["runtime"])
+    index = open_index(p["index"], search=p["search"], runtime=p["runtime"], precision=p.get("precision"))
     uploads = query_images(p["queries"] + 5)
     for data in uploads[:5]:
         index.search(data, k=p["k"])  # warm: model, columns, page cache
@@ -226,22 +223,20 @@ def worker_query(p: dict) -> dict:
         pixels = prepare(load_image(data), index.embedder.preprocess)
         t1 = time.perf_counter()
         vector = index.embedder.embed_prepared(pixels[None])[0]
-        if hasattr(index.searcher, "_last"):
-            index.searcher._last = None  # time the matrix pass, not the copy kept from index.search above
         t2 = time.perf_counter()
-        index.search_vector(vector, p["k"], exclude_rows=index._self_rows(vector, None), filters=Filters())
+        index.search_vector(vector, p["k"])  # the one neighbour pass, vote, ranking and records, as search() runs them
         t3 = time.perf_counter()
         decode.append(t1 - t0)
         embed.append(t2 - t1)
         search.append(t3 - t2)
-    return {"runtime": index.embedder.runtime_name, "search": index.searcher.name, "products": len(index), "queries": len(total),
+    return {"runtime": index.embedder.runtime_name, "search": index.store.backend.name, "products": len(index), "queries": len(total),
             "p50_ms": pct(total, 50), "p99_ms": pct(total, 99), "decode_p50_ms": pct(decode, 50), "embed_p50_ms": pct(embed, 50),
             "search_p50_ms": pct(search, 50), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def worker_synthetic(p: dict) -> dict:
     """Write n synthetic 2048-d unit vectors into an index store (see synthetic_vectors)."""
-    from stylelens.index.store import create_store
+    from stylelens.index import create_store
 
     folder = Path(p["store"])
     shutil.rmtree(folder, ignore_errors=True)
@@ -265,7 +260,7 @@ def worker_synthetic(p: dict) -> dict:
 
 def base_vectors(index_path: str, dim: int):
     """Real embeddings (a 40k index) lifted isometrically to ``dim`` by a seeded orthonormal map."""
-    from stylelens.index.store import open_store
+    from stylelens.index import open_store
 
     store = open_store(index_path)
     live = np.flatnonzero(store.columns.live)
@@ -305,18 +300,20 @@ def worker_ann(p: dict) -> dict:
     """Exact vs ANN on a synthetic store: latency, recall@10 against exact, memory."""
     import faiss
 
-    from stylelens import ann
-    from stylelens.search import ExactSearcher, top_k
-    from stylelens.store import IndexStore
+    from stylelens.index import ann, open_store
+    from stylelens.index.backend import top_k
+    from stylelens.settings import Settings
 
-    store = IndexStore.open(p["store"])
+    # search="exact": the folder backend answers store.search with BLAS over its memmap, as it serves.
+    store = open_store(p["store"], settings=Settings.load(search="exact"))
+    backend = store.backend  # the folder backend: what the FAISS index is built over and re-ranks from
     queries = np.load(Path(p["store"]) / "queries.npy")
     k = 10
     # Ground truth in one pass over the vectors, in row chunks.
     started = time.perf_counter()
     best_s = np.full((len(queries), k), -np.inf, np.float32)
     best_r = np.full((len(queries), k), -1, np.int64)
-    vectors = store.vectors
+    vectors = store.all_vectors()  # (n_rows, dim) float32 memmap
     for start in range(0, len(vectors), 100_000):
         s, r = top_k(queries @ np.asarray(vectors[start : start + 100_000]).T, k)
         merged_s, merged_r = np.concatenate([best_s, s], 1), np.concatenate([best_r, r + start], 1)
@@ -324,18 +321,15 @@ def worker_ann(p: dict) -> dict:
         best_s, best_r = np.take_along_axis(merged_s, order, 1), np.take_along_axis(merged_r, order, 1)
     truth_seconds = time.perf_counter() - started
 
-    exact = ExactSearcher(vectors)
     exact_times = []
     for q in queries[: p["exact_queries"]]:
-        exact._last = None
         t0 = time.perf_counter()
-        exact.search(q[None], k)
+        store.search(q[None], k)
         exact_times.append(time.perf_counter() - t0)
-    exact._last = None
 
     rss_before = peak_rss_mb()
     started = time.perf_counter()
-    index = ann.open_ann(store)  # built once and saved in the store folder, then loaded
+    index = ann.open_ann(backend)  # built once and saved in the store folder, then loaded
     open_seconds = time.perf_counter() - started
     out = {"n": int(store.n_rows), "dim": int(store.dim), "factory": index.meta["factory"],
            "ann_build_seconds": index.meta.get("train_seconds"), "ann_open_seconds": round(open_seconds, 1),
@@ -343,7 +337,7 @@ def worker_ann(p: dict) -> dict:
            "exact_p50_ms": pct(exact_times, 50), "exact_queries": len(exact_times), "truth_seconds": round(truth_seconds, 1),
            "faiss": faiss.__version__, "sweep": []}
     for nprobe, candidates in p["sweep"]:
-        searcher = ann.AnnSearcher(store, ann=index, nprobe=nprobe, candidates=candidates)
+        searcher = ann.AnnSearcher(backend, nprobe=nprobe, candidates=candidates, ann=index)
         times, rows = [], []
         for q in queries:
             t0 = time.perf_counter()
@@ -473,6 +467,8 @@ def main(argv=None) -> int:
     parser.add_argument("--index-images", type=int, help="images per indexing run (default 1000, quick 200)")
     parser.add_argument("--queries", type=int, help="timed queries per configuration (default 200, quick 50)")
     parser.add_argument("--ann-n", type=int, help="vectors in the search-alone run (default 1,000,000, quick 200,000)")
+    parser.add_argument("--catalog-products", type=int, help="products in the query catalog (default all 39,665, quick 4,000)")
+    parser.add_argument("--parity-images", type=int, default=300, help="real images per parity run (default 300)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached 40k catalog indexes (their build is timed too)")
     parser.add_argument("--skip", action="append", default=[], choices=["seed", "parity", "index", "query", "ann"], help="leave a section out")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
@@ -497,24 +493,27 @@ def main(argv=None) -> int:
     n_index = args.index_images or (200 if args.quick else 1000)
     n_queries = args.queries or (50 if args.quick else 200)
     ann_n = args.ann_n or (200_000 if args.quick else 1_000_000)
-    catalog_n = 4000 if args.quick else CATALOG_SIZE
+    catalog_n = min(args.catalog_products or (4000 if args.quick else CATALOG_SIZE), CATALOG_SIZE)
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("STYLELENS_CACHE_DIR", str(OUT / "cache"))
     results = {"machine": machine(), "settings": {"quick": args.quick, "index_images": n_index, "queries": n_queries, "ann_n": ann_n,
-                                                   "catalog_products": catalog_n}, "catalog_builds": {}}
+                                                   "catalog_products": catalog_n, "parity_images": args.parity_images},
+               "catalog_builds": {}}
     started = time.perf_counter()
     log(f"stylelens benchmark on {results['machine']['cpu']}, {results['machine']['cores']} cores"
         f"{' (quick)' if args.quick else ''}; load average {results['machine']['loadavg_start']}")
 
     if "seed" not in args.skip:
-        log(f"seed: index {n_index} images one predict at a time, {n_queries // 4} queries with NearestNeighbors re-fit ...")
-        results["seed"] = run_seed(n_index, max(10, n_queries // 4))
+        seed_queries = max(10, n_queries // 4)
+        log(f"seed: index {n_index} images one predict at a time, {seed_queries} queries with NearestNeighbors re-fit ...")
+        results["seed"] = run_seed(n_index, seed_queries)
 
     if "parity" not in args.skip:
         results["parity"] = {}
         for backbone, weights in (("resnet50", "random"), ("efficientnet-lite0", "imagenet")):
-            log(f"parity: {backbone} ({weights}) fast runtimes vs torch fp32 on 300 real images ...")
-            results["parity"][backbone] = run_worker("parity", {"label": backbone, "backbone": backbone, "weights": weights, "n": 300,
+            log(f"parity: {backbone} ({weights}) fast runtimes vs torch fp32 on {args.parity_images} real images ...")
+            results["parity"][backbone] = run_worker("parity", {"label": backbone, "backbone": backbone, "weights": weights,
+                                                                "n": args.parity_images,
                                                                 "variants": ["openvino:auto", "openvino:f32", "openvino:bf16", "onnx"]})
 
     if "index" not in args.skip:
@@ -576,7 +575,7 @@ def render(r: dict) -> str:
     if idx or seed:
         lines += ["", f"INDEXING  fashion-small, first {r['settings']['index_images']} images, JPEG files -> vectors (img/s, higher is better)",
                   f"{'path':38s} {'runtime':16s} {'img/s':>8s} {'x seed':>7s} {'peak RSS MB':>12s} {'user/sys s':>11s}"]
-        lines.append("  (peak RSS: the indexing process and its decode workers together; user/sys: the main process)")
+        lines.append("  (peak RSS: the indexing process and any child processes together; user/sys: the main process)")
         if seed_rate:
             lines.append(f"{'seed (Keras, 1 predict per image)':38s} {'tensorflow ' + seed.get('tensorflow', ''):16s} {seed_rate:8.1f} {1:7.1f}x "
                          f"{seed.get('peak_rss_mb', 0):12.0f}")
@@ -593,8 +592,10 @@ def render(r: dict) -> str:
     for name, b in builds.items():
         if "img_s" in b:
             total = f", all processes together {b['total_peak_rss_mb']:.0f} MB" if b.get("total_peak_rss_mb") else ""
+            # Decoding runs in threads of the indexing process now; a worker column only where a run had child processes.
+            workers = f", largest decode worker {b['workers_peak_rss_mb']:.0f} MB" if b.get("workers_peak_rss_mb") else ""
             lines.append(f"  catalog {name}: {b['indexed']:,} images at {b['img_s']:.1f} img/s ({b['runtime']}), peak RSS "
-                         f"{b['peak_rss_mb']:.0f} MB, largest decode worker {b['workers_peak_rss_mb']:.0f} MB{total}"
+                         f"{b['peak_rss_mb']:.0f} MB{workers}{total}"
                          + (f" (built {b.get('built')}, cached)" if b.get("cached") else ""))
     q = r.get("query") or {}
     if q or seed:
@@ -625,8 +626,9 @@ def render(r: dict) -> str:
         lines.append(f"ann: {a['error']}")
     par = r.get("parity") or {}
     if par:
-        lines += ["", "PARITY  fast runtime vs torch fp32, 300 real fashion-small images (bar: every cosine >= 0.999, "
-                      "identical top-5 for >= 95% of 100 queries)",
+        n_parity = r["settings"].get("parity_images", 300)
+        lines += ["", f"PARITY  fast runtime vs torch fp32, {n_parity} real fashion-small images (bar: every cosine >= 0.999, "
+                      f"identical top-5 for >= 95% of {min(100, n_parity)} queries)",
                   f"{'backbone':20s} {'variant':15s} {'runtime':14s} {'cos min':>8s} {'cos mean':>9s} {'top5 same':>10s} {'set same':>9s} "
                   f"{'passes':>7s} {'img/s':>7s} {'b1 ms':>6s}"]
         for backbone, res in par.items():
