@@ -6,7 +6,7 @@ Measures, on the first CUDA device:
   model alone   uint8 NHWC batches already on the GPU -> unit vectors (bf16 autocast, channels_last),
                 with and without torch.compile: the ceiling
   end to end    JPEG files -> vectors in an index folder with build_index(device="cuda"): read + hash
-                here, decode/resize in CPU worker processes, inference on the GPU, store writes
+                here, decode/resize in --workers decode threads, inference on the GPU, store writes
 Prints a table and writes JSON. Target (issue 4): >= 20,000 img/s end to end for resnet50.
 """
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=Path, default=FASHION / "images", help="folder of JPEG files")
     parser.add_argument("--n", type=int, default=20_000, help="images for the end-to-end run")
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="decode threads of the build")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each model-alone run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "gpu.json")

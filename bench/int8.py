@@ -4,6 +4,7 @@ fp32, identical top-5 for >= 95 % of queries); this script measures it either wa
 
     .venv/bin/pip install nncf          # not a dependency of stylelens: only this experiment needs it
     .venv/bin/python bench/int8.py      # writes bench/out/int8.json
+    .venv/bin/python bench/int8.py --backbone efficientnet-lite0 --parity-images 64 --calibration-images 32   # a quick look
 
 Calibration uses fashion-small images disjoint from the 300 parity images. Variants: NNCF's defaults,
 and a more careful one (first and last convolutions kept in f32, full bias correction, more calibration
@@ -12,6 +13,7 @@ images), which is the usual recipe when the defaults lose accuracy.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -56,6 +58,9 @@ def speed(compiled_model, pixels: np.ndarray) -> tuple[float, float]:
     for i in range(10):
         request.infer({0: pixels[i : i + 1]})
     return round(img_s, 1), round((time.perf_counter() - started) * 100, 1)
+
+
+BACKBONES = {"resnet50": "random", "efficientnet-lite0": "imagenet"}  # backbone -> the weights measured
 
 
 def run_backbone(backbone: str, weights: str, n_parity: int = 300, n_calib: int = 300) -> dict:
@@ -105,14 +110,23 @@ def run_backbone(backbone: str, weights: str, n_parity: int = 300, n_calib: int 
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", action="append", choices=sorted(BACKBONES),
+                        help="measure this backbone (repeatable; default: both)")
+    parser.add_argument("--parity-images", type=int, default=300, help="images the parity is measured on (default 300)")
+    parser.add_argument("--calibration-images", type=int, default=300, help="images NNCF calibrates on (default 300)")
+    parser.add_argument("--out", type=Path, default=OUT / "int8.json")
+    args = parser.parse_args(argv)
     try:
         import nncf  # noqa: F401
     except ImportError:
         print("This experiment needs NNCF: .venv/bin/pip install nncf", file=sys.stderr)
         return 2
-    results = {"runs": [run_backbone("resnet50", "random"), run_backbone("efficientnet-lite0", "imagenet")]}
-    target = OUT / "int8.json"
+    backbones = args.backbone or list(BACKBONES)
+    results = {"runs": [run_backbone(b, BACKBONES[b], args.parity_images, args.calibration_images) for b in backbones]}
+    target = args.out
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=2) + "\n")
     for run in results["runs"]:
         print(f"\n{run['backbone']} ({run['weights']}): f32 {run['f32_img_s']} img/s, batch-1 {run['f32_batch1_ms']} ms")
