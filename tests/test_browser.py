@@ -337,12 +337,18 @@ def test_api_docs_render_without_the_internet(server, browser):
     page.close()
 
 
-def test_drag_and_drop_a_photo(server, browser, fashion_index):
-    photo, true_type = query_photo(fashion_index)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def ready_page(browser, server: str, width: int, height: int):
+    """A new page at ``server``, with the app's start-up done (facets and For you loaded)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server)
     page.wait_for_selector("body[data-ready='true']")
+    return page
+
+
+def test_drag_and_drop_a_photo(server, browser, fashion_index):
+    photo, true_type = query_photo(fashion_index)
+    page = ready_page(browser, server, 1280, 900)
     transfer = page.evaluate_handle(
         """(b64) => {
             const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
@@ -389,10 +395,7 @@ def test_extras_that_fail_stay_quiet(server, browser, fashion_index):
 def test_exact_match_comes_first(server, browser, fashion_index):
     """A shopper who uploads a product's own photo sees that product first, marked and outlined."""
     pid, image = in_stock_catalog_product(fashion_index)
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.wait_for_selector("body[data-ready='true']")
+    page = ready_page(browser, server, 1366, 900)
     with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
         page.set_input_files("#file-input", files=[{"name": "mine.jpg", "mimeType": "image/jpeg", "buffer": image.read_bytes()}])
     assert answer.value.status == 200 and answer.value.json()["results"][0]["exact_match"] is True
@@ -410,10 +413,7 @@ def test_exact_match_comes_first(server, browser, fashion_index):
 def test_focus_is_visible_on_every_control(server, browser, fashion_index):
     """Tab through the whole page with results, the picked product, its look and For you: every stop shows a ring."""
     photo, _ = query_photo(fashion_index)
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.wait_for_selector("body[data-ready='true']")
+    page = ready_page(browser, server, 1366, 900)
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#results .card:not(.skeleton)")
     idle(page)
@@ -521,10 +521,7 @@ def test_a_feed_without_prices_or_links(browser, bare_index, fashion_index):
 
 def test_an_error_keeps_the_previous_results(server, browser, fashion_index, tmp_path):
     photo, true_type = query_photo(fashion_index)
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(server)
-    page.wait_for_selector("body[data-ready='true']")
+    page = ready_page(browser, server, 1366, 900)
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#results .card:not(.skeleton)")
     idle(page)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..query import Identification  # a dataclass: pydantic documents it as it is
+
 
 class Product(BaseModel):
     # Feed columns beyond these (brand, season...) pass through as they are.
@@ -27,15 +29,6 @@ class Product(BaseModel):
     similarity: float | None = Field(None, description="Cosine similarity to the query, at most 1.")
     exact_match: bool | None = Field(None, description="True when the query photo is this product's own picture.")
     similar_count: int | None = Field(None, description="Near-identical products folded into this one (collapse).")
-
-
-class Identification(BaseModel):
-    type: str | None = None
-    type_confidence: float = 0.0
-    gender: str | None = None
-    gender_confidence: float = 0.0
-    colour: str | None = None
-    colour_confidence: float = 0.0
 
 
 class SearchResponse(BaseModel):
