@@ -121,3 +121,24 @@ def test_bad_search_options_are_refused_before_the_image_is_read(opened_index, o
     # Garbage bytes would be an ImageError; the option error comes first, so no embedding was spent on it.
     with pytest.raises(InvalidArgumentError):
         opened_index.search(b"not a picture at all", **options)
+
+
+def test_for_you_collapses_near_duplicates_like_search(dup_shop):
+    from stylelens.query.personalize import feedback, forget, recommend_for_user
+
+    index, rows, group, _ = dup_shop
+    # A shopper who liked something close to the re-listed product: its copies crowd a plain feed.
+    near = index.similar(group[0], k=1, include_out_of_stock=True).ids[0]
+    shopper = "dup-lover"
+    feedback(index, shopper, near, "like")
+    try:
+        plain = recommend_for_user(index, shopper, k=8, include_out_of_stock=True)
+        folded = recommend_for_user(index, shopper, k=8, include_out_of_stock=True, collapse=True)
+    finally:
+        forget(index, shopper)
+    assert len(set(plain.ids) & set(group)) >= 3, "the fixture's copies should crowd the plain feed"
+    assert len(set(folded.ids) & set(group)) == 1 and len(folded.ids) == 8
+    assert next(p for p in folded.products if p["id"] in group)["similar_count"] >= 3
+    v = index.store.vectors([index.row(p) for p in folded.ids])
+    sims = v @ v.T
+    assert (sims[np.triu_indices(8, 1)] < index.settings.duplicate_cosine).all()

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidArgumentError, StylelensError
+from .diversity import check_collapse, collapse_duplicates, pool_size
 from .filters import Filters, check_k
 from .results import SearchResult
 
@@ -195,10 +196,12 @@ def personal_query(index, user: str, vector: np.ndarray, identified_type: str | 
     return (vector if blended is None else blended), disliked
 
 
-def recommend_for_user(index, user: str, k: int | None = None, **filters):
-    """The "For you" feed: products for a shopper from their history alone (see module doc)."""
+def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool | None = None, **filters):
+    """The "For you" feed: products for a shopper from their history alone (see module doc).
+    ``collapse`` shows near-identical products (cosine >= duplicate_cosine) once, as search does."""
     started = time.perf_counter()
     k = index.settings.k if k is None else check_k(k)
+    collapse = check_collapse(collapse)
     history = index.shoppers.history(user)
     cols = index.store.columns
     liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
@@ -209,17 +212,26 @@ def recommend_for_user(index, user: str, k: int | None = None, **filters):
     if not seeds:
         return SearchResult([], None, (time.perf_counter() - started) * 1000,
                             extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
-    per_seed = [index.store.search(seed[None], k, mask) for seed in seeds]
+    depth = pool_size(k, None, collapse)
+    per_seed = [index.store.search(seed[None], depth, mask, columns=cols) for seed in seeds]
     chosen: list[tuple[int, float]] = []
-    for rank in range(k):  # interleave: the best of each seed, then the second best of each...
+    for rank in range(depth):  # interleave: the best of each seed, then the second best of each...
         for scores, rows in per_seed:
             row = int(rows[0][rank])
-            if row < 0 or row in {r for r, _ in chosen} or len(chosen) >= k:
-                continue
-            chosen.append((row, float(scores[0][rank])))
-    products = index.store.products([cols.ids[row] for row, _ in chosen])
-    for product, (_, score) in zip(products, chosen):
-        product["score"] = round(score, 4)
+            if row >= 0 and row not in {r for r, _ in chosen}:
+                chosen.append((row, float(scores[0][rank])))
+    rows = np.array([r for r, _ in chosen], np.int64)
+    scores = np.array([sc for _, sc in chosen], np.float32)
+    similar = None
+    if collapse and len(rows):
+        keep, similar = collapse_duplicates(index.store.vectors(rows, cols), index.settings.duplicate_cosine)
+        rows, scores = rows[keep], scores[keep]
+    rows, scores = rows[:k], scores[:k]
+    products = index.store.products(cols.ids[rows])
+    for i, product in enumerate(products):
+        product["score"] = round(float(scores[i]), 4)
+        if similar is not None:
+            product["similar_count"] = int(similar[i])
     return SearchResult(products, None, (time.perf_counter() - started) * 1000)
 
 

@@ -40,11 +40,13 @@ async def add_event(user: str, request: Request, index: Index = Depends(current_
 
 @router.get("/users/{user}/recommendations", response_model=SearchResponse, summary='"For you": products for a shopper from their history')
 async def recommendations(user: str, request: Request, index: Index = Depends(current_index)):
-    """Query parameters: ``k`` and the search filters (gender, type, colour, min_price, max_price, include_out_of_stock)."""
+    """Query parameters: ``k``, ``collapse`` and the search filters (gender, type, colour, min_price, max_price,
+    include_out_of_stock)."""
     k, filters, extras = parse_options(dict(request.query_params))
-    if extras:
-        raise bad(f"{', '.join(extras)} cannot be used with recommendations; leave it out.", code="unsupported_option")
-    result = await run_in_threadpool(personalize.recommend_for_user, index, user, k, **filters)
+    unsupported = sorted(set(extras) - {"collapse"})
+    if unsupported:
+        raise bad(f"{', '.join(unsupported)} cannot be used with recommendations; leave it out.", code="unsupported_option")
+    result = await run_in_threadpool(personalize.recommend_for_user, index, user, k, **filters, **extras)
     return public_result(result)
 
 

@@ -421,23 +421,11 @@
 
   const FOR_YOU = 8;
 
-  // The recommendations route has no `collapse`: near-identical products (same kind, colour and name, or
-  // the same score to the same taste, i.e. the same picture) are folded here so they do not sit side by side.
-  function distinct(products, n) {
-    const kept = [];
-    for (const p of products) {
-      const twin = kept.find((q) => q.id === p.id || (q.type === p.type && q.colour === p.colour
-        && ((p.name && q.name === p.name) || Math.abs((q.score ?? 0) - (p.score ?? 1)) < 5e-4)));
-      if (!twin) kept.push(p);
-      if (kept.length === n) break;
-    }
-    return kept;
-  }
-
   async function loadForYou() {
     try {
-      const body = await api(`/api/users/${encodeURIComponent(state.user)}/recommendations?k=${3 * FOR_YOU}`);
-      const products = distinct((body && body.results) || [], FOR_YOU);
+      // collapse: near-identical products (the same picture listed twice) show once.
+      const body = await api(`/api/users/${encodeURIComponent(state.user)}/recommendations?k=${FOR_YOU}&collapse=true`);
+      const products = (body && body.results) || [];
       el.forYouGrid.replaceChildren(...products.map((p) => card(p, { match: false })));
       el.forYou.hidden = products.length === 0;
       el.forYouLink.hidden = el.forYou.hidden;
