@@ -7,7 +7,7 @@ from PIL import Image
 from imagegen import on_white, product_picture
 from stylelens.composite import Item, cut, make_variant, mask_box
 from stylelens.errors import ImageError, InvalidArgumentError, WeightsError
-from stylelens.localise import (BackboneMaps, Box, HeatmapHead, contrast_map, crop, grabcut_map, iou, locate, scda_map)
+from stylelens.localise import BackboneMaps, Box, HeatmapHead, contrast_map, crop, grabcut_map, iou, locate, scda_map
 
 COLOURS = [(200, 30, 40), (30, 60, 200), (40, 160, 60), (20, 20, 20), (230, 180, 20), (120, 40, 160)]
 
@@ -138,3 +138,15 @@ def test_backbone_maps_cut_the_letterbox_away(random_embedder):
     mid, last = maps(np.zeros((320, 240, 3), np.uint8))
     assert mid.shape[1:] == (14, 10) and last.shape[1:] == (7, 5)  # 224 x 168 of the 224 square: cells 2..12 / 1..6
     assert mid.shape[0] == 1024 and last.shape[0] == 2048
+
+
+def test_item_crops_embeds_a_shot_on_white_as_it_is_and_crops_a_photo():
+    from stylelens.localise import item_crops
+
+    shot = on_white(product_picture((60, 80), COLOURS[1], pattern_seed=2))
+    (box, query), = item_crops(shot)
+    assert query.size == shot.size and np.array_equal(np.asarray(query), np.asarray(shot))
+    p = next(photos("small-offcentre", 1, seed=4))
+    found = item_crops(p.image, max_items=2)
+    assert 1 <= len(found) <= 2 and iou(found[0][0], p.boxes[0]) >= 0.5
+    assert found[0][1].width < p.image.width and found[0][1].height < p.image.height

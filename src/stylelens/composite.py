@@ -460,7 +460,6 @@ def write_benchmark(
 
     labels = []
     for variant in variants:
-        spec = VARIANTS[variant]
         for pid in ids:
             stem = f"{variant}-{pid}"
             path = out / "images" / f"{stem}.jpg"
