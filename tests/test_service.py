@@ -455,3 +455,17 @@ def test_events_take_json_only(client):
     plain = client.post("/api/users/u9/events", content=b'{"product_id": "p001", "event": "like"}',
                         headers={"Content-Type": "text/plain"})
     assert plain.status_code == 415
+
+
+def test_photo_searches_answer_per_item_and_take_a_box(client, demo):
+    _, catalog, _ = demo
+    photo = (catalog / "p004.jpg").read_bytes()
+    body = upload(client, photo, k=3).json()
+    assert len(body["items"]) == 1 and body["items"][0]["results"][0]["image_url"].startswith("/images/")
+    assert [p["id"] for p in body["items"][0]["results"]] == [p["id"] for p in body["results"]]
+    boxed = upload(client, photo, k=3, box="0,0,20,20")
+    assert boxed.status_code == 200 and boxed.json()["items"][0]["box"] == [0, 0, 20, 20]
+    outside = upload(client, photo, box="5000,0,10,10")
+    assert outside.status_code == 422 and outside.json()["error"]["code"] == "bad_box"
+    similar = client.get("/api/products/p004/similar", params={"box": "0,0,10,10"})
+    assert similar.status_code == 422 and similar.json()["error"]["code"] == "unsupported_option"

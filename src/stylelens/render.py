@@ -32,9 +32,20 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
     return text.rstrip() + "…"
 
 
-def results_grid(query, products: list[dict], out, title: str = "query") -> Path:
-    """query (path/bytes/PIL) in the first tile, outlined, then one tile per product."""
-    tiles = [_tile(load_image(query), title, border=(220, 60, 60))]
+ITEM_COLOURS = [(220, 60, 60), (240, 150, 20), (40, 130, 220)]
+
+
+def results_grid(query, products: list[dict], out, title: str = "query", boxes=()) -> Path:
+    """query (path/bytes/PIL) in the first tile, outlined, with the items' boxes (x, y, w, h in its pixels;
+    the main item's in red), then one tile per product."""
+    photo = load_image(query)
+    if boxes:
+        photo = photo.copy()
+        draw = ImageDraw.Draw(photo)
+        width = max(2, round(max(photo.size) / 120))
+        for n, (x, y, w, h) in enumerate(boxes):
+            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=ITEM_COLOURS[n % len(ITEM_COLOURS)], width=width)
+    tiles = [_tile(photo, title, border=(220, 60, 60))]
     for p in products:
         try:
             picture = load_image(p["image_path"])

@@ -71,6 +71,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("batch_size", 64, "Images per inference batch.", int),
         Setting("workers", max(1, (os.cpu_count() or 2) - 1), "Decoding threads while indexing (0: decode in the indexing thread).", int),
         Setting("k", 5, "Number of recommendations returned.", int),
+        Setting("localise", True, "Find the item(s) in a shopper's photo and search with each one's crop (a shot on white is "
+                "searched as it is).", _bool),
+        Setting("max_items", 3, "Most items searched in one photo (each gets its own box and results).", int),
         Setting("identify_k", 10, "Labelled neighbours that vote on the item's type, gender and colour.", int),
         Setting("vote_temperature", 0.02, "Softmax temperature of the neighbours' vote: lower trusts the closest more.", float),
         Setting("type_boost", 0.05, "Score added to results of the identified type (0 turns type-consistent ranking off).", float),

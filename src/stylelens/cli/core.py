@@ -54,7 +54,9 @@ def register(sub) -> None:
     add_filter_options(p)
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.add_argument("--grid", metavar="PNG", help="Also write a picture of the query beside its results.")
-    add_setting_flags(p, "search")
+    add_setting_flags(p, "search", "max_items")
+    p.add_argument("--box", metavar="X,Y,W,H", help="Search this region of the photo only (pixels), e.g. 120,40,300,420.")
+    p.add_argument("--no-localise", action="store_true", help="Search the whole photo as it is (no item finding).")
     p.add_argument("--user", help="Shopper id: personalise with their likes and dislikes (stylelens feedback).")
     p.add_argument("--diversity", type=float, default=None, metavar="0..1", help="Trade similarity for variety (MMR); 0 = plain ranking.")
     p.add_argument("--collapse", action="store_true", help="Show near-duplicate products once, with how many were folded in.")
@@ -102,13 +104,14 @@ def cmd_index(args) -> int:
 def cmd_search(args) -> int:
     from ..query import open_index
 
-    index = open_index(args.index, settings_from(args))
-    result = index.search(args.photo, args.k, user=args.user, diversity=args.diversity, collapse=args.collapse or None,
-                          **filters_from(args))
+    index = open_index(args.index, settings_from(args).replace(localise=False if args.no_localise else None))
+    result = index.search(args.photo, args.k, box=args.box, user=args.user, diversity=args.diversity,
+                          collapse=args.collapse or None, **filters_from(args))
     if args.grid:
         from ..render import results_grid
 
-        results_grid(args.photo, result.products, args.grid, title=_ident_title(result.identified))
+        boxes = [item["box"] for item in result.extra.get("items", [])]
+        results_grid(args.photo, result.products, args.grid, title=_ident_title(result.identified), boxes=boxes)
     print_search_result(result, args.json)
     if args.grid and not args.json:
         print(f"wrote {args.grid}")

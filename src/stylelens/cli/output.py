@@ -59,7 +59,25 @@ def print_search_result(result, as_json: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    print_identified(result.identified)
-    print_results(result.products)
-    if not result.products:
-        print(result.extra.get("note") or NO_MATCH)
+    items = result.extra.get("items") or []
+    if len(items) <= 1:
+        print_identified(result.identified)
+        print_results(result.products)
+        if not result.products:
+            print(result.extra.get("note") or NO_MATCH)
+        return
+    for n, item in enumerate(items, 1):  # several items in the photo: one block each, main item first
+        x, y, w, h = item["box"]
+        print(f"item {n} of {len(items)} at x={x} y={y} w={w} h={h}")
+        print_identified(_Ident(item["identified"]))
+        print_results(item["results"])
+        if not item["results"]:
+            print(NO_MATCH)
+        print()
+
+
+class _Ident:
+    """An identification dict read like the library's Identification."""
+
+    def __init__(self, values: dict | None):
+        self.__dict__.update(values or {"type": None})

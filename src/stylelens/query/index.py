@@ -8,6 +8,7 @@ candidates in it. Product records for the results are read in one catalog query.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import IndexDamagedError
+from ..errors import IndexDamagedError, InvalidArgumentError
 from ..images import content_hash, load_image, read_bytes
 from ..index import IndexStore
 from ..index.manifest import check_compatible
+from ..localise import crop, item_crops
 from ..models import Embedder
 from ..settings import Settings, settings_or_default
 from . import diversity as div
@@ -204,22 +206,58 @@ class Index:
         return self._vote(*near.others(), cols)
 
     # ---- the calls users make -----------------------------------------------------------------
-    def search(self, image, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
+    def search(self, image, k: int | None = None, *, box=None, user: str | None = None, diversity: float | None = None,
                collapse: bool | None = None, **filters) -> SearchResult:
-        """Products most similar to the image, with what the item is. Filters: see ``Filters``.
+        """Products most similar to the item in the photo, with what it is. Filters: see ``Filters``.
 
+        The item is found first (setting ``localise``): up to ``max_items`` items each get their box,
+        identification and results in ``extra["items"]``; the top-level results are the main item's.
+        ``box`` (x, y, w, h in the photo's pixels, or "x,y,w,h") searches that region alone.
         With ``user``, results are personalised and the search is remembered as the shopper's upload."""
         started = time.perf_counter()
-        # Ranking options are checked before the image is embedded.
+        # Ranking options are checked before the image is decoded and embedded.
         k = None if k is None else check_k(k)
         diversity, collapse, filters = div.check_diversity(diversity), div.check_collapse(collapse), Filters(**filters)
-        vector, sha = self.embed(image)
-        result = self.search_vector(vector, k, sha=sha, filters=filters, user=user, diversity=diversity, collapse=collapse,
-                                    exact_first=True)
+        box = None if box is None else parse_box(box)
+        photo, sha, scale = self._decode(image)
+        regions = self._regions(photo, box, scale)
+        vectors = self.embedder.embed([region for _, region in regions])
+        options = dict(filters=filters, user=user, diversity=diversity, collapse=collapse)
+        result = self.search_vector(vectors[0], k, sha=sha, exact_first=True, **options)
+        items = [result] + [self.search_vector(v, k, **options) for v in vectors[1:]]
+        result.extra["items"] = [{"box": list(item_box), "identified": item.identified.to_dict() if item.identified else None,
+                                  "results": item.products} for (item_box, _), item in zip(regions, items)]
         if user is not None:
-            self.shoppers.record(user, "upload", vector=vector, sha256=sha)
+            self.shoppers.record(user, "upload", vector=vectors[0], sha256=sha)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
+
+    def _decode(self, image) -> tuple[Image.Image, str | None, float]:
+        """The photo decoded for the network (no more pixels than needed), its bytes' hash, and how many
+        of its original pixels one decoded pixel spans (boxes are given and answered in original pixels)."""
+        sha = None
+        if isinstance(image, Image.Image):
+            return image.convert("RGB"), None, 1.0
+        if isinstance(image, (str, Path)):
+            image = read_bytes(image)
+        sha = content_hash(image)
+        # No more pixels than needed (JPEG draft, reduce on load; at least twice the network input, to crop items).
+        photo = load_image(image, max_pixels=self.settings.max_pixels, target=self.embedder.preprocess.size)
+        return photo, sha, max(_header_size(image) or photo.size) / max(photo.size)
+
+    def _regions(self, photo: Image.Image, box, scale: float) -> list[tuple[tuple[int, int, int, int], Image.Image]]:
+        """(box in original pixels, image to embed) per item, main item first."""
+        whole = (0, 0, round(photo.width * scale), round(photo.height * scale))
+        if box is not None:
+            x, y, w, h = (v / scale for v in box)
+            if x >= photo.width or y >= photo.height or x + w <= 0 or y + h <= 0:
+                raise InvalidArgumentError(f"The box {','.join(map(str, box))} lies outside the {whole[2]}x{whole[3]} photo. "
+                                           "Give x,y,w,h in the photo's pixels.", code="bad_box")
+            return [(box, crop(photo, (x, y, w, h), pad=0.0))]
+        if not self.settings.localise:
+            return [(whole, photo)]
+        return [(tuple(round(v * scale) for v in found.xywh), region)
+                for found, region in item_crops(photo, self.settings.max_items)]
 
     def identify(self, image) -> Identification:
         vector, sha = self.embed(image)
@@ -278,6 +316,28 @@ class Index:
         manifest["search"] = self.store.backend.name
         manifest["runtime"] = self.embedder.runtime_name
         return manifest
+
+
+def parse_box(box) -> tuple[int, int, int, int]:
+    """(x, y, w, h) from a sequence or "x,y,w,h": whole pixels, positive width and height."""
+    parts = box.split(",") if isinstance(box, str) else list(box)
+    try:
+        values = tuple(int(round(float(v))) for v in parts)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or values[2] <= 0 or values[3] <= 0 or values[0] < 0 or values[1] < 0:
+        raise InvalidArgumentError(f"box must be x,y,w,h: four whole numbers, x and y from 0, w and h above 0; got {box!r}.",
+                                   code="bad_box")
+    return values
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """The photo's size from its header alone (no decoding); None when the header does not say."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # the decoder proper reports a bad file, with its own typed error
+        return None
 
 
 def open_index(path, settings: Settings | None = None, *, embedder: Embedder | None = None, **overrides) -> Index:

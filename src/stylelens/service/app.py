@@ -46,6 +46,7 @@ _OPTION_DOCS = {
     "user": "Shopper id, for personalised ranking.",
     "diversity": "0..1: trade similarity for variety.",
     "collapse": "Show one product per near-duplicate group.",
+    "box": "x,y,w,h in the photo's pixels: search this region only (photo searches).",
 }
 SEARCH_BODY = {
     "requestBody": {
@@ -172,6 +173,9 @@ async def product(product_id: str, index: Index = Depends(current_index)):
 @_query_params
 async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
     k, filters, extras = _options(request)
+    if "box" in extras:
+        raise bad("box picks a region of an uploaded photo; 'more like this' searches with the product's own picture.",
+                  code="unsupported_option")
     return public_result(await run_in_threadpool(index.similar, product_id, k, **filters, **extras))
 
 

@@ -18,15 +18,15 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import InvalidArgumentError, StylelensError
 from ..query import Index, SearchResult
+from ..query.filters import FILTER_FIELDS
 from ..settings import parse_bool
 
 log = logging.getLogger("stylelens.service")
 
 # Fields of a product that belong to the server, not to the shopper.
 PRIVATE_FIELDS = frozenset({"image_path", "image_sha256", "extra"})
-FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")
-# Passed to Index.search / Index.similar only when the request gives them (personalisation, diversity).
-OPTIONAL_FIELDS = ("user", "diversity", "collapse")
+# Passed to Index.search / Index.similar only when the request gives them (personalisation, diversity, a region).
+OPTIONAL_FIELDS = ("user", "diversity", "collapse", "box")
 OPTION_FIELDS = ("k",) + FILTER_FIELDS + OPTIONAL_FIELDS
 ALIASES = {"color": "colour"}
 
@@ -62,6 +62,8 @@ def public_product(product: dict) -> dict:
 def public_result(result: SearchResult) -> dict:
     body = result.to_dict()
     body["results"] = [public_product(p) for p in result.products]
+    if "items" in body:
+        body["items"] = [dict(item, results=[public_product(p) for p in item["results"]]) for item in body["items"]]
     return body
 
 
@@ -97,7 +99,7 @@ def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | No
     extras: dict = {}
     if "user" in values:
         extras["user"] = values["user"]
-    for name in ("diversity", "collapse"):  # checked by Index.search / similar, before any work
+    for name in ("diversity", "collapse", "box"):  # checked by Index.search / similar, before any work
         if name in values:
             extras[name] = values[name]
     return _whole(k), filters, extras

@@ -43,7 +43,7 @@ async def recommendations(user: str, request: Request, index: Index = Depends(cu
     """Query parameters: ``k``, ``collapse`` and the search filters (gender, type, colour, min_price, max_price,
     include_out_of_stock)."""
     k, filters, extras = parse_options(dict(request.query_params))
-    unsupported = sorted(set(extras) - {"collapse"})
+    unsupported = sorted(set(extras) - {"collapse"})  # no photo here: box, user, diversity do not apply
     if unsupported:
         raise bad(f"{', '.join(unsupported)} cannot be used with recommendations; leave it out.", code="unsupported_option")
     result = await run_in_threadpool(personalize.recommend_for_user, index, user, k, **filters, **extras)

@@ -31,11 +31,19 @@ class Product(BaseModel):
     similar_count: int | None = Field(None, description="Near-identical products folded into this one (collapse).")
 
 
+class Item(BaseModel):
+    box: list[int] = Field(description="x, y, width, height of the item in the photo's pixels.")
+    identified: Identification | None = None
+    results: list[Product]
+
+
 class SearchResponse(BaseModel):
     identified: Identification | None = Field(None, description="What the item is, by its labelled neighbours' vote.")
-    results: list[Product]
+    results: list[Product] = Field(description="For a photo: the main item's results (the first of 'items').")
     took_ms: float
     note: str | None = Field(None, description="Why there are no results, when there are none.")
+    items: list[Item] | None = Field(None, description="For a photo: every item found in it, main item first, each "
+                                                         "with its box, identification and results.")
 
 
 class LookGroup(BaseModel):
