@@ -90,10 +90,19 @@ def _small(rgb: np.ndarray, long_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR))
 
 
-def contrast_map(rgb: np.ndarray, long_side: int = 96, clusters: int = 6) -> np.ndarray:
-    """Foreground = colours unlike the photo's border (the border is background). No model; ~2 ms."""
+def _cv2():
+    """OpenCV, imported when first needed, one thread per call: requests already run in parallel, and
+    OpenCV's own pool on top oversubscribes a small CPU (tens of ms for a 96-px colour conversion)."""
     import cv2
 
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+    return cv2
+
+
+def contrast_map(rgb: np.ndarray, long_side: int = 96, clusters: int = 6) -> np.ndarray:
+    """Foreground = colours unlike the photo's border (the border is background). No model; ~2 ms."""
+    cv2 = _cv2()
     small = cv2.GaussianBlur(_small(rgb, long_side), (5, 5), 0)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     b = max(2, long_side // 24)
@@ -111,8 +120,7 @@ def contrast_map(rgb: np.ndarray, long_side: int = 96, clusters: int = 6) -> np.
 
 def grabcut_map(rgb: np.ndarray, long_side: int = 128, margin: float = 0.03, iterations: int = 3) -> np.ndarray:
     """OpenCV GrabCut started from the frame less a thin margin (the margin is background)."""
-    import cv2
-
+    cv2 = _cv2()
     small = np.ascontiguousarray(_small(rgb, long_side)[:, :, ::-1])
     h, w = small.shape[:2]
     mx, my = max(1, int(w * margin)), max(1, int(h * margin))
@@ -321,7 +329,7 @@ def boxes_from_heat(heat: np.ndarray, size: tuple[int, int], max_items: int = 3,
     Ranked by heat mass, weighted towards the centre of the frame (a shopper centres what they mean);
     regions under ``keep`` of the best one's score are dropped. None found: the whole frame.
     """
-    import cv2
+    cv2 = _cv2()
 
     w, h = size
     s = min(1.0, 96 / max(w, h))

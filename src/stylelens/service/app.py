@@ -18,6 +18,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..localise import item_crops
 from ..query import Index, open_index
 from ..settings import Settings, settings_or_default
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
@@ -82,6 +83,8 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
         blas = _one_blas_thread()
         # The first inference is slow (allocations, kernel selection); pay it before the first shopper.
         await run_in_threadpool(index.embedder.embed, [Image.new("RGB", (64, 64), "white")])
+        # ... and for finding items in a photo (OpenCV's first call loads its kernels).
+        await run_in_threadpool(item_crops, Image.new("RGB", (64, 48), (90, 120, 60)))
         yield
         if blas is not None:
             blas.restore_original_limits()
