@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import StylelensError
-from . import core, demo, quality, serve
+from . import core, demo, maintenance, quality, serve
 
 
 class _Intermixed(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylelens", description="Fashion recommendations from a photo.")
     parser.add_argument("--version", action="version", version=f"stylelens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Intermixed)
-    for module in (core, serve, quality, demo):
+    for module in (core, serve, quality, demo, maintenance):
         module.register(sub)
     return parser
 

@@ -174,7 +174,9 @@ class CatalogDB:
             r = rec[0]
             if not 0 <= r < n:
                 raise IndexDamagedError(f"The index file {self.path} is damaged: product {rec[1]} points at vector row {r} of {n}. "
-                                        "Rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER).")
+                                        f"Run stylelens check {self.path.parent} --repair, then stylelens index CATALOG --out "
+                                        f"{self.path.parent} to add such products again. Rebuild the index into a new folder "
+                                        "(stylelens index CATALOG --out NEW_FOLDER) only if the check cannot repair it.")
             ids[r], live[r] = rec[1], True
             price[r] = np.nan if rec[2] is None else rec[2]
             in_stock[r] = bool(rec[3])

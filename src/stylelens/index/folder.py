@@ -88,8 +88,10 @@ class FolderBackend:
                 size = f.stat().st_size if f.is_file() else -1
                 if size < n * self.dim * 4:
                     what = "is missing" if size < 0 else f"holds {size // (self.dim * 4):,} of {n:,} vectors"
-                    raise IndexDamagedError(f"The index file {f} {what}. Rebuild the index into a new folder "
-                                            "(stylelens index CATALOG --out NEW_FOLDER).")
+                    raise IndexDamagedError(f"The index file {f} {what}. Run stylelens check {self.folder} --repair, then "
+                                            f"stylelens index CATALOG --out {self.folder} to re-embed the products it lost. "
+                                            "Rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER) "
+                                            "only if the check cannot repair it.")
                 matrix = np.memmap(f, dtype=np.float32, mode="r", shape=(n, self.dim))
             self._matrices = {key: matrix}  # the latest view only; older ones live on in the queries using them
         return matrix
@@ -136,7 +138,9 @@ class FolderBackend:
         with open(self.vectors_file, "ab") as fh:
             if fh.tell() != start_row * self.dim * 4:
                 raise IndexDamagedError(f"The index file {self.vectors_file} holds {fh.tell() // (self.dim * 4):,} vectors where "
-                                        f"{start_row:,} were committed. Rebuild the index into a new folder.")
+                                        f"{start_row:,} were committed. Run stylelens check {self.folder} --repair, then this "
+                                        "command again. Rebuild the index into a new folder (stylelens index CATALOG --out "
+                                        "NEW_FOLDER) only if the check cannot repair it.")
             fh.write(vectors.tobytes())
             fh.flush()
             os.fsync(fh.fileno())
@@ -147,7 +151,9 @@ class FolderBackend:
         have = f.stat().st_size if f.exists() else 0
         if have < size:  # committed vectors missing: never "unchanged" over a damaged file
             raise IndexDamagedError(f"The index file {f} holds {have // (self.dim * 4):,} of the {self.catalog.n_rows:,} "
-                                    "committed vectors. Rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER).")
+                                    f"committed vectors. Run stylelens check {self.folder} --repair, then this command again "
+                                    "to re-embed the products it lost. Rebuild the index into a new folder (stylelens index "
+                                    "CATALOG --out NEW_FOLDER) only if the check cannot repair it.")
         if have > size:
             with open(f, "r+b") as fh:
                 fh.truncate(size)

@@ -53,8 +53,9 @@ def write_manifest(folder, manifest: dict) -> None:
 
 
 def _damaged(path: Path, why: str) -> IndexDamagedError:
-    return IndexDamagedError(f"The index file {path} is damaged: {why}. Rebuild the index into a new folder "
-                             f"(stylelens index CATALOG --out NEW_FOLDER).")
+    return IndexDamagedError(f"The index file {path} is damaged: {why}. Run stylelens check {path.parent} --repair to "
+                             f"rebuild the manifest from the catalog and vectors. Rebuild the index into a new folder "
+                             f"(stylelens index CATALOG --out NEW_FOLDER) only if the check cannot.")
 
 
 def check_compatible(built: dict, asked: dict, path) -> None:
