@@ -95,3 +95,7 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# A TestClient that talks to the app as a browser on the server's own machine would: Host localhost, peer 127.0.0.1.
+LOCAL = {"base_url": "http://localhost", "client": ("127.0.0.1", 50000)}

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from service_fixtures import LOCAL
 from stylelens.errors import IndexMismatchError, InvalidArgumentError
 from stylelens.query import Filters
 from stylelens.index import create_store
@@ -293,7 +294,7 @@ def test_cli_and_web_api_work_on_a_milvus_backed_index(tmp_path):
                  "--backbone", "efficientnet-lite0", "--weights", "random"]) == 2  # a clear error, no traceback
     assert main(["search", str(tmp_path / "ix"), str(tmp_path / "catalog" / "images" / "1002.jpg"), "--json", "--gender", "Men"]) == 0
     assert main(["remove", str(tmp_path / "ix"), "1004"]) == 0
-    client = TestClient(create_app(tmp_path / "ix"))
+    client = TestClient(create_app(tmp_path / "ix"), **LOCAL)
     with open(tmp_path / "catalog" / "images" / "1002.jpg", "rb") as fh:
         answer = client.post("/api/search", files={"image": ("q.jpg", fh, "image/jpeg")}, data={"k": "4", "gender": "Men"})
     assert answer.status_code == 200, answer.text

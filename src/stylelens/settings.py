@@ -88,6 +88,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("cache_dir", str(Path.home() / ".cache" / "stylelens"), "Where downloaded weights and compiled models are kept."),
         Setting("host", "127.0.0.1", "Address the web server listens on."),
         Setting("port", 8000, "Port the web server listens on.", int),
+        Setting("allowed_hosts", "", "Host names the web server answers to, comma-separated ('*' any). Empty: only "
+                "localhost names while it listens on a loopback address (no DNS rebinding), any otherwise."),
         Setting("progress", True, "Show progress bars.", _bool),
         Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, StylelensError
+from ..errors import InvalidArgumentError, ShoppersUnavailable
 from .diversity import check_collapse, collapse_duplicates, pool_size
 from .filters import Filters, check_k
 from .results import SearchResult
@@ -85,8 +85,10 @@ class Shoppers:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise StylelensError(f"Cannot open the shopper database {self.path}: {exc}. "
-                                 "Personalisation needs write access to the index folder.", code="users_unavailable") from exc
+            # No server path in the message: it reaches shoppers through the API.
+            raise ShoppersUnavailable(f"The shoppers' database of this index ({USERS_DB}) cannot be used ({exc}). Likes and "
+                                      f"'For you' need a readable, writable {USERS_DB} beside the index; move a damaged one "
+                                      "away and it starts anew.") from None
         self.lock = threading.Lock()
 
     def close(self) -> None:

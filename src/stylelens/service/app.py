@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
@@ -80,11 +81,11 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        blas = _one_blas_thread()
         # The first inference is slow (allocations, kernel selection); pay it before the first shopper.
         await run_in_threadpool(index.embedder.embed, [Image.new("RGB", (64, 64), "white")])
-        # ... and for finding items in a photo (OpenCV's first call loads its kernels).
+        # ... and for finding items in a photo (OpenCV's first call loads its kernels and its own BLAS).
         await run_in_threadpool(item_crops, Image.new("RGB", (64, 48), (90, 120, 60)))
+        blas = _one_blas_thread()  # after the warm-up: it limits the BLAS libraries loaded by then
         yield
         if blas is not None:
             blas.restore_original_limits()
@@ -92,6 +93,7 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
     app = _fastapi(lifespan)
     app.state.index = index
     app.state.settings = settings
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(shopper_router)
@@ -182,15 +184,33 @@ async def similar(request: Request, product_id: str, index: Index = Depends(curr
     return public_result(await run_in_threadpool(index.similar, product_id, k, **filters, **extras))
 
 
-@api.get("/health", response_model=Health, summary="What the server is serving")
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    if settings.allowed_hosts:
+        return [h.strip() for h in settings.allowed_hosts.split(",") if h.strip()]
+    return LOOPBACK_NAMES if _loopback(settings.host) else ["*"]
+
+
+def _loopback(address: str) -> bool:
+    return address in ("localhost", "::1") or address.startswith("127.")
+
+
+@api.get("/health", response_model=Health, response_model_exclude_unset=True, summary="What the server is serving")
 async def health(request: Request, index: Index = Depends(current_index)):
+    """What the page needs for everyone; the model, runtime and storage detail only for a client on this
+    machine (it tells an attacker what to probe)."""
+    public = {"status": "ok", "version": __version__, "products": len(index),
+              "max_upload_bytes": request.app.state.settings.max_upload_bytes,
+              "indexing": _indexing(request.app, len(index))}
+    if not _loopback(request.client.host if request.client else ""):
+        return public
     manifest = index.store.manifest["embedder"]
-    return {"status": "ok", "version": __version__, "products": len(index), "backbone": manifest["backbone"],
-            "weights": manifest["weights"]["source"], "dimension": index.store.dim, "pooling": manifest["pooling"],
-            "search": index.store.backend.name, "runtime": index.embedder.runtime_name,
-            "generation": {"vectors": index.store.generation[0], "rows": index.store.generation[1]},
-            "max_upload_bytes": request.app.state.settings.max_upload_bytes,
-            "indexing": _indexing(request.app, len(index))}
+    generation = index.store.generation
+    return {**public, "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
+            "dimension": index.store.dim, "pooling": manifest["pooling"], "search": index.store.backend.name,
+            "runtime": index.embedder.runtime_name, "generation": {"vectors": generation[0], "rows": generation[1]}}
 
 
 def _indexing(app: FastAPI, products: int) -> dict | None:

@@ -92,15 +92,18 @@ class Indexing(BaseModel):
 
 
 class Health(BaseModel):
+    """backbone, weights, dimension, pooling, search, runtime and generation: for clients on the server's own
+    machine only."""
+
     status: str
     version: str
     products: int
-    backbone: str
-    weights: str
-    dimension: int
-    pooling: str
-    search: str
-    runtime: str
-    generation: Generation
     max_upload_bytes: int
     indexing: Indexing | None = None
+    backbone: str | None = None
+    weights: str | None = None
+    dimension: int | None = None
+    pooling: str | None = None
+    search: str | None = None
+    runtime: str | None = None
+    generation: Generation | None = None

@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     dropzone: $("dropzone"), fileInput: $("file-input"), cameraInput: $("camera-input"), preview: $("preview"),
-    dropHint: $("drop-hint"), chooseLabel: $("choose-label"), limit: $("upload-limit"), catalogInfo: $("catalog-info"),
+    dropHint: $("drop-hint"), boxes: $("boxes"), boxHelp: $("box-help"), items: $("items"), identUnsure: $("ident-unsure"), chooseLabel: $("choose-label"), limit: $("upload-limit"), catalogInfo: $("catalog-info"),
     identified: $("identified"), identText: $("ident-text"), identBar: $("ident-bar"), identDetails: $("ident-details"),
     filters: $("filters"), filtersToggle: $("filters-toggle"), gender: $("f-gender"), type: $("f-type"), colour: $("f-colour"), min: $("f-min"),
     max: $("f-max"), stock: $("f-stock"), collapse: $("f-collapse"), variety: $("f-variety"),
@@ -32,6 +32,7 @@
     no_image: "Choose a photo first",
     unknown_product: "That product is no longer available",
     bad_filter: "Check the filters",
+    bad_box: "That box is outside the photo",
     bad_request: "The shop didn't understand that request",
     unsupported_option: "That option isn't available here",
     network: "Can't reach the shop",
@@ -44,6 +45,8 @@
 
   const PAGE = 24;          // products per "page"; "Show more products" asks for PAGE more
   const MAX_K = 1000;       // the API's limit on k
+  const UNSURE = 0.5;       // an identification less sure than this asks the shopper to adjust the box
+  const MAX_ITEMS = 6;      // found items plus boxes the shopper drew
 
   const state = {
     file: null,            // the shopper's photo, kept in memory to re-run searches without re-uploading
@@ -58,6 +61,11 @@
     products: [],          // the last answer, in the server's order (sorting re-orders a copy)
     hasPrices: false,      // the catalog has prices (/api/facets): only then price filters and sorting
     forYouIds: "",         // what "For you" showed last, to say when a like changed it
+    // The items in the photo, main item first: {box: [x, y, w, h] in the photo's own pixels, identified,
+    // results, note, took_ms, origin: its place among the items the server found (null once the shopper
+    // moved, resized or drew it), key: the options its results answer (another key: ask again first)}.
+    items: [],
+    selected: 0,
   };
 
   function shopperId() {
@@ -157,10 +165,10 @@
     setLoading(true);
     try {
       const body = await request(controller.signal);
-      if (controller !== state.controller) return null;
+      if (controller !== state.controller) return undefined;
       return body;
     } catch (err) {
-      if (err.name === "AbortError") return null;
+      if (err.name === "AbortError") return undefined;  // a newer search took over: nothing to undo
       showError(err);
       // An error never takes away what the shopper already had: the previous results stay.
       el.resultsMeta.textContent = meta || "";
@@ -175,27 +183,76 @@
     }
   }
 
-  // ``photo``: a new photo to try (kept only if the server can use it); none: re-run with the current one.
+  // ``photo``: a new photo to try (kept only if the server can use it); none: the selected item of the current
+  // one again. The answer, or null after an error (shown; the previous results stay), or undefined if replaced.
   async function searchPhoto(photo = null, { reveal = false, more = false } = {}) {
     const file = photo ? photo.file : state.file;
-    if (!file) return;
+    if (!file) return undefined;
+    const item = photo ? null : state.items[state.selected];
+    // A box the shopper moved or drew is searched alone; otherwise the whole photo, every found item at once.
+    const box = item && item.origin === null ? item.box : null;
+    const key = searchKey();
     const body = await run((signal) => {
       const form = new FormData();
-      form.append("image", file);
+      form.append("image", file);  // the photo kept in memory: the file is never read from disk again
+      if (box) form.append("box", box.join(","));
       for (const [name, value] of filterParams()) form.append(name, value);
       return api("/api/search", { method: "POST", body: form, signal });
     });
     if (!body) {
-      if (photo && PHOTO_ERRORS.has(el.message.dataset.code)) rejectPhoto(photo);
-      return;
+      if (body === null && photo && PHOTO_ERRORS.has(el.message.dataset.code)) rejectPhoto(photo);
+      return body;
     }
     if (photo) acceptPhoto(photo);
+    takeItems(body, { fresh: Boolean(photo), item: box ? item : null, key });
+    showItem({ more });
+    if (reveal) revealResults();
+    return body;
+  }
+
+  function searchKey() {
+    return filterParams().toString();
+  }
+
+  // The answer's items into state.items: a new photo's replace them; a box's answer goes to that box's item;
+  // the whole photo again updates the items the server found, and leaves the boxes the shopper moved alone.
+  function takeItems(body, { fresh, item, key }) {
+    const answered = (body.items && body.items.length ? body.items : [{ box: null, identified: body.identified, results: body.results }])
+      .map((it) => ({ box: it.box, identified: it.identified, results: it.results || [], note: body.note, took_ms: body.took_ms, key }));
+    if (fresh) {
+      state.items = answered.map((it, i) => ({ ...it, origin: i }));
+      state.selected = 0;
+    } else if (item) {
+      Object.assign(item, answered[0], { box: answered[0].box || item.box });
+    } else {
+      answered.forEach((it, i) => {
+        const mine = state.items.find((o) => o.origin === i);
+        if (mine) Object.assign(mine, it);
+      });
+    }
+  }
+
+  // The selected item's identification and results, from what the last answers hold: no request.
+  function showItem({ more = false } = {}) {
+    const item = state.items[state.selected];
     state.mode = "photo";
     state.similarTo = null;
-    renderIdentified(body.identified);
+    renderIdentified(item ? item.identified : null);
     showPhotoView("Similar products");
-    renderResults(body, { more });
-    if (reveal) revealResults();
+    renderResults(item || { results: [] }, { more });
+    drawBoxes();
+    drawItems();
+  }
+
+  // Picking an item (its chip or its box) shows the results the answer already holds; only results for
+  // other options (filters changed since) are asked for again.
+  function selectItem(i) {
+    if (!state.items[i]) return;
+    if (state.controller) state.controller.abort();
+    state.selected = i;
+    state.k = PAGE;
+    if (state.items[i].key === searchKey()) showItem();
+    else searchPhoto();
   }
 
   // On a phone the photo and its panels fill the first screen: bring the products up to the shopper.
@@ -259,6 +316,7 @@
   // The server could not use this photo: show the previous one again (its results never went away).
   function rejectPhoto(photo) {
     URL.revokeObjectURL(photo.url);
+    drawItems();
     if (state.previewUrl) {
       el.preview.src = state.previewUrl;
       el.preview.hidden = false;
@@ -281,7 +339,12 @@
   }
 
   // ---- rendering ----------------------------------------------------------------------------
+  function isUnsure(ident) {
+    return Boolean(ident && ident.type) && (ident.type_confidence || 0) < UNSURE;
+  }
+
   function renderIdentified(ident) {
+    el.identUnsure.hidden = !isUnsure(ident);
     if (!ident || !ident.type) { el.identified.hidden = true; return; }
     const pct = Math.round((ident.type_confidence || 0) * 100);
     el.identText.textContent = `${ident.type} — ${pct}%`;
@@ -500,12 +563,14 @@
     el.preview.src = photo.url;
     el.dropHint.hidden = true;
     el.chooseLabel.textContent = "Choose another photo";
+    el.items.hidden = true;  // the previous photo's items, until this one's answer
+    drawBoxes();
     state.k = PAGE;
     searchPhoto(photo, { reveal: true });
   }
 
   // A file the browser cannot show (the server's answer says why): hide the broken picture, not the old results.
-  el.preview.addEventListener("error", () => { el.preview.hidden = true; el.dropHint.hidden = false; });
+  el.preview.addEventListener("error", () => { el.preview.hidden = true; el.dropHint.hidden = false; drawBoxes(); });
   for (const input of [el.fileInput, el.cameraInput]) {
     input.addEventListener("change", () => { takeFile(input.files[0]); input.value = ""; });
   }
@@ -527,6 +592,229 @@
     if (item) takeFile(item);
   });
 
+  // ---- the items in the photo: a box each over the preview, and a chip each ---------------------
+  let gesture = null;  // a pointer dragging a box, a corner, or drawing a new box
+
+  // Where the photo's own pixels land on the page (the preview is object-fit: contain); null while no
+  // accepted photo is shown.
+  function photoGeometry() {
+    const img = el.preview;
+    const nw = img.naturalWidth, nh = img.naturalHeight, cw = img.clientWidth, ch = img.clientHeight;
+    if (img.hidden || !state.file || img.getAttribute("src") !== state.previewUrl || !nw || !nh || !cw || !ch) return null;
+    const s = Math.min(cw / nw, ch / nh);
+    return { s, w: nw, h: nh, ox: img.offsetLeft + (cw - nw * s) / 2, oy: img.offsetTop + (ch - nh * s) / 2 };
+  }
+
+  function itemLabel(item) {
+    const ident = item.identified;
+    if (!ident || !ident.type) return item.key ? "Unknown item" : "Your box";
+    return `${ident.type} · ${Math.round((ident.type_confidence || 0) * 100)} %`;
+  }
+
+  function itemName(item, i) {
+    return `Item ${i + 1}${item.origin === 0 ? " (main item)" : ""}: ${itemLabel(item)}`;
+  }
+
+  // Redraws ``container`` and gives focus back to the element with the same data-index.
+  function keepingFocus(container, draw) {
+    const active = document.activeElement;
+    const index = container.contains(active) ? active.dataset.index : undefined;
+    draw();
+    const again = index === undefined ? null : container.querySelector(`[data-index="${index}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
+
+  function placeBox(node, box, g) {
+    node.style.left = `${g.ox + box[0] * g.s}px`;
+    node.style.top = `${g.oy + box[1] * g.s}px`;
+    node.style.width = `${box[2] * g.s}px`;
+    node.style.height = `${box[3] * g.s}px`;
+  }
+
+  function drawBoxes() {
+    if (gesture) return;  // the shopper is dragging: that box follows the pointer
+    const g = photoGeometry();
+    el.boxes.hidden = !g;
+    el.boxHelp.hidden = !g;
+    if (!g) return;
+    const selected = state.items[state.selected];
+    el.boxes.classList.toggle("unsure", Boolean(selected) && isUnsure(selected.identified));
+    keepingFocus(el.boxes, () => el.boxes.replaceChildren(...state.items.flatMap((item, i) => {
+      if (!item.box) return [];
+      const node = document.createElement("div");
+      node.className = i === state.selected ? "box selected" : "box";
+      node.dataset.index = String(i);
+      node.tabIndex = 0;
+      node.setAttribute("role", "button");
+      node.setAttribute("aria-pressed", String(i === state.selected));
+      node.setAttribute("aria-label", `Box around ${itemName(item, i)}`);
+      node.setAttribute("aria-describedby", "box-help");
+      const number = document.createElement("span");
+      number.className = "box-no";
+      number.setAttribute("aria-hidden", "true");
+      number.textContent = String(i + 1);
+      node.append(number);
+      if (i === state.selected) {
+        for (const corner of ["nw", "ne", "sw", "se"]) {
+          const handle = document.createElement("span");
+          handle.className = `handle ${corner}`;
+          handle.dataset.handle = corner;
+          node.append(handle);
+        }
+      }
+      placeBox(node, item.box, g);
+      return [node];
+    })));
+  }
+
+  function drawItems() {
+    el.items.hidden = state.items.length < 2;  // one item: its box says it all
+    keepingFocus(el.items, () => el.items.replaceChildren(...state.items.map((item, i) => {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "item-chip";
+      chip.dataset.index = String(i);
+      chip.setAttribute("aria-pressed", String(i === state.selected));
+      chip.setAttribute("aria-label", itemName(item, i));
+      const number = document.createElement("span");
+      number.className = "item-no";
+      number.setAttribute("aria-hidden", "true");
+      number.textContent = String(i + 1);
+      chip.append(number, itemLabel(item));
+      chip.addEventListener("click", () => selectItem(i));
+      return chip;
+    })));
+  }
+
+  // Searches item ``i`` again for ``box`` (the photo in memory, sent with the box: one request). The server
+  // says no: the box goes back (a drawn one goes away) and the previous results stay.
+  async function searchBox(i, box, { added = false } = {}) {
+    const item = state.items[i];
+    const before = { ...item };
+    const selectedBefore = state.selected;
+    Object.assign(item, { box: box.map((v) => Math.round(v)), origin: null, key: null });
+    state.selected = i;
+    state.k = PAGE;
+    drawBoxes();
+    drawItems();
+    const body = await searchPhoto();
+    if (body !== null) return;
+    if (added) state.items.splice(state.items.indexOf(item), 1);
+    else Object.assign(item, before);
+    state.selected = Math.min(selectedBefore, state.items.length - 1);
+    drawBoxes();
+    drawItems();
+  }
+
+  function addBox(box) {
+    if (state.items.length >= MAX_ITEMS) { searchBox(state.selected, box); return; }
+    state.items.push({ box, identified: null, results: [], note: null, took_ms: 0, origin: null, key: null });
+    searchBox(state.items.length - 1, box, { added: true });
+  }
+
+  const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+
+  // The box a gesture makes: moved, one corner dragged, or drawn from where the pointer went down.
+  function reshape(gesture, p) {
+    const { g, start, box, mode } = gesture;
+    const least = 16 / g.s;  // no box smaller than 16 px on the screen
+    if (mode === "draw") {
+      const x = clamp(p.x, 0, g.w), y = clamp(p.y, 0, g.h);
+      return [Math.min(x, start.x), Math.min(y, start.y), Math.abs(x - start.x), Math.abs(y - start.y)];
+    }
+    const [x, y, w, h] = box;
+    const dx = p.x - start.x, dy = p.y - start.y;
+    if (mode === "move") return [clamp(x + dx, 0, g.w - w), clamp(y + dy, 0, g.h - h), w, h];
+    let left = x, top = y, right = x + w, bottom = y + h;
+    if (mode.includes("w")) left = clamp(x + dx, 0, right - least);
+    if (mode.includes("e")) right = clamp(right + dx, left + least, g.w);
+    if (mode.includes("n")) top = clamp(y + dy, 0, bottom - least);
+    if (mode.includes("s")) bottom = clamp(bottom + dy, top + least, g.h);
+    return [left, top, right - left, bottom - top];
+  }
+
+  function photoPoint(e, g) {
+    const frame = el.boxes.getBoundingClientRect();
+    return { x: (e.clientX - frame.left - g.ox) / g.s, y: (e.clientY - frame.top - g.oy) / g.s };
+  }
+
+  el.boxes.addEventListener("pointerdown", (e) => {
+    if (gesture || (e.pointerType === "mouse" && e.button !== 0)) return;
+    const g = photoGeometry();
+    if (!g) return;
+    const node = e.target.closest(".box");
+    const handle = e.target.closest(".handle");
+    const index = node ? Number(node.dataset.index) : -1;
+    const start = photoPoint(e, g);
+    if (!node && (start.x < 0 || start.y < 0 || start.x > g.w || start.y > g.h)) return;  // beside the photo
+    e.preventDefault();  // no text selection, no scrolling
+    if (node) node.focus({ preventScroll: true });
+    el.boxes.setPointerCapture(e.pointerId);
+    gesture = { id: e.pointerId, g, start, index, node, mode: handle ? handle.dataset.handle : node ? "move" : "draw",
+      box: index >= 0 ? state.items[index].box.slice() : null, next: null };
+  });
+
+  el.boxes.addEventListener("pointermove", (e) => {
+    if (!gesture || e.pointerId !== gesture.id) return;
+    const p = photoPoint(e, gesture.g);
+    if (!gesture.next && Math.hypot(p.x - gesture.start.x, p.y - gesture.start.y) * gesture.g.s < 4) return;  // a tap
+    gesture.next = reshape(gesture, p);
+    if (!gesture.node) {
+      gesture.node = document.createElement("div");
+      gesture.node.className = "box selected drawing";
+      el.boxes.append(gesture.node);
+    }
+    placeBox(gesture.node, gesture.next, gesture.g);
+  });
+
+  function endGesture(e, cancelled) {
+    if (!gesture || e.pointerId !== gesture.id) return;
+    const { index, mode, next, g } = gesture;
+    gesture = null;
+    if (cancelled || !next) {
+      drawBoxes();
+      if (!cancelled && index >= 0 && index !== state.selected) selectItem(index);  // a tap on a box picks it
+      return;
+    }
+    if (mode !== "draw") searchBox(index, next);
+    else if (next[2] * g.s >= 8 && next[3] * g.s >= 8) addBox(next);
+    else drawBoxes();  // too small to mean a box
+  }
+  el.boxes.addEventListener("pointerup", (e) => endGesture(e, false));
+  el.boxes.addEventListener("pointercancel", (e) => endGesture(e, true));
+
+  // Keyboard: Enter or Space picks a box; arrow keys move it by 5 % of its size, Shift+arrow keys resize it;
+  // the search runs once the keys rest.
+  let keyTimer = null;
+  let keyBox = null;
+  el.boxes.addEventListener("keydown", (e) => {
+    const node = e.target.closest(".box");
+    if (!node || e.altKey || e.ctrlKey || e.metaKey) return;
+    const i = Number(node.dataset.index);
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      if (i !== state.selected) selectItem(i);
+      return;
+    }
+    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[e.key];
+    const g = photoGeometry();
+    if (!step || !g) return;
+    e.preventDefault();
+    const [x, y, w, h] = keyBox && keyBox.index === i ? keyBox.box : state.items[i].box;
+    const dx = step[0] * Math.max(1, w * 0.05), dy = step[1] * Math.max(1, h * 0.05);
+    const least = 16 / g.s;
+    const box = e.shiftKey
+      ? [x, y, clamp(w + dx, Math.min(least, w), g.w - x), clamp(h + dy, Math.min(least, h), g.h - y)]
+      : [clamp(x + dx, 0, g.w - w), clamp(y + dy, 0, g.h - h), w, h];
+    keyBox = { index: i, box };
+    placeBox(node, box, g);
+    clearTimeout(keyTimer);
+    keyTimer = setTimeout(() => { keyBox = null; searchBox(i, box); }, 600);
+  });
+
+  el.preview.addEventListener("load", drawBoxes);
+  if (window.ResizeObserver) new ResizeObserver(() => drawBoxes()).observe(el.preview);
+
   // ---- filters ------------------------------------------------------------------------------
   let priceTimer = null;
   el.filters.addEventListener("change", (e) => {
@@ -545,7 +833,7 @@
   el.filters.addEventListener("reset", () => setTimeout(() => { showVariety(); rerun(); }, 0));
   el.filters.addEventListener("input", (e) => { if (e.target !== el.variety) renderChips(); });
   el.forget.addEventListener("click", forgetMe);
-  el.back.addEventListener("click", () => { state.k = PAGE; searchPhoto(); el.resultsTitle.focus(); });
+  el.back.addEventListener("click", () => { selectItem(state.selected); el.resultsTitle.focus(); });
   el.sort.addEventListener("change", drawResults);
   el.loadMore.addEventListener("click", () => {
     state.k = Math.min(MAX_K, state.k + PAGE);
