@@ -282,3 +282,18 @@ def test_feed_image_that_is_missing_is_warned(tmp_path):
     (tmp_path / "cat" / "feed.csv").write_text("id,image\nsku-1,images/1001.jpg\nsku-2,images/none.jpg\n")
     cat = load_catalog(tmp_path / "cat")
     assert [(w.code, w.id, w.value) for w in cat.issues] == [("image_missing", "sku-2", "images/none.jpg")]
+
+
+def test_ids_with_line_breaks_are_refused_as_keys(tmp_path):
+    """An id is a key in every file the index writes (ids.txt holds one per line): a line break would shift them."""
+    from PIL import Image
+
+    from stylelens.catalog import load_catalog
+
+    (tmp_path / "images").mkdir()
+    for name in ("good.jpg", "bad\nname.jpg"):
+        Image.new("RGB", (8, 8), "red").save(tmp_path / "images" / name)
+    (tmp_path / "products.csv").write_text('id,name\ngood,Good\n"two\nlines",Bad\n')
+    catalog = load_catalog(tmp_path)
+    assert list(catalog.images) == ["good"] and list(catalog.products) == ["good"]
+    assert [w.code for w in catalog.issues].count("bad_id") == 2

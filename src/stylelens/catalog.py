@@ -70,6 +70,10 @@ _SYMBOL_CODES = {"€": "EUR", "£": "GBP", "₹": "INR"}
 WARNING_KEYS = ("code", "id", "field", "value", "path", "line", "message")
 
 
+# Ids are keys in every file an index writes and exports (one per line in ids.txt): no control characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -78,7 +82,7 @@ def _key(name: str) -> str:
 class CatalogWarning:
     """Something in the catalog that was read with a loss; ``str()`` is the one-line message.
 
-    Codes: feed rows ``no_id``, ``duplicate_id``, ``bad_price``, ``negative_price``,
+    Codes: feed rows ``no_id``, ``bad_id``, ``duplicate_id``, ``bad_price``, ``negative_price``,
     ``ambiguous_price``, ``currency_mismatch``, ``unknown_stock``, ``bad_line`` (a JSON-lines line
     that is not a JSON object), ``image_missing`` (the feed's image column names no file);
     image folder ``duplicate_image`` (two files with one product id).
@@ -346,6 +350,9 @@ def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
         if not pid:
             warn("no_id", "no id, skipped", fld="id")
             continue
+        if _CONTROL.search(pid):
+            warn("bad_id", f"id {pid!r} holds a line break or control character, skipped", None, "id", pid)
+            continue
         if pid in products:
             warn("duplicate_id", f"duplicate id {pid}, later row ignored", pid, "id", pid)
             continue
@@ -418,6 +425,10 @@ def scan_images(folder: Path, problems: list | None = None) -> tuple[dict[str, P
         if not path.is_file():
             continue
         pid = path.stem
+        if _CONTROL.search(pid):
+            issues.append(CatalogWarning("bad_id", f"{path!s:.200}: a file name with a line break or control character "
+                                         "cannot be a product id, skipped", path=repr(str(path))))
+            continue
         if pid in images:
             issues.append(CatalogWarning("duplicate_image", f"{path}: another image already has id {pid} ({images[pid]}), skipped",
                                          id=pid, path=str(path)))
