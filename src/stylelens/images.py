@@ -409,3 +409,24 @@ def _decode_error(exc: Exception, data: bytes) -> ImageError:
 
 def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def return_large_allocations_to_the_os(threshold: int = 1 << 20) -> bool:
+    """Make glibc serve allocations of ``threshold`` bytes and more with mmap, always.
+
+    By default glibc raises that threshold after the first large free (up to 32 MB), so a decoded photo's
+    16 MB pixel blocks then come from per-thread heaps that keep the memory: ten concurrent 49 MP uploads
+    left a server 1.3 GB larger; with a fixed threshold, 0.38 GB, given back afterwards. Process-wide;
+    the web server calls it at start. A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False

@@ -19,6 +19,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..images import return_large_allocations_to_the_os
 from ..localise import item_crops
 from ..query import Index, open_index
 from ..settings import Settings, settings_or_default
@@ -90,6 +91,7 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
         if blas is not None:
             blas.restore_original_limits()
 
+    return_large_allocations_to_the_os()  # bounded memory under large uploads (see images)
     app = _fastapi(lifespan)
     app.state.index = index
     app.state.settings = settings
