@@ -597,3 +597,253 @@ def test_phone_layout_and_keyboard(server, browser, fashion_index):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # the look scrolls inside itself
     shot(page, "07-phone-more-like-this.png", full_page=False)
     page.close()
+
+
+# ---- shopper photos: the items found in the photo, and the shopper's own boxes -----------------------------
+
+def two_item_photo(fashion_index, tmp_path) -> Path:
+    """Two catalog products of different types, scaled up side by side on a plain green 900x600 photo."""
+    catalog = fashion_index[1]
+    with open(catalog / "products.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["in_stock"] == "yes" and (catalog / f"{r['id']}.jpg").is_file()]
+    first = rows[0]
+    second = next(r for r in rows if r["articleType"] != first["articleType"])
+    from PIL import Image
+
+    canvas = Image.new("RGB", (900, 600), (64, 110, 92))
+    for row, x in ((first, 90), (second, 560)):
+        with Image.open(catalog / f"{row['id']}.jpg") as product:
+            canvas.paste(product.convert("RGB").resize((240, 320), Image.Resampling.BICUBIC), (x, 140))
+    path = tmp_path / "two-items.jpg"
+    canvas.save(path, "JPEG", quality=92)
+    return path
+
+
+# Where the preview puts the photo's own pixels on the screen (it is object-fit: contain).
+PHOTO_ON_SCREEN_JS = """() => {
+    const i = document.querySelector('#preview');
+    const r = i.getBoundingClientRect();
+    const s = Math.min(i.clientWidth / i.naturalWidth, i.clientHeight / i.naturalHeight);
+    return {s, left: r.left + (i.clientWidth - i.naturalWidth * s) / 2, top: r.top + (i.clientHeight - i.naturalHeight * s) / 2,
+            width: i.naturalWidth, height: i.naturalHeight};
+}"""
+
+
+def is_search(response) -> bool:
+    return response.url.endswith("/api/search")
+
+
+def selected_chip(page) -> int:
+    return int(page.get_attribute("#items .item-chip[aria-pressed='true']", "data-index"))
+
+
+def test_items_in_a_shopper_photo(server, browser, fashion_index, tmp_path):
+    """Boxes and chips for every item; switching items asks nothing; moving, resizing or drawing a box
+    searches that region with the photo kept in memory; an unsure identification says so."""
+    photo = two_item_photo(fashion_index, tmp_path)
+    page = ready_page(browser, server, 1366, 900)
+    problems, searches = [], []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text and problems.append(m.text))
+    page.on("request", lambda r: r.url.endswith("/api/search") and searches.append(r))
+
+    with page.expect_response(is_search) as answer:
+        page.set_input_files("#file-input", str(photo))
+    body = answer.value.json()
+    items = body["items"]
+    assert len(items) == 2 and items[0]["identified"]["type"] != items[1]["identified"]["type"]
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    idle(page)
+    page.wait_for_selector("#boxes .box >> nth=1")
+
+    # A box per item, where the item is in the photo (scaled to the preview), and a chip per item, the main one picked.
+    g = page.evaluate(PHOTO_ON_SCREEN_JS)
+    assert (g["width"], g["height"]) == (900, 600)
+    for i, item in enumerate(items):
+        shown = page.locator(f"#boxes .box[data-index='{i}']").bounding_box()
+        x, y, w, h = item["box"]
+        assert abs(shown["x"] - (g["left"] + x * g["s"])) < 1.5 and abs(shown["y"] - (g["top"] + y * g["s"])) < 1.5
+        assert abs(shown["width"] - w * g["s"]) < 1.5 and abs(shown["height"] - h * g["s"]) < 1.5
+    chips = page.locator("#items .item-chip")
+    assert chips.count() == 2 and selected_chip(page) == 0
+    for i, item in enumerate(items):
+        ident = item["identified"]
+        assert chips.nth(i).inner_text().endswith(f"{ident['type']} · {round(ident['type_confidence'] * 100)} %")
+    assert "main item" in chips.nth(0).get_attribute("aria-label")
+    assert page.get_attribute("#boxes .box.selected", "data-index") == "0"
+    first = card_ids(page)
+    assert first == [p["id"] for p in items[0]["results"]]
+    assert page.inner_text("#ident-text").startswith(items[0]["identified"]["type"])
+    # "Not sure" only for an identification under 50 %.
+    assert page.is_hidden("#ident-unsure") == (items[0]["identified"]["type_confidence"] >= 0.5)
+    shot(page, "14-items.png", full_page=False)
+
+    # The second item's chip: its results and identification, from the same answer (no request).
+    asked = len(searches)
+    chips.nth(1).click()
+    page.wait_for_function("() => document.querySelector('#items .item-chip[data-index=\"1\"]').getAttribute('aria-pressed') === 'true'")
+    second = card_ids(page)
+    assert second == [p["id"] for p in items[1]["results"]] and second != first
+    assert page.inner_text("#ident-text").startswith(items[1]["identified"]["type"])
+    assert page.get_attribute("#boxes .box.selected", "data-index") == "1"
+    # Clicking a box picks its item the same way.
+    page.locator("#boxes .box[data-index='0']").click()
+    page.wait_for_function("() => document.querySelector('#boxes .box.selected').dataset.index === '0'")
+    assert card_ids(page) == first and selected_chip(page) == 0
+    page.locator("#boxes .box[data-index='1']").click()
+    page.wait_for_function("() => document.querySelector('#boxes .box.selected').dataset.index === '1'")
+    assert card_ids(page) == second
+    page.wait_for_timeout(300)
+    assert len(searches) == asked
+
+    # Dragging the selected box searches that region: one request, the photo in memory with a box field.
+    x, y, w, h = items[1]["box"]
+    dx = 40 if x + w / 2 < 450 else -40  # towards the middle of the photo, never past its edge
+    start = page.locator("#boxes .box.selected").bounding_box()
+    cx, cy = start["x"] + start["width"] / 2, start["y"] + start["height"] / 2
+    with page.expect_response(is_search) as answer:
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + dx, cy + 12, steps=6)
+        page.mouse.up()
+    assert answer.value.status == 200
+    assert len(searches) == asked + 1
+    moved = answer.value.json()["items"]
+    assert len(moved) == 1
+    sent = moved[0]["box"]
+    assert sent != items[1]["box"] and sent[2:] == [w, h]
+    assert abs(sent[0] - (x + dx / g["s"])) <= 2 and abs(sent[1] - (y + 12 / g["s"])) <= 2
+    idle(page)
+    dragged = card_ids(page)
+    assert dragged == [p["id"] for p in moved[0]["results"]] and dragged != second
+    now = page.locator("#boxes .box[data-index='1']").bounding_box()
+    assert abs(now["x"] - (g["left"] + sent[0] * g["s"])) < 1.5 and selected_chip(page) == 1
+    assert chips.count() == 2
+    shot(page, "15-box-moved.png", full_page=False)
+
+    # Keyboard: the box says how (an aria description), arrow keys move it by 5 % of its size, Shift resizes.
+    box = page.locator("#boxes .box.selected")
+    assert box.get_attribute("aria-describedby") == "box-help"
+    help_text = page.inner_text("#box-help")
+    assert "arrow keys move the selected box by 5 % of its size" in help_text.lower().replace("\xa0", " ")
+    assert "Shift+arrows resize" in help_text
+    page.focus("#boxes .box[data-index='0']")
+    page.keyboard.press("Tab")  # from the keyboard, so the ring shows (:focus-visible)
+    assert page.evaluate("() => document.activeElement.matches('#boxes .box.selected:focus-visible')")
+    ring = page.evaluate("() => getComputedStyle(document.activeElement).boxShadow")
+    assert "rgb(22, 20, 31) 0px 0px 0px 5px" in ring, ring  # a dark ring outside a white one, on any photo
+    shot(page, "15-box-focus.png", full_page=False)
+    with page.expect_response(is_search) as answer:
+        page.keyboard.press("ArrowRight")
+    nudged = answer.value.json()["items"][0]["box"]
+    assert abs(nudged[0] - (sent[0] + 0.05 * w)) <= 1 and nudged[1:] == sent[1:]
+    idle(page)
+    with page.expect_response(is_search) as answer:
+        page.keyboard.press("Shift+ArrowDown")
+    grown = answer.value.json()["items"][0]["box"]
+    assert grown[:3] == nudged[:3] and abs(grown[3] - 1.05 * h) <= 1
+    idle(page)
+    assert page.evaluate("() => document.activeElement.classList.contains('box')")  # focus stays on the box
+
+    # A filter re-runs the search with the same box.
+    with page.expect_response(is_search) as answer:
+        page.uncheck("#f-collapse")
+    assert answer.value.json()["items"][0]["box"] == grown
+    idle(page)
+
+    # A search that fails keeps the previous results, and the box goes back.
+    page.locator("#boxes").scroll_into_view_if_needed()  # the filter was further down the page
+    before, box_before = card_ids(page), page.locator("#boxes .box.selected").bounding_box()
+    failure = {"status": 422, "content_type": "application/json",
+               "body": '{"error": {"code": "bad_box", "message": "The box lies outside the photo."}}'}
+    page.route("**/api/search", lambda route: route.fulfill(**failure), times=1)
+    cx, cy = box_before["x"] + box_before["width"] / 2, box_before["y"] + box_before["height"] / 2
+    with page.expect_response(is_search):
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 25, cy, steps=4)
+        page.mouse.up()
+    page.wait_for_selector("#message:not([hidden])")
+    idle(page)
+    assert page.inner_text("#message-title") == "That box is outside the photo"
+    assert card_ids(page) == before
+    assert page.locator("#boxes .box.selected").bounding_box() == box_before
+
+    # A tiny box drawn on the plain background: the page says it is not sure, and the handles ask to be moved.
+    g = page.evaluate(PHOTO_ON_SCREEN_JS)
+    x0, y0 = g["left"] + 20 * g["s"], g["top"] + 20 * g["s"]
+    with page.expect_response(is_search) as answer:
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 40 * g["s"], y0 + 40 * g["s"], steps=5)
+        page.mouse.up()
+    drawn = answer.value.json()["items"][0]
+    assert drawn["identified"]["type_confidence"] < 0.5
+    idle(page)
+    page.wait_for_selector("#ident-unsure:not([hidden])")
+    assert page.inner_text("#ident-unsure") == "Not sure — adjust the box around the item"
+    assert chips.count() == 3 and selected_chip(page) == 2
+    assert "unsure" in page.get_attribute("#boxes", "class") and page.locator("#boxes .box.selected .handle").count() == 4
+    shot(page, "16-not-sure.png", full_page=False)
+    # Back to the first item: sure again, and its results (filters changed since: asked again, for all found items).
+    with page.expect_response(is_search) as answer:
+        chips.nth(0).click()
+    again = answer.value.json()["items"]
+    assert len(again) == 2 and [i["box"] for i in again] == [i["box"] for i in items]
+    idle(page)
+    assert selected_chip(page) == 0 and card_ids(page) == [p["id"] for p in again[0]["results"]]
+    sure = again[0]["identified"]["type_confidence"] >= 0.5
+    assert page.is_hidden("#ident-unsure") == sure and ("unsure" not in page.get_attribute("#boxes", "class")) == sure
+    assert not problems, problems
+    page.close()
+
+
+def test_items_on_a_phone(server, browser, fashion_index, tmp_path):
+    """On a phone: the results still come into view, chips and boxes work by touch, a finger drags a box."""
+    photo = two_item_photo(fashion_index, tmp_path)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready='true']")
+    searches = []
+    page.on("request", lambda r: r.url.endswith("/api/search") and searches.append(r))
+    with page.expect_response(is_search) as answer:
+        page.set_input_files("#file-input", str(photo))
+    items = answer.value.json()["items"]
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    page.wait_for_function("""() => {
+        const top = document.querySelector('#results .card').getBoundingClientRect().top;
+        return window.scrollY > 0 && top >= 0 && top < window.innerHeight - 100;
+    }""")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    asked = len(searches)
+    page.locator("#boxes .box[data-index='1']").tap()
+    page.wait_for_function("() => document.querySelector('#boxes .box.selected').dataset.index === '1'")
+    assert card_ids(page) == [p["id"] for p in items[1]["results"]] and len(searches) == asked
+    # The handles are big enough for a finger.
+    handle = page.evaluate("""() => { const h = document.querySelector('#boxes .box.selected .handle');
+        const r = h.getBoundingClientRect(), a = getComputedStyle(h, '::after');
+        return {size: r.width, target: r.width - 2 * parseFloat(a.left)}; }""")
+    assert handle["size"] >= 20 and handle["target"] >= 44, handle
+    shot(page, "17-phone-items.png", full_page=False)
+
+    # A finger drags the selected box (touch events through the DevTools protocol: Playwright only taps).
+    start = page.locator("#boxes .box.selected").bounding_box()
+    cx, cy = start["x"] + start["width"] / 2, start["y"] + start["height"] / 2
+    x, _, w, _ = items[1]["box"]
+    dx = 5 if x + w / 2 < 450 else -5  # towards the middle of the photo
+    scrolled = page.evaluate("window.scrollY")
+    cdp = page.context.new_cdp_session(page)
+    with page.expect_response(is_search) as answer:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": cx, "y": cy}]})
+        for step in range(1, 6):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": cx + dx * step, "y": cy}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    moved = answer.value.json()["items"]
+    assert len(moved) == 1 and moved[0]["box"] != items[1]["box"] and moved[0]["box"][1] == items[1]["box"][1]
+    assert page.evaluate("window.scrollY") == scrolled  # the finger moved the box, not the page
+    idle(page)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "17-phone-box-moved.png", full_page=False)
+    page.close()

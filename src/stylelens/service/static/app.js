@@ -629,6 +629,7 @@
     node.style.top = `${g.oy + box[1] * g.s}px`;
     node.style.width = `${box[2] * g.s}px`;
     node.style.height = `${box[3] * g.s}px`;
+    node.classList.toggle("small", Math.min(box[2], box[3]) * g.s < 40);
   }
 
   function drawBoxes() {
@@ -653,7 +654,7 @@
       number.className = "box-no";
       number.setAttribute("aria-hidden", "true");
       number.textContent = String(i + 1);
-      node.append(number);
+      if (state.items.length > 1) node.append(number);  // numbered like the chips; one item needs no number
       if (i === state.selected) {
         for (const corner of ["nw", "ne", "sw", "se"]) {
           const handle = document.createElement("span");
