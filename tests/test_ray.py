@@ -90,7 +90,7 @@ def test_ray_runner_gives_the_local_runners_vectors_skips_and_counts(ray_cluster
     subprocess.run(["cp", "-r", str(root / "catalog"), str(changed)], check=True)
     make_image(changed / "images" / "1001.jpg", color=(250, 200, 0), pattern_seed=99)
     (changed / "images" / "1002.jpg").unlink()
-    third = build_index(changed, tmp_path / "ray", embedder=lite0, runner="ray", progress=False)
+    third = build_index(changed, tmp_path / "ray", embedder=lite0, runner="ray", progress=False, replace=True)
     assert (third.indexed, third.unchanged, third.removed, third.skipped) == (1, N - 2, 1, 2)
     after = vectors_by_id(tmp_path / "ray")
     assert "1002" not in after and not np.array_equal(after["1001"], expected["1001"])
