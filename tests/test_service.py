@@ -483,3 +483,38 @@ def test_foreign_host_names_are_refused_and_health_detail_stays_on_this_machine(
     open_app = create_app(index, index.settings.replace(host="0.0.0.0"))
     with TestClient(open_app, base_url="http://shop.example", client=("192.168.7.9", 40000)) as anywhere:
         assert anywhere.get("/api/health").status_code == 200  # listening on every address: any host name
+
+
+def test_a_stalled_upload_is_answered_408_not_held_open(index):
+    import asyncio
+
+    app = create_app(index, index.settings.replace(upload_stall_s=0.3))
+
+    async def stalled():
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"\xff\xd8\xff" + b"0" * 100, "more_body": True}
+            await asyncio.sleep(5)  # the client stops sending
+            return {"type": "http.disconnect"}
+
+        answer = {}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                answer["body"] = answer.get("body", b"") + message.get("body", b"")
+
+        scope = {"type": "http", "method": "POST", "path": "/api/search", "raw_path": b"/api/search", "query_string": b"",
+                 "headers": [(b"host", b"localhost"), (b"content-type", b"image/jpeg")], "client": ("127.0.0.1", 1),
+                 "server": ("localhost", 80), "scheme": "http", "http_version": "1.1", "root_path": ""}
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(app(scope, receive, send), 4)
+        return answer, asyncio.get_running_loop().time() - started
+
+    answer, took = asyncio.run(stalled())
+    assert answer["status"] == 408 and b"upload_timeout" in answer["body"] and took < 2

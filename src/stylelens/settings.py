@@ -80,6 +80,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("type_boost_min_confidence", 0.4, "Identification confidence needed before type_boost applies.", float),
         Setting("max_pixels", 50_000_000, "Largest image (width x height) accepted; guards against decompression bombs.", int),
         Setting("max_upload_bytes", 10 * 1024 * 1024, "Largest upload accepted by the web API, in bytes.", int),
+        Setting("upload_stall_s", 30.0, "Seconds an upload may send nothing before the server answers 408.", float),
         Setting("search", "auto", "Search method: exact, ann, or auto (ANN above ann_threshold products when FAISS is installed; "
                 "Milvus for an index whose vectors live there).", choices=("auto", "exact", "ann", "milvus")),
         Setting("ann_threshold", 200_000, "Catalog size from which search='auto' uses an ANN index.", int),

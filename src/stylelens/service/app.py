@@ -157,7 +157,8 @@ api = APIRouter(prefix="/api", responses={400: ERROR_SCHEMA, 404: ERROR_SCHEMA, 
 async def search(request: Request, index: Index = Depends(current_index)):
     """Multipart form with the photo in ``image`` and any of the options as fields (or query parameters),
     or the raw photo as the body with an ``image/*`` Content-Type and the options as query parameters."""
-    upload = await read_upload(request, request.app.state.settings.max_upload_bytes)
+    settings = request.app.state.settings
+    upload = await read_upload(request, settings.max_upload_bytes, settings.upload_stall_s)
     if upload.image is None:
         raise _no_image()
     k, filters, extras = _options(request, upload.fields)

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..query import Index, look, personalize
 from .http import bad, current_index, parse_options, public_product, public_result
+from .uploads import body_chunks
 from .schemas import EventResponse, ForgetResponse, LookResponse, SearchResponse
 
 router = APIRouter(prefix="/api")
@@ -23,7 +24,7 @@ async def add_event(user: str, request: Request, index: Index = Depends(current_
         raise bad("Send the event as JSON with the header Content-Type: application/json.", code="unsupported_media_type",
                   status=415)
     raw = b""
-    async for chunk in request.stream():  # capped while reading: a huge body costs nothing
+    async for chunk in body_chunks(request, request.app.state.settings.upload_stall_s):  # capped while reading
         raw += chunk
         if len(raw) > MAX_EVENT_BYTES:
             raise bad(f"An event body is at most {MAX_EVENT_BYTES:,} bytes of JSON.", code="too_large", status=413)

@@ -8,6 +8,8 @@ client's file name is never read.
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -46,7 +48,22 @@ def human_size(n: int) -> str:
     return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
-async def read_upload(request: Request, max_bytes: int) -> Upload:
+async def body_chunks(request: Request, stall_s: float):
+    """The request body as it arrives; a client that sends nothing for ``stall_s`` seconds is answered 408
+    (a slow, half-sent upload must not hold a worker and its buffer for ever)."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), stall_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise bad(f"The upload stalled: nothing arrived for {stall_s:g} s. Check the connection and send it again.",
+                      code="upload_timeout", status=408) from None
+        yield chunk
+
+
+async def read_upload(request: Request, max_bytes: int, stall_s: float = 30.0) -> Upload:
     """The photo and the text fields of a multipart form, or a raw image body (``Content-Type: image/*``)."""
     ctype, params = parse_options_header(request.headers.get("content-type"))
     ctype = ctype.lower()
@@ -54,10 +71,10 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     if declared.isdigit() and int(declared) > max_bytes + FRAMING_BYTES:
         raise too_large(max_bytes, int(declared))
     if ctype == b"multipart/form-data":
-        return await _read_multipart(request, params.get(b"boundary"), max_bytes)
+        return await _read_multipart(request, params.get(b"boundary"), max_bytes, stall_s)
     if ctype.startswith(b"image/") or ctype in RAW_TYPES:
         body = bytearray()
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, stall_s):
             body += chunk
             if len(body) > max_bytes:
                 raise too_large(max_bytes)
@@ -136,7 +153,7 @@ class _FormReader:
         self.ended = True
 
 
-async def _read_multipart(request: Request, boundary: bytes | None, max_bytes: int) -> Upload:
+async def _read_multipart(request: Request, boundary: bytes | None, max_bytes: int, stall_s: float) -> Upload:
     if not boundary:
         raise bad("The multipart request has no boundary in its Content-Type. Let your HTTP client build the form.",
                   code="bad_request", status=400)
@@ -144,7 +161,7 @@ async def _read_multipart(request: Request, boundary: bytes | None, max_bytes: i
     total = 0
     try:
         parser = MultipartParser(boundary, reader.callbacks())
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, stall_s):
             total += len(chunk)
             if total > max_bytes + FRAMING_BYTES:
                 raise too_large(max_bytes)
