@@ -47,12 +47,17 @@ def fashion_index(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def server(fashion_index, tmp_path_factory):
     """`stylelens serve INDEX` as a subprocess on a free loopback port."""
+    yield from serve(fashion_index, tmp_path_factory)
+
+
+def serve(fashion_index, tmp_path_factory, *options):
     port = free_port()
     script = Path(sys.executable).with_name("stylelens")
     cmd = [str(script)] if script.exists() else [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())"]
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd + ["serve", str(fashion_index[0]), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd + ["serve", str(fashion_index[0]), "--port", str(port), *options], stdout=log,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -846,4 +851,31 @@ def test_items_on_a_phone(server, browser, fashion_index, tmp_path):
     idle(page)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "17-phone-box-moved.png", full_page=False)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def token_server(fashion_index, tmp_path_factory):
+    """`stylelens serve INDEX --auth`: shopper tokens on."""
+    yield from serve(fashion_index, tmp_path_factory, "--auth")
+
+
+def test_likes_work_with_shopper_tokens(token_server, browser, fashion_index):
+    """With --auth the page gets its shopper id and token from the server and sends the token with likes."""
+    page = ready_page(browser, token_server, 1280, 900)
+    token = page.evaluate("() => localStorage.getItem('stylelens.shopper-token')")
+    shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
+    assert token and len(token) == 32 and shopper
+    photo, _ = query_photo(fashion_index)
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", str(photo))
+    assert answer.value.status == 200
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    with page.expect_response(lambda r: "/events" in r.url) as liked:
+        page.locator("#results .card button.like").first.click()
+    assert liked.value.status == 200
+    stranger = httpx.get(f"{token_server}/api/users/{shopper}/recommendations")
+    assert stranger.status_code == 401  # without the token, nobody else reads this shopper's picks
+    mine = httpx.get(f"{token_server}/api/users/{shopper}/recommendations", headers={"X-Shopper-Token": token})
+    assert mine.status_code == 200 and mine.json()["results"]
     page.close()

@@ -124,7 +124,7 @@ def test_settings_show_values_in_effect_and_hide_credentials(monkeypatch, capsys
     out = capsys.readouterr().out
     rows = {row["name"]: row for row in json.loads(out)}
     assert rows["k"]["value"] == 7 and rows["k"]["default"] == 5 and rows["k"]["env"] == "STYLELENS_K"
-    assert rows["milvus_token"]["value"] == "(set)" and "secret" not in out
+    assert rows["milvus_token"]["value"] == "(set)" and "user:secret" not in out
     assert main(["settings"]) == 0
     assert "STYLELENS_K" in capsys.readouterr().out
 

@@ -477,7 +477,7 @@ def test_foreign_host_names_are_refused_and_health_detail_stays_on_this_machine(
         assert rebinding.get("/api/health").status_code == 400  # a DNS-rebinding page cannot reach a localhost server
     with TestClient(app, base_url="http://localhost", client=("192.168.7.9", 40000)) as remote:
         body = remote.get("/api/health").json()
-    assert set(body) == {"status", "version", "products", "max_upload_bytes", "indexing"}
+    assert set(body) == {"status", "version", "products", "max_upload_bytes", "indexing", "shopper_tokens"}
     with TestClient(app, **LOCAL) as local:
         assert {"backbone", "runtime", "generation"} <= set(local.get("/api/health").json())
     open_app = create_app(index, index.settings.replace(host="0.0.0.0"))
@@ -518,3 +518,29 @@ def test_a_stalled_upload_is_answered_408_not_held_open(index):
 
     answer, took = asyncio.run(stalled())
     assert answer["status"] == 408 and b"upload_timeout" in answer["body"] and took < 2
+
+
+def test_shopper_tokens_guard_a_shoppers_data_when_on(index):
+    from stylelens.service.auth import shopper_token
+
+    plain = create_app(index)
+    with TestClient(plain, **LOCAL) as c:
+        assert c.post("/api/shoppers").json()["token"] is None and c.get("/api/health").json()["shopper_tokens"] is False
+        assert c.get("/api/users/anyone/recommendations").status_code == 200  # tokens off: as before
+    app = create_app(index, index.settings.replace(auth_secret="s3cret"))
+    with TestClient(app, **LOCAL) as c:
+        me = c.post("/api/shoppers").json()
+        assert me["token"] == shopper_token("s3cret", me["user"]) and c.get("/api/health").json()["shopper_tokens"]
+        mine = {"X-Shopper-Token": me["token"]}
+        event = {"product_id": "p001", "event": "like"}
+        assert c.post(f"/api/users/{me['user']}/events", json=event).status_code == 401
+        assert c.post(f"/api/users/{me['user']}/events", json=event, headers=mine).status_code == 200
+        assert c.post("/api/users/someone-else/events", json=event, headers=mine).status_code == 401
+        refused = c.get("/api/users/someone-else/recommendations", headers=mine)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "shopper_token"
+        assert c.delete("/api/users/someone-else", headers=mine).status_code == 401
+        assert upload(c, jpeg(COLOURS["Red"], "tshirt"), user="someone-else").status_code == 401
+        assert c.get("/api/products/p001/similar", params={"user": "someone-else"}).status_code == 401
+        assert c.get(f"/api/users/{me['user']}/recommendations", headers=mine).status_code == 200
+        assert c.delete(f"/api/users/{me['user']}", headers=mine).json()["deleted"] == 1
+        assert upload(c, jpeg(COLOURS["Red"], "tshirt")).status_code == 200  # searching needs no shopper

@@ -89,6 +89,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("cache_dir", str(Path.home() / ".cache" / "stylelens"), "Where downloaded weights and compiled models are kept."),
         Setting("host", "127.0.0.1", "Address the web server listens on."),
         Setting("port", 8000, "Port the web server listens on.", int),
+        Setting("auth_secret", "", "Secret that signs shopper tokens; set, a shopper's likes and 'For you' need their token "
+                "(share it between replicas). Empty: no tokens."),
         Setting("allowed_hosts", "", "Host names the web server answers to, comma-separated ('*' any). Empty: only "
                 "localhost names while it listens on a loopback address (no DNS rebinding), any otherwise."),
         Setting("progress", True, "Show progress bars.", _bool),

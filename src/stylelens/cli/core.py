@@ -159,7 +159,7 @@ def cmd_settings(args) -> int:
     rows = [{"name": s.name, "env": s.env, "value": values[s.name], "default": s.default, "help": s.help}
             for s in SETTINGS.values()]
     for row in rows:
-        if row["name"].endswith("token") and row["value"]:
+        if row["name"].endswith(("token", "secret")) and row["value"]:
             row["value"] = "(set)"  # a credential is never printed
     if args.json:
         print_json(rows)

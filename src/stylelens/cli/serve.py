@@ -9,6 +9,9 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="Serve the web page and the HTTP API over an index.")
     p.add_argument("index", help="Index folder.")
     add_setting_flags(p, "host", "port", "max_upload_bytes", "search")
+    p.add_argument("--auth", action="store_true",
+                   help="Shopper tokens: likes and 'For you' need the shopper's token (signed with STYLELENS_AUTH_SECRET, "
+                        "or a secret made for this run when it is not set).")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="Server log detail (access log at info).")
     p.set_defaults(func=cmd_serve)
@@ -20,6 +23,11 @@ def cmd_serve(args) -> int:
     from ..service import create_app
 
     settings = settings_from(args)
+    if getattr(args, "auth", False) and not settings.auth_secret:
+        import secrets
+
+        # Tokens then last as long as this server: replicas and restarts need STYLELENS_AUTH_SECRET.
+        settings = settings.replace(auth_secret=secrets.token_hex(32))
     host, port = settings.host, settings.port
     check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
     app = create_app(args.index, settings)

@@ -23,6 +23,7 @@ from ..images import return_large_allocations_to_the_os
 from ..localise import item_crops
 from ..query import Index, open_index
 from ..settings import Settings, settings_or_default
+from .auth import check_shopper
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
 from .routes_quality import router as shopper_router
 from .schemas import Facets, Health, Product, SearchResponse
@@ -162,6 +163,7 @@ async def search(request: Request, index: Index = Depends(current_index)):
     if upload.image is None:
         raise _no_image()
     k, filters, extras = _options(request, upload.fields)
+    check_shopper(request, extras.get("user"))
     # Bytes, not a decoded picture: the library hashes them to recognise a catalog image sent as the query.
     result = await run_in_threadpool(index.search, upload.image, k, **filters, **extras)
     return public_result(result)
@@ -181,6 +183,7 @@ async def product(product_id: str, index: Index = Depends(current_index)):
 @_query_params
 async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
     k, filters, extras = _options(request)
+    check_shopper(request, extras.get("user"))
     if "box" in extras:
         raise bad("box picks a region of an uploaded photo; 'more like this' searches with the product's own picture.",
                   code="unsupported_option")
@@ -206,7 +209,7 @@ async def health(request: Request, index: Index = Depends(current_index)):
     machine (it tells an attacker what to probe)."""
     public = {"status": "ok", "version": __version__, "products": len(index),
               "max_upload_bytes": request.app.state.settings.max_upload_bytes,
-              "indexing": _indexing(request.app, len(index))}
+              "indexing": _indexing(request.app, len(index)), "shopper_tokens": bool(request.app.state.settings.auth_secret)}
     if not _loopback(request.client.host if request.client else ""):
         return public
     manifest = index.store.manifest["embedder"]

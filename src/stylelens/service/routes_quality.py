@@ -8,17 +8,24 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..query import Index, look, personalize
+from .auth import check_shopper, new_shopper
 from .http import bad, current_index, parse_options, public_product, public_result
 from .uploads import body_chunks
-from .schemas import EventResponse, ForgetResponse, LookResponse, SearchResponse
+from .schemas import EventResponse, ForgetResponse, LookResponse, SearchResponse, ShopperResponse
 
 router = APIRouter(prefix="/api")
 MAX_EVENT_BYTES = 4096  # {"product_id": ..., "event": ...} needs a few dozen
 
 
+@router.post("/shoppers", response_model=ShopperResponse, summary="A new shopper id (and its token, when tokens are on)")
+async def add_shopper(request: Request):
+    return new_shopper(request.app.state.settings.auth_secret)
+
+
 @router.post("/users/{user}/events", response_model=EventResponse, summary="Record a shopper's like, dislike or view of a product")
 async def add_event(user: str, request: Request, index: Index = Depends(current_index)):
     """JSON body ``{"product_id": "...", "event": "like" | "dislike" | "view"}``."""
+    check_shopper(request, user)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         # JSON only: a cross-site HTML form (text/plain, form-urlencoded) cannot post events for a shopper.
         raise bad("Send the event as JSON with the header Content-Type: application/json.", code="unsupported_media_type",
@@ -43,6 +50,7 @@ async def add_event(user: str, request: Request, index: Index = Depends(current_
 async def recommendations(user: str, request: Request, index: Index = Depends(current_index)):
     """Query parameters: ``k``, ``collapse`` and the search filters (gender, type, colour, min_price, max_price,
     include_out_of_stock)."""
+    check_shopper(request, user)
     k, filters, extras = parse_options(dict(request.query_params))
     unsupported = sorted(set(extras) - {"collapse"})  # no photo here: box, user, diversity do not apply
     if unsupported:
@@ -52,7 +60,8 @@ async def recommendations(user: str, request: Request, index: Index = Depends(cu
 
 
 @router.delete("/users/{user}", response_model=ForgetResponse, summary="Forget a shopper: delete all their events")
-async def forget_user(user: str, index: Index = Depends(current_index)):
+async def forget_user(user: str, request: Request, index: Index = Depends(current_index)):
+    check_shopper(request, user)
     deleted = await run_in_threadpool(personalize.forget, index, user)
     return {"ok": True, "user": user, "deleted": deleted}
 

@@ -63,6 +63,11 @@ class EventResponse(BaseModel):
     counts: dict[str, int]
 
 
+class ShopperResponse(BaseModel):
+    user: str
+    token: str | None = Field(None, description="Send it as X-Shopper-Token with this shopper's requests (tokens on).")
+
+
 class ForgetResponse(BaseModel):
     ok: bool
     user: str
@@ -100,6 +105,7 @@ class Health(BaseModel):
     products: int
     max_upload_bytes: int
     indexing: Indexing | None = None
+    shopper_tokens: bool = Field(False, description="True: a shopper's requests need their X-Shopper-Token.")
     backbone: str | None = None
     weights: str | None = None
     dimension: int | None = None

@@ -56,6 +56,7 @@
     maxUploadBytes: 10 * 1024 * 1024,
     controller: null,      // aborts a search that a newer one replaces
     user: shopperId(),
+    token: stored("stylelens.shopper-token"),  // the shopper's token, where the server signs shopper ids
     feedback: new Map(),   // product id -> "like" | "dislike"
     k: PAGE,               // how many products are asked for; grows with "Show more products"
     products: [],          // the last answer, in the server's order (sorting re-orders a copy)
@@ -67,6 +68,22 @@
     items: [],
     selected: 0,
   };
+
+  function stored(key) {
+    try { return localStorage.getItem(key); } catch (e) { return null; }
+  }
+
+  // A server with shopper tokens issues the id and its token; the page keeps both for this shopper.
+  async function ensureShopperToken(needed) {
+    if (!needed || state.token) return;
+    const shopper = await api("/api/shoppers", { method: "POST" });
+    state.user = shopper.user;
+    state.token = shopper.token;
+    try {
+      localStorage.setItem("stylelens.shopper", shopper.user);
+      localStorage.setItem("stylelens.shopper-token", shopper.token);
+    } catch (e) { /* private mode: the token lives as long as the page */ }
+  }
 
   function shopperId() {
     const key = "stylelens.shopper";
@@ -87,7 +104,9 @@
   async function api(path, options = {}) {
     let response;
     try {
-      response = await fetch(path, options);
+      const headers = new Headers(options.headers || {});
+      if (state.token) headers.set("X-Shopper-Token", state.token);
+      response = await fetch(path, { ...options, headers });
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw apiError(0, "network", "The server did not answer. Check your connection and try again.");
@@ -932,6 +951,7 @@
   async function init() {
     try {
       const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
+      await ensureShopperToken(health.shopper_tokens);
       state.maxUploadBytes = health.max_upload_bytes || state.maxUploadBytes;
       el.limit.textContent = `${Math.round(state.maxUploadBytes / 1048576)} MB`;
       if (showCatalog(health)) setTimeout(followIndexing, 3000);
