@@ -179,3 +179,29 @@ def test_a_damaged_index_is_named_in_one_line_never_answered_from(tmp_path, dama
             opened.search(unit(np.random.default_rng(1), 1), 3)  # a reader finds a damaged vectors file on use
         message = caught.value.message
         assert "\n" not in message and str(folder) in message and "Rebuild" in message
+
+
+def test_a_read_only_index_folder_is_searched_and_served(tmp_path):
+    """A read-only mount of an index (a shared volume, a snapshot) answers as the writable folder does."""
+    import subprocess
+
+    store = create_store(tmp_path / "ix", FP, {})
+    vecs = unit(np.random.default_rng(8), 5)
+    store.add(recs("abcde"), vecs)
+    store.close()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(tmp_path / "ix"), str(ro)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({mounted.stderr.decode().strip()[:80]}); needs root")
+    try:
+        assert subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True).returncode == 0
+        with pytest.raises(OSError):
+            (ro / "probe").write_text("x")
+        reader = open_store(ro)
+        scores, rows = reader.search(vecs[2:3], 2)
+        assert len(reader) == 5 and reader.columns.ids[rows[0][0]] == "c" and scores[0][0] == pytest.approx(1.0)
+        assert reader.product("e")["name"] == "pe"
+        reader.close()
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

@@ -122,6 +122,13 @@ class CatalogDB:
         return sqlite3.connect(f"file:{self.path}?mode={mode}", uri=True, check_same_thread=False, isolation_level=None)
 
     def close(self) -> None:
+        if self.writable:
+            # Everything into the main file: a copy, a backup or a read-only mount of the folder then holds
+            # the whole catalog (an immutable reader does not look at the -wal file).
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError:  # a reader is mid-transaction: the next writer's close does it
+                pass
         self.db.close()
 
     # ---- meta ----------------------------------------------------------------------------
