@@ -351,6 +351,15 @@ def ready_page(browser, server: str, width: int, height: int):
     return page
 
 
+def upload_photo(page, photo: Path):
+    """Choose ``photo`` in the file picker and wait until its results are shown."""
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", str(photo))
+    assert answer.value.status == 200
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    return answer.value
+
+
 def test_drag_and_drop_a_photo(server, browser, fashion_index):
     photo, true_type = query_photo(fashion_index)
     page = ready_page(browser, server, 1280, 900)
@@ -381,11 +390,7 @@ def test_extras_that_fail_stay_quiet(server, browser, fashion_index):
     page.route(re.compile(r".*/(complete-the-look|recommendations)(\?.*)?$"), lambda route: route.fulfill(**broken))
     page.goto(server)
     page.wait_for_selector("body[data-ready='true']")
-    photo, _ = query_photo(fashion_index)
-    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
-        page.set_input_files("#file-input", str(photo))
-    assert answer.value.status == 200
-    page.wait_for_selector("#results .card:not(.skeleton)")
+    upload_photo(page, query_photo(fashion_index)[0])
     with page.expect_response(lambda r: "/complete-the-look" in r.url) as look:
         page.locator("#results .card button.more").first.click()
     assert look.value.status == 500
@@ -866,11 +871,7 @@ def test_likes_work_with_shopper_tokens(token_server, browser, fashion_index):
     token = page.evaluate("() => localStorage.getItem('stylelens.shopper-token')")
     shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
     assert token and len(token) == 32 and shopper
-    photo, _ = query_photo(fashion_index)
-    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
-        page.set_input_files("#file-input", str(photo))
-    assert answer.value.status == 200
-    page.wait_for_selector("#results .card:not(.skeleton)")
+    upload_photo(page, query_photo(fashion_index)[0])
     with page.expect_response(lambda r: "/events" in r.url) as liked:
         page.locator("#results .card button.like").first.click()
     assert liked.value.status == 200
