@@ -212,3 +212,47 @@ def test_json_image_paths_are_absolute_whatever_folder_indexing_ran_in(tmp_path,
     assert main(["search", "i", "c/images/1001.jpg", "-k", "2", "--json"]) == 0
     paths = [r["image_path"] for r in json.loads(capsys.readouterr().out)["results"]]
     assert paths and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+
+
+def test_two_index_runs_on_one_folder_the_second_is_refused_and_the_first_equals_a_clean_build(tmp_path):
+    import os
+    import time as clock
+
+    from conftest import write_catalog
+    from stylelens.index import open_store
+
+    write_catalog(tmp_path / "c", n=48)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    index = [sys.executable, "-m", "stylelens", "index", str(tmp_path / "c"), "--workers", "0", "--no-progress",
+             "--batch-size", "4", *RANDOM]
+    first = subprocess.Popen(index + ["--out", str(tmp_path / "i")], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = clock.monotonic() + 120
+    while not (tmp_path / "i" / "writer.lock").exists() or not (tmp_path / "i" / "writer.lock").read_text():
+        assert first.poll() is None and clock.monotonic() < deadline
+        clock.sleep(0.05)
+    second = subprocess.run(index + ["--out", str(tmp_path / "i")], env=env, capture_output=True, text=True, timeout=300)
+    assert first.wait(timeout=300) == 0
+    assert second.returncode == 2 and f"pid {first.pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert main(index[3:] + ["--out", str(tmp_path / "clean")]) == 0
+
+    def vectors(folder):
+        store = open_store(folder)
+        try:
+            return {pid: store.vectors([row])[0] for pid, row in store.columns.row_of.items()}
+        finally:
+            store.close()
+
+    built, clean = vectors(tmp_path / "i"), vectors(tmp_path / "clean")
+    assert built.keys() == clean.keys() and len(built) == 48
+    assert all(np.allclose(built[pid], clean[pid], atol=1e-6) for pid in built)
+
+
+def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
+    from conftest import write_catalog
+
+    write_catalog(tmp_path / "c", n=2)
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "taken"), "--workers", "0", *RANDOM]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file, not a folder" in err

@@ -160,3 +160,15 @@ def test_complete_the_look(shop):
     assert_error(client.get("/api/products/nope/complete-the-look"), 404, "unknown_product")
     assert_error(client.get(f"/api/products/{pid}/complete-the-look", params={"gender": "Men"}), 422, "unsupported_option")
     assert_error(client.get(f"/api/products/{pid}/complete-the-look", params={"k": 0}), 422, "bad_filter")
+
+
+
+def test_a_damaged_shopper_database_is_a_503_without_the_servers_path(tmp_path):
+    outfit_catalog(tmp_path / "catalog", n=12)
+    index = build(tmp_path / "catalog", tmp_path / "index")
+    (tmp_path / "index" / "users.sqlite").write_bytes(b"this is not a database" * 200)
+    with TestClient(create_app(index), **LOCAL) as client:
+        answer = client.post("/api/users/u1/events", json={"product_id": "o001", "event": "like"})
+        assert_error(answer, 503, "users_unavailable")
+        assert str(tmp_path) not in answer.text and "users.sqlite" in answer.json()["error"]["message"]
+        assert client.get("/api/products/o001/similar").status_code == 200  # the rest of the shop still answers
