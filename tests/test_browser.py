@@ -880,3 +880,19 @@ def test_likes_work_with_shopper_tokens(token_server, browser, fashion_index):
     mine = httpx.get(f"{token_server}/api/users/{shopper}/recommendations", headers={"X-Shopper-Token": token})
     assert mine.status_code == 200 and mine.json()["results"]
     page.close()
+
+
+def test_words_in_the_describe_box_become_filters(server, browser, fashion_index):
+    page = ready_page(browser, server, 1280, 900)
+    upload_photo(page, query_photo(fashion_index)[0])
+    page.fill("#f-words", "women shirts zebra")
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.press("#f-words", "Enter")
+    assert answer.value.status == 200
+    idle(page)
+    assert page.input_value("#f-gender") == "Women" and page.input_value("#f-type") == "Shirts"
+    assert "zebra" in page.inner_text("#f-words-note") and page.input_value("#f-words") == ""
+    types = page.eval_on_selector_all("#results .card .card-type", "els => els.map(e => e.textContent)")
+    assert types and all(t.startswith("Shirts") for t in types)
+    shot(page, "18-describe.png")
+    page.close()

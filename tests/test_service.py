@@ -544,3 +544,10 @@ def test_shopper_tokens_guard_a_shoppers_data_when_on(index):
         assert c.get(f"/api/users/{me['user']}/recommendations", headers=mine).status_code == 200
         assert c.delete(f"/api/users/{me['user']}", headers=mine).json()["deleted"] == 1
         assert upload(c, jpeg(COLOURS["Red"], "tshirt")).status_code == 200  # searching needs no shopper
+
+
+def test_words_become_filters_of_this_catalog(client, demo):
+    body = client.get("/api/filters", params={"text": "red women under 50 tshirt zebra"}).json()
+    assert body["filters"] == {"colour": "Red", "gender": "Women", "max_price": 50.0, "type": "Tshirts"}
+    assert body["unknown"] == ["zebra"]
+    assert client.get("/api/filters", params={"text": "x" * 500}).status_code == 422

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,3 +98,48 @@ def check_k(k) -> int:
     if not 1 <= k <= 1000:
         raise InvalidArgumentError(f"k must be between 1 and 1000, got {k}.")
     return k
+
+
+# Words shoppers use for catalog types that the catalog names otherwise (checked against its own values).
+TYPE_WORDS = {"sneakers": ["Casual Shoes", "Sports Shoes"], "trainers": ["Sports Shoes"], "tee": ["Tshirts"],
+              "tees": ["Tshirts"], "t-shirt": ["Tshirts"], "pants": ["Trousers"], "purse": ["Handbags", "Clutches"],
+              "bag": ["Handbags"], "bags": ["Handbags"], "sunglasses": ["Sunglasses"], "jumper": ["Sweaters"]}
+_PRICE = re.compile(r"\b(under|below|less than|max|up to|over|above|more than|min|from)\s*[$€£₹]?\s*(\d+(?:[.,]\d+)?)", re.I)
+
+
+def filters_from_text(text: str, columns: Columns) -> tuple[dict, list[str]]:
+    """Words -> filter values of this catalog: "red women under 50 sneakers" -> colour Red, gender Women,
+    max_price 50, type Casual Shoes,Sports Shoes. Matched like the filters themselves (case, plural,
+    punctuation), longest phrase first. Returns (filters, words that matched nothing)."""
+    text = str(text or "")[:200]
+    found: dict = {}
+    for word, amount in _PRICE.findall(text):
+        found["max_price" if word.lower() in ("under", "below", "less than", "max", "up to") else "min_price"] = \
+            float(amount.replace(",", "."))
+    words = re.findall(r"[\w'-]+", _PRICE.sub(" ", text).lower())
+    used = [False] * len(words)
+    for size in (3, 2, 1):  # "sports shoes" before "shoes"
+        for start in range(len(words) - size + 1):
+            if any(used[start:start + size]):
+                continue
+            phrase = " ".join(words[start:start + size])
+            for column in LABEL_FILTERS:
+                values = _label_values(phrase, column, columns)
+                if values:
+                    found[column] = ",".join(dict.fromkeys(found.get(column, "").split(",") + values).keys()).strip(",")
+                    used[start:start + size] = [True] * size
+                    break
+    unknown = [w for w, u in zip(words, used) if not u and w not in STOP_WORDS]
+    return found, unknown
+
+
+STOP_WORDS = {"a", "an", "the", "in", "for", "and", "with", "of", "but", "this", "like", "similar", "same", "style"}
+
+
+def _label_values(phrase: str, column: str, columns: Columns) -> list[str]:
+    code = columns.code(column, phrase)
+    if code is not None:
+        return [columns.vocab[column][code]]
+    if column == "type" and phrase in TYPE_WORDS:
+        return [v for v in TYPE_WORDS[phrase] if columns.code("type", v) is not None]
+    return []

@@ -22,11 +22,12 @@ from .. import __version__
 from ..images import return_large_allocations_to_the_os
 from ..localise import item_crops
 from ..query import Index, open_index
+from ..query.filters import filters_from_text
 from ..settings import Settings, settings_or_default
 from .auth import check_shopper
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
 from .routes_quality import router as shopper_router
-from .schemas import Facets, Health, Product, SearchResponse
+from .schemas import Facets, Health, Product, SearchResponse, WordFilters
 from .uploads import IMAGE_FIELD, read_upload
 
 STATIC = Path(__file__).parent / "static"
@@ -225,6 +226,13 @@ def _indexing(app: FastAPI, products: int) -> dict | None:
     if expected is None or products >= expected:
         return None
     return {"indexed": products, "expected": expected}
+
+
+@api.get("/filters", response_model=WordFilters, summary='Words to filters: "red women under 50 sneakers"')
+async def words_to_filters(text: str = Query("", max_length=200, description="What the shopper typed."),
+                           index: Index = Depends(current_index)):
+    filters, unknown = await run_in_threadpool(filters_from_text, text, index.store.columns)
+    return {"filters": filters, "unknown": unknown}
 
 
 @api.get("/facets", response_model=Facets, summary="Values for the filter controls")

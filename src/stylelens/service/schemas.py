@@ -74,6 +74,11 @@ class ForgetResponse(BaseModel):
     deleted: int
 
 
+class WordFilters(BaseModel):
+    filters: dict[str, str | float] = Field(description="gender, type, colour (comma-separated values), min_price, max_price.")
+    unknown: list[str] = Field(description="Words that matched nothing in this catalog.")
+
+
 class PriceRange(BaseModel):
     min: float
     max: float

@@ -5,6 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     dropzone: $("dropzone"), fileInput: $("file-input"), cameraInput: $("camera-input"), preview: $("preview"),
+    words: $("f-words"), wordsNote: $("f-words-note"),
     dropHint: $("drop-hint"), boxes: $("boxes"), boxHelp: $("box-help"), items: $("items"), identUnsure: $("ident-unsure"), chooseLabel: $("choose-label"), limit: $("upload-limit"), catalogInfo: $("catalog-info"),
     identified: $("identified"), identText: $("ident-text"), identBar: $("ident-bar"), identDetails: $("ident-details"),
     filters: $("filters"), filtersToggle: $("filters-toggle"), gender: $("f-gender"), type: $("f-type"), colour: $("f-colour"), min: $("f-min"),
@@ -838,9 +839,33 @@
   // ---- filters ------------------------------------------------------------------------------
   let priceTimer = null;
   el.filters.addEventListener("change", (e) => {
+    if (e.target === el.words) return;  // read on Enter (the form's submit), below
     if (e.target === el.min || e.target === el.max) { clearTimeout(priceTimer); }
     rerun();
   });
+
+  // "red women under 50 sneakers" -> the filter controls, matched by the server against this catalog's values.
+  async function applyWords() {
+    const text = el.words.value.trim();
+    if (!text) return;
+    let body;
+    try {
+      body = await api(`/api/filters?text=${encodeURIComponent(text)}`);
+    } catch (err) {
+      showError(err);
+      return;
+    }
+    const f = body.filters || {};
+    for (const [name, select] of [["gender", el.gender], ["type", el.type], ["colour", el.colour]]) {
+      const first = f[name] ? String(f[name]).split(",")[0] : null;
+      if (first && [...select.options].some((o) => o.value === first)) select.value = first;
+    }
+    if (state.hasPrices && f.max_price != null) el.max.value = f.max_price;
+    if (state.hasPrices && f.min_price != null) el.min.value = f.min_price;
+    el.wordsNote.textContent = body.unknown && body.unknown.length ? `Not found in this shop: ${body.unknown.join(", ")}` : "";
+    el.words.value = "";
+    renderChips();
+  }
   for (const input of [el.min, el.max]) {
     input.addEventListener("input", () => { clearTimeout(priceTimer); priceTimer = setTimeout(rerun, 700); });
   }
@@ -850,6 +875,12 @@
   }
   el.variety.addEventListener("input", showVariety);  // the search re-runs on "change", when the thumb is let go
   el.filters.addEventListener("submit", (e) => { e.preventDefault(); rerun(); });
+  el.words.addEventListener("keydown", async (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault();  // the form has several fields and no submit button: Enter is ours
+    await applyWords();
+    rerun();
+  });
   el.filters.addEventListener("reset", () => setTimeout(() => { showVariety(); rerun(); }, 0));
   el.filters.addEventListener("input", (e) => { if (e.target !== el.variety) renderChips(); });
   el.forget.addEventListener("click", forgetMe);
