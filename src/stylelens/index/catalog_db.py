@@ -129,6 +129,8 @@ class CatalogDB:
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError:  # a reader is mid-transaction: the next writer's close does it
                 pass
+            except sqlite3.ProgrammingError:  # closed already: closing twice is fine
+                return
         self.db.close()
 
     # ---- meta ----------------------------------------------------------------------------
