@@ -593,7 +593,8 @@ def test_phone_layout_and_keyboard(server, browser, fashion_index):
     for _ in range(12):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("() => document.activeElement.id"))
-    assert reached[:8] == ["camera-input", "filters-toggle", "f-gender", "f-type", "f-colour", "f-min", "f-max", "f-stock"], reached
+    assert reached[:9] == ["camera-input", "filters-toggle", "f-words", "f-gender", "f-type", "f-colour", "f-min", "f-max",
+                          "f-stock"], reached
     page.focus("#file-input")
     page.keyboard.press("Tab")
     ring = page.evaluate(FOCUS_RING_JS)
