@@ -88,16 +88,9 @@ class Index:
 
     # ---- the query pipeline -----------------------------------------------------------------
     def embed(self, image) -> tuple[np.ndarray, str | None]:
-        """Unit vector of an image, and the sha256 of its bytes (None for a PIL image)."""
-        sha = None
-        if isinstance(image, (str, Path)):
-            image = read_bytes(image)
-        if isinstance(image, (bytes, bytearray)):
-            sha = content_hash(image)
-        # Decode no more pixels than the network takes (JPEG draft, reduce on load): a 49 MP upload costs MBs, not GBs.
-        pil = image if isinstance(image, Image.Image) else load_image(image, max_pixels=self.settings.max_pixels,
-                                                                      target=self.embedder.preprocess.size)
-        return self.embedder.embed([pil])[0], sha
+        """Unit vector of an image (the whole frame), and the sha256 of its bytes (None for a PIL image)."""
+        photo, sha, _ = self._decode(image)
+        return self.embedder.embed([photo])[0], sha
 
     def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None) -> Neighbours:
         """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows,
@@ -134,14 +127,18 @@ class Index:
         k = self.settings.k if k is None else check_k(k)
         diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
         filters = filters or Filters()
+        return self._on_a_view(lambda cols: self._search_view(cols, started, vector, k, sha, exclude_rows, filters,
+                                                              identify, user, diversity, collapse, exact_first))
+
+    def _on_a_view(self, answer):
+        """``answer(columns)`` on one view of the catalog (kept whole while a writer commits). When a compaction
+        replaced the vectors file between reading the view and mapping it, a newer view answers; the same
+        error on an up-to-date view is real damage."""
         for attempt in range(3):
-            cols = self.store.columns  # one view of the catalog for the whole query, even while a writer commits
+            cols = self.store.columns
             try:
-                return self._search_view(cols, started, vector, k, sha, exclude_rows, filters, identify, user, diversity,
-                                         collapse, exact_first)
+                return answer(cols)
             except IndexDamagedError:
-                # A compaction replaced the vectors file between reading the view and mapping it: a new view
-                # answers. The same error on an up-to-date view is real damage.
                 if attempt == 2 or self.store.columns.version == cols.version:
                     raise
         raise AssertionError("unreachable")
@@ -237,7 +234,7 @@ class Index:
         of its original pixels one decoded pixel spans (boxes are given and answered in original pixels)."""
         sha = None
         if isinstance(image, Image.Image):
-            return image.convert("RGB"), None, 1.0
+            return load_image(image), None, 1.0  # the one RGB conversion (transparency on white, as the catalog's)
         if isinstance(image, (str, Path)):
             image = read_bytes(image)
         sha = content_hash(image)
@@ -282,17 +279,13 @@ class Index:
         return row
 
     def vector(self, product_id: str) -> np.ndarray:
-        for attempt in range(3):
-            cols = self.store.columns
+        def of(cols):
             row = cols.row_of.get(str(product_id))
             if row is None:
                 self.store.product(product_id)  # raises ProductNotFoundError with the message
-            try:
-                return self.store.vectors([row], cols)[0]
-            except IndexDamagedError:  # see search_vector: a compaction between view and map
-                if attempt == 2 or self.store.columns.version == cols.version:
-                    raise
-        raise AssertionError("unreachable")
+            return self.store.vectors([row], cols)[0]
+
+        return self._on_a_view(of)
 
     def product(self, product_id: str) -> dict:
         return self.store.product(product_id)

@@ -208,9 +208,10 @@ def _loopback(address: str) -> bool:
 async def health(request: Request, index: Index = Depends(current_index)):
     """What the page needs for everyone; the model, runtime and storage detail only for a client on this
     machine (it tells an attacker what to probe)."""
-    public = {"status": "ok", "version": __version__, "products": len(index),
+    products = len(index)
+    public = {"status": "ok", "version": __version__, "products": products,
               "max_upload_bytes": request.app.state.settings.max_upload_bytes,
-              "indexing": _indexing(request.app, len(index)), "shopper_tokens": bool(request.app.state.settings.auth_secret)}
+              "indexing": _indexing(request.app, products), "shopper_tokens": bool(request.app.state.settings.auth_secret)}
     if not _loopback(request.client.host if request.client else ""):
         return public
     manifest = index.store.manifest["embedder"]
