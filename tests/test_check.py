@@ -40,12 +40,17 @@ def vectors_of(folder):
     return next(folder.glob("vectors-*.f32"))
 
 
-def hashes(folder):
+def catalog_pairs(folder, sql: str) -> dict:
+    """Two-column rows of the index's catalog.sqlite as a dict, read without the library."""
     db = sqlite3.connect(folder / "catalog.sqlite")
     try:
-        return dict(db.execute("SELECT id, image_sha256 FROM products"))
+        return dict(db.execute(sql))
     finally:
         db.close()
+
+
+def hashes(folder):
+    return catalog_pairs(folder, "SELECT id, image_sha256 FROM products")
 
 
 def codes(report):
@@ -216,11 +221,7 @@ def reindex(real, index, capsys) -> str:
 
 
 def rows_of(index):
-    db = sqlite3.connect(index / "catalog.sqlite")
-    try:
-        return dict(db.execute("SELECT row, id FROM products"))
-    finally:
-        db.close()
+    return catalog_pairs(index, "SELECT row, id FROM products")
 
 
 def test_a_clean_real_index_re_embeds_its_sample_and_says_ok(index, random_embedder):
