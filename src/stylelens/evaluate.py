@@ -8,7 +8,7 @@ Two ways to get queries:
 - **held-out queries**: a folder of photos with a labels feed (any feed ``load_catalog`` reads),
   embedded with the index's embedder.
 
-In both, catalog rows showing the very same picture as the query (cosine >= 0.9999) are left out,
+In both, catalog rows showing the very same picture as the query (the space's same-picture cosine) are left out,
 as ``Index.search`` does. Metrics, for articleType (``type``), gender and colour:
 
 - precision@k: share of the top k whose label equals the query's, the top k being what
@@ -37,7 +37,6 @@ from .index.backend import exact_search, top_k
 from .query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
 from .query.filters import Filters
 from .query.identify import vote
-from .query.index import SAME_IMAGE_COSINE
 from .query.rank import type_consistent
 
 LABELS = ("type", "gender", "colour")
@@ -58,7 +57,7 @@ def parse_ks(text) -> tuple[int, ...]:
 
 
 def neighbours(vectors: np.ndarray, live: np.ndarray, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None,
-               batch: int = 1024, duplicate_cosine: float | None = None):
+               batch: int = 1024, duplicate_cosine: float | None = None, same_picture: float = 0.9999):
     """Top-k catalog rows for each query, blockwise. Returns (scores, rows, near-duplicate pairs or None).
 
     ``self_rows`` (leave-one-out) gives the catalog row of each query; pairs are only collected then.
@@ -73,7 +72,7 @@ def neighbours(vectors: np.ndarray, live: np.ndarray, queries: np.ndarray, k: in
         block[:, ~live] = -np.inf
         if self_rows is not None and duplicate_cosine is not None:
             pairs.append(near_duplicate_pairs(block, self_rows[start:start + batch], duplicate_cosine))
-        block[block >= SAME_IMAGE_COSINE] = -np.inf  # the query picture itself (and exact copies of it)
+        block[block >= same_picture] = -np.inf  # the query picture itself (and exact copies of it)
         if self_rows is not None:
             block[np.arange(len(block)), self_rows[start:start + batch]] = -np.inf
         out_scores[start:start + batch], out_rows[start:start + batch] = top_k(block, k)
@@ -109,16 +108,17 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     """Evaluate an opened index: leave-one-out (no ``queries``) or on a folder of labelled photos."""
     ks = tuple(sorted(ks))
     started = time.perf_counter()
-    store, cols = index.store, index.store.columns
+    store, cols, space = index.store, index.store.columns, index.space
     live = cols.live
     settings = index.settings
     identify_k = settings.identify_k
     depth = max(POOL_FACTOR * max(ks), identify_k)
-    dup_cos = settings.duplicate_cosine
+    calibration = space.calibration
+    dup_cos, same = calibration.near_duplicate, calibration.same_picture
     report: dict = {"index": str(index.path), "backbone": store.manifest["embedder"]["backbone"],
-                    "products": len(store), "ks": list(ks), "search": store.backend.name,
-                    "runtime": index.embedder.runtime_name}
-    all_vectors = store.all_vectors()  # evaluation reads every vector once (from Milvus too), on purpose
+                    "products": len(store), "ks": list(ks), "search": store.backend.name if space.name == "raw" else "exact",
+                    "space": space.name, "runtime": index.embedder.runtime_name}
+    all_vectors = space.matrix(cols)[:cols.n_rows]  # evaluation reads every vector once (from Milvus too), on purpose
 
     if queries is None:
         report["mode"] = "leave-one-out"
@@ -130,7 +130,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         image_paths = [p["image_path"] for p in store.products(cols.ids[query_rows[:latency_samples]])]
         t0 = time.perf_counter()
         scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
-                                         duplicate_cosine=dup_cos if duplicates and sample is None else None)
+                                         duplicate_cosine=dup_cos if duplicates and sample is None else None,
+                                         same_picture=same)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     else:
         report["mode"] = "queries"
@@ -139,7 +140,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         qlabels = {c: _codes_for(cols, c, [r.get(c) for r in qrecords]) for c in LABELS}
         image_paths = [r["_path"] for r in qrecords[:latency_samples]]
         t0 = time.perf_counter()
-        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch)
+        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch, same_picture=same)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     report["queries"] = int(len(qvecs))
     if len(qvecs) == 0:
@@ -150,7 +151,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     idents = []
     for i in range(len(qvecs)):
         ok = rows[i, :identify_k] >= 0
-        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok], settings.vote_temperature)
+        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok], calibration.vote_temperature)
         idents.append(ident)
         for c in LABELS:
             value = getattr(ident, c)
@@ -158,7 +159,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
                 predicted[c][i] = cols.vocab[c].index(value)
 
     # What Index.search serves for each k: the candidate pool re-ranked by type_consistent.
-    served = {k: _served(scores, rows, cols, idents, k, settings) for k in ks}
+    served = {k: _served(scores, rows, cols, idents, k, settings.type_boost * calibration.score_scale,
+                         settings.type_boost_min_confidence) for k in ks}
     for c in LABELS:
         known = cols.codes[c][live]
         counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
@@ -176,7 +178,10 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         report[c]["identify_accuracy"] = round(float((predicted[c][known_q] == q[known_q]).mean()), 4) if known_q.any() else None
 
     report["per_type"], report["confused_types"] = _type_tables(cols, qlabels["type"], predicted["type"], served, ks)
-    if store.backend.name != "exact":
+    if queries is not None:
+        report["per_variant"] = _variant_table(cols, [(r.get("extra") or {}).get("variant") for r in qrecords],
+                                               qlabels["type"], predicted["type"], served, ks)
+    if report["search"] != "exact":
         report["ann_recall@10"] = ann_recall(index, all_vectors, qvecs, seed=seed)
     report["latency_ms"] = latency(index, image_paths)
     if duplicates:
@@ -190,13 +195,12 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     return report
 
 
-def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int, settings) -> np.ndarray:
+def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int, boost: float, min_confidence: float) -> np.ndarray:
     """(Q, k) rows in the order Index.search_vector returns them (no filters, no shopper, no diversity)."""
     pool = POOL_FACTOR * k
     out = np.full((len(rows), k), -1, np.int64)
     for i, ident in enumerate(idents):
-        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters(), settings.type_boost,
-                                    settings.type_boost_min_confidence)
+        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters(), boost, min_confidence)
         out[i, :min(k, len(ranked))] = ranked[:k]
     return out
 
@@ -223,25 +227,44 @@ def _type_tables(cols, truth: np.ndarray, predicted: np.ndarray, served: dict, k
     return table, pairs
 
 
+def _variant_table(cols, variants, truth: np.ndarray, predicted: np.ndarray, served: dict, ks) -> list:
+    """Type precision and identify accuracy per query kind (a ``variant`` column of the labels feed, as the
+    shopper-photo benchmark writes: catalog, textured-70, small-offcentre...). Empty without that column."""
+    if not any(variants):
+        return []
+    variants = np.array([v or "" for v in variants], dtype=object)
+    table = []
+    for variant in dict.fromkeys(variants.tolist()):
+        sel = (variants == variant) & (truth >= 0)
+        row = {"variant": variant or "(none)", "queries": int(sel.sum())}
+        for k in ks:
+            nbr = np.where(served[k] >= 0, cols.codes["type"][np.clip(served[k], 0, None)], -3)
+            row[f"precision@{k}"] = round(float((nbr[sel] == truth[sel, None]).mean()), 4) if sel.any() else None
+        row["identify_accuracy"] = round(float((predicted[sel] == truth[sel]).mean()), 4) if sel.any() else None
+        table.append(row)
+    return table
+
+
 def _embed_queries(index, folder, labels):
+    """Query vectors as ``Index.search`` makes them: each photo's main item found, embedded, in the space searched."""
     from .catalog import load_catalog
 
     catalog = load_catalog(folder, labels)
-    chunks, pixels, records, skipped = [], [], [], 0
+    chunks, paths, records, skipped = [], [], [], 0
     for pid, path in catalog.images.items():
-        try:
-            pixels.append(index.embedder.prepare(path))
-        except ImageError:  # one unreadable photo is counted, not fatal
-            skipped += 1
-            continue
+        paths.append(path)
         records.append(dict(catalog.record(pid), _path=str(path)))
-        if len(pixels) == QUERY_CHUNK:
-            chunks.append(index.embedder.embed_prepared(np.stack(pixels)))
-            pixels = []
-    if pixels:
-        chunks.append(index.embedder.embed_prepared(np.stack(pixels)))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, index.store.dim), np.float32)
-    return vectors, records, skipped
+    kept = []
+    for start in range(0, len(paths), QUERY_CHUNK):
+        for path, record in zip(paths[start:start + QUERY_CHUNK], records[start:start + QUERY_CHUNK]):
+            try:
+                chunks.append(index.query_vectors([path]))
+            except ImageError:  # one unreadable photo is counted, not fatal
+                skipped += 1
+                continue
+            kept.append(record)
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, index.space.dim), np.float32)
+    return vectors, kept, skipped
 
 
 def ann_recall(index, all_vectors: np.ndarray, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:

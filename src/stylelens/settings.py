@@ -74,6 +74,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("localise", True, "Find the item(s) in a shopper's photo and search with each one's crop (a shot on white is "
                 "searched as it is).", _bool),
         Setting("max_items", 3, "Most items searched in one photo (each gets its own box and results).", int),
+        Setting("tune", True, "Search the space of the head `stylelens tune` trained, when the index has one (--no-tune: the raw "
+                "backbone space).", _bool),
+        Setting("tune_views", 2000, "Shopper-style photos `stylelens tune` composes from the catalog to train on (0: catalog shots only).", int),
+        Setting("tune_dim", 256, "Dimension of the tuned space `stylelens tune` learns.", int),
         Setting("identify_k", 10, "Labelled neighbours that vote on the item's type, gender and colour.", int),
         Setting("vote_temperature", 0.02, "Softmax temperature of the neighbours' vote: lower trusts the closest more.", float),
         Setting("type_boost", 0.05, "Score added to results of the identified type (0 turns type-consistent ranking off).", float),

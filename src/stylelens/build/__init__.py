@@ -20,6 +20,7 @@ from .plan import Build, BuildReport, write_errors, write_warnings
 
 # The settings that decide which vectors an index holds; an existing index keeps its own unless one is named.
 EMBEDDER_IDENTITY = ("backbone", "weights", "pooling")
+CALIBRATE_MAX_ROWS = 1_000_000
 
 
 def build_index(catalog_dir, out, products=None, *, settings: Settings | None = None, embedder: Embedder | None = None,
@@ -71,10 +72,21 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         report.warnings_csv = write_warnings(Path(out), catalog.warning_rows(), WARNING_KEYS)
         store.set_manifest(catalog={"folder": str(catalog_dir),
                                     "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
-                           last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name)
+                           last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name,
+                           spaces=dict(store.manifest.get("spaces") or {}, raw=_calibrate_raw(store, settings)))
     finally:
         store.close()
     return report
+
+
+def _calibrate_raw(store, settings: Settings) -> dict:
+    """The raw space's thresholds (build.calibrate), measured on this catalog; bounded work on any size."""
+    from .calibrate import calibrate_raw
+
+    cols = store.columns
+    if cols.n_rows > CALIBRATE_MAX_ROWS:  # reading every vector back from a large Milvus store: the defaults stand
+        return (store.manifest.get("spaces") or {}).get("raw") or {}
+    return calibrate_raw(store.all_vectors(), cols.live, cols.codes["type"].astype("int64"), settings)
 
 
 def check_same_catalog(out, catalog_dir: Path, replace: bool) -> None:

@@ -54,7 +54,7 @@ def register(sub) -> None:
     add_filter_options(p)
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.add_argument("--grid", metavar="PNG", help="Also write a picture of the query beside its results.")
-    add_setting_flags(p, "search", "max_items")
+    add_setting_flags(p, "search", "max_items", "tune")
     p.add_argument("--box", metavar="X,Y,W,H", help="Search this region of the photo only (pixels), e.g. 120,40,300,420.")
     p.add_argument("--no-localise", action="store_true", help="Search the whole photo as it is (no item finding).")
     p.add_argument("--user", help="Shopper id: personalise with their likes and dislikes (stylelens feedback).")
@@ -125,10 +125,16 @@ def _ident_title(ident) -> str:
 def cmd_info(args) -> int:
     from ..index import open_store
 
+    from ..build.tune import head_status
+
     store = open_store(args.index)
-    info = dict(store.manifest)
-    info["counts"] = store.counts()
-    store.close()
+    try:
+        info = dict(store.manifest)
+        info["counts"] = store.counts()
+        if info.get("head"):
+            info["head"] = head_status(store)
+    finally:
+        store.close()
     if args.json:
         print_json(info)
         return 0
@@ -143,6 +149,17 @@ def cmd_info(args) -> int:
     if info.get("last_build"):
         lb = info["last_build"]
         print(f"last build indexed {lb['indexed']:,}, skipped {lb['skipped']:,}, removed {lb['removed']:,}, {lb['images_per_s']} img/s")
+    head = info.get("head")
+    if head:
+        trained = head.get("trained_on") or {}
+        state = "STALE: labels changed since; run stylelens tune again" if head.get("stale") else "up to date"
+        print(f"tuned head {head['dim']}-d, trained {head['created']} on {trained.get('products', 0):,} products + "
+              f"{trained.get('views', 0):,} shopper views ({', '.join(trained.get('labels') or {})}); {state}")
+    else:
+        print("tuned head none (stylelens tune INDEX trains one on the catalog's labels)")
+    for name, cal in (info.get("spaces") or {}).items():
+        print(f"space {name:5s} same picture >= {cal['same_picture']}, near-duplicate >= {cal['near_duplicate']}, "
+              f"vote temperature {cal['vote_temperature']}")
     return 0
 
 

@@ -19,6 +19,10 @@ def add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
     """``--name`` for each setting, defaulting to None (= the environment's or the default value)."""
     for name in names:
         setting = SETTINGS[name]
+        if setting.default is True or setting.default is False:  # a yes/no setting: --name / --no-name
+            parser.add_argument(setting.flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{setting.help} (env {setting.env}; default {'yes' if setting.default else 'no'})")
+            continue
         kind = setting.parse if setting.parse in (int, float) else str
         metavar = None if _choices(name) else name.upper().replace("_", "-")
         parser.add_argument(setting.flag, dest=name, type=kind, choices=_choices(name), default=None, metavar=metavar,

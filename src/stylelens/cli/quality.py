@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .core import add_filter_options, filters_from
+from .options import add_setting_flags, settings_from
 from .output import print_json, print_results, print_search_result, print_table
 
 
@@ -19,7 +21,20 @@ def register(sub) -> None:
     p.add_argument("--out", default="eval-report", help="Folder for eval.json and eval.png (default ./eval-report).")
     p.add_argument("--search", default=None, help="Search method to evaluate (auto, exact, ann...).")
     p.add_argument("--json", action="store_true", help="Print the report as JSON.")
+    p.add_argument("--tune", dest="tune", action=argparse.BooleanOptionalAction, default=None,
+                   help="With a tuned head: --tune evaluates the tuned space only, --no-tune the raw space only "
+                        "(default: both, side by side).")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tune", help="Train a head on the frozen vectors from the catalog's own labels (type, colour...).")
+    p.add_argument("index", help="Index folder.")
+    p.add_argument("--labels", metavar="FEED", help="Labels to learn from (a feed with the index's product ids); default: the catalog's.")
+    p.add_argument("--label", action="append", default=[], metavar="COLUMN",
+                   help="Another label column of the feed to learn (repeat for several), besides type, gender, colour and category.")
+    add_setting_flags(p, "tune_views", "tune_dim", "workers")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the training run and its shopper views (default 0).")
+    p.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("recommend", help="Recommendations for a shopper: 'For you', or a photo search blended with their taste.")
     p.add_argument("index", help="Index folder.")
@@ -59,10 +74,28 @@ def _add_diversity_options(p) -> None:
                    help="Show near-duplicate products once, with how many similar ones were folded in.")
 
 
-def _open(args, search=None):
+def _open(args, search=None, tune=None):
     from ..query import open_index
 
-    return open_index(args.index, search=search)
+    return open_index(args.index, search=search, tune=tune)
+
+
+def cmd_tune(args) -> int:
+    from ..build.tune import tune_index
+
+    settings = settings_from(args).replace(progress=False if args.no_progress else None)
+    report = tune_index(args.index, labels=args.labels, extra_labels=args.label, settings=settings, seed=args.seed)
+    s = report.seconds
+    print(f"tuned {args.index}: a head trained on {report.products:,} products + {report.views:,} shopper views "
+          f"({', '.join(f'{c} {n}' for c, n in report.labels.items())} values) in {s['total']} s "
+          f"(colours {s['colours']} s, views {s['views']} s, training {s['train']} s, calibration {s['calibrate']} s)")
+    if report.skipped_images:
+        print(f"warning: {report.skipped_images:,} product images could not be read; those products learnt without their colour")
+    tuned = report.calibration["tuned"]
+    print(f"tuned space: same picture >= {tuned['same_picture']}, near-duplicate >= {tuned['near_duplicate']}, "
+          f"vote temperature {tuned['vote_temperature']}. Search uses it now (--no-tune: the raw space); "
+          f"compare with stylelens eval {args.index}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -74,8 +107,12 @@ def cmd_eval(args) -> int:
     if args.queries and args.leave_one_out:
         raise InvalidArgumentError("Choose either --queries DIR --labels FEED or --leave-one-out, not both.")
     ks = parse_ks(args.k)
-    index = _open(args, search=args.search)
+    index = _open(args, search=args.search, tune=args.tune)
     report = evaluate(index, args.queries, args.labels, ks=ks, sample=args.sample)
+    if report["space"] == "tuned" and args.tune is None:  # the raw space beside it, same queries
+        raw = evaluate(_open(args, search=args.search, tune=False), args.queries, args.labels, ks=ks, sample=args.sample,
+                       latency_samples=0, duplicates=False)
+        report["raw"] = {key: raw[key] for key in ("type", "gender", "colour", "per_variant", "space") if key in raw}
     json_path, png_path = write_report(report, args.out)
     if args.json:
         print_json(report)
@@ -89,6 +126,12 @@ def cmd_eval(args) -> int:
     cols += [(f"precision@{k}", f"P@{k}") for k in ks] + [(f"mAP@{k}", f"mAP@{k}") for k in ks]
     cols += [("identify_accuracy", "identify")]
     print_table(rows, cols)
+    if report.get("raw"):
+        _print_side_by_side(report, ks)
+    if report.get("per_variant"):
+        print("type per query kind" + (" (tuned space)" if report["space"] == "tuned" else ""))
+        vcols = [("variant", "query kind"), ("queries", "queries")] + [(f"precision@{k}", f"P@{k}") for k in ks]
+        print_table(report["per_variant"], vcols + [("identify_accuracy", "identify")])
     knn = report.get("type_nearest_neighbours")
     if knn and knn.get("queries"):
         print("type, bare nearest neighbours (before the identified-type boost): "
@@ -116,6 +159,28 @@ def cmd_eval(args) -> int:
     chart = f" and {png_path}" if png_path else " (no chart: pip install 'stylelens[eval]' for eval.png)"
     print(f"wrote {json_path}{chart} ({report['seconds']} s)")
     return 0
+
+
+def _print_side_by_side(report: dict, ks) -> None:
+    """Raw backbone space vs tuned head, same queries: what tuning changed."""
+    raw = report["raw"]
+    k = ks[0]
+    rows = [{"label": c, "raw": raw[c].get(f"precision@{k}"), "tuned": report[c].get(f"precision@{k}"),
+             "raw_id": raw[c].get("identify_accuracy"), "tuned_id": report[c].get("identify_accuracy")}
+            for c in ("type", "gender", "colour")]
+    if max(ks) != k:
+        for row, c in zip(rows, ("type", "gender", "colour")):
+            row["raw_k"], row["tuned_k"] = raw[c].get(f"precision@{max(ks)}"), report[c].get(f"precision@{max(ks)}")
+    print("raw space vs tuned space (same queries)")
+    cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"tuned P@{k}")]
+    if max(ks) != k:
+        cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"tuned P@{max(ks)}")]
+    print_table(rows, cols + [("raw_id", "raw identify"), ("tuned_id", "tuned identify")])
+    if raw.get("per_variant"):
+        by = {r["variant"]: r for r in raw["per_variant"]}
+        table = [{"variant": r["variant"], "raw": by.get(r["variant"], {}).get(f"precision@{k}"), "tuned": r.get(f"precision@{k}")}
+                 for r in report["per_variant"]]
+        print_table(table, [("variant", "query kind"), ("raw", f"raw type P@{k}"), ("tuned", f"tuned type P@{k}")])
 
 
 def cmd_recommend(args) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexMismatchError, IndexNotFoundError
+from ..files import write_bytes_atomic
 from ..settings import Settings, settings_or_default
 from .backend import backend_class, kind_of, open_backend
 from .catalog_db import CATALOG_DB, CatalogDB, Columns
@@ -166,6 +167,27 @@ class IndexStore:
         self.manifest.update(fields)
         self.manifest["counts"] = self.counts()
         write_manifest(self.path, self.manifest)
+        # A catalog commit readers notice (the live-reload switch): they re-read the manifest (fresh_manifest).
+        self.catalog.set_meta("manifest_updated", self.manifest["updated"])
+        self._changed()
+
+    def fresh_manifest(self) -> dict:
+        """The manifest as a writer last saved it (a reader's copy is from when it opened)."""
+        self.manifest = read_manifest(self.path) or self.manifest
+        return self.manifest
+
+    # ---- artifacts: files a writer derives from the catalog (the tuned head), kept with the index ----
+    def read_artifact(self, name: str) -> bytes | None:
+        path = self.path / _artifact_name(name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_artifact(self, name: str, data: bytes) -> None:
+        """Readers see the old artifact or the new one, never half of one."""
+        self._check_writable()
+        write_bytes_atomic(self.path / _artifact_name(name), data)
 
     def close(self) -> None:
         self.backend.close()
@@ -181,6 +203,12 @@ class IndexStore:
     def _check_writable(self) -> None:
         if not self.writable:
             raise RuntimeError("open the store with writable=True to change it")
+
+
+def _artifact_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST, CATALOG_DB, LOCK_FILE):
+        raise ValueError(f"not an artifact name: {name!r}")
+    return name
 
 
 def open_store(path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None) -> IndexStore:

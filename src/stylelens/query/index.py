@@ -28,9 +28,8 @@ from .filters import Filters, check_k
 from .identify import Identification, vote
 from .rank import type_consistent
 from .results import SearchResult
+from .space import RawSpace, open_space
 
-# Cosine at or above which a catalog vector is taken to be the query picture itself.
-SAME_IMAGE_COSINE = 0.9999
 SELF_SLACK = 3  # candidates fetched beyond what ranking and voting need, for copies of the query itself
 
 
@@ -66,6 +65,18 @@ class Index:
             raise
         self.embedder = embedder
         self._shoppers = None
+        self._space = open_space(self.store, self.settings, self.settings.tune)
+        self._space_stamp = self.store.catalog.meta("manifest_updated")
+
+    @property
+    def space(self) -> RawSpace:
+        """The space searched: the tuned head's (``stylelens tune``; setting ``tune``) or the raw backbone's.
+        A writer that tunes (or re-tunes) the index while this one serves is followed on the next query."""
+        stamp = self.store.catalog.meta("manifest_updated")
+        if stamp != self._space_stamp:
+            self.store.fresh_manifest()
+            self._space, self._space_stamp = open_space(self.store, self.settings, self.settings.tune), stamp
+        return self._space
 
     @property
     def path(self) -> Path:
@@ -88,22 +99,34 @@ class Index:
 
     # ---- the query pipeline -----------------------------------------------------------------
     def embed(self, image) -> tuple[np.ndarray, str | None]:
-        """Unit vector of an image (the whole frame), and the sha256 of its bytes (None for a PIL image)."""
+        """Unit vector of an image (the whole frame) in the space searched, and the sha256 of its bytes
+        (None for a PIL image)."""
         photo, sha, _ = self._decode(image)
-        return self.embedder.embed([photo])[0], sha
+        return self.space.query(self.embedder.embed([photo]), [photo])[0], sha
 
-    def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None) -> Neighbours:
+    def query_vectors(self, images) -> np.ndarray:
+        """(n, dim) vectors of the space searched for the main item of each photo, as ``search`` finds it."""
+        regions = []
+        for image in images:
+            photo, _, scale = self._decode(image)
+            regions.append(self._regions(photo, None, scale)[0][1])
+        return self.space.query(self.embedder.embed(regions), regions)
+
+    def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None,
+                   raw: np.ndarray | None = None) -> Neighbours:
         """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows,
-        in the catalog view ``columns`` (default: the current one)."""
+        in the catalog view ``columns`` (default: the current one). ``raw``: the query's backbone vector, which
+        confirms a same-picture match in a tuned space (that space pulls a type together on purpose)."""
         columns = columns or self.store.columns
+        space = self.space
         exclude = np.asarray(list(exclude_rows), dtype=np.int64)
         mask = None
         if len(exclude):
             mask = columns.live.copy()
             mask[exclude] = False
-        scores, rows = self.store.search(vector[None], n + SELF_SLACK, mask, columns=columns)
+        scores, rows = space.search(vector[None], n + SELF_SLACK, mask, columns=columns)
         scores, rows = scores[0], rows[0]
-        same = rows[(rows >= 0) & (scores >= SAME_IMAGE_COSINE)]
+        same = space.same_picture(rows[(rows >= 0) & (scores >= space.calibration.same_picture)], raw, columns)
         if sha:
             row_of = columns.row_of
             same = np.union1d(same, [row_of[p] for p in self.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
@@ -111,16 +134,16 @@ class Index:
 
     def _vote(self, scores: np.ndarray, rows: np.ndarray, columns) -> Identification:
         k = self.settings.identify_k
-        return vote(columns, rows[:k], scores[:k], self.settings.vote_temperature)
+        return vote(columns, rows[:k], scores[:k], self.space.calibration.vote_temperature)
 
     def search_vector(self, vector: np.ndarray, k: int | None = None, *, sha: str | None = None, exclude_rows=(),
                       filters: Filters | None = None, identify: bool = True, user: str | None = None,
                       diversity: float | None = None, collapse: bool | None = None,
-                      exact_first: bool = False) -> SearchResult:
+                      exact_first: bool = False, raw: np.ndarray | None = None) -> SearchResult:
         """Nearest products to a vector. ``user`` personalises (see personalize), ``diversity`` (0..1)
         re-ranks by MMR and ``collapse`` folds near-duplicates into one result (see diversity).
 
-        The catalog rows that are the query picture itself (same bytes, or cosine >= 0.9999) are left
+        The catalog rows that are the query picture itself (same bytes, or the space's same-picture cosine) are left
         out, unless ``exact_first``: a shopper who uploads a product's own photo sees that product
         first, marked ``exact_match``, and it is named by its own labels."""
         started = time.perf_counter()
@@ -128,7 +151,7 @@ class Index:
         diversity, collapse = div.check_diversity(diversity), div.check_collapse(collapse)
         filters = filters or Filters()
         return self._on_a_view(lambda cols: self._search_view(cols, started, vector, k, sha, exclude_rows, filters,
-                                                              identify, user, diversity, collapse, exact_first))
+                                                              identify, user, diversity, collapse, exact_first, raw))
 
     def _on_a_view(self, answer):
         """``answer(columns)`` on one view of the catalog (kept whole while a writer commits). When a compaction
@@ -144,10 +167,11 @@ class Index:
         raise AssertionError("unreachable")
 
     def _search_view(self, cols, started, vector, k, sha, exclude_rows, filters, identify, user, diversity, collapse,
-                     exact_first) -> SearchResult:
+                     exact_first, raw) -> SearchResult:
         mask = filters.mask(cols)  # checks the filter values before any search
+        space = self.space
         pool = max(div.pool_size(k, diversity, collapse), 4 * k)
-        near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows, cols)
+        near = self.neighbours(vector, max(pool, self.settings.identify_k), sha, exclude_rows, cols, raw)
         other_scores, other_rows = near.others()
         exact = near.self_rows[mask[near.self_rows]] if exact_first else np.zeros(0, np.int64)
         if identify or user is not None:
@@ -168,18 +192,19 @@ class Index:
         scores, rows = other_scores[passing], other_rows[passing]
         if query is not vector or (len(rows) < pool and mask.sum() > len(rows)):
             # The first pass cannot answer: another query vector, or filters that leave too few of its rows.
-            scores, rows = self.store.search(query[None], pool, mask, filters=filters, columns=cols)
+            scores, rows = space.search(query[None], pool, mask, filters=filters, columns=cols)
             scores, rows = scores[0], rows[0]
-        s = self.settings
-        scores, rows = type_consistent(scores, rows, cols, ident, filters, s.type_boost, s.type_boost_min_confidence)
+        s, calibration = self.settings, space.calibration
+        scores, rows = type_consistent(scores, rows, cols, ident, filters, s.type_boost * calibration.score_scale,
+                                       s.type_boost_min_confidence)
         exact = exact[:k]
-        scores, rows, similar = div.rerank(scores, rows, lambda r: self.store.vectors(r, cols), k - len(exact), diversity=diversity,
-                                           collapse=collapse, threshold=s.duplicate_cosine)
+        scores, rows, similar = div.rerank(scores, rows, lambda r: space.vectors(r, cols), k - len(exact), diversity=diversity,
+                                           collapse=collapse, threshold=calibration.near_duplicate)
         if len(exact):
             scores = np.concatenate([np.ones(len(exact), np.float32), scores])
             rows = np.concatenate([exact, rows])
             similar = None if similar is None else np.concatenate([np.zeros(len(exact), np.int64), similar])
-        similarity = self.store.vectors(rows, cols) @ vector if len(rows) else np.zeros(0, np.float32)
+        similarity = space.vectors(rows, cols) @ vector if len(rows) else np.zeros(0, np.float32)
         records = {p["id"]: p for p in self.store.products(cols.ids[rows])}
         products = []
         for i, pid in enumerate(cols.ids[rows]):
@@ -197,9 +222,9 @@ class Index:
         extra = {} if products else {"note": filters.explain_empty(cols)}
         return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000, extra)
 
-    def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=()) -> Identification:
+    def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=(), raw=None) -> Identification:
         cols = self.store.columns
-        near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows, cols)
+        near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows, cols, raw)
         return self._vote(*near.others(), cols)
 
     # ---- the calls users make -----------------------------------------------------------------
@@ -218,10 +243,12 @@ class Index:
         box = None if box is None else parse_box(box)
         photo, sha, scale = self._decode(image)
         regions = self._regions(photo, box, scale)
-        vectors = self.embedder.embed([region for _, region in regions])
+        crops = [region for _, region in regions]
+        raw = self.embedder.embed(crops)
+        vectors = self.space.query(raw, crops)
         options = dict(filters=filters, user=user, diversity=diversity, collapse=collapse)
-        result = self.search_vector(vectors[0], k, sha=sha, exact_first=True, **options)
-        items = [result] + [self.search_vector(v, k, **options) for v in vectors[1:]]
+        result = self.search_vector(vectors[0], k, sha=sha, exact_first=True, raw=raw[0], **options)
+        items = [result] + [self.search_vector(v, k, raw=r, **options) for v, r in zip(vectors[1:], raw[1:])]
         result.extra["items"] = [{"box": list(item_box), "identified": item.identified.to_dict() if item.identified else None,
                                   "results": item.products} for (item_box, _), item in zip(regions, items)]
         if user is not None:
@@ -257,8 +284,9 @@ class Index:
                 for found, region in item_crops(photo, self.settings.max_items)]
 
     def identify(self, image) -> Identification:
-        vector, sha = self.embed(image)
-        return self.identify_vector(vector, sha)
+        photo, sha, _ = self._decode(image)
+        raw = self.embedder.embed([photo])
+        return self.identify_vector(self.space.query(raw, [photo])[0], sha, raw=raw[0])
 
     def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
                 collapse: bool | None = None, **filters) -> SearchResult:
@@ -267,7 +295,8 @@ class Index:
         vector = self.vector(product_id)
         row = self.row(product_id)
         result = self.search_vector(vector, k, sha=self.store.product(product_id).get("image_sha256"), exclude_rows=[row],
-                                    filters=Filters(**filters), user=user, diversity=diversity, collapse=collapse)
+                                    filters=Filters(**filters), user=user, diversity=diversity, collapse=collapse,
+                                    raw=self.store.vectors([row])[0])
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -283,7 +312,7 @@ class Index:
             row = cols.row_of.get(str(product_id))
             if row is None:
                 self.store.product(product_id)  # raises ProductNotFoundError with the message
-            return self.store.vectors([row], cols)[0]
+            return self.space.vectors([row], cols)[0]
 
         return self._on_a_view(of)
 
@@ -308,6 +337,7 @@ class Index:
         manifest["counts"] = self.store.counts()
         manifest["search"] = self.store.backend.name
         manifest["runtime"] = self.embedder.runtime_name
+        manifest["space"] = {"searched": self.space.name, "dim": self.space.dim, **self.space.calibration.to_dict()}
         return manifest
 
 

@@ -150,11 +150,12 @@ _CENTROIDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 CENTROID_SAMPLE = 256  # products per slot averaged into its centroid: the vectors read stay bounded on any backend
 
 
-def slot_centroids(store) -> tuple[np.ndarray, dict[str, int]]:
-    """Unit mean vector of each outfit slot (from a seeded sample of its products), and slot -> row.
-    Cached per store and catalog state."""
+def slot_centroids(space) -> tuple[np.ndarray, dict[str, int]]:
+    """Unit mean vector of each outfit slot (from a seeded sample of its products) in the space searched
+    (``Index.space``), and slot -> row. Cached per space and catalog state."""
+    store = space.store
     key = (store.n_rows, len(store))
-    cached = _CENTROIDS.get(store)
+    cached = _CENTROIDS.get(space)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]
     cols = store.columns
@@ -166,11 +167,11 @@ def slot_centroids(store) -> tuple[np.ndarray, dict[str, int]]:
         if len(rows):
             sample = np.sort(rng.choice(rows, size=min(len(rows), CENTROID_SAMPLE), replace=False))
             names.append(name)
-            centroids.append(store.vectors(sample).mean(axis=0))
-    centroids = np.stack(centroids) if centroids else np.zeros((0, store.dim), np.float32)
+            centroids.append(space.vectors(sample).mean(axis=0))
+    centroids = np.stack(centroids) if centroids else np.zeros((0, space.dim), np.float32)
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
     column = {name: i for i, name in enumerate(names)}
-    _CENTROIDS[store] = (key, centroids, column)
+    _CENTROIDS[space] = (key, centroids, column)
     return centroids, column
 
 
@@ -189,7 +190,7 @@ def complete_the_look(index, product_id: str | None = None, image=None, k: int |
     """Suggestions per complementary slot for a catalog product (by id) or a photo."""
     started = time.perf_counter()
     k = 3 if k is None else check_k(k)
-    store, cols = index.store, index.store.columns
+    store, space, cols = index.store, index.space, index.store.columns
     if product_id is not None:
         row = index.row(product_id)
         vector = index.vector(product_id)
@@ -202,18 +203,18 @@ def complete_the_look(index, product_id: str | None = None, image=None, k: int |
     if slot is not None:
         allowed = look_mask(cols, source)
         slots = slot_rows(cols)
-        centroids, column = slot_centroids(store)
+        centroids, column = slot_centroids(space)
         for target in COMPLEMENTS[slot]:
             mask = allowed & (slots == target)
             if product_id is not None:
                 mask[row] = False
             if not mask.any():
                 continue
-            scores, rows = store.search(vector[None], max(20 * k, 60), mask)
+            scores, rows = space.search(vector[None], max(20 * k, 60), mask)
             scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]
             if target in column and slot in column and len(rows):
                 # Keep what looks like its own slot: fashion catalogs hold mislabelled photos.
-                affinity = store.vectors(rows) @ centroids.T
+                affinity = space.vectors(rows) @ centroids.T
                 looks_right = affinity[:, column[target]] > affinity[:, column[slot]]
                 scores, rows = scores[looks_right], rows[looks_right]
             picked = _distinct_types_first(cols, rows, scores, k)
@@ -231,5 +232,5 @@ def photo_attributes(index, vector: np.ndarray, sha: str | None) -> dict:
     near = index.neighbours(vector, index.settings.identify_k, sha)
     scores, rows = near.others()
     k = index.settings.identify_k
-    votes = vote_labels(index.store.columns, rows[:k], scores[:k], index.settings.vote_temperature, LABEL_COLUMNS)
+    votes = vote_labels(index.store.columns, rows[:k], scores[:k], index.space.calibration.vote_temperature, LABEL_COLUMNS)
     return {"id": None, **{label: value for label, (value, _) in votes.items()}}

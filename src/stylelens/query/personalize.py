@@ -193,7 +193,7 @@ def personal_query(index, user: str, vector: np.ndarray, identified_type: str | 
     else:
         liked_t, disliked_t = liked, disliked
     s = index.settings
-    blended = rocchio(vector, index.store.vectors(liked_t), index.store.vectors(disliked_t),
+    blended = rocchio(vector, index.space.vectors(liked_t), index.space.vectors(disliked_t),
                       s.rocchio_query, s.rocchio_like, s.rocchio_dislike)
     return (vector if blended is None else blended), disliked
 
@@ -215,7 +215,7 @@ def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool
         return SearchResult([], None, (time.perf_counter() - started) * 1000,
                             extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
     depth = pool_size(k, None, collapse)
-    per_seed = [index.store.search(seed[None], depth, mask, columns=cols) for seed in seeds]
+    per_seed = [index.space.search(seed[None], depth, mask, columns=cols) for seed in seeds]
     chosen: list[tuple[int, float]] = []
     for rank in range(depth):  # interleave: the best of each seed, then the second best of each...
         for scores, rows in per_seed:
@@ -226,7 +226,7 @@ def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool
     scores = np.array([sc for _, sc in chosen], np.float32)
     similar = None
     if collapse and len(rows):
-        keep, similar = collapse_duplicates(index.store.vectors(rows, cols), index.settings.duplicate_cosine)
+        keep, similar = collapse_duplicates(index.space.vectors(rows, cols), index.space.calibration.near_duplicate)
         rows, scores = rows[keep], scores[keep]
     rows, scores = rows[:k], scores[:k]
     products = index.store.products(cols.ids[rows])
@@ -239,7 +239,7 @@ def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool
 
 def _seeds(cols, liked, disliked, history: History, index) -> list[np.ndarray]:
     s = index.settings
-    vectors = index.store.vectors
+    vectors = index.space.vectors
     if len(liked):
         types = cols.codes["type"]
         order = sorted(set(types[liked].tolist()), key=lambda t: -int(np.sum(types[liked] == t)))
@@ -253,4 +253,4 @@ def _seeds(cols, liked, disliked, history: History, index) -> list[np.ndarray]:
     recent = list(history.uploads[:RECENT_SEEDS])
     viewed = _rows(index, history.viewed[:RECENT_SEEDS])
     recent += list(vectors(viewed)) if len(viewed) else []
-    return [v for v in recent[:RECENT_SEEDS] if v.shape == (index.store.dim,)]
+    return [v for v in recent[:RECENT_SEEDS] if v.shape == (index.space.dim,)]  # uploads searched in another space are left out

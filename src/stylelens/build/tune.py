@@ -1,0 +1,318 @@
+"""``stylelens tune``: the shop's own labelled catalog teaches a small head on the frozen backbone.
+
+The index's raw vectors are read once; each product's colour descriptor is made from its image; and
+``tune_views`` shopper-style photos are composed from the catalog (the item cut from its white
+backdrop onto generated backgrounds, scaled, tilted, beside other products: ``composite``), found
+by the query path's own localiser and embedded, so the space learns what a shopper's photo looks
+like. A two-layer MLP is trained with one proxy (normalised-softmax) loss per label column
+(type, gender, colour, category, sub-category and any ``extra_labels``); its output, L2-normalised,
+is the tuned space. The space's thresholds are calibrated (``calibrate``), the head and the colour
+descriptors are stored with the index and the manifest records what they were trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..colour import DIM as COLOUR_DIM
+from ..colour import colour_descriptor
+from ..errors import CatalogError, ImageError, InvalidArgumentError
+from ..index.store import open_store
+from ..models import Embedder
+from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Head, sha256, write_colours
+from ..settings import Settings, settings_or_default
+from .calibrate import calibrate_raw, calibrate_tuned
+from .plan import progress_bar
+
+LABELS = ("type", "gender", "colour", "category", "subcategory")
+LOSS_WEIGHTS = {"type": 1.0, "gender": 0.5, "colour": 1.0, "category": 0.3, "subcategory": 0.5}
+EXTRA_WEIGHT = 0.5
+VIEW_VARIANTS = ("textured-70", "textured-70-degraded", "small-offcentre", "distractors")
+HIDDEN, SCALE, BATCH, LR, EPOCHS, MIN_STEPS, MAX_STEPS = 512, 20.0, 256, 1e-2, 40, 300, 3000
+RAW_COMPONENTS, COLOUR_COMPONENTS = 192, 64  # whitened PCA components of the backbone vector and of the colour
+MIN_LABELLED = 20
+
+
+@dataclass
+class TuneReport:
+    products: int = 0
+    views: int = 0
+    labels: dict = field(default_factory=dict)  # column -> number of values learnt
+    skipped_images: int = 0
+    seconds: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def labels_hash(records: list[dict], columns) -> str:
+    """What the head learnt from: ids and their labels. A change means the head is stale (``info``)."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r["id"]):
+        h.update(json.dumps([r["id"], *[label_of(r, c) for c in columns]]).encode())
+    return h.hexdigest()
+
+
+def label_of(record: dict, column: str):
+    value = record.get(column)
+    if value is None:
+        value = (record.get("extra") or {}).get(column)
+    return None if value in (None, "") else str(value)
+
+
+def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings | None = None, seed: int = 0,
+               **overrides) -> TuneReport:
+    """Train the head of the index at ``index_path`` on its own catalog (labels from ``labels``, a feed,
+    where given: they replace the catalog's), calibrate it and store it with the index."""
+    settings = settings_or_default(settings).replace(**overrides)
+    report = TuneReport()
+    started = time.perf_counter()
+    store = open_store(index_path, writable=True, settings=settings)
+    try:
+        cols = store.columns
+        rows = np.flatnonzero(cols.live)
+        if len(rows) < MIN_LABELLED:
+            raise InvalidArgumentError(f"The index holds {len(rows)} products; tuning needs at least {MIN_LABELLED}. "
+                                       "Index more of the catalog first.", code="too_few_products")
+        records = {p["id"]: p for p in store.products(cols.ids[rows])}
+        if labels is not None:
+            records = _with_feed_labels(records, labels)
+        ordered = [records[pid] for pid in cols.ids[rows]]
+        columns = [c for c in (*LABELS, *extra_labels)]
+        targets = _targets(ordered, columns)
+        if not targets:
+            raise InvalidArgumentError("No label column has two or more values with products behind them: tuning has "
+                                       "nothing to learn. Give a feed with articleType, colour... (--labels FEED).",
+                                       code="no_labels")
+        report.products, report.labels = len(rows), {c: len(v) for c, (v, _) in targets.items()}
+        raw = store.all_vectors()
+        colours, report.skipped_images = _colours(ordered, settings)
+        report.seconds["colours"] = round(time.perf_counter() - started, 1)
+        t0 = time.perf_counter()
+        view_x, view_c, view_of = _views(store, ordered, settings, seed)
+        report.views = len(view_x)
+        report.seconds["views"] = round(time.perf_counter() - t0, 1)
+        x = np.concatenate([raw[rows], view_x]) if len(view_x) else raw[rows]
+        c = np.concatenate([colours, view_c]) if len(view_x) else colours
+        y = {col: np.concatenate([codes, codes[view_of]]) for col, (_, codes) in targets.items()}
+        t0 = time.perf_counter()
+        head = _train(x, c, y, settings, seed)
+        report.seconds["train"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        colour_of = dict(zip([r["id"] for r in ordered], colours))
+        all_colours = np.zeros((cols.n_rows, COLOUR_DIM), np.float32)
+        all_colours[rows] = colours
+        tuned = head.project(raw, all_colours)
+        type_codes = cols.codes["type"].astype(np.int64)
+        spaces = {"raw": calibrate_raw(raw, cols.live, type_codes, settings, seed),
+                  "tuned": calibrate_tuned(raw, tuned, cols.live, type_codes,
+                                           lambda v, r: head.project(v, all_colours[r]), settings, seed)}
+        report.calibration = spaces
+        report.seconds["calibrate"] = round(time.perf_counter() - t0, 1)
+        head.info = {"trained_on": {"products": len(rows), "views": report.views, "labels": report.labels,
+                                    "labels_sha256": labels_hash(ordered, columns), "columns": columns},
+                     "settings": {"hidden": HIDDEN, "dim": settings.tune_dim, "epochs": EPOCHS, "max_steps": MAX_STEPS,
+                                  "tune_views": settings.tune_views, "seed": seed}}
+        data = head.to_bytes()
+        store.write_artifact(COLOURS_ARTIFACT, write_colours(colour_of))
+        store.write_artifact(HEAD_ARTIFACT, data)
+        report.seconds["total"] = round(time.perf_counter() - started, 1)
+        store.set_manifest(head={"artifact": HEAD_ARTIFACT, "sha256": sha256(data), "dim": head.dim,
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **head.info,
+                                 "seconds": report.seconds["total"]},
+                           spaces=spaces)
+    finally:
+        store.close()
+    return report
+
+
+def head_status(store) -> dict | None:
+    """The head's record, with ``stale`` True when the catalog's labels changed since it was trained."""
+    head = store.manifest.get("head")
+    if not head:
+        return None
+    trained = head.get("trained_on") or {}
+    cols = store.columns
+    records = store.products(cols.ids[np.flatnonzero(cols.live)])
+    now = labels_hash(records, trained.get("columns") or LABELS)
+    return dict(head, stale=now != trained.get("labels_sha256"))
+
+
+def _with_feed_labels(records: dict[str, dict], feed) -> dict[str, dict]:
+    from ..catalog import read_feed
+
+    rows, _ = read_feed(feed)
+    known = set(rows) & set(records)
+    if not known:
+        raise CatalogError(f"No product of the index is in {feed}: its ids must be the index's product ids.")
+    return {pid: ({**rec, **{k: v for k, v in rows[pid].items() if v not in (None, "")},
+                   "extra": {**(rec.get("extra") or {}), **(rows[pid].get("extra") or {})}} if pid in known else rec)
+            for pid, rec in records.items()}
+
+
+def _targets(records: list[dict], columns) -> dict[str, tuple[list[str], np.ndarray]]:
+    """column -> (values, codes per product; -1 unknown), for columns with at least two values."""
+    out = {}
+    for column in columns:
+        values = [label_of(r, column) for r in records]
+        vocab = sorted({v for v in values if v is not None})
+        if len(vocab) < 2:
+            continue
+        code = {v: i for i, v in enumerate(vocab)}
+        out[column] = (vocab, np.array([code.get(v, -1) if v is not None else -1 for v in values], np.int64))
+    return out
+
+
+def _colours(records: list[dict], settings) -> tuple[np.ndarray, int]:
+    """Colour descriptors of each product's image (threads: decoding releases the GIL); unreadable → zeros."""
+    out = np.zeros((len(records), COLOUR_DIM), np.float32)
+    bad = 0
+
+    def one(i):
+        try:
+            return i, colour_descriptor(records[i]["image_path"])
+        except (ImageError, OSError, TypeError, ValueError):
+            return i, None
+
+    bar = progress_bar(len(records), settings.progress, "colours")
+    with ThreadPoolExecutor(max(1, settings.workers) + 1) as pool:
+        for i, desc in pool.map(one, range(len(records)), chunksize=64):
+            if desc is None:
+                bad += 1
+            else:
+                out[i] = desc
+            bar.update(1)
+    bar.close()
+    return out, bad
+
+
+def _views(store, records: list[dict], settings, seed: int):
+    """Shopper-style photos of ``tune_views`` seeded products: (raw vectors, colours, product index)."""
+    n = min(settings.tune_views, len(records))
+    if n <= 0:
+        return np.zeros((0, store.dim), np.float32), np.zeros((0, COLOUR_DIM), np.float32), np.zeros(0, np.int64)
+    from ..composite import cut, variant_photo
+    from ..localise import item_crops
+
+    embedder = Embedder.from_fingerprint(store.manifest["embedder"], settings=settings)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(records), n, replace=False)
+    rows = {r["id"]: {"subCategory": r.get("subcategory") or "", "articleType": r.get("type") or ""} for r in records}
+    pool = [r["id"] for r in records]
+    index_of = {r["id"]: i for i, r in enumerate(records)}
+    items: dict = {}
+
+    def item(pid):
+        if pid not in items:
+            items[pid] = cut(records[index_of[pid]]["image_path"])
+        return items[pid]
+
+    crops, owners = [], []
+    vectors, colours = [], []
+    bar = progress_bar(n, settings.progress, "shopper views")
+    for j, i in enumerate(picks):
+        pid = records[i]["id"]
+        try:
+            try:
+                _, photo = variant_photo(VIEW_VARIANTS[j % len(VIEW_VARIANTS)], pid, rows, pool, rng, item)
+            except CatalogError:  # too few other categories for distractors: the item alone on a background
+                _, photo = variant_photo(VIEW_VARIANTS[0], pid, rows, pool, rng, item)
+        except (ImageError, CatalogError, OSError):
+            bar.update(1)
+            continue
+        region = item_crops(photo.image, 1)[0][1]
+        crops.append(region)
+        owners.append(i)
+        if len(crops) == embedder.batch_size:
+            vectors.append(embedder.embed(crops))
+            colours.extend(colour_descriptor(c) for c in crops)
+            crops = []
+        bar.update(1)
+    if crops:
+        vectors.append(embedder.embed(crops))
+        colours.extend(colour_descriptor(c) for c in crops)
+    bar.close()
+    if not owners:
+        return np.zeros((0, store.dim), np.float32), np.zeros((0, COLOUR_DIM), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(vectors), np.stack(colours), np.array(owners, np.int64)
+
+
+def _pca_whitening(centred: np.ndarray, keep: int, block: slice, width: int) -> np.ndarray:
+    """(width, k) columns that map the full input to the block's top-k principal components, unit variance."""
+    sample = centred[np.random.default_rng(0).choice(len(centred), min(len(centred), 20_000), replace=False)]
+    _, sv, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)
+    k = max(1, min(keep, len(sv), len(sample) // 2))  # a small catalog: only components its data pins down
+    var = sv[:k] ** 2 / len(sample)
+    # Shrunk whitening: weak components are lifted, not blown up (their held-out values are mostly noise).
+    scale = 1 / np.sqrt(var + 0.1 * var.mean() + 1e-12)
+    out = np.zeros((width, k), np.float32)
+    out[block] = (vt[:k].T * scale).astype(np.float32)
+    return out
+
+
+def _train(x: np.ndarray, colours: np.ndarray, y: dict[str, np.ndarray], settings, seed: int) -> Head:
+    """The MLP and one proxy matrix per label column, trained jointly; returned as a numpy Head."""
+    import torch
+
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is as fast, and never stalls on a busy machine
+    try:
+        return _fit(x, colours, y, settings, seed, torch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(x, colours, y, settings, seed, torch) -> Head:
+    colour_weight = 1.0
+    features = np.concatenate([x, colour_weight * colours], 1).astype(np.float32)
+    mean = features.mean(0)
+    whiten = np.zeros((features.shape[1], 0), np.float32)
+    for block, keep in ((slice(0, x.shape[1]), RAW_COMPONENTS), (slice(x.shape[1], None), COLOUR_COMPONENTS)):
+        whiten = np.concatenate([whiten, _pca_whitening(features[:, block] - mean[block], keep, block, features.shape[1])], 1)
+    inputs = torch.from_numpy((features - mean) @ whiten)
+    labels = {c: torch.from_numpy(v) for c, v in y.items()}
+    dim = settings.tune_dim
+    net = torch.nn.Sequential(torch.nn.Linear(inputs.shape[1], HIDDEN), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                              torch.nn.Linear(HIDDEN, dim))
+    proxies = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(int(v.max()) + 1, dim) * 0.01) for v in y.values()])
+    weights = [LOSS_WEIGHTS.get(c, EXTRA_WEIGHT) for c in y]
+    opt = torch.optim.AdamW([*net.parameters(), *proxies.parameters()], lr=LR, weight_decay=1e-4)
+    per_epoch = (len(inputs) + BATCH - 1) // BATCH
+    steps = min(max(EPOCHS * per_epoch, MIN_STEPS), MAX_STEPS)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    bar = progress_bar(steps, settings.progress, "training")
+    bar.unit = "step"
+    done = 0
+    while done < steps:
+        order = torch.randperm(len(inputs), generator=generator)
+        for start in range(0, len(inputs), BATCH):
+            if done == steps:
+                break
+            batch = order[start:start + BATCH]
+            z = torch.nn.functional.normalize(net(inputs[batch]), dim=1)
+            loss = 0.0
+            for w, p, target in zip(weights, proxies, labels.values()):
+                t = target[batch]
+                known = t >= 0
+                if known.any():
+                    logits = SCALE * z[known] @ torch.nn.functional.normalize(p, dim=1).T
+                    loss = loss + w * torch.nn.functional.cross_entropy(logits, t[known])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            done += 1
+            bar.update(1)
+    bar.close()
+    first, last = net[0], net[3]
+    return Head(mean, whiten, first.weight.detach().numpy().T.copy(), first.bias.detach().numpy().copy(),
+                last.weight.detach().numpy().T.copy(), last.bias.detach().numpy().copy(), colour_weight)

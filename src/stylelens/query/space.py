@@ -1,0 +1,150 @@
+"""The space a query searches: the backbone's raw vectors, or the tuned head's projection of them.
+
+Both answer ``search``, ``vectors`` and ``matrix`` on a catalog view, and carry the thresholds
+calibrated for them (``Calibration``): a cosine means different things in different spaces, so the
+same-picture, near-duplicate and vote-confidence settings are measured per space when it is made
+(``build.calibrate``) and read from the manifest. The index keeps raw vectors only; the tuned space
+projects them in memory per catalog view (new rows projected as they arrive), so switching the head
+off, or retraining it, never needs a rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from ..colour import DIM as COLOUR_DIM
+from ..colour import colour_descriptor, colour_descriptors
+from ..errors import ImageError
+from ..index.backend import exact_search
+from ..models.head import COLOURS_ARTIFACT, Calibration, Head, read_colours
+
+log = logging.getLogger(__name__)
+
+
+class RawSpace:
+    """The backbone's vectors as the index keeps them (exact, FAISS or Milvus behind the store)."""
+
+    name = "raw"
+
+    def __init__(self, store, calibration: Calibration):
+        self.store = store
+        self.calibration = calibration
+
+    @property
+    def dim(self) -> int:
+        return self.store.dim
+
+    def query(self, vectors: np.ndarray, images=None) -> np.ndarray:
+        """Query vectors of this space from raw backbone vectors (and the images they came from)."""
+        return vectors
+
+    def search(self, queries, k: int, mask=None, filters=None, columns=None):
+        return self.store.search(queries, k, mask, filters=filters, columns=columns)
+
+    def vectors(self, rows, columns=None) -> np.ndarray:
+        return self.store.vectors(rows, columns)
+
+    def matrix(self, columns=None) -> np.ndarray:
+        """Every row's vector of the view (evaluation reads them all on purpose)."""
+        return self.store.all_vectors()
+
+    def same_picture(self, rows: np.ndarray, raw: np.ndarray | None, columns=None) -> np.ndarray:
+        """Of the rows at or above this space's same-picture cosine, those that are the query picture itself."""
+        return rows
+
+
+class TunedSpace(RawSpace):
+    """The head's projection of the raw vectors (and each product's colour), searched exactly in memory."""
+
+    name = "tuned"
+
+    def __init__(self, store, calibration: Calibration, head: Head, colours: dict[str, np.ndarray]):
+        super().__init__(store, calibration)
+        self.head = head
+        self.colours = colours  # product id -> colour descriptor, made by tune; new products get theirs here
+        self._lock = threading.Lock()
+        self._generation = None
+        self._matrix = np.zeros((0, head.dim), np.float32)
+
+    @property
+    def dim(self) -> int:
+        return self.head.dim
+
+    def query(self, vectors: np.ndarray, images=None) -> np.ndarray:
+        colours = None
+        if self.head.uses_colour:
+            colours = colour_descriptors(images) if images is not None else np.zeros((len(vectors), COLOUR_DIM), np.float32)
+        return self.head.project(vectors, colours)
+
+    def matrix(self, columns=None) -> np.ndarray:
+        """(n_rows, dim) of the view: rows projected once; a compaction (new generation) projects afresh."""
+        columns = columns or self.store.columns
+        matrix = self._matrix
+        if self._generation == columns.generation and len(matrix) >= columns.n_rows:
+            return matrix
+        with self._lock:
+            if self._generation != columns.generation:
+                self._matrix, self._generation = np.zeros((0, self.head.dim), np.float32), columns.generation
+            done = len(self._matrix)
+            if done < columns.n_rows:
+                rows = np.arange(done, columns.n_rows)
+                raw = self.store.vectors(rows, columns)
+                colours = self._colours(columns.ids[rows]) if self.head.uses_colour else None
+                self._matrix = np.concatenate([self._matrix, self.head.project(raw, colours)])
+            return self._matrix
+
+    def search(self, queries, k: int, mask=None, filters=None, columns=None):
+        columns = columns or self.store.columns
+        matrix = self.matrix(columns)[:columns.n_rows]
+        if mask is None:
+            mask = columns.live
+        elif len(mask) != columns.n_rows:  # a mask made on an older view
+            fitted = np.zeros(columns.n_rows, bool)
+            fitted[:min(len(mask), columns.n_rows)] = mask[:columns.n_rows]
+            mask = fitted & columns.live
+        return exact_search(matrix, queries, k, mask)
+
+    def vectors(self, rows, columns=None) -> np.ndarray:
+        return self.matrix(columns)[np.asarray(rows, dtype=np.int64)]
+
+    def same_picture(self, rows: np.ndarray, raw: np.ndarray | None, columns=None) -> np.ndarray:
+        """Confirmed on the raw vectors: the head pulls products of one type and colour together on purpose,
+        so a tuned cosine near 1 alone could be another product that merely looks alike."""
+        if raw is None or not len(rows):
+            return rows
+        return rows[self.store.vectors(rows, columns) @ raw >= Calibration().same_picture]
+
+    def _colours(self, ids) -> np.ndarray:
+        """Descriptors of these products: tune's, else made now from the product's image (added after tuning)."""
+        out = np.zeros((len(ids), COLOUR_DIM), np.float32)
+        missing = [i for i, pid in enumerate(ids) if pid not in self.colours]
+        for i, pid in enumerate(ids):
+            if pid in self.colours:
+                out[i] = self.colours[pid]
+        if missing:
+            records = {p["id"]: p for p in self.store.products([ids[i] for i in missing])}
+            for i in missing:
+                path = (records.get(ids[i]) or {}).get("image_path")
+                try:
+                    out[i] = self.colours[ids[i]] = colour_descriptor(path)
+                except (ImageError, OSError, TypeError, ValueError):
+                    # The vector is still searchable; without its colour it ranks on shape alone.
+                    log.warning("no colour for product %s: its image %s cannot be read", ids[i], path)
+        return out
+
+
+def open_space(store, settings, use_head: bool = True) -> RawSpace:
+    """The tuned space when the index has a head and ``use_head`` (setting ``tune``), else the raw one."""
+    manifest = store.manifest
+    head_info = manifest.get("head")
+    if use_head and head_info:
+        data = store.read_artifact(head_info.get("artifact", "head.npz"))
+        if data is not None:
+            head = Head.from_bytes(data, str(store.path))
+            return TunedSpace(store, Calibration.read(manifest, "tuned", settings), head,
+                              read_colours(store.read_artifact(COLOURS_ARTIFACT)))
+        log.warning("the index names a tuned head but its file is missing; searching the raw space (run stylelens tune)")
+    return RawSpace(store, Calibration.read(manifest, "raw", settings))

@@ -1,0 +1,224 @@
+"""stylelens tune: a head trained on the catalog's labels, searched by default, calibrated per space.
+
+Generated catalogs (shapes_catalog): three shapes in two shades of two hues, with random dark lines. The raw
+space (random-weight ResNet-50) is ruled by shapes and lines; the tuned head must learn the shades from the
+labels, measured on held-out products that are neither indexed nor trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagegen import make_image
+from quality_catalog import seed_for
+
+from stylelens import build_index, open_index
+from stylelens.cli import main
+from stylelens.errors import IndexDamagedError
+
+PALETTE = {"Blue": (40, 70, 210), "Navy Blue": (20, 35, 105), "Red": (205, 35, 45), "Maroon": (105, 20, 25)}
+SHAPES = {"tshirt": "Tshirts", "dress": "Dresses", "bag": "Handbags"}
+HEADER = ["id", "productDisplayName", "articleType", "gender", "baseColour", "price", "masterCategory", "subCategory"]
+
+
+def shapes_catalog(folder: Path, n: int, start: int, seed: int) -> dict[str, dict]:
+    """Garments of three shapes (the type) in four colours, two shades of two hues (Blue / Navy Blue, Red /
+    Maroon), with dark lines at random heights. The raw space looks at shapes and lines; the labels name the shade."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    rows = {}
+    for i in range(n):
+        colour = list(PALETTE)[i % len(PALETTE)]
+        shape = rng.choice(list(SHAPES))
+        pid = f"p{start + i:04d}"
+        path = make_image(folder / "images" / f"{pid}.jpg", color=PALETTE[colour], pattern_seed=seed_for(shape, 97 * (start + i)))
+        im = Image.open(path).convert("RGB")
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.randint(2, 5)):
+            y = rng.randint(12, 74)
+            draw.line((6, y, 54, y), fill=rng.choice([(20, 20, 20), (235, 235, 235)]), width=rng.randint(2, 5))
+        im.save(path, quality=95)
+        rows[pid] = {"id": pid, "productDisplayName": f"{colour} {SHAPES[shape]}", "articleType": SHAPES[shape],
+                     "gender": "Women" if rng.random() < 0.5 else "Men", "baseColour": colour, "price": "20",
+                     "masterCategory": "Accessories" if shape == "bag" else "Apparel",
+                     "subCategory": "Bags" if shape == "bag" else "Topwear"}
+    with open(folder / "products.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HEADER)
+        writer.writeheader()
+        writer.writerows(rows.values())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, random_embedder):
+    """(index folder, held-out queries folder): 72 indexed products, tuned; 24 held-out products."""
+    from stylelens.build.tune import tune_index
+
+    root = tmp_path_factory.mktemp("tune")
+    shapes_catalog(root / "catalog", 72, 0, seed=1)
+    shapes_catalog(root / "queries", 24, 500, seed=2)
+    build_index(root / "catalog", root / "raw", embedder=random_embedder, workers=0, progress=False)
+    shutil.copytree(root / "raw", root / "index")
+    report = tune_index(root / "index", tune_views=12, progress=False, runtime="torch")
+    return root, report
+
+
+def evaluate_both(root: Path, random_embedder) -> tuple[dict, dict]:
+    from stylelens.evaluate import evaluate
+
+    out = []
+    for tune in (False, True):
+        index = open_index(root / "index", embedder=random_embedder, tune=tune)
+        out.append(evaluate(index, root / "queries", root / "queries" / "products.csv", ks=(5,), latency_samples=0,
+                            duplicates=False))
+        index.close()
+    return out[0], out[1]
+
+
+def test_tuning_lifts_held_out_precision(tuned, random_embedder):
+    root, report = tuned
+    assert report.products == 72 and report.views == 12
+    raw, tuned_report = evaluate_both(root, random_embedder)
+    assert raw["space"] == "raw" and tuned_report["space"] == "tuned"
+    assert tuned_report["queries"] == raw["queries"] == 24
+    # The head learnt the shades from the labels: a clear margin on products it never saw, types kept.
+    assert tuned_report["colour"]["precision@5"] >= raw["colour"]["precision@5"] + 0.1, (raw["colour"], tuned_report["colour"])
+    assert tuned_report["colour"]["identify_accuracy"] >= raw["colour"]["identify_accuracy"]
+    assert tuned_report["type"]["precision@5"] >= raw["type"]["precision@5"] - 0.05, (raw["type"], tuned_report["type"])
+
+
+def test_head_and_calibration_are_recorded_per_space(tuned):
+    root, _ = tuned
+    manifest = json.loads((root / "index" / "manifest.json").read_text())
+    head = manifest["head"]
+    assert (root / "index" / head["artifact"]).is_file() and head["dim"] == 256
+    assert head["trained_on"]["products"] == 72 and head["trained_on"]["labels"]["type"] == 3
+    raw, tuned_space = manifest["spaces"]["raw"], manifest["spaces"]["tuned"]
+    # Thresholds are measured in each space, not one constant for both.
+    assert tuned_space["near_duplicate"] != raw["near_duplicate"]
+    assert 0.5 <= tuned_space["near_duplicate"] <= tuned_space["same_picture"] <= 0.99999
+    # The head file is plain arrays: it loads with pickle refused.
+    with np.load(root / "index" / head["artifact"], allow_pickle=False) as z:
+        assert z["w1"].shape[1] == z["w2"].shape[0]
+
+
+def test_same_picture_found_after_tuning(tuned, random_embedder, tmp_path):
+    root, _ = tuned
+    index = open_index(root / "index", embedder=random_embedder)
+    assert index.space.name == "tuned"
+    photo = root / "catalog" / "images" / "p0007.jpg"
+    first = index.search(photo, k=3).products[0]
+    assert first["id"] == "p0007" and first.get("exact_match")
+    # The same pixels in other bytes: found by the tuned space's own same-picture cosine, not the file hash.
+    from PIL import Image
+
+    Image.open(photo).save(tmp_path / "again.png")
+    again = index.search(tmp_path / "again.png", k=3).products[0]
+    assert again["id"] == "p0007" and again.get("exact_match")
+    index.close()
+
+
+def test_no_tune_searches_the_raw_space(tuned, random_embedder):
+    root, _ = tuned
+    raw = open_index(root / "index", embedder=random_embedder, tune=False)
+    plain = open_index(root / "raw", embedder=random_embedder)
+    photo = root / "queries" / "images" / "p0503.jpg"
+    assert raw.space.name == "raw" and raw.space.dim == 2048
+    assert [p["id"] for p in raw.search(photo, k=5).products] == [p["id"] for p in plain.search(photo, k=5).products]
+    raw.close()
+    plain.close()
+
+
+def test_products_added_after_tuning_are_projected(tuned, random_embedder, tmp_path):
+    root, _ = tuned
+    shutil.copytree(root / "index", tmp_path / "index")
+    shutil.copytree(root / "catalog", tmp_path / "catalog")
+    rows = shapes_catalog(tmp_path / "more", 3, 900, seed=3)
+    for pid in rows:
+        shutil.copy(tmp_path / "more" / "images" / f"{pid}.jpg", tmp_path / "catalog" / "images" / f"{pid}.jpg")
+    with open(tmp_path / "catalog" / "products.csv", "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=HEADER).writerows(rows.values())
+    index = open_index(tmp_path / "index", embedder=random_embedder)  # open before the build: it must follow it
+    build_index(tmp_path / "catalog", tmp_path / "index", embedder=random_embedder, workers=0, progress=False, replace=True)
+    assert len(index) == 75 and index.space.name == "tuned"
+    first = index.search(tmp_path / "catalog" / "images" / "p0901.jpg", k=3).products[0]
+    assert first["id"] == "p0901" and first.get("exact_match")
+    index.close()
+
+
+def test_info_says_when_the_head_is_stale(tuned, random_embedder, tmp_path, capsys):
+    from stylelens.index import open_store
+
+    root, _ = tuned
+    shutil.copytree(root / "index", tmp_path / "index")
+    assert main(["info", str(tmp_path / "index")]) == 0
+    out = capsys.readouterr().out
+    assert "tuned head 256-d" in out and "up to date" in out
+    store = open_store(tmp_path / "index", writable=True)
+    store.update_records([{"id": "p0001", "type": "Tops"}])  # a label changed after training
+    store.close()
+    assert main(["info", str(tmp_path / "index")]) == 0
+    assert "STALE" in capsys.readouterr().out
+
+
+def test_a_running_index_follows_a_new_tune(tuned, random_embedder, tmp_path):
+    from stylelens.build.tune import tune_index
+
+    root, _ = tuned
+    shutil.copytree(root / "raw", tmp_path / "index")
+    index = open_index(tmp_path / "index", embedder=random_embedder)
+    assert index.space.name == "raw"
+    tune_index(tmp_path / "index", tune_views=0, progress=False)
+    assert index.space.name == "tuned"  # the next query searches the new head, no restart
+    assert index.search(root / "catalog" / "images" / "p0003.jpg", k=1).products[0]["id"] == "p0003"
+    index.close()
+
+
+def test_damaged_head_is_named_and_no_tune_still_serves(tuned, random_embedder, tmp_path, capsys):
+    root, _ = tuned
+    shutil.copytree(root / "index", tmp_path / "index")
+    (tmp_path / "index" / "head.npz").write_bytes(b"not a head")
+    with pytest.raises(IndexDamagedError, match="tune"):
+        open_index(tmp_path / "index", embedder=random_embedder)
+    raw = open_index(tmp_path / "index", embedder=random_embedder, tune=False)
+    assert raw.search(root / "catalog" / "images" / "p0002.jpg", k=1).products[0]["id"] == "p0002"
+    raw.close()
+    code = main(["search", str(tmp_path / "index"), str(root / "catalog" / "images" / "p0002.jpg")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "stylelens tune" in err
+
+
+def test_tune_refuses_an_index_without_labels(tmp_path, random_embedder):
+    from stylelens.build.tune import tune_index
+    from stylelens.errors import InvalidArgumentError
+
+    rows = shapes_catalog(tmp_path / "catalog", 24, 0, seed=4)
+    (tmp_path / "catalog" / "products.csv").write_text("id\n" + "\n".join(rows) + "\n")
+    build_index(tmp_path / "catalog", tmp_path / "index", embedder=random_embedder, workers=0, progress=False)
+    with pytest.raises(InvalidArgumentError, match="nothing to learn"):
+        tune_index(tmp_path / "index", tune_views=0, progress=False)
+    # With a labels feed it learns from that instead.
+    feed = tmp_path / "labels.csv"
+    with open(feed, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HEADER)
+        writer.writeheader()
+        writer.writerows(rows.values())
+    report = tune_index(tmp_path / "index", labels=feed, tune_views=0, progress=False)
+    assert report.labels["type"] == 3
+
+
+def test_cli_eval_shows_raw_and_tuned_side_by_side(tuned, capsys):
+    root, _ = tuned
+    code = main(["eval", str(root / "index"), "--queries", str(root / "queries"), "--labels",
+                 str(root / "queries" / "products.csv"), "--k", "5", "--out", str(root / "report")])
+    out = capsys.readouterr().out
+    assert code == 0 and "raw space vs tuned space" in out
+    report = json.loads((root / "report" / "eval.json").read_text())
+    assert report["space"] == "tuned" and report["raw"]["space"] == "raw"
