@@ -59,7 +59,8 @@ def unavailable(where, exc) -> DatabaseUnavailable:
         hint = f"Create it (createdb -h {where.host} -p {where.port} {where.dbname}) or build the index there with stylelens index."
     else:
         hint = "Check that PostgreSQL is running and reachable at that address."
-    return DatabaseUnavailable(f"PostgreSQL at {where} failed: {reason}. {hint}")
+    missing = f'database "{where.dbname}" does not exist' in reason
+    return DatabaseUnavailable(f"PostgreSQL at {where} failed: {reason}. {hint}", code="database_missing" if missing else None)
 
 
 class PostgresDatabase:
@@ -73,7 +74,7 @@ class PostgresDatabase:
         try:
             self._connect_once()
         except DatabaseUnavailable:
-            if not (create and "does not exist" in str(self._last_error)):
+            if not (create and self._last_error.code == "database_missing"):
                 self.engine.dispose()
                 raise
             self._create_database()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexMismatchError, IndexNotFoundError, InvalidArgumentError
+from ..errors import DatabaseUnavailable, IndexMismatchError, IndexNotFoundError, InvalidArgumentError
 from ..settings import Settings, settings_or_default
 from .backend import backend_class, kind_of, open_backend
 from .catalog_db import CATALOG_DB, Columns
@@ -292,7 +292,12 @@ def read_manifest_at(location, settings: Settings | None = None) -> dict | None:
     """The manifest of the index at a folder or database location, None when there is none yet."""
     if not is_database(location) and not Path(location).is_dir():
         return None
-    database = open_database(location, settings_or_default(settings))
+    try:
+        database = open_database(location, settings_or_default(settings))
+    except DatabaseUnavailable as exc:
+        if exc.code == "database_missing":  # a new index: `stylelens index` creates the database
+            return None
+        raise
     try:
         return database.read_manifest()
     finally:
