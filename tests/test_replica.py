@@ -167,7 +167,7 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres, m
     built = cli(environment, "index", catalog, "--out", location, "--store", store, "--weights", "random", "--workers", "0")
     assert built.returncode == 0, built.stderr
     a = Replica(location, environment, tmp_path / "a.log")
-    b = Replica(location, environment, tmp_path / "b.log")
+    b = Replica(location, environment, tmp_path / "b.log", "--workers", "2")  # B: two processes on one port
     try:
         a.wait(), b.wait()
         # The same photo, the same answer from either replica.
