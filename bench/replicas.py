@@ -43,6 +43,25 @@ def start_postgres(root: Path) -> tuple[int, list[str]]:
     return port, as_user
 
 
+def cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children, live or exited (PostgreSQL forks a
+    backend per connection, which exits with the replica that opened it)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        p = psutil.Process(pid)
+        t = p.cpu_times()
+        total += t.children_user + t.children_system  # children already reaped by this process
+        for q in [p, *p.children(recursive=True)]:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--products", type=int, default=300)
@@ -53,8 +72,7 @@ def main(argv=None) -> int:
     from milvus import default_server
 
     root = Path(tempfile.mkdtemp(prefix="stylelens-replicas-"))
-    pg_root = root / "pg"
-    pg_root.mkdir()
+    pg_root = Path(tempfile.mkdtemp(prefix="stylelens-replicas-pg-"))  # its own: the postgres user must enter it
     port, as_user = start_postgres(pg_root)
     default_server.set_base_dir(str(root / "milvus"))
     default_server.start()
@@ -66,21 +84,29 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "-m", "stylelens", "index", str(root / "catalog"), "--out", location,
                         "--store", f"milvus://127.0.0.1:{default_server.listen_port}/bench", "--weights", "random"], check=True)
         reports = {}
+        backends = {"postgres": int((pg_root / "data" / "postmaster.pid").read_text().split()[0]),
+                    "milvus": default_server.server_proc.pid}
         for n in (1, 2):
             out = root / f"load-{n}.json"
+            # Cumulative over the run (replica start-up, warm-up, load): an upper bound on the backends' share.
+            before = {name: cpu_of([pid]) for name, pid in backends.items()}
             load.main([location, "--replicas", str(n), "--requests", str(args.requests), "--clients", str(args.clients),
                        "--out", str(out)])
-            reports[f"{n}_replicas"] = json.loads(out.read_text())
+            reports[f"{n}_replicas"] = report = json.loads(out.read_text())
+            report["backend_cpu_s_per_request_upper_bound"] = {
+                name: round((cpu_of([pid]) - before[name]) / report["requests"], 4) for name, pid in backends.items()}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(reports, indent=2) + "\n")
         for name, r in reports.items():
             print(f"{name}: {r['requests_per_s']} req/s, p50 {r['latency']['p50_ms']} ms, p90 {r['latency']['p90_ms']} ms, "
-                  f"server CPU {r.get('server_cpu_s_per_request')} s/request, errors {r['errors']}, "
+                  f"server CPU {r.get('server_cpu_s_per_request')} s/request, backends (upper bound) "
+                  f"{r['backend_cpu_s_per_request_upper_bound']}, errors {r['errors']}, "
                   f"load avg {r['machine']['load_avg_1m']}")
     finally:
         default_server.stop()
         subprocess.run(as_user + ["pg_ctl", "-D", str(pg_root / "data"), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(pg_root, ignore_errors=True)
     return 0
 
 

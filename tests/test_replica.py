@@ -42,30 +42,49 @@ def _as_postgres_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+class Postgres:
+    """A PostgreSQL 15 server of its own in ``root``, password authentication on TCP."""
+
+    def __init__(self, root: Path, as_user: list[str]):
+        self.root, self.as_user = root, as_user
+        self.port = free_port()
+        self.data = root / "data"
+        (root / "pw").write_text(PASSWORD + "\n")
+        subprocess.run(as_user + [shutil.which("initdb"), "-D", str(self.data), "-U", "stylelens", "-E", "UTF8", "--no-sync",
+                                  "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={root / 'pw'}"],
+                       check=True, capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
+                                       f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
 @pytest.fixture(scope="module")
-def postgres():
-    """A PostgreSQL 15 server of its own: (port), password authentication on TCP, stopped afterwards."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
+def postgres_server():
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH): apt-get install postgresql (scripts/test.sh does)")
     as_user = _as_postgres_user()
     # As root the data folder cannot sit under pytest's tmp_path (mode 0700, root's): a folder of its own in /tmp.
     root = Path(tempfile.mkdtemp(prefix="stylelens-pg-"))
     if as_user:
         shutil.chown(root, "postgres", "postgres")
-    (root / "pw").write_text(PASSWORD + "\n")
-    port = free_port()
-    data = root / "data"
-    subprocess.run(as_user + [initdb, "-D", str(data), "-U", "stylelens", "-E", "UTF8", "--no-sync", "--auth-local=trust",
-                              "--auth-host=scram-sha-256", f"--pwfile={root / 'pw'}"], check=True, capture_output=True)
-    subprocess.run(as_user + [pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                              f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    server = Postgres(root, as_user)
+    server.start()
     try:
-        yield port
+        yield server
     finally:
-        subprocess.run(as_user + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(postgres_server) -> int:
+    return postgres_server.port
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +178,8 @@ def set_price(catalog: Path, pid: str, price: str) -> None:
         writer.writerows(rows)
 
 
-def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres, milvus_server, tmp_path, environment):
+def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_server, milvus_server, tmp_path, environment):
+    postgres = postgres_server.port
     catalog = tmp_path / "catalog"
     rows = write_catalog(catalog, n=24)
     location = db_url(postgres, "shop")
@@ -214,6 +234,15 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres, m
         assert c.get("/api/health").json()["products"] == 23
         assert c.post("/api/users/ann/events", json={"product_id": "1011", "event": "view"}).json()["counts"] == \
             {"like": 2, "dislike": 0, "view": 1, "upload": 0}
+        # The database goes down: one line and a 503 for the client, never a 500; back when it is.
+        postgres_server.stop()
+        try:
+            down = c.get("/api/products/1007")
+            assert down.status_code == 503 and down.json()["error"]["code"] == "database_unavailable"
+            assert "PostgreSQL at postgresql://stylelens@127.0.0.1" in down.json()["error"]["message"]
+        finally:
+            postgres_server.start()
+        assert eventually(lambda: c.get("/api/products/1007").status_code == 200)
     finally:
         c.stop()
 
@@ -266,6 +295,33 @@ def test_replica_store_in_postgres_keeps_manifest_artifacts_and_events(postgres,
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
     engine.dispose()
+
+
+def test_replica_artifacts_and_manifest_of_a_folder_index_reach_its_readers(tmp_path):
+    """The same artifacts API on the embedded default: files in the index folder, written atomically."""
+    import numpy as np
+
+    from stylelens.errors import InvalidArgumentError
+    from stylelens.index import create_store, open_store
+
+    writer = create_store(tmp_path / "idx", FP, {})
+    try:
+        writer.add([{"id": "a", "name": "a"}], np.eye(8, dtype=np.float32)[:1])
+        reader = open_store(tmp_path / "idx")
+        before = reader.columns.version
+        writer.write_artifact("head.bin", b"\x01\x02")
+        writer.save_manifest(head={"name": "head.bin"})
+        assert (tmp_path / "idx" / "head.bin").read_bytes() == b"\x01\x02"
+        assert reader.columns.version != before and reader.manifest["head"] == {"name": "head.bin"}
+        assert reader.read_artifact("head.bin") == b"\x01\x02" and reader.read_artifact("other.bin") is None
+        for name in ("manifest.json", "catalog.sqlite", "../x", "vectors-0.f32", ""):
+            with pytest.raises(InvalidArgumentError):
+                writer.write_artifact(name, b"x")
+        with pytest.raises(RuntimeError):
+            reader.write_artifact("head.bin", b"x")
+        reader.close()
+    finally:
+        writer.close()
 
 
 def test_replica_locations_and_a_wrong_password_fail_in_one_line(postgres, tmp_path, environment):
