@@ -1,8 +1,10 @@
 """Load check of the web API: N concurrent clients on loopback send a bounded number of searches.
 
-    python bench/load.py INDEX [--url URL] [--clients 20] [--requests 400] [--out load.json]
+    python bench/load.py INDEX [--url URL ...] [--replicas N] [--clients 20] [--requests 400] [--out load.json]
 
-Without --url it starts ``stylelens serve INDEX`` on a free loopback port and stops it afterwards.
+Without --url it starts ``--replicas`` (default 1) ``stylelens serve INDEX`` processes on free loopback
+ports and stops them afterwards; requests go to them (or to the --url servers) in turn, as a
+round-robin load balancer would send them, and the report adds the servers' CPU seconds per request.
 Query photos are catalog images of the index, fetched over HTTP from /images/<id> (sampled with a
 fixed seed), so the request mix is the same on every run. Reports client-side latency p50/p90/p99,
 throughput and errors (any non-200 is an error; the exit code is 1 if there were any), prints it and
@@ -35,7 +37,8 @@ START_TIMEOUT_S = 180
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("index", help="Index folder (its product ids are the query photos).")
-    p.add_argument("--url", help="A running server (default: start `stylelens serve INDEX` on a free port).")
+    p.add_argument("--url", action="append", help="A running server; repeat for several replicas (default: start them).")
+    p.add_argument("--replicas", type=int, default=1, help="Servers to start when no --url is given (default 1).")
     p.add_argument("--clients", type=int, default=20, help="Concurrent clients (default 20).")
     p.add_argument("--requests", type=int, default=400, help="Measured requests in all (default 400).")
     p.add_argument("--photos", type=int, default=50, help="Distinct query photos (default 50).")
@@ -51,6 +54,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_servers(index: str, n: int, log_path: Path) -> tuple[list[subprocess.Popen], list[str]]:
+    procs, urls = [], []
+    try:
+        for i in range(n):  # one after the other: two model loads at once on 2 cores only slow both
+            proc, url = start_server(index, log_path.with_suffix(f".{i}.log"))
+            procs.append(proc)
+            urls.append(url)
+    except BaseException:
+        for proc in procs:
+            stop_server(proc)
+        raise
+    return procs, urls
+
+
+def cpu_seconds(procs: list[subprocess.Popen]) -> float | None:
+    """User + system CPU of the server processes (and their children) so far; None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    total = 0.0
+    for proc in procs:
+        p = psutil.Process(proc.pid)
+        for q in [p, *p.children(recursive=True)]:
+            t = q.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def start_server(index: str, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -96,7 +128,7 @@ def sample_ids(index: str, n: int, seed: int) -> list[str]:
     return random.Random(seed).sample(ids, min(n, len(ids)))
 
 
-async def run_load(url: str, photos: dict[str, bytes], args) -> dict:
+async def run_load(urls: list[str], photos: dict[str, bytes], args, procs=()) -> dict:
     rng = random.Random(args.seed)
     ids = sorted(photos)
     plan = [("similar" if rng.random() < args.similar_share else "search", rng.choice(ids)) for _ in range(args.requests)]
@@ -104,14 +136,19 @@ async def run_load(url: str, photos: dict[str, bytes], args) -> dict:
     next_item = 0
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
 
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def request(kind: str, pid: str):
-            if kind == "search":
-                return await client.post("/api/search", files={"image": ("q.jpg", photos[pid], "image/jpeg")},
-                                         data={"k": str(args.k)})
-            return await client.get(f"/api/products/{pid}/similar", params={"k": args.k})
+    turn = 0
 
-        for kind, pid in plan[:WARMUP_REQUESTS]:
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async def request(kind: str, pid: str):
+            nonlocal turn
+            url = urls[turn % len(urls)]  # round robin, as a load balancer in front of the replicas
+            turn += 1
+            if kind == "search":
+                return await client.post(url + "/api/search", files={"image": ("q.jpg", photos[pid], "image/jpeg")},
+                                         data={"k": str(args.k)})
+            return await client.get(f"{url}/api/products/{pid}/similar", params={"k": args.k})
+
+        for kind, pid in plan[:WARMUP_REQUESTS * len(urls)]:
             (await request(kind, pid)).raise_for_status()
 
         async def worker():
@@ -130,10 +167,16 @@ async def run_load(url: str, photos: dict[str, bytes], args) -> dict:
                     status, code, took = 0, type(exc).__name__, None
                 results.append((kind, time.perf_counter() - started, status, code, took))
 
+        cpu_before = cpu_seconds(list(procs)) if procs else None
         started = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(args.clients)])
         wall = time.perf_counter() - started
-    return summarize(results, wall, args)
+        cpu_after = cpu_seconds(list(procs)) if procs else None
+    report = summarize(results, wall, args)
+    report["replicas"] = len(urls)
+    if cpu_before is not None and cpu_after is not None:
+        report["server_cpu_s_per_request"] = round((cpu_after - cpu_before) / max(1, len(results)), 4)
+    return report
 
 
 def stats(seconds: list[float]) -> dict:
@@ -166,30 +209,30 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.clients < 1 or args.requests < 1:
         raise SystemExit("--clients and --requests must be at least 1")
-    proc = None
+    procs: list[subprocess.Popen] = []
     log_path = Path(tempfile.gettempdir()) / f"stylelens-load-{os.getpid()}.log"
-    url = args.url
+    urls = args.url
     try:
-        if url is None:
-            print(f"starting stylelens serve {args.index} ...", file=sys.stderr)
-            proc, url = start_server(args.index, log_path)
-        url = url.rstrip("/")
-        health = httpx.get(url + "/api/health", timeout=10).json()
+        if not urls:
+            print(f"starting {args.replicas} x stylelens serve {args.index} ...", file=sys.stderr)
+            procs, urls = start_servers(args.index, args.replicas, log_path)
+        urls = [u.rstrip("/") for u in urls]
+        health = httpx.get(urls[0] + "/api/health", timeout=10).json()
         ids = sample_ids(args.index, args.photos, args.seed)
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with httpx.Client(base_url=urls[0], timeout=30) as c:
             photos = {pid: c.get(f"/images/{pid}").raise_for_status().content for pid in ids}
-        print(f"{args.clients} clients, {args.requests} requests against {url} "
+        print(f"{args.clients} clients, {args.requests} requests against {', '.join(urls)} "
               f"({health['products']:,} products, {health['backbone']}, {health['search']} search)", file=sys.stderr)
-        report = asyncio.run(run_load(url, photos, args))
+        report = asyncio.run(run_load(urls, photos, args, procs))
     finally:
-        if proc is not None:
+        for proc in procs:
             stop_server(proc)
     report.update({
         "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
         "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "started_server": proc is not None,
+        "started_server": bool(procs),
     })
     print_report(report)
     if args.out:
@@ -203,7 +246,8 @@ def print_report(report: dict) -> None:
     lat = report["latency"]
     print(f"requests {report['requests']}  clients {report['clients']}  errors {report['errors']}"
           + (f" {report['error_codes']}" if report["errors"] else ""))
-    print(f"throughput {report['requests_per_s']} req/s over {report['seconds']} s")
+    print(f"throughput {report['requests_per_s']} req/s over {report['seconds']} s from {report['replicas']} replica(s)"
+          + (f", server CPU {report['server_cpu_s_per_request']} s per request" if "server_cpu_s_per_request" in report else ""))
     if lat:
         print(f"latency p50 {lat['p50_ms']} ms  p90 {lat['p90_ms']} ms  p99 {lat['p99_ms']} ms  max {lat['max_ms']} ms")
     for kind, s in report["by_kind"].items():

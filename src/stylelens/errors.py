@@ -130,3 +130,10 @@ class RayRunError(StylelensError):
 
     code = "ray_failed"
     http_status = 503
+
+
+class DatabaseUnavailable(StylelensError):
+    """The index's database server (PostgreSQL) cannot be reached, refused the login or failed a request."""
+
+    code = "database_unavailable"
+    http_status = 503

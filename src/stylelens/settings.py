@@ -68,6 +68,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("store", "", "Where a new index keeps its vectors: empty or 'local' (the index folder), milvus-lite:///FILE.db or "
                 "milvus://HOST:PORT/COLLECTION. An existing index keeps its own."),
         Setting("milvus_token", "", "Credentials for a Milvus server: user:password or an API key (never put them in the store location)."),
+        Setting("database_password", "", "Password for an index in PostgreSQL (postgresql://USER@HOST:PORT/DB); never put it "
+                "in the location. Empty: none, or libpq's ~/.pgpass."),
+        Setting("database_pool", 5, "Connections each process keeps open to an index's PostgreSQL (as many again may open "
+                "under load).", int),
         Setting("batch_size", 64, "Images per inference batch.", int),
         Setting("workers", max(1, (os.cpu_count() or 2) - 1), "Decoding threads while indexing (0: decode in the indexing thread).", int),
         Setting("k", 5, "Number of recommendations returned.", int),

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from ..catalog import WARNING_KEYS, load_catalog
 from ..errors import IndexMismatchError
-from ..index.manifest import read_manifest
-from ..index.store import create_store
+from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, library_versions
 from ..models.spec import WeightsInfo
 from ..settings import SETTINGS, Settings, settings_or_default
@@ -39,7 +38,7 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
     settings = settings_or_default(settings).replace(**overrides)
     # Absolute paths in the index: what search --json and the server report works from any folder.
     catalog_dir = Path(catalog_dir).resolve()
-    check_same_catalog(out, catalog_dir, replace)
+    check_same_catalog(out, catalog_dir, replace, settings)
     catalog = load_catalog(catalog_dir, products)
     actor_settings = settings
     if embedder is None:
@@ -68,8 +67,9 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         report.skipped = len(report.errors)
         report.seconds = time.perf_counter() - started
         store.maintain()  # the ANN file, sealed Milvus segments
-        report.errors_csv = write_errors(Path(out), report.errors)
-        report.warnings_csv = write_warnings(Path(out), catalog.warning_rows(), WARNING_KEYS)
+        if isinstance(store.path, Path):  # a database index has no folder: its report still counts them
+            report.errors_csv = write_errors(store.path, report.errors)
+            report.warnings_csv = write_warnings(store.path, catalog.warning_rows(), WARNING_KEYS)
         store.set_manifest(catalog={"folder": str(catalog_dir),
                                     "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
                            last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name,
@@ -89,8 +89,8 @@ def _calibrate_raw(store, settings: Settings) -> dict:
     return calibrate_raw(store.all_vectors(), cols.live, cols.codes["type"].astype("int64"), settings)
 
 
-def check_same_catalog(out, catalog_dir: Path, replace: bool) -> None:
-    manifest = read_manifest(out) if Path(out).is_dir() else None
+def check_same_catalog(out, catalog_dir: Path, replace: bool, settings: Settings | None = None) -> None:
+    manifest = read_manifest_at(out, settings)
     built_from = ((manifest or {}).get("catalog") or {}).get("folder")
     if built_from and Path(built_from) != catalog_dir and not replace:
         raise IndexMismatchError(
@@ -102,7 +102,7 @@ def check_same_catalog(out, catalog_dir: Path, replace: bool) -> None:
 def embedder_for(out, settings: Settings, named: dict, **options) -> Embedder:
     """The embedder to index into ``out`` with: the one that built the index there (its manifest), with
     what ``named`` changes; the settings' one for a new index."""
-    manifest = read_manifest(out) if Path(out).is_dir() else None
+    manifest = read_manifest_at(out, settings)
     if manifest is None:
         return Embedder(settings=settings, **options)
     built = manifest["embedder"]

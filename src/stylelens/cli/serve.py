@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidArgumentError
+from ..settings import SETTINGS
 from .options import add_setting_flags, settings_from
 
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="Serve the web page and the HTTP API over an index.")
-    p.add_argument("index", help="Index folder.")
+    p.add_argument("index", help="Index folder, or postgresql://[USER@]HOST[:PORT]/DB for an index in PostgreSQL that "
+                                 "replicas on any machine serve together.")
     add_setting_flags(p, "host", "port", "max_upload_bytes", "search", "tune")
     p.add_argument("--auth", action="store_true",
                    help="Shopper tokens: likes and 'For you' need the shopper's token (signed with STYLELENS_AUTH_SECRET, "
                         "or a secret made for this run when it is not set).")
+    p.add_argument("--workers", type=int, default=1,
+                   help="Server processes on this port, each with its own model and its own view of the index (default 1). "
+                        "They share the index as replicas do: what one records, the others read.")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="Server log detail (access log at info).")
     p.set_defaults(func=cmd_serve)
@@ -30,12 +36,41 @@ def cmd_serve(args) -> int:
         settings = settings.replace(auth_secret=secrets.token_hex(32))
     host, port = settings.host, settings.port
     check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
+    if args.workers < 1:
+        raise InvalidArgumentError(f"--workers must be 1 or more, got {args.workers}.", code="bad_option")
+    if args.workers > 1:
+        return serve_workers(args, settings)
     app = create_app(args.index, settings)
     index = app.state.index
-    print(f"stylelens: {len(index):,} products from {args.index} ({index.embedder.spec.name}, {index.store.backend.name} search)",
+    print(f"stylelens: {len(index):,} products from {index.path} ({index.embedder.spec.name}, {index.store.backend.name} search)",
           flush=True)
     print(f"stylelens: open http://{host}:{port}/  (API docs at http://{host}:{port}/docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    return 0
+
+
+def serve_workers(args, settings) -> int:
+    """N uvicorn worker processes: each builds its app from the location and settings handed down in
+    its environment (settings.py's STYLELENS_* names), so they serve the same index the same way."""
+    import os
+
+    import uvicorn
+
+    from ..index import open_store
+    from ..service.app import SERVE_INDEX_ENV
+
+    store = open_store(args.index, settings=settings)  # a wrong location or password fails here, once, in one line
+    try:
+        print(f"stylelens: {len(store):,} products from {store.path} ({store.backend.name} search), {args.workers} workers",
+              flush=True)
+    finally:
+        store.close()
+    os.environ.update({SETTINGS[name].env: str(value) for name, value in settings.to_dict().items()})
+    os.environ[SERVE_INDEX_ENV] = str(args.index)
+    print(f"stylelens: open http://{settings.host}:{settings.port}/  (API docs at http://{settings.host}:{settings.port}/docs)",
+          flush=True)
+    uvicorn.run("stylelens.service.app:app_from_environment", factory=True, workers=args.workers, host=settings.host,
+                port=settings.port, log_level=args.log_level)
     return 0
 
 

@@ -71,6 +71,36 @@ class Columns:
         return loose
 
 
+def columns_from(records, n: int, generation: int, version: tuple, where) -> Columns:
+    """Columns from (row, id, price, in_stock, *LABEL_COLUMNS) records of one consistent read of any catalog."""
+    ids = np.full(n, None, dtype=object)
+    live = np.zeros(n, bool)
+    price = np.full(n, np.nan)
+    in_stock = np.ones(n, bool)
+    codes = {c: np.full(n, -1, np.int32) for c in LABEL_COLUMNS}
+    vocab: dict[str, list[str]] = {c: [] for c in LABEL_COLUMNS}
+    index: dict[str, dict[str, int]] = {c: {} for c in LABEL_COLUMNS}
+    for rec in records:
+        r = rec[0]
+        if not 0 <= r < n:
+            raise IndexDamagedError(f"The index at {where} is damaged: product {rec[1]} points at vector row {r} of {n}. "
+                                    f"Run stylelens check {where} --repair, then stylelens index CATALOG --out "
+                                    f"{where} to add such products again. Rebuild the index into a new folder "
+                                    "(stylelens index CATALOG --out NEW_FOLDER) only if the check cannot repair it.")
+        ids[r], live[r] = rec[1], True
+        price[r] = np.nan if rec[2] is None else rec[2]
+        in_stock[r] = bool(rec[3])
+        for c, value in zip(LABEL_COLUMNS, rec[4:]):
+            if value is not None:
+                code = index[c].get(value)
+                if code is None:
+                    code = index[c][value] = len(vocab[c])
+                    vocab[c].append(value)
+                codes[c][r] = code
+    row_of = {pid: r for r, pid in enumerate(ids) if pid is not None}
+    return Columns(ids, live, price, in_stock, codes, vocab, row_of, generation, version)
+
+
 def label_key(value: str) -> str:
     """A label value as shoppers may type it: lower case, letters and digits only."""
     return re.sub(r"[^0-9a-z]", "", value.lower())
@@ -169,35 +199,9 @@ class CatalogDB:
             return self._columns()
 
     def _columns(self) -> Columns:
-        version = self.version()
-        n = self.n_rows
-        ids = np.full(n, None, dtype=object)
-        live = np.zeros(n, bool)
-        price = np.full(n, np.nan)
-        in_stock = np.ones(n, bool)
-        codes = {c: np.full(n, -1, np.int32) for c in LABEL_COLUMNS}
-        vocab: dict[str, list[str]] = {c: [] for c in LABEL_COLUMNS}
-        index: dict[str, dict[str, int]] = {c: {} for c in LABEL_COLUMNS}
         cols = ", ".join(("row", "id", "price", "in_stock") + LABEL_COLUMNS)
-        for rec in self.db.execute(f"SELECT {cols} FROM products WHERE row IS NOT NULL"):
-            r = rec[0]
-            if not 0 <= r < n:
-                raise IndexDamagedError(f"The index file {self.path} is damaged: product {rec[1]} points at vector row {r} of {n}. "
-                                        f"Run stylelens check {self.path.parent} --repair, then stylelens index CATALOG --out "
-                                        f"{self.path.parent} to add such products again. Rebuild the index into a new folder "
-                                        "(stylelens index CATALOG --out NEW_FOLDER) only if the check cannot repair it.")
-            ids[r], live[r] = rec[1], True
-            price[r] = np.nan if rec[2] is None else rec[2]
-            in_stock[r] = bool(rec[3])
-            for c, value in zip(LABEL_COLUMNS, rec[4:]):
-                if value is not None:
-                    code = index[c].get(value)
-                    if code is None:
-                        code = index[c][value] = len(vocab[c])
-                        vocab[c].append(value)
-                    codes[c][r] = code
-        row_of = {pid: r for r, pid in enumerate(ids) if pid is not None}
-        return Columns(ids, live, price, in_stock, codes, vocab, row_of, self.generation, version)
+        return columns_from(self.db.execute(f"SELECT {cols} FROM products WHERE row IS NOT NULL"), self.n_rows,
+                            self.generation, self.version(), self.path.parent)
 
     def product(self, pid: str) -> dict:
         found = self.products([pid])
@@ -214,7 +218,7 @@ class CatalogDB:
             sql = (f"SELECT {', '.join(PRODUCT_COLUMNS)}, image_path, image_sha256, extra FROM products "
                    f"WHERE id IN ({', '.join('?' * len(chunk))})")
             for rec in self.db.execute(sql, chunk):
-                by_id[rec[0]] = _record(rec)
+                by_id[rec[0]] = product_record(rec)
         return [dict(by_id[p]) for p in pids if p in by_id]
 
     def image_hashes(self) -> dict[str, str]:
@@ -291,7 +295,8 @@ class CatalogDB:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
 
-def _record(rec) -> dict:
+def product_record(rec) -> dict:
+    """A product dict from a row of PRODUCT_COLUMNS + (image_path, image_sha256, extra)."""
     product = dict(zip(PRODUCT_COLUMNS, rec[: len(PRODUCT_COLUMNS)]))
     product["in_stock"] = bool(product["in_stock"])
     n = len(PRODUCT_COLUMNS)

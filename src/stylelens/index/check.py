@@ -23,6 +23,7 @@ from ..images import content_hash, load_image, read_bytes
 from ..settings import Settings, settings_or_default
 from .backend import kind_of
 from .catalog_db import CATALOG_DB, CatalogDB
+from .database import is_database
 from .lock import WriterLock
 from .manifest import FORMAT, MANIFEST, new_manifest, read_manifest, write_manifest
 from .store import open_store
@@ -102,6 +103,10 @@ def check(path, repair: bool = False, sample: int = 64, *, settings: Settings | 
     ``sample`` products (seeded; 0 = all) are re-embedded from their images and compared with their
     stored vectors. ``embedder``: the one to re-embed with (default: made from the manifest).
     """
+    if is_database(path):
+        raise InvalidArgumentError(f"stylelens check reads index folders; {path} is a database. PostgreSQL checks its own "
+                                   "tables (pg_amcheck), and stylelens index re-adds products whose vectors are missing.",
+                                   code="bad_option")
     folder = Path(path)
     if sample < 0:
         raise InvalidArgumentError(f"sample must be 0 (every product) or more, got {sample}.", code="bad_option")

@@ -36,14 +36,20 @@ def read_manifest(folder) -> dict | None:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _damaged(path, f"it is not readable JSON ({type(exc).__name__})") from None
+    return check_manifest(manifest, folder, lambda why: _damaged(path, why))
+
+
+def check_manifest(manifest, where, damaged) -> dict:
+    """The manifest, checked: an object of our format version that names its embedder (``damaged(why)``
+    makes the error for a manifest that is not)."""
     if not isinstance(manifest, dict):
-        raise _damaged(path, f"it holds a {type(manifest).__name__}, not an object")
+        raise damaged(f"it holds a {type(manifest).__name__}, not an object")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatchError(f"Index {folder} has format version {manifest.get('format_version')}; this stylelens reads "
+        raise IndexMismatchError(f"Index {where} has format version {manifest.get('format_version')}; this stylelens reads "
                                  f"{FORMAT_VERSION}. Rebuild the index.")
     embedder = manifest.get("embedder")
     if not isinstance(embedder, dict) or not {"backbone", "weights", "pooling", "dim"} <= set(embedder):
-        raise _damaged(path, "it does not say which embedder made the vectors")
+        raise damaged("it does not say which embedder made the vectors")
     return manifest
 
 

@@ -1,46 +1,51 @@
-"""The front of one index: manifest + catalog (SQLite) + a vector backend, chosen by the manifest.
+"""The front of one index: manifest + catalog + artifacts in a database (``index.database``: the
+index folder's files, or PostgreSQL) + a vector backend, chosen by the manifest.
 
-``open_store(path)`` for reading, ``open_store(path, writable=True)`` to change it,
-``create_store(path, ...)`` to start one (or update an existing one). Every write goes through here,
-in the order that keeps a crash safe: the backend makes vectors durable, then one catalog commit makes
-them visible.
+``open_store(location)`` for reading, ``open_store(location, writable=True)`` to change it,
+``create_store(location, ...)`` to start one (or update an existing one). Every write goes through
+here, in the order that keeps a crash safe: the backend makes vectors durable, then one catalog commit
+makes them visible. Readers follow: when the catalog's version moves (any writer, any process, any
+machine for a database), the next ``columns`` is a new view, and the manifest is read again with it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import IndexMismatchError, IndexNotFoundError
-from ..files import write_bytes_atomic
+from ..errors import DatabaseUnavailable, IndexMismatchError, IndexNotFoundError, InvalidArgumentError
 from ..settings import Settings, settings_or_default
 from .backend import backend_class, kind_of, open_backend
-from .catalog_db import CATALOG_DB, CatalogDB, Columns
-from .lock import LOCK_FILE, WriterLock
-from .manifest import MANIFEST, check_compatible, new_manifest, read_manifest, write_manifest
+from .catalog_db import CATALOG_DB, Columns
+from .database import is_database, open_database
+from .lock import LOCK_FILE
+from .manifest import MANIFEST, check_compatible, new_manifest
 
 
 class IndexStore:
     def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None,
-                 writer_lock: WriterLock | None = None):
-        self.path = Path(path)
+                 writer_lock=None, database=None):
         self.settings = settings_or_default(settings)
+        self.database = database or open_database(path, self.settings)
+        self.path = self.database.location  # a folder (Path), or a DatabaseLocation
         self.writable = writable
-        manifest = read_manifest(self.path)
-        if manifest is None or not (self.path / CATALOG_DB).is_file():
-            raise IndexNotFoundError(f"No stylelens index at {self.path}. Build one with: stylelens index CATALOG_DIR --out {self.path}")
-        if expect is not None:
-            check_compatible(manifest["embedder"], expect, self.path)
-        # One writer at a time: taken before anything is read for writing, held until close().
-        self.writer_lock = (writer_lock or WriterLock(self.path).acquire()) if writable else None
-        self.manifest = read_manifest(self.path) if writable else manifest  # as the lock holder sees it
         self.catalog = None
-        self._columns: Columns | None = None
-        self._lock = threading.Lock()
+        self.writer_lock = None
         try:
-            self.catalog = CatalogDB(self.path, writable)
+            manifest = self.database.read_manifest()
+            if manifest is None or not self.database.exists():
+                raise self.database.not_found()
+            if expect is not None:
+                check_compatible(manifest["embedder"], expect, self.path)
+            # One writer at a time: taken before anything is read for writing, held until close().
+            self.writer_lock = (writer_lock or self.database.writer_lock().acquire()) if writable else None
+            self.manifest = self.database.read_manifest() if writable else manifest  # as the lock holder sees it
+            self._columns: Columns | None = None
+            self._lock = threading.Lock()
+            self.catalog = self.database.catalog(writable)
             self.kind = kind_of((self.manifest.get("vectors") or {}).get("location"))
             self.backend = open_backend(self.kind, self)
             if writable:
@@ -50,6 +55,8 @@ class IndexStore:
                 self.catalog.close()
             if self.writer_lock is not None:
                 self.writer_lock.release()
+            if database is None:
+                self.database.close()
             raise
 
     # ---- reading -------------------------------------------------------------------------
@@ -70,6 +77,8 @@ class IndexStore:
             with self._lock:
                 columns = self._columns
                 if columns is None or columns.version != self.catalog.version():
+                    if not self.writable and columns is not None:
+                        self.manifest = self.database.read_manifest() or self.manifest  # e.g. a field tune wrote
                     columns = self._columns = self.catalog.columns()
                     self.backend.changed()
         return columns
@@ -163,31 +172,27 @@ class IndexStore:
         """Bring derived search structures up to date after writes (the ANN file, sealed Milvus segments)."""
         self.backend.maintain()
 
-    def set_manifest(self, **fields) -> None:
+    def save_manifest(self, **fields) -> None:
+        """Update manifest fields and write it where every reader of this index finds it (they read it
+        again with their next view)."""
+        self._check_writable()
         self.manifest.update(fields)
         self.manifest["counts"] = self.counts()
-        write_manifest(self.path, self.manifest)
-        # A catalog commit readers notice (the live-reload switch): they re-read the manifest (fresh_manifest).
-        self.catalog.set_meta("manifest_updated", self.manifest["updated"])
-        self._changed()
+        self.database.write_manifest(self.manifest)
+        self._announce("manifest")
 
-    def fresh_manifest(self) -> dict:
-        """The manifest as a writer last saved it (a reader's copy is from when it opened)."""
-        self.manifest = read_manifest(self.path) or self.manifest
-        return self.manifest
+    set_manifest = save_manifest
 
-    # ---- artifacts: files a writer derives from the catalog (the tuned head), kept with the index ----
     def read_artifact(self, name: str) -> bytes | None:
-        path = self.path / _artifact_name(name)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
+        """A named blob kept with the index (e.g. what ``tune`` trained), None when there is none."""
+        return self.database.read_artifact(name)
 
     def write_artifact(self, name: str, data: bytes) -> None:
-        """Readers see the old artifact or the new one, never half of one."""
+        """Keep a named blob with the index, atomically (readers get the old or the new bytes, never
+        half); every reader's next view follows."""
         self._check_writable()
-        write_bytes_atomic(self.path / _artifact_name(name), data)
+        self.database.write_artifact(name, data)
+        self._announce("artifacts")
 
     def close(self) -> None:
         self.backend.close()
@@ -195,6 +200,14 @@ class IndexStore:
         if self.writer_lock is not None:
             self.writer_lock.release()
             self.writer_lock = None
+        self.database.close()
+
+    def _announce(self, what: str) -> None:
+        """Move the catalog version so readers in other processes take a new view (a database moves it
+        in the write's own transaction)."""
+        if not self.database.shared:
+            self.catalog.set_meta(f"{what}_updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" {time.time_ns()}")
+        self._changed()
 
     def _changed(self) -> None:
         self._columns = None
@@ -205,30 +218,23 @@ class IndexStore:
             raise RuntimeError("open the store with writable=True to change it")
 
 
-def _artifact_name(name: str) -> str:
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name in (MANIFEST, CATALOG_DB, LOCK_FILE):
-        raise ValueError(f"not an artifact name: {name!r}")
-    return name
-
-
 def open_store(path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None) -> IndexStore:
     return IndexStore(path, writable=writable, settings=settings, expect=expect)
 
 
 def create_store(path, fingerprint: dict, versions: dict, location: str | None = None, *,
                  settings: Settings | None = None) -> IndexStore:
-    """Create an index folder with its vectors at ``location`` (the ``store`` setting), or open the
-    existing one to update it. An existing index keeps the place it was built with; naming another
-    one is an error, not a move."""
-    path = Path(path)
+    """Create an index (a folder, or a database location) with its vectors at ``location`` (the ``store``
+    setting), or open the existing one to update it. An existing index keeps the place it was built
+    with; naming another one is an error, not a move."""
     settings = settings_or_default(settings)
-    existing = read_manifest(path) if path.is_dir() else None
+    if is_database(path):
+        return _create_in_database(path, fingerprint, versions, location, settings)
+    path = Path(path)
+    database = open_database(path, settings)
+    existing = database.read_manifest()
     if existing is not None:
-        built = (existing.get("vectors") or {}).get("location")
-        if location not in (None, "") and _place(location) != _place(built):
-            raise IndexMismatchError(
-                f"Index {path} keeps its vectors in {built or 'the index folder'}, not {location}. "
-                f"Pass --store {built or 'local'} (or no --store) to update it, or choose a new --out folder.")
+        _check_same_place(path, existing, location)
         return open_store(path, writable=True, settings=settings, expect=fingerprint)
     if path.exists() and not path.is_dir():
         raise IndexNotFoundError(f"{path} is a file, not a folder. Choose a new or empty --out folder.", code="not_an_index")
@@ -237,19 +243,65 @@ def create_store(path, fingerprint: dict, versions: dict, location: str | None =
     if leftovers:
         raise IndexNotFoundError(f"{path} is not empty and is not a stylelens index. Choose a new or empty --out folder.",
                                  code="not_an_index")
-    lock = WriterLock(path).acquire()
+    return _create(database, fingerprint, versions, location, settings,
+                   retry=lambda: create_store(path, fingerprint, versions, location, settings=settings))
+
+
+def _create_in_database(where, fingerprint, versions, location, settings) -> IndexStore:
+    database = open_database(where, settings, create=True)
     try:
-        if read_manifest(path) is not None:  # another writer created it while we waited for the lock
+        existing = database.read_manifest()
+        if existing is not None:
+            _check_same_place(database.location, existing, location)
+            return IndexStore(where, writable=True, settings=settings, expect=fingerprint, database=database)
+        if kind_of(location) == "folder":
+            raise InvalidArgumentError(f"An index in {database.location} keeps its vectors in a Milvus server, which every "
+                                       "replica reaches: add --store milvus://HOST:PORT/COLLECTION.", code="bad_option")
+        return _create(database, fingerprint, versions, location, settings,
+                       retry=lambda: IndexStore(where, writable=True, settings=settings, expect=fingerprint, database=database))
+    except BaseException:
+        database.close()
+        raise
+
+
+def _create(database, fingerprint, versions, location, settings, retry) -> IndexStore:
+    lock = database.writer_lock().acquire()
+    try:
+        if database.read_manifest() is not None:  # another writer created it while we waited for the lock
             lock.release()
-            return create_store(path, fingerprint, versions, location, settings=settings)
+            return retry()
         manifest = new_manifest(fingerprint, versions)
-        backend_class(kind_of(location)).prepare(path, manifest, location, settings)
-        CatalogDB.create(path)
-        write_manifest(path, manifest)  # last: a folder with a manifest is an index
-        return IndexStore(path, writable=True, settings=settings, writer_lock=lock)
+        backend_class(kind_of(location)).prepare(database.location, manifest, location, settings)
+        database.create_catalog()
+        database.write_manifest(manifest)  # last: a manifest makes an index
+        return IndexStore(database.location, writable=True, settings=settings, writer_lock=lock, database=database)
     except BaseException:
         lock.release()
         raise
+
+
+def _check_same_place(path, existing: dict, location) -> None:
+    built = (existing.get("vectors") or {}).get("location")
+    if location not in (None, "") and _place(location) != _place(built):
+        raise IndexMismatchError(
+            f"Index {path} keeps its vectors in {built or 'the index folder'}, not {location}. "
+            f"Pass --store {built or 'local'} (or no --store) to update it, or choose a new --out folder.")
+
+
+def read_manifest_at(location, settings: Settings | None = None) -> dict | None:
+    """The manifest of the index at a folder or database location, None when there is none yet."""
+    if not is_database(location) and not Path(location).is_dir():
+        return None
+    try:
+        database = open_database(location, settings_or_default(settings))
+    except DatabaseUnavailable as exc:
+        if exc.code == "database_missing":  # a new index: `stylelens index` creates the database
+            return None
+        raise
+    try:
+        return database.read_manifest()
+    finally:
+        database.close()
 
 
 def _place(location: str | None):
@@ -273,4 +325,4 @@ def remove_products(index_path, ids, settings: Settings | None = None) -> tuple[
         store.close()
 
 
-__all__ = ["IndexStore", "open_store", "create_store", "remove_products", "MANIFEST"]
+__all__ = ["IndexStore", "open_store", "create_store", "read_manifest_at", "remove_products", "MANIFEST"]

@@ -9,6 +9,7 @@ candidates in it. Product records for the results are read in one catalog query.
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,16 +67,19 @@ class Index:
         self.embedder = embedder
         self._shoppers = None
         self._space = open_space(self.store, self.settings, self.settings.tune)
-        self._space_stamp = self.store.catalog.meta("manifest_updated")
+        self._space_manifest = self.store.manifest
+        self._space_key = _space_key(self._space_manifest)
 
     @property
     def space(self) -> RawSpace:
         """The space searched: the tuned head's (``stylelens tune``; setting ``tune``) or the raw backbone's.
         A writer that tunes (or re-tunes) the index while this one serves is followed on the next query."""
-        stamp = self.store.catalog.meta("manifest_updated")
-        if stamp != self._space_stamp:
-            self.store.fresh_manifest()
-            self._space, self._space_stamp = open_space(self.store, self.settings, self.settings.tune), stamp
+        self.store.columns  # noqa: B018 -- a new view re-reads the manifest a writer saved since
+        manifest = self.store.manifest
+        if manifest is not self._space_manifest:
+            self._space_manifest = manifest
+            if _space_key(manifest) != self._space_key:
+                self._space, self._space_key = open_space(self.store, self.settings, self.settings.tune), _space_key(manifest)
         return self._space
 
     @property
@@ -339,6 +343,11 @@ class Index:
         manifest["runtime"] = self.embedder.runtime_name
         manifest["space"] = {"searched": self.space.name, "dim": self.space.dim, **self.space.calibration.to_dict()}
         return manifest
+
+
+def _space_key(manifest: dict) -> str:
+    """What decides the space searched: the head's file and each space's calibration."""
+    return json.dumps([(manifest.get("head") or {}).get("sha256"), manifest.get("spaces")], sort_keys=True)
 
 
 def parse_box(box) -> tuple[int, int, int, int]:

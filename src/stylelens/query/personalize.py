@@ -1,4 +1,4 @@
-"""Shoppers and their taste: events in ``users.sqlite`` beside the index, and Rocchio query blending.
+"""Shoppers and their taste: their events (kept by the index, see ``index.events``) and Rocchio query blending.
 
 A shopper is an opaque id chosen by the shop (no names, no e-mail). Events:
 
@@ -20,32 +20,22 @@ views seed it; with no history at all it is empty and says so.
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, ShoppersUnavailable
+from ..errors import InvalidArgumentError
+from ..index.database import open_events
+from ..index.events import USERS_DB  # noqa: F401  (where a folder index keeps them)
 from .diversity import check_collapse, collapse_duplicates, pool_size
 from .filters import Filters, check_k
 from .results import SearchResult
 
-USERS_DB = "users.sqlite"
 EVENTS = ("like", "dislike", "view", "upload")
 PRODUCT_EVENTS = ("like", "dislike", "view")
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 RECENT_SEEDS = 5  # uploads/views used to seed "For you" for a shopper with no likes
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    user TEXT NOT NULL, kind TEXT NOT NULL, product_id TEXT, sha256 TEXT, vector BLOB, at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_user ON events (user, seq);
-"""
 
 
 def check_user(user) -> str:
@@ -76,44 +66,28 @@ class History:
 
 
 class Shoppers:
-    """The events of every shopper of one index, in ``<index>/users.sqlite``. Safe to share between threads."""
+    """The events of every shopper of one index, kept where the index keeps its catalog (users.sqlite
+    beside a folder index, the events table of a database index). Safe to share between threads."""
 
-    def __init__(self, folder):
-        self.path = Path(folder) / USERS_DB
-        try:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            # No server path in the message: it reaches shoppers through the API.
-            raise ShoppersUnavailable(f"The shoppers' database of this index ({USERS_DB}) cannot be used ({exc}). Likes and "
-                                      f"'For you' need a readable, writable {USERS_DB} beside the index; move a damaged one "
-                                      "away and it starts anew.") from None
-        self.lock = threading.Lock()
+    def __init__(self, location):
+        self.events = open_events(location)
 
     def close(self) -> None:
-        self.db.close()
+        self.events.close()
 
     def record(self, user: str, kind: str, product_id: str | None = None, vector: np.ndarray | None = None,
                sha256: str | None = None) -> dict:
         user, kind = check_user(user), check_event(kind)
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
-        with self.lock, self.db:
-            self.db.execute("BEGIN")
-            if kind == "upload" and sha256:  # the same picture searched again is one upload
-                self.db.execute("DELETE FROM events WHERE user=? AND kind='upload' AND sha256=?", (user, sha256))
-            self.db.execute("INSERT INTO events (user, kind, product_id, sha256, vector, at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (user, kind, product_id, sha256, blob, time.time()))
+        self.events.append(user, kind, product_id, sha256, blob)
         return self.counts(user)
 
     def history(self, user: str) -> History:
         user = check_user(user)
-        with self.lock:
-            rows = self.db.execute("SELECT kind, product_id, vector FROM events WHERE user=? ORDER BY seq", (user,)).fetchall()
         opinion: dict[str, str] = {}
         viewed: dict[str, None] = {}
         uploads = []
-        for kind, pid, blob in rows:
+        for kind, pid, blob in self.events.rows(user):
             if kind in ("like", "dislike"):
                 opinion.pop(pid, None)  # re-insert so the order is that of the latest opinion
                 opinion[pid] = kind
@@ -132,15 +106,10 @@ class Shoppers:
 
     def forget(self, user: str) -> int:
         """Delete everything stored about a shopper; returns how many events were deleted."""
-        user = check_user(user)
-        with self.lock, self.db:
-            self.db.execute("BEGIN")
-            n = self.db.execute("DELETE FROM events WHERE user=?", (user,)).rowcount
-        return n
+        return self.events.forget(check_user(user))
 
     def users(self) -> list[str]:
-        with self.lock:
-            return [r[0] for r in self.db.execute("SELECT DISTINCT user FROM events ORDER BY user")]
+        return self.events.users()
 
 
 # ---- the library calls ---------------------------------------------------------------------

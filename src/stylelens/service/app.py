@@ -260,4 +260,15 @@ async def page():
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
 
 
-__all__ = ["create_app"]
+SERVE_INDEX_ENV = "STYLELENS_SERVE_INDEX"  # the index of `stylelens serve --workers N`, handed to each worker
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker of `stylelens serve --workers N`: the command put the index location and
+    every setting in the environment the workers inherit."""
+    import os
+
+    return create_app(os.environ[SERVE_INDEX_ENV], Settings.load())
+
+
+__all__ = ["create_app", "app_from_environment"]
