@@ -222,3 +222,30 @@ def test_cli_eval_shows_raw_and_tuned_side_by_side(tuned, capsys):
     assert code == 0 and "raw space vs tuned space" in out
     report = json.loads((root / "report" / "eval.json").read_text())
     assert report["space"] == "tuned" and report["raw"]["space"] == "raw"
+
+
+def test_same_style_in_another_colour(tuned, random_embedder):
+    """A colour filter on a photo asks for that item in that colour: the tuned query takes the catalog's
+    colour for the item's own, so more of the results keep the item's type than when the photo's colour
+    pulls towards whatever shares it."""
+    root, _ = tuned
+    queries = list(csv.DictReader(open(root / "queries" / "products.csv")))
+
+    def same_type_share(index) -> float:
+        hits = n = 0
+        for row in queries:
+            for colour in PALETTE:
+                if colour == row["baseColour"]:
+                    continue
+                found = index.search(root / "queries" / "images" / f"{row['id']}.jpg", k=5, colour=colour).products
+                assert {p["colour"] for p in found} == {colour}
+                hits += sum(p["type"] == row["articleType"] for p in found)
+                n += len(found)
+        return hits / n
+
+    index = open_index(root / "index", embedder=random_embedder)
+    asked = same_type_share(index)
+    index.space._label_colour = lambda colour: None  # the photo's own colour in the query, as before
+    photo = same_type_share(index)
+    index.close()
+    assert asked >= photo + 0.03 and asked >= 0.85, (asked, photo)

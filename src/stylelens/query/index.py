@@ -249,7 +249,7 @@ class Index:
         regions = self._regions(photo, box, scale)
         crops = [region for _, region in regions]
         raw = self.embedder.embed(crops)
-        vectors = self.space.query(raw, crops)
+        vectors = self.space.query(raw, crops, colour=filters.colour)
         options = dict(filters=filters, user=user, diversity=diversity, collapse=collapse)
         result = self.search_vector(vectors[0], k, sha=sha, exact_first=True, raw=raw[0], **options)
         items = [result] + [self.search_vector(v, k, raw=r, **options) for v, r in zip(vectors[1:], raw[1:])]

@@ -37,8 +37,9 @@ class RawSpace:
     def dim(self) -> int:
         return self.store.dim
 
-    def query(self, vectors: np.ndarray, images=None) -> np.ndarray:
-        """Query vectors of this space from raw backbone vectors (and the images they came from)."""
+    def query(self, vectors: np.ndarray, images=None, colour: str | None = None) -> np.ndarray:
+        """Query vectors of this space from raw backbone vectors (and the images they came from). ``colour``
+        (a colour filter, comma-separated values) asks for the same item in that colour where the space knows colour."""
         return vectors
 
     def search(self, queries, k: int, mask=None, filters=None, columns=None):
@@ -68,16 +69,35 @@ class TunedSpace(RawSpace):
         self._lock = threading.Lock()
         self._generation = None
         self._matrix = np.zeros((0, head.dim), np.float32)
+        self._label_colours: dict = {}
 
     @property
     def dim(self) -> int:
         return self.head.dim
 
-    def query(self, vectors: np.ndarray, images=None) -> np.ndarray:
+    def query(self, vectors: np.ndarray, images=None, colour: str | None = None) -> np.ndarray:
         colours = None
         if self.head.uses_colour:
-            colours = colour_descriptors(images) if images is not None else np.zeros((len(vectors), COLOUR_DIM), np.float32)
+            wanted = self._label_colour(colour) if colour else None
+            if wanted is not None:  # "this style in red": the item's shape with the catalog's red
+                colours = np.tile(wanted, (len(vectors), 1))
+            elif images is not None:
+                colours = colour_descriptors(images)
+            else:
+                colours = np.zeros((len(vectors), COLOUR_DIM), np.float32)
         return self.head.project(vectors, colours)
+
+    def _label_colour(self, colour: str) -> np.ndarray | None:
+        """The mean descriptor of the catalog's products labelled with these colours (None: none known)."""
+        columns = self.store.columns
+        codes = [columns.code("colour", value) for value in str(colour).split(",")]
+        codes = sorted(c for c in codes if c is not None)
+        key = (columns.generation, columns.n_rows, tuple(codes))
+        if key not in self._label_colours:
+            rows = np.flatnonzero(np.isin(columns.codes["colour"], codes) & columns.live) if codes else []
+            known = [self.colours[pid] for pid in columns.ids[rows] if pid in self.colours]
+            self._label_colours[key] = np.mean(known, axis=0).astype(np.float32) if known else None
+        return self._label_colours[key]
 
     def matrix(self, columns=None) -> np.ndarray:
         """(n_rows, dim) of the view: rows projected once; a compaction (new generation) projects afresh."""
