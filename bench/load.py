@@ -1,8 +1,10 @@
 """Load check of the web API: N concurrent clients on loopback send a bounded number of searches.
 
     python bench/load.py INDEX [--url URL] [--clients 20] [--requests 400] [--out load.json]
+    python bench/load.py INDEX --clients 1,8,32 --batching both     # before/after batching, one run
 
-Without --url it starts ``stylelens serve INDEX`` on a free loopback port and stops it afterwards.
+Without --url it starts ``stylelens serve INDEX`` on a free loopback port and stops it afterwards
+(``--batching both``: once with the micro-batcher off, STYLELENS_BATCH_WAIT_MS=0, once on).
 Query photos are catalog images of the index, fetched over HTTP from /images/<id> (sampled with a
 fixed seed), so the request mix is the same on every run. Reports client-side latency p50/p90/p99,
 throughput and errors (any non-200 is an error; the exit code is 1 if there were any), prints it and
@@ -36,7 +38,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("index", help="Index folder (its product ids are the query photos).")
     p.add_argument("--url", help="A running server (default: start `stylelens serve INDEX` on a free port).")
-    p.add_argument("--clients", type=int, default=20, help="Concurrent clients (default 20).")
+    p.add_argument("--clients", default="20", help="Concurrent clients, or a comma-separated list run in turn (default 20).")
+    p.add_argument("--batching", choices=("server", "off", "on", "both"), default="server",
+                   help="Started server's micro-batching: as its settings say, off, on, or both in turn (default server).")
     p.add_argument("--requests", type=int, default=400, help="Measured requests in all (default 400).")
     p.add_argument("--photos", type=int, default=50, help="Distinct query photos (default 50).")
     p.add_argument("--similar-share", type=float, default=0.0,
@@ -53,12 +57,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index: str, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())",
            "serve", index, "--port", str(port), "--log-level", "warning"]
     log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -162,41 +166,77 @@ def summarize(results, wall: float, args) -> dict:
     return report
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.clients < 1 or args.requests < 1:
-        raise SystemExit("--clients and --requests must be at least 1")
+BATCH_WAIT = {"off": "0", "on": "2"}  # STYLELENS_BATCH_WAIT_MS for a started server
+
+
+def one_server(args, clients: list[int], mode: str) -> list[dict]:
+    """Start (or use) one server and run the load once per client count against it."""
     proc = None
     log_path = Path(tempfile.gettempdir()) / f"stylelens-load-{os.getpid()}.log"
     url = args.url
     try:
         if url is None:
-            print(f"starting stylelens serve {args.index} ...", file=sys.stderr)
-            proc, url = start_server(args.index, log_path)
+            print(f"starting stylelens serve {args.index} (batching {mode}) ...", file=sys.stderr)
+            proc, url = start_server(args.index, log_path, {"STYLELENS_BATCH_WAIT_MS": BATCH_WAIT[mode]} if mode in BATCH_WAIT else None)
         url = url.rstrip("/")
         health = httpx.get(url + "/api/health", timeout=10).json()
         ids = sample_ids(args.index, args.photos, args.seed)
         with httpx.Client(base_url=url, timeout=30) as c:
             photos = {pid: c.get(f"/images/{pid}").raise_for_status().content for pid in ids}
-        print(f"{args.clients} clients, {args.requests} requests against {url} "
-              f"({health['products']:,} products, {health['backbone']}, {health['search']} search)", file=sys.stderr)
-        report = asyncio.run(run_load(url, photos, args))
+        reports = []
+        for n in clients:
+            args.clients = n
+            print(f"{n} clients, {args.requests} requests against {url} "
+                  f"({health['products']:,} products, {health['backbone']}, {health['search']} search, batching {mode})", file=sys.stderr)
+            report = asyncio.run(run_load(url, photos, args))
+            report.update({
+                "batching": mode,
+                "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
+                "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
+                "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                            "load_avg_1m": round(os.getloadavg()[0], 2)},
+                "started_server": proc is not None,
+            })
+            print_report(report)
+            reports.append(report)
+        return reports
     finally:
         if proc is not None:
             stop_server(proc)
-    report.update({
-        "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
-        "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "started_server": proc is not None,
-    })
-    print_report(report)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    if not clients or min(clients) < 1 or args.requests < 1:
+        raise SystemExit("--clients and --requests must be at least 1")
+    modes = ["off", "on"] if args.batching == "both" else [args.batching]
+    reports = [r for mode in modes for r in one_server(args, clients, mode)]
+    if len(reports) > 1:
+        print_table(reports)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
-    return 1 if report["errors"] else 0
+    return 1 if any(r["errors"] for r in reports) else 0
+
+
+def print_table(reports: list[dict]) -> None:
+    first = reports[0]
+    print(f"\nLOAD  POST /api/search, {first['server']['products']:,} products, {first['server']['backbone']} "
+          f"({first['server']['runtime']}), {first['server']['search']} search, k={first['k']}; {first['machine']['cpu']}, "
+          f"{first['machine']['cpus']} cores")
+    print(f"{'batching':9s} {'clients':>7s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'errors':>6s}")
+    for r in reports:
+        lat = r["latency"]
+        print(f"{r['batching']:9s} {r['clients']:7d} {r['requests_per_s']:7.1f} {lat.get('p50_ms', 0):7.1f} {lat.get('p99_ms', 0):7.1f} {r['errors']:6d}")
 
 
 def print_report(report: dict) -> None:

@@ -8,7 +8,7 @@ from .options import add_setting_flags, settings_from
 def register(sub) -> None:
     p = sub.add_parser("serve", help="Serve the web page and the HTTP API over an index.")
     p.add_argument("index", help="Index folder.")
-    add_setting_flags(p, "host", "port", "max_upload_bytes", "search")
+    add_setting_flags(p, "host", "port", "max_upload_bytes", "search", "runtime", "precision", "batch_wait_ms")
     p.add_argument("--auth", action="store_true",
                    help="Shopper tokens: likes and 'For you' need the shopper's token (signed with STYLELENS_AUTH_SECRET, "
                         "or a secret made for this run when it is not set).")
