@@ -161,13 +161,17 @@ def _openvino_int8_ir(emb, ov, calibration: np.ndarray | None) -> Path:
     fp32 = _openvino_ir(emb, ov)
 
     def write(path: Path):
+        import contextlib
+        import io
         import logging
 
-        pixels = calibration if calibration is not None and len(calibration) else probe_pixels(emb.prepare, n=128, seed=1)
+        pixels = calibration if calibration is not None and len(calibration) else probe_pixels(emb.prepare, n=48, seed=1)
         nncf.set_log_level(logging.ERROR)
         model = ov.Core().read_model(str(fp32))
         dataset = nncf.Dataset([pixels[i : i + 1] for i in range(len(pixels))])
-        quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(pixels))
+        # NNCF draws a progress bar on stdout, which belongs to the caller (search --json prints JSON there).
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(pixels))
         ov.save_model(quantized, str(path), compress_to_fp16=False)
         write_json_atomic(path.parent / "calibration.json", {"images": len(pixels), "source": "catalog" if calibration is not None else "generated"})
 
@@ -292,7 +296,7 @@ class OpenVINORunner:
             self._take(cached)
             return cached
         if probe is None or len(probe) < 8:
-            probe, labels, source = probe_pixels(self.emb.prepare, n=96), None, "generated"
+            probe, labels, source = probe_pixels(self.emb.prepare, n=64), None, "generated"
         record, compiled = measure_precisions(self, probe, labels, calibration, source)
         path = self._decision_path()
         path.parent.mkdir(parents=True, exist_ok=True)
