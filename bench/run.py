@@ -143,6 +143,12 @@ def run_worker(name: str, params: dict, timeout: int = 7200) -> dict:
     return result
 
 
+def checkpoint(results: dict, out: Path) -> None:
+    """What is measured so far, kept beside the final file: a long run stopped half-way keeps its sections."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".partial.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def log(text: str) -> None:
     print(text, flush=True)
 
@@ -523,18 +529,21 @@ def main(argv=None) -> int:
         seed_queries = max(10, n_queries // 4)
         log(f"seed: index {n_index} images one predict at a time, {seed_queries} queries with NearestNeighbors re-fit ...")
         results["seed"] = run_seed(n_index, seed_queries)
+        checkpoint(results, args.out)
 
     if "precision" not in args.skip:
         results["precision"] = {}
         for backbone, weights in (("resnet50", "random"), ("efficientnet-lite0", "imagenet")):
             log(f"precision: {backbone} ({weights}) fp32 / bf16 / int8 measured on fashion-small's probe ...")
             results["precision"][backbone] = run_worker("precision", {"label": backbone, "backbone": backbone, "weights": weights})
+            checkpoint(results, args.out)
 
     if "size" not in args.skip:
         log(f"input size: efficientnet-lite0 at 224/192/160 on {args.size_images} labelled images ...")
         results["input_size"] = run_worker("input_size", {"label": "size", "backbone": "efficientnet-lite0", "weights": "imagenet",
                                                           "runtime": "openvino", "precision": "fp32", "n": args.size_images,
                                                           "sizes": [224, 192, 160]})
+        checkpoint(results, args.out)
 
     if "index" not in args.skip:
         slice_dir = make_slice(n_index, OUT / "slices" / f"fashion-{n_index}")
@@ -548,6 +557,7 @@ def main(argv=None) -> int:
             results["indexing"][label] = run_worker("index", {"label": label, "backbone": backbone, "weights": weights, "runtime": runtime,
                                                               "precision": precision, "catalog": str(slice_dir),
                                                               "out": str(OUT / "tmp-index")})
+            checkpoint(results, args.out)
 
     if "query" not in args.skip or "ann" not in args.skip:
         r50 = ensure_catalog_index("resnet50", "random", catalog_n, results, "openvino", "auto", args.rebuild)
@@ -565,6 +575,7 @@ def main(argv=None) -> int:
             log(f"query: {label} on {catalog_n:,} products, {n_queries} uploads ...")
             results["query"][label] = run_worker("query", {"label": label, "index": str(index), "runtime": runtime, "precision": precision,
                                                            "search": search, "queries": n_queries, "k": 5})
+            checkpoint(results, args.out)
 
     if "ann" not in args.skip:
         store = ensure_synthetic(ann_n, lite, 200)
@@ -666,10 +677,12 @@ def render(r: dict) -> str:
                              f"{m['recall_at_10']:7.3f} {m['cosine_min']:8.4f}  {'passes' if m['passes'] else 'fails: ' + m['why']}{mark}")
     size = r.get("input_size") or {}
     if size and "error" not in size:
-        first = next(iter(size.values()))
+        first = next(v for v in size.values() if isinstance(v, dict))
         lines += ["", f"INPUT SIZE  efficientnet-lite0 (ImageNet), {first['images']:,} labelled fashion-small images, leave-one-out, fp32",
                   f"{'size':>5s} {'P@5':>6s} {'ident':>6s} {'img/s':>7s} {'b1 ms':>6s}"]
         for px, m in size.items():
+            if not isinstance(m, dict):
+                continue  # wall_s
             lines.append(f"{px:>5s} {m['p_at_5']:6.3f} {m['identify']:6.3f} {m['img_s']:7.1f} {m['batch1_ms']:6.1f}")
     elif size:
         lines.append(f"input size: {size['error']}")
