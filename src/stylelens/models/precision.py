@@ -23,6 +23,7 @@ CANDIDATES = ("fp32", "bf16", "int8")  # fp32 is the reference and always keeps 
 MIN_RELATIVE = 0.99  # of fp32's P@5 and identify accuracy
 MIN_RECALL = 0.95  # recall@10 of fp32's top-5
 MIN_COSINE = 0.99  # every image's cosine to its fp32 vector
+MIN_PROBE = 64  # fewer probe images cannot show quality kept (36 labelled images gave P@5 1.0 in every precision)
 K, RECALL_K, IDENTIFY_K = 5, 10, 10
 
 
@@ -85,6 +86,8 @@ def quality(vectors: np.ndarray, reference: np.ndarray, labels=None, temperature
 def keeps_quality(candidate: dict, fp32: dict) -> tuple[bool, str]:
     """The rule: (passes, why). ``candidate`` and ``fp32`` are ``quality`` results; the labelled
     measures count only when both have them."""
+    if candidate.get("images", MIN_PROBE) < MIN_PROBE:
+        return False, f"a probe of {candidate['images']} images is too small to show it (needs {MIN_PROBE})"
     if candidate.get("cosine_min", 0.0) < MIN_COSINE:
         return False, f"cosine min {candidate.get('cosine_min')} < {MIN_COSINE}"
     if candidate.get("recall_at_10", 0.0) < MIN_RECALL:

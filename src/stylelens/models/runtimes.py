@@ -267,13 +267,16 @@ class OpenVINORunner:
         key = cache_key(self.emb, "openvino", f"precision:{cpu_name()}")
         return self.emb.settings.cache_path / "precision" / f"openvino-{self.emb.spec.name}-{key}.json"
 
-    def _cached_decision(self, source: str | None = None) -> dict | None:
+    def _cached_decision(self, source: str | None = None, images: int = 0) -> dict | None:
+        """The decision cached for this model and CPU, unless the probe at hand is better evidence: a
+        catalog's images over generated pictures, a larger catalog probe over a smaller one."""
         try:
             record = json.loads(self._decision_path().read_text())
         except (OSError, ValueError):
             return None
-        if source == "catalog" and record.get("probe", {}).get("source") != "catalog":
-            return None  # measured on generated pictures: a catalog's own images measure it better
+        probe = record.get("probe", {})
+        if source == "catalog" and (probe.get("source") != "catalog" or probe.get("images", 0) < images):
+            return None
         return record
 
     def settle(self, probe: np.ndarray | None = None, labels=None, calibration: np.ndarray | None = None,
@@ -289,9 +292,11 @@ class OpenVINORunner:
             if self.compiled is None:
                 self._take({"chosen": self.asked, "asked": self.asked, "cpu": cpu_name()}, calibration=calibration)
             return self.record
-        if not remeasure and self.record is not None and (self.record.get("probe", {}).get("source") == "catalog" or source != "catalog"):
+        n = 0 if probe is None else len(probe)
+        held = (self.record or {}).get("probe", {})
+        if not remeasure and self.record is not None and (source != "catalog" or (held.get("source") == "catalog" and held.get("images", 0) >= n)):
             return self.record
-        cached = None if remeasure else self._cached_decision(source)
+        cached = None if remeasure else self._cached_decision(source, n)
         if cached is not None:
             self._take(cached)
             return cached
@@ -331,7 +336,7 @@ def measure_precisions(runner: OpenVINORunner, probe: np.ndarray, labels, calibr
             continue
         reference = vectors if reference is None else reference
         q = quality(vectors, reference, labels, runner.emb.settings.vote_temperature)
-        passes, why = keeps_quality(q, measured.get("fp32", q))
+        passes, why = (True, "the reference") if name == "fp32" else keeps_quality(q, measured["fp32"])
         measured[name] = {**q, "passes": passes, "why": why}
         compiled[name] = model
     for name, speed in _speeds(compiled, probe).items():
