@@ -1,10 +1,12 @@
 """Load check of the web API: N concurrent clients on loopback send a bounded number of searches.
 
     python bench/load.py INDEX [--url URL ...] [--replicas N] [--clients 20] [--requests 400] [--out load.json]
+    python bench/load.py INDEX --clients 1,8,32 --batching both     # before/after batching, one run
 
 Without --url it starts ``--replicas`` (default 1) ``stylelens serve INDEX`` processes on free loopback
 ports and stops them afterwards; requests go to them (or to the --url servers) in turn, as a
-round-robin load balancer would send them, and the report adds the servers' CPU seconds per request.
+round-robin load balancer would send them, and the report adds the servers' CPU seconds per request
+(``--batching both``: once with the micro-batcher off, STYLELENS_BATCH_WAIT_MS=0, once on).
 Query photos are catalog images of the index, fetched over HTTP from /images/<id> (sampled with a
 fixed seed), so the request mix is the same on every run. Reports client-side latency p50/p90/p99,
 throughput and errors (any non-200 is an error; the exit code is 1 if there were any), prints it and
@@ -39,7 +41,9 @@ def parse_args(argv=None):
     p.add_argument("index", help="Index folder (its product ids are the query photos).")
     p.add_argument("--url", action="append", help="A running server; repeat for several replicas (default: start them).")
     p.add_argument("--replicas", type=int, default=1, help="Servers to start when no --url is given (default 1).")
-    p.add_argument("--clients", type=int, default=20, help="Concurrent clients (default 20).")
+    p.add_argument("--clients", default="20", help="Concurrent clients, or a comma-separated list run in turn (default 20).")
+    p.add_argument("--batching", choices=("server", "off", "on", "both"), default="server",
+                   help="Started servers' micro-batching: as their settings say, off, on, or both in turn (default server).")
     p.add_argument("--requests", type=int, default=400, help="Measured requests in all (default 400).")
     p.add_argument("--photos", type=int, default=50, help="Distinct query photos (default 50).")
     p.add_argument("--similar-share", type=float, default=0.0,
@@ -56,11 +60,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_servers(index: str, n: int, log_path: Path) -> tuple[list[subprocess.Popen], list[str]]:
+def start_servers(index: str, n: int, log_path: Path, env: dict | None = None) -> tuple[list[subprocess.Popen], list[str]]:
     procs, urls = [], []
     try:
         for i in range(n):  # one after the other: two model loads at once on 2 cores only slow both
-            proc, url = start_server(index, log_path.with_suffix(f".{i}.log"))
+            proc, url = start_server(index, log_path.with_suffix(f".{i}.log"), env)
             procs.append(proc)
             urls.append(url)
     except BaseException:
@@ -85,12 +89,12 @@ def cpu_seconds(procs: list[subprocess.Popen]) -> float | None:
     return total
 
 
-def start_server(index: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index: str, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())",
            "serve", index, "--port", str(port), "--log-level", "warning"]
     log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -205,41 +209,80 @@ def summarize(results, wall: float, args) -> dict:
     return report
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.clients < 1 or args.requests < 1:
-        raise SystemExit("--clients and --requests must be at least 1")
+BATCH_WAIT = {"off": "0", "on": "2"}  # STYLELENS_BATCH_WAIT_MS for started servers
+
+
+def one_setup(args, clients: list[int], mode: str) -> list[dict]:
+    """Start (or use) the servers and run the load once per client count against them."""
     procs: list[subprocess.Popen] = []
     log_path = Path(tempfile.gettempdir()) / f"stylelens-load-{os.getpid()}.log"
     urls = args.url
     try:
         if not urls:
-            print(f"starting {args.replicas} x stylelens serve {args.index} ...", file=sys.stderr)
-            procs, urls = start_servers(args.index, args.replicas, log_path)
+            print(f"starting {args.replicas} x stylelens serve {args.index} (batching {mode}) ...", file=sys.stderr)
+            env = {"STYLELENS_BATCH_WAIT_MS": BATCH_WAIT[mode]} if mode in BATCH_WAIT else None
+            procs, urls = start_servers(args.index, args.replicas, log_path, env)
         urls = [u.rstrip("/") for u in urls]
         health = httpx.get(urls[0] + "/api/health", timeout=10).json()
         ids = sample_ids(args.index, args.photos, args.seed)
         with httpx.Client(base_url=urls[0], timeout=30) as c:
             photos = {pid: c.get(f"/images/{pid}").raise_for_status().content for pid in ids}
-        print(f"{args.clients} clients, {args.requests} requests against {', '.join(urls)} "
-              f"({health['products']:,} products, {health['backbone']}, {health['search']} search)", file=sys.stderr)
-        report = asyncio.run(run_load(urls, photos, args, procs))
+        reports = []
+        for n in clients:
+            args.clients = n
+            print(f"{n} clients, {args.requests} requests against {', '.join(urls)} "
+                  f"({health['products']:,} products, {health['backbone']}, {health['search']} search, batching {mode})",
+                  file=sys.stderr)
+            report = asyncio.run(run_load(urls, photos, args, procs))
+            report.update({
+                "batching": mode,
+                "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
+                "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
+                "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+                "started_server": bool(procs),
+            })
+            print_report(report)
+            reports.append(report)
+        return reports
     finally:
         for proc in procs:
             stop_server(proc)
-    report.update({
-        "server": {k: health.get(k) for k in ("products", "backbone", "dimension", "search", "runtime", "version")},
-        "k": args.k, "photos": len(photos), "similar_share": args.similar_share,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "started_server": bool(procs),
-    })
-    print_report(report)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    if not clients or min(clients) < 1 or args.requests < 1:
+        raise SystemExit("--clients and --requests must be at least 1")
+    modes = ["off", "on"] if args.batching == "both" else [args.batching]
+    reports = [r for mode in modes for r in one_setup(args, clients, mode)]
+    if len(reports) > 1:
+        print_table(reports)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
-    return 1 if report["errors"] else 0
+    return 1 if any(r["errors"] for r in reports) else 0
+
+
+def print_table(reports: list[dict]) -> None:
+    first = reports[0]
+    print(f"\nLOAD  POST /api/search, {first['server']['products']:,} products, {first['server']['backbone']} "
+          f"({first['server']['runtime']}), {first['server']['search']} search, k={first['k']}, {first['replicas']} replica(s); "
+          f"{first['machine']['cpu']}, {first['machine']['cpus']} cores")
+    print(f"{'batching':9s} {'clients':>7s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'errors':>6s}")
+    for r in reports:
+        lat = r["latency"]
+        print(f"{r['batching']:9s} {r['clients']:7d} {r['requests_per_s']:7.1f} {lat.get('p50_ms', 0):7.1f} "
+              f"{lat.get('p99_ms', 0):7.1f} {r['errors']:6d}")
 
 
 def print_report(report: dict) -> None:

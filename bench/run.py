@@ -7,9 +7,11 @@
 Prints a table and writes bench/out/results.json (--out to change). Every configuration runs in its
 own process, so peak memory is measured per configuration. Sections:
 
-  parity    fast runtimes vs torch fp32 on real fashion-small images (cosine per image, top-5 per query)
+  precision precision auto on fashion-small's probe: fp32, bf16, int8 (NNCF) speed and quality (P@5, identify,
+            recall@10 of fp32's top-5, cosine), the rule's verdict and the choice (models.precision)
+  size      input size 224/192/160: EfficientNet-Lite0 P@5 / identify (leave-one-out) and speed
   indexing  JPEG files -> vectors in the index, img/s: the seed's code path (Keras, one predict per image,
-            in its own venv), stylelens torch, stylelens fast runtime; resnet50 (random weights: same speed)
+            in its own venv), stylelens torch, OpenVINO fp32 and precision auto; resnet50 (random weights: same speed)
             and efficientnet-lite0 (real weights) for reference
   query     image bytes -> ranked products on the full 39,665-product catalog, p50/p99, with where the
             time goes; the seed path (predict + NearestNeighbors re-fit) on the same number of vectors
@@ -141,6 +143,12 @@ def run_worker(name: str, params: dict, timeout: int = 7200) -> dict:
     return result
 
 
+def checkpoint(results: dict, out: Path) -> None:
+    """What is measured so far, kept beside the final file: a long run stopped half-way keeps its sections."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".partial.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def log(text: str) -> None:
     print(text, flush=True)
 
@@ -150,36 +158,48 @@ def _embedder(p: dict):
     from stylelens.models import Embedder
 
     return Embedder(p["backbone"], weights=p["weights"], runtime=p["runtime"], batch_size=p.get("batch_size", 32),
-                    precision=p.get("precision") or None)
+                    precision=p.get("precision") or None, input_size=p.get("input_size"))
 
 
-def worker_parity(p: dict) -> dict:
-    """Fast runtimes vs torch fp32 on n real images: parity, and model-alone speed."""
-    from stylelens.models import prepare
-    from stylelens.images import load_image
-    from stylelens.models.runtimes import parity
+def _settle(emb, catalog: str, remeasure: bool = False) -> dict:
+    """precision auto decided on the catalog's own probe images, before any timing (what build_index does)."""
+    from stylelens.catalog import load_catalog
+    from stylelens.models.precision import catalog_probe
 
-    ids = image_ids(FASHION)[3::max(1, CATALOG_SIZE // p["n"])][: p["n"]]
-    reference_embedder = _embedder(dict(p, runtime="torch"))
-    pixels = np.stack([prepare(load_image(FASHION / "images" / f"{i}.jpg"), reference_embedder.preprocess) for i in ids])
-    reference = reference_embedder.embed_prepared(pixels)
+    return emb.settle_precision(*catalog_probe(load_catalog(catalog)), remeasure=remeasure)
+
+
+def worker_precision(p: dict) -> dict:
+    """precision auto, measured afresh on fashion-small's probe (300 images, 200 more calibrate int8):
+    each candidate's speed and quality against fp32, and the choice. The decision is cached for the
+    indexing and query runs that follow."""
+    emb = _embedder(dict(p, runtime="openvino", precision="auto"))
+    return _settle(emb, str(FASHION), remeasure=True)
+
+
+def worker_input_size(p: dict) -> dict:
+    """One backbone at several input sizes: leave-one-out articleType P@5 and identify accuracy over
+    n labelled fashion-small images (fp32), and model speed (img/s in batches of 64, ms at batch 1)."""
+    from stylelens.catalog import load_catalog
+    from stylelens.models.precision import quality
+
+    catalog = load_catalog(FASHION)
+    ids = image_ids(FASHION)[1::max(1, CATALOG_SIZE // p["n"])][: p["n"]]
+    labels = [str(catalog.record(pid).get("type") or "") for pid in ids]
     out = {}
-    for variant in p["variants"]:
-        runtime, _, precision = variant.partition(":")
-        emb = _embedder(dict(p, runtime=runtime, precision=precision or "auto"))
+    for size in p["sizes"]:
+        emb = _embedder(dict(p, input_size=size))
+        pixels = np.stack([emb.prepare(FASHION / "images" / f"{pid}.jpg") for pid in ids])
+        emb.warm()
+        started = time.perf_counter()
         vectors = emb.embed_prepared(pixels)
-        emb.embed_prepared(pixels[:1])
+        img_s = len(pixels) / (time.perf_counter() - started)
         started = time.perf_counter()
         for i in range(10):
             emb.embed_prepared(pixels[i : i + 1])
-        batch1_ms = (time.perf_counter() - started) * 100
-        started = time.perf_counter()
-        emb.embed_prepared(pixels[:64])
-        model_img_s = 64 / (time.perf_counter() - started)
-        out[variant] = dict(parity(vectors, reference, queries=min(100, len(ids))), runtime=emb.runtime_name,
-                            model_img_s=round(model_img_s, 1), batch1_ms=round(batch1_ms, 1))
-    pairwise = reference @ reference.T
-    out["reference_pairwise_cosine_mean"] = round(float(pairwise[np.triu_indices(len(ids), 1)].mean()), 4)
+        q = quality(vectors, vectors, labels)
+        out[str(size)] = {"runtime": emb.runtime_name, "p_at_5": q["p_at_5"], "identify": q["identify"], "img_s": round(img_s, 1),
+                          "batch1_ms": round((time.perf_counter() - started) * 100, 1), "images": len(ids)}
     return out
 
 
@@ -188,7 +208,8 @@ def worker_index(p: dict) -> dict:
     from stylelens import build_index
 
     emb = _embedder(p)
-    emb.embed_prepared(np.zeros((2, emb.preprocess.size, emb.preprocess.size, 3), np.uint8))  # warm
+    _settle(emb, p["catalog"])  # auto's choice (cached by the precision section) outside the timing
+    emb.warm()
     out = Path(p["out"])
     shutil.rmtree(out, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -197,7 +218,7 @@ def worker_index(p: dict) -> dict:
     after = resource.getrusage(resource.RUSAGE_SELF)
     if p.get("discard", True):
         shutil.rmtree(out, ignore_errors=True)
-    return {"runtime": emb.runtime_name, "indexed": report.indexed, "skipped": report.skipped, "seconds": round(report.seconds, 2),
+    return {"runtime": emb.runtime_name, "precision": emb.precision_record, "indexed": report.indexed, "skipped": report.skipped, "seconds": round(report.seconds, 2),
             "img_s": round(report.images_per_s, 2), "user_s": round(after.ru_utime - before.ru_utime, 1),
             "sys_s": round(after.ru_stime - before.ru_stime, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
             "workers_peak_rss_mb": rss.workers_peak_mb, "total_peak_rss_mb": rss.total_peak_mb, "batch_size": emb.batch_size}
@@ -210,6 +231,7 @@ def worker_query(p: dict) -> dict:
     from stylelens.models import prepare
 
     index = open_index(p["index"], search=p["search"], runtime=p["runtime"], precision=p.get("precision"))
+    index.embedder.warm()  # as the server does at start (precision auto: the cached decision)
     uploads = query_images(p["queries"] + 5)
     for data in uploads[:5]:
         index.search(data, k=p["k"])  # warm: model, columns, page cache
@@ -364,7 +386,7 @@ def _proc_status_mb(field: str) -> float | None:
     return None
 
 
-WORKERS = {"parity": worker_parity, "index": worker_index, "query": worker_query, "synthetic": worker_synthetic, "ann": worker_ann}
+WORKERS = {"precision": worker_precision, "input_size": worker_input_size, "index": worker_index, "query": worker_query, "synthetic": worker_synthetic, "ann": worker_ann}
 
 
 # ---- the seed ----------------------------------------------------------------------------------
@@ -468,9 +490,9 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, help="timed queries per configuration (default 200, quick 50)")
     parser.add_argument("--ann-n", type=int, help="vectors in the search-alone run (default 1,000,000, quick 200,000)")
     parser.add_argument("--catalog-products", type=int, help="products in the query catalog (default all 39,665, quick 4,000)")
-    parser.add_argument("--parity-images", type=int, default=300, help="real images per parity run (default 300)")
+    parser.add_argument("--size-images", type=int, default=2000, help="labelled images per input-size run (default 2000)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached 40k catalog indexes (their build is timed too)")
-    parser.add_argument("--skip", action="append", default=[], choices=["seed", "parity", "index", "query", "ann"], help="leave a section out")
+    parser.add_argument("--skip", action="append", default=[], choices=["seed", "precision", "size", "index", "query", "ann"], help="leave a section out")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                         help="combine results of runs made section by section (later files win) into --out and print the table")
     args = parser.parse_args(argv)
@@ -497,7 +519,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("STYLELENS_CACHE_DIR", str(OUT / "cache"))
     results = {"machine": machine(), "settings": {"quick": args.quick, "index_images": n_index, "queries": n_queries, "ann_n": ann_n,
-                                                   "catalog_products": catalog_n, "parity_images": args.parity_images},
+                                                   "catalog_products": catalog_n, "size_images": args.size_images},
                "catalog_builds": {}}
     started = time.perf_counter()
     log(f"stylelens benchmark on {results['machine']['cpu']}, {results['machine']['cores']} cores"
@@ -507,20 +529,27 @@ def main(argv=None) -> int:
         seed_queries = max(10, n_queries // 4)
         log(f"seed: index {n_index} images one predict at a time, {seed_queries} queries with NearestNeighbors re-fit ...")
         results["seed"] = run_seed(n_index, seed_queries)
+        checkpoint(results, args.out)
 
-    if "parity" not in args.skip:
-        results["parity"] = {}
+    if "precision" not in args.skip:
+        results["precision"] = {}
         for backbone, weights in (("resnet50", "random"), ("efficientnet-lite0", "imagenet")):
-            log(f"parity: {backbone} ({weights}) fast runtimes vs torch fp32 on {args.parity_images} real images ...")
-            results["parity"][backbone] = run_worker("parity", {"label": backbone, "backbone": backbone, "weights": weights,
-                                                                "n": args.parity_images,
-                                                                "variants": ["openvino:auto", "openvino:f32", "openvino:bf16", "onnx"]})
+            log(f"precision: {backbone} ({weights}) fp32 / bf16 / int8 measured on fashion-small's probe ...")
+            results["precision"][backbone] = run_worker("precision", {"label": backbone, "backbone": backbone, "weights": weights})
+            checkpoint(results, args.out)
+
+    if "size" not in args.skip:
+        log(f"input size: efficientnet-lite0 at 224/192/160 on {args.size_images} labelled images ...")
+        results["input_size"] = run_worker("input_size", {"label": "size", "backbone": "efficientnet-lite0", "weights": "imagenet",
+                                                          "runtime": "openvino", "precision": "fp32", "n": args.size_images,
+                                                          "sizes": [224, 192, 160]})
+        checkpoint(results, args.out)
 
     if "index" not in args.skip:
         slice_dir = make_slice(n_index, OUT / "slices" / f"fashion-{n_index}")
         results["indexing"] = {}
-        configs = [("resnet50", "random", "torch", None), ("resnet50", "random", "openvino", "auto"),
-                   ("resnet50", "random", "openvino", "bf16"), ("efficientnet-lite0", "imagenet", "torch", None),
+        configs = [("resnet50", "random", "torch", None), ("resnet50", "random", "openvino", "fp32"),
+                   ("resnet50", "random", "openvino", "auto"), ("efficientnet-lite0", "imagenet", "openvino", "fp32"),
                    ("efficientnet-lite0", "imagenet", "openvino", "auto")]
         for backbone, weights, runtime, precision in configs:
             label = f"{backbone} {runtime}" + (f":{precision}" if precision else "")
@@ -528,23 +557,25 @@ def main(argv=None) -> int:
             results["indexing"][label] = run_worker("index", {"label": label, "backbone": backbone, "weights": weights, "runtime": runtime,
                                                               "precision": precision, "catalog": str(slice_dir),
                                                               "out": str(OUT / "tmp-index")})
+            checkpoint(results, args.out)
 
     if "query" not in args.skip or "ann" not in args.skip:
-        r50 = ensure_catalog_index("resnet50", "random", catalog_n, results, "openvino", "bf16", args.rebuild)
+        r50 = ensure_catalog_index("resnet50", "random", catalog_n, results, "openvino", "auto", args.rebuild)
         lite = ensure_catalog_index("efficientnet-lite0", "imagenet", catalog_n, results, "openvino", "auto", args.rebuild)
 
     if "query" not in args.skip:
         results["query"] = {}
         for label, index, runtime, precision, search in [
-            ("resnet50 torch exact", r50, "torch", None, "exact"),
-            ("resnet50 fast exact", r50, "openvino", "auto", "exact"),
-            ("resnet50 fast:bf16 exact", r50, "openvino", "bf16", "exact"),
-            ("resnet50 fast:bf16 ann", r50, "openvino", "bf16", "ann"),
-            ("efficientnet-lite0 fast exact", lite, "openvino", "auto", "exact"),
+            ("resnet50 fp32 exact", r50, "openvino", "fp32", "exact"),
+            ("resnet50 auto exact", r50, "openvino", "auto", "exact"),
+            ("resnet50 auto ann", r50, "openvino", "auto", "ann"),
+            ("efficientnet-lite0 fp32 exact", lite, "openvino", "fp32", "exact"),
+            ("efficientnet-lite0 auto exact", lite, "openvino", "auto", "exact"),
         ]:
             log(f"query: {label} on {catalog_n:,} products, {n_queries} uploads ...")
             results["query"][label] = run_worker("query", {"label": label, "index": str(index), "runtime": runtime, "precision": precision,
                                                            "search": search, "queries": n_queries, "k": 5})
+            checkpoint(results, args.out)
 
     if "ann" not in args.skip:
         store = ensure_synthetic(ann_n, lite, 200)
@@ -564,6 +595,10 @@ def main(argv=None) -> int:
 
 
 # ---- the table --------------------------------------------------------------------------------
+def _num(value) -> str:
+    return f"{value:6.3f}" if value is not None else f"{'-':>6s}"
+
+
 def render(r: dict) -> str:
     lines = []
     m = r["machine"]
@@ -624,23 +659,33 @@ def render(r: dict) -> str:
             lines.append(f"{s['nprobe']:7d} {s['candidates']:8d} {s['p50_ms']:7.2f} {s['p99_ms']:7.2f} {s['recall_at_10']:10.3f}")
     elif a:
         lines.append(f"ann: {a['error']}")
-    par = r.get("parity") or {}
-    if par:
-        n_parity = r["settings"].get("parity_images", 300)
-        lines += ["", f"PARITY  fast runtime vs torch fp32, {n_parity} real fashion-small images (bar: every cosine >= 0.999, "
-                      f"identical top-5 for >= 95% of {min(100, n_parity)} queries)",
-                  f"{'backbone':20s} {'variant':15s} {'runtime':14s} {'cos min':>8s} {'cos mean':>9s} {'top5 same':>10s} {'set same':>9s} "
-                  f"{'passes':>7s} {'img/s':>7s} {'b1 ms':>6s}"]
-        for backbone, res in par.items():
-            if "error" in res:
-                lines.append(f"{backbone}: {res['error']}")
+    prec = r.get("precision") or {}
+    if prec:
+        lines += ["", "PRECISION auto  measured on fashion-small's probe (300 images; 200 more calibrate int8); rule: cosine >= 0.99 every "
+                      "image, recall@10 of fp32's top-5 >= 0.95, P@5 and identify >= 99% of fp32's (labelled, real weights only)",
+                  f"{'backbone':20s} {'precision':9s} {'img/s':>7s} {'b1 ms':>6s} {'P@5':>6s} {'ident':>6s} {'rec@10':>7s} {'cos min':>8s}  verdict"]
+        for backbone, rec in prec.items():
+            if "error" in rec:
+                lines.append(f"{backbone}: {rec['error']}")
                 continue
-            for variant, x in res.items():
-                if not isinstance(x, dict):
+            for name, m in rec["candidates"].items():
+                if "img_s" not in m:
+                    lines.append(f"{backbone:20s} {name:9s} {m.get('why', '')}")
                     continue
-                lines.append(f"{backbone:20s} {variant:15s} {x['runtime']:14s} {x['cosine_min']:8.5f} {x['cosine_mean']:9.6f} "
-                             f"{x['top5_identical']:10.2f} {x['top5_same_set']:9.2f} {str(x['passes']):>7s} {x['model_img_s']:7.1f} {x['batch1_ms']:6.1f}")
-            lines.append(f"{'':20s} (pairwise cosine of the torch vectors: mean {res.get('reference_pairwise_cosine_mean')})")
+                mark = "  <- auto" if name == rec["chosen"] else ""
+                lines.append(f"{backbone:20s} {name:9s} {m['img_s']:7.1f} {m['batch1_ms']:6.1f} {_num(m.get('p_at_5'))} {_num(m.get('identify'))} "
+                             f"{m['recall_at_10']:7.3f} {m['cosine_min']:8.4f}  {'passes' if m['passes'] else 'fails: ' + m['why']}{mark}")
+    size = r.get("input_size") or {}
+    if size and "error" not in size:
+        first = next(v for v in size.values() if isinstance(v, dict))
+        lines += ["", f"INPUT SIZE  efficientnet-lite0 (ImageNet), {first['images']:,} labelled fashion-small images, leave-one-out, fp32",
+                  f"{'size':>5s} {'P@5':>6s} {'ident':>6s} {'img/s':>7s} {'b1 ms':>6s}"]
+        for px, m in size.items():
+            if not isinstance(m, dict):
+                continue  # wall_s
+            lines.append(f"{px:>5s} {m['p_at_5']:6.3f} {m['identify']:6.3f} {m['img_s']:7.1f} {m['batch1_ms']:6.1f}")
+    elif size:
+        lines.append(f"input size: {size['error']}")
     lines.append(f"\nGPU: none on this machine; bench/gpu.py is the prepared script for a CUDA machine.  total {r.get('seconds')} s")
     return "\n".join(lines)
 

@@ -53,6 +53,10 @@ def _bool(text: str) -> bool:
     return parse_bool("a yes/no setting", text)
 
 
+def _precision(text: str) -> str:
+    return "fp32" if text == "f32" else text  # f32: the name earlier versions used
+
+
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
@@ -61,8 +65,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("pooling", "max", "Global pooling of the last feature map: max (the original design) or avg.", choices=("max", "avg")),
         Setting("device", "cpu", "Inference device: cpu or cuda (cuda:N)."),
         Setting("runtime", "auto", "Inference runtime: auto, torch, openvino or onnx.", choices=("auto", "torch", "openvino", "onnx")),
-        Setting("precision", "auto", "OpenVINO precision: auto (bf16 where the CPU has it and it matches torch fp32 on a probe set, else f32), f32 or bf16.",
-                choices=("auto", "f32", "bf16")),
+        Setting("precision", "auto", "OpenVINO precision: auto (the fastest of fp32, bf16, int8 that keeps fp32's retrieval "
+                "quality on a probe of the catalog, measured once per model and CPU), fp32 (alias f32), bf16 or int8.",
+                _precision, choices=("auto", "fp32", "bf16", "int8", "f32")),
+        Setting("input_size", 224, "Network input size in pixels (square; images are letterboxed to it). Smaller is faster; "
+                "an index keeps the size it was built with.", int),
         Setting("runner", "local", "Where indexing runs: local (this machine) or ray (a Ray cluster).", choices=("local", "ray")),
         Setting("ray_address", "", "Ray cluster for runner ray: 'auto' (the one 'ray start' made), ray://HOST:10001; empty starts Ray here."),
         Setting("store", "", "Where a new index keeps its vectors: empty or 'local' (the index folder), milvus-lite:///FILE.db or "
@@ -95,6 +102,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("ann_nprobe", 16, "ANN search: inverted lists visited per query (more: higher recall, slower).", int),
         Setting("ann_candidates", 100, "ANN search: candidates re-ranked with the exact float32 vectors (at least 4*k).", int),
         Setting("cache_dir", str(Path.home() / ".cache" / "stylelens"), "Where downloaded weights and compiled models are kept."),
+        Setting("batch_wait_ms", 2.0, "Web server: milliseconds a search waits for concurrent searches to be embedded with it in "
+                "one batch (0: no batching).", float),
         Setting("host", "127.0.0.1", "Address the web server listens on."),
         Setting("port", 8000, "Port the web server listens on.", int),
         Setting("auth_secret", "", "Secret that signs shopper tokens; set, a shopper's likes and 'For you' need their token "

@@ -13,12 +13,13 @@ from ..catalog import WARNING_KEYS, load_catalog
 from ..errors import IndexMismatchError
 from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, library_versions
+from ..models.precision import catalog_probe
 from ..models.spec import WeightsInfo
 from ..settings import SETTINGS, Settings, settings_or_default
 from .plan import Build, BuildReport, write_errors, write_warnings
 
 # The settings that decide which vectors an index holds; an existing index keeps its own unless one is named.
-EMBEDDER_IDENTITY = ("backbone", "weights", "pooling")
+EMBEDDER_IDENTITY = ("backbone", "weights", "pooling", "input_size")
 CALIBRATE_MAX_ROWS = 1_000_000
 
 
@@ -50,6 +51,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
     else:
         given = {k: v for k, v in overrides.items() if k in ("device", "runtime", "precision", "batch_size")}
         actor_settings = embedder.settings.replace(**given)
+    # precision auto: measured on this catalog's own images before the first batch (cached per model and CPU).
+    precision = embedder.settle_precision(*catalog_probe(catalog)) if settings.runner != "ray" else None
     store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
     report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings,
                          errors=[tuple(problem) for problem in catalog.problems])  # folders, FIFOs, broken links named *.jpg
@@ -72,7 +75,7 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
             report.warnings_csv = write_warnings(store.path, catalog.warning_rows(), WARNING_KEYS)
         store.set_manifest(catalog={"folder": str(catalog_dir),
                                     "feed": str(Path(catalog.feed).resolve()) if catalog.feed else None},
-                           last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name,
+                           last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name, precision=precision,
                            spaces=dict(store.manifest.get("spaces") or {}, raw=_calibrate_raw(store, settings)))
     finally:
         store.close()
@@ -110,7 +113,8 @@ def embedder_for(out, settings: Settings, named: dict, **options) -> Embedder:
     weights = named.get("weights")
     if weights is None:
         weights = WeightsInfo(**built["weights"]).argument if backbone == built["backbone"] else settings.weights
-    return Embedder(backbone, weights, named.get("pooling", built["pooling"]), settings=settings, **options)
+    size = named.get("input_size", (built.get("preprocess") or {}).get("size"))
+    return Embedder(backbone, weights, named.get("pooling", built["pooling"]), input_size=size, settings=settings, **options)
 
 
 __all__ = ["Build", "BuildReport", "build_index", "embedder_for"]

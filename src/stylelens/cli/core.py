@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("catalog", help="Folder of product images (searched recursively).")
     p.add_argument("--products", help="Product feed: CSV, JSON lines or Parquet. Default: the one feed file at the top of the catalog folder, if any.")
     p.add_argument("--out", required=True, help="Index folder to create or update.")
-    add_setting_flags(p, "workers")
+    add_setting_flags(p, "workers", "input_size")
     p.add_argument("--replace", action="store_true",
                    help="Index a different catalog folder into an existing index (its products not in that folder are removed).")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -146,6 +146,10 @@ def cmd_info(args) -> int:
     if info.get("catalog"):
         print(f"catalog    {info['catalog'].get('folder')}  feed: {info['catalog'].get('feed')}")
     print(f"vectors    {(info.get('vectors') or {}).get('location', 'in the index folder')}")
+    if info.get("precision"):
+        from ..models.precision import describe
+
+        print(f"precision  {describe(info['precision'])}")
     if info.get("last_build"):
         lb = info["last_build"]
         print(f"last build indexed {lb['indexed']:,}, skipped {lb['skipped']:,}, removed {lb['removed']:,}, {lb['images_per_s']} img/s")

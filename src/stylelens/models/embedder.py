@@ -8,14 +8,14 @@ CUDA) computes exactly the same function from exactly the same input.
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Iterable
 
 import numpy as np
 import PIL
 from PIL import Image
 
-from ..errors import InvalidArgumentError
+from ..errors import ImageError, InvalidArgumentError
 from ..images import load_image
 from ..settings import Settings, settings_or_default
 from .backbones import BACKBONES
@@ -94,6 +94,7 @@ class Embedder:
         runtime: str | None = None,
         batch_size: int | None = None,
         precision: str | None = None,
+        input_size: int | None = None,
         *,
         settings: Settings | None = None,
     ):
@@ -103,15 +104,19 @@ class Embedder:
 
         self.settings = settings = settings_or_default(settings).replace(
             backbone=backbone, weights=weights, pooling=pooling, device=device, runtime=runtime,
-            batch_size=batch_size, precision=precision)
+            batch_size=batch_size, precision=precision, input_size=input_size)
         if settings.backbone not in BACKBONES:
             raise InvalidArgumentError(f"Unknown backbone '{settings.backbone}'. Choose one of: {', '.join(sorted(BACKBONES))}.",
                                        code="bad_option")
         if settings.pooling not in POOLINGS:
             raise InvalidArgumentError(f"Unknown pooling '{settings.pooling}'. Choose max or avg.", code="bad_option")
+        if not 32 <= settings.input_size <= 1024:
+            raise InvalidArgumentError(f"input_size must be between 32 and 1024 pixels, got {settings.input_size}.", code="bad_option")
         if settings.batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be 1 or more, got {settings.batch_size}.", code="bad_option")
         self.spec = BACKBONES[settings.backbone]
+        # The input size is the one part of the preprocessing a user may change (speed against detail).
+        self._preprocess = replace(self.spec.preprocess, size=settings.input_size)
         self.pooling = settings.pooling
         self.device = settings.device
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -122,19 +127,20 @@ class Embedder:
         for p in trunk.parameters():
             p.requires_grad_(False)  # frozen
         self.net = build_embedding_net(trunk, self.spec.preprocess, self.pooling)
-        self.runtime_name, self._run = select_runtime(self, settings.runtime)
+        self._runtime_name, self._run = select_runtime(self, settings.runtime)
 
     @classmethod
     def from_fingerprint(cls, fingerprint: dict, **options) -> "Embedder":
         """The embedder that made an index's vectors (its manifest's fingerprint); options: device, runtime,
         batch_size, precision, settings."""
         weights = WeightsInfo(**fingerprint["weights"])
-        return cls(fingerprint["backbone"], weights=weights.argument, pooling=fingerprint["pooling"], **options)
+        size = (fingerprint.get("preprocess") or {}).get("size")
+        return cls(fingerprint["backbone"], weights=weights.argument, pooling=fingerprint["pooling"], input_size=size, **options)
 
     def options(self) -> dict:
         """Keyword arguments that make this embedder again, in another process (with the same settings)."""
         return {"backbone": self.spec.name, "weights": self.weights.argument, "pooling": self.pooling, "device": self.device,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "input_size": self.preprocess.size}
 
     @property
     def dim(self) -> int:
@@ -142,7 +148,53 @@ class Embedder:
 
     @property
     def preprocess(self) -> Preprocess:
-        return self.spec.preprocess
+        return self._preprocess
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime and, for OpenVINO, the precision it runs (auto is decided on first use)."""
+        return getattr(self._run, "name", self._runtime_name)
+
+    @property
+    def precision_record(self) -> dict:
+        """The precision in use and, when ``auto`` chose it, each candidate's measured quality and speed."""
+        if hasattr(self._run, "settle"):
+            return self._run.record or {"chosen": None, "asked": self._run.asked, "why": "decided on first use"}
+        return {"chosen": "fp32", "asked": self.settings.precision, "why": f"the {self._runtime_name} runtime runs fp32"}
+
+    def settle_precision(self, images=(), labels=None, calibration=(), remeasure: bool = False) -> dict:
+        """Decide precision ``auto`` on these catalog images (paths, bytes or PIL images; ``labels``: their
+        product types, or None) and calibrate int8 on ``calibration``; cached per model and CPU. Returns
+        ``precision_record``. Unreadable images are left out; random weights judge by vectors alone."""
+        settle = getattr(self._run, "settle", None)
+        if settle is None:
+            return self.precision_record
+        probe, kept = self._prepare_readable(images)
+        if labels is not None and self.weights.source != "random":
+            labels = [labels[i] for i in kept]
+            labels = labels if any(labels) else None
+        else:
+            labels = None
+        calib, _ = self._prepare_readable(calibration)
+        return settle(probe if len(probe) else None, labels, calib if len(calib) else None, remeasure=remeasure)
+
+    def _prepare_readable(self, images) -> tuple[np.ndarray, list[int]]:
+        out, kept = [], []
+        for i, image in enumerate(images):
+            try:
+                out.append(self.prepare(image))
+                kept.append(i)
+            except ImageError:
+                continue
+        size = self.preprocess.size
+        return (np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)), kept
+
+    def warm(self) -> None:
+        """Compile and run both inference paths (one image; a batch) before the first real request."""
+        size = self.preprocess.size
+        blank = np.full((4, size, size, 3), 255, np.uint8)
+        self.embed_prepared(blank[:1])
+        self.embed_prepared(blank)
 
     def fingerprint(self) -> dict:
         """What made the vectors: written to the manifest, compared on open."""

@@ -1,5 +1,5 @@
-"""The runtimes that run the one ``EmbeddingNet``: torch (any device), OpenVINO (bf16 where it keeps
-parity) and ONNX Runtime.
+"""The runtimes that run the one ``EmbeddingNet``: torch (any device), OpenVINO (fp32, bf16, int8) and
+ONNX Runtime.
 
 A runtime is a function ``make(emb) -> run(uint8 NHWC) -> float32 (N, dim) unit vectors``; ``RUNTIMES``
 below lists them by name and ``AUTO_ORDER`` is the order ``runtime='auto'`` tries. ``emb`` is the
@@ -8,9 +8,9 @@ embedder, taken as it is (its ``net``, ``device``, ``preprocess``, ``fingerprint
 keep the converted model in ``<cache_dir>/compiled/<key>/`` (key: hash of the embedder fingerprint,
 runtime and library versions).
 
-Precision ``auto`` uses bf16 only where the CPU has it natively *and* the bf16 model passes the
-parity bar against torch fp32 on a fixed probe set (checked once per model, cached); else f32.
-int8 (NNCF post-training quantization) was measured and left out: it misses the bar by far.
+Precision ``auto`` (OpenVINO) measures fp32, bf16 (where the CPU has it natively) and int8 (NNCF,
+calibrated on catalog images) on a probe and runs the fastest that keeps fp32's retrieval quality: the
+rule is ``models.precision.keeps_quality``. The decision is cached per model and CPU.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -28,12 +30,9 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, MissingExtraError, import_extra
 from ..files import write_json_atomic
+from .precision import CANDIDATES, MIN_COSINE, MIN_RECALL, MIN_RELATIVE, PRECISIONS, canonical, choose, keeps_quality, quality
 
 CACHE_FORMAT = 1
-PRECISIONS = ("auto", "f32", "bf16")
-# The bar a fast runtime must meet against torch fp32 (tests and the benchmark check it).
-PARITY_MIN_COSINE = 0.999
-PARITY_MIN_TOP5_SAME = 0.95
 
 
 # ---- cache ----------------------------------------------------------------------------------
@@ -41,7 +40,7 @@ def cache_key(emb, runtime: str, variant: str) -> str:
     import torch
 
     versions = {"torch": torch.__version__, "stylelens": _stylelens_version()}
-    for module in ("openvino", "onnxruntime"):
+    for module in ("openvino", "onnxruntime", "nncf"):
         versions[module] = _version_of(module)
     blob = json.dumps({"format": CACHE_FORMAT, "runtime": runtime, "variant": variant,
                        "fingerprint": emb.fingerprint(), "versions": versions}, sort_keys=True, default=str)
@@ -98,12 +97,6 @@ def _import_openvino():
     return import_extra("openvino", "openvino", "fast", "The OpenVINO runtime")
 
 
-def cpu_supports_bf16() -> bool:
-    """True when OpenVINO reports native bf16 on this CPU (AVX512-BF16 or AMX)."""
-    ov = _import_openvino()
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
 def _openvino_ir(emb, ov) -> Path:
     size = emb.preprocess.size
 
@@ -120,7 +113,7 @@ def _openvino_ir(emb, ov) -> Path:
 
 def probe_pixels(prepare, n: int = 48, seed: int = 0) -> np.ndarray:
     """Deterministic product-like pictures (a textured garment shape on white), made network-ready by
-    ``prepare(PIL image) -> uint8 array`` (an embedder's ``prepare``)."""
+    ``prepare(PIL image) -> uint8 array`` (an embedder's ``prepare``): the probe when no catalog is at hand."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
@@ -140,56 +133,65 @@ def probe_pixels(prepare, n: int = 48, seed: int = 0) -> np.ndarray:
     return np.stack(out)
 
 
-def bf16_check(emb, core, ir: Path) -> dict:
-    """Parity of the bf16-compiled model against torch fp32 on the probe set; computed once, cached."""
-    record = ir.parent / "bf16-check.json"
+def cpu_name() -> str:
+    """The CPU model and the instruction sets that decide reduced-precision speed: a precision measured on
+    one CPU is not taken for another (the decision's cache key and the manifest carry it)."""
+    model, flags = platform.processor() or platform.machine(), set()
     try:
-        return json.loads(record.read_text())
-    except (OSError, ValueError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
         pass
-    probe = probe_pixels(emb.prepare)
-    reference = torch_runner(emb)(probe)
-    compiled = core.compile_model(str(ir), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
-    result = parity(np.concatenate([compiled(probe[i : i + 16])[0] for i in range(0, len(probe), 16)]), reference,
-                    queries=len(probe))
-    write_json_atomic(record, result)
-    return result
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+    return f"{model} ({' '.join(f for f in wanted if f in flags) or 'baseline'}, {os.cpu_count()} cpus)"
 
 
-def resolve_precision(emb, core, ir: Path, precision: str | None) -> str:
-    precision = precision or emb.settings.precision
-    if precision not in PRECISIONS:
-        raise InvalidArgumentError(f"Unknown precision '{precision}'. Choose one of: {', '.join(PRECISIONS)}.", code="bad_option")
-    if precision != "auto":
-        return precision
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        return "f32"
-    return "bf16" if bf16_check(emb, core, ir)["passes"] else "f32"
+def _native_bf16(core) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class OpenVINORunner:
-    """The converted model compiled twice, lazily: for latency (one request using every core: queries)
-    and for throughput (one stream per core, run in parallel: batches while indexing, ~1.4x faster).
-    Calls are serialised; an infer request is not thread-safe."""
+def _openvino_int8_ir(emb, ov, calibration: np.ndarray | None) -> Path:
+    """The fp32 IR quantized to int8 by NNCF (post-training, calibrated on ``calibration`` pixels: catalog
+    images when a build supplies them, generated product pictures otherwise); converted once, cached."""
+    nncf = import_extra("nncf", "nncf", "fast", "int8 precision")
+    fp32 = _openvino_ir(emb, ov)
 
-    def __init__(self, emb, precision: str | None = None):
-        if not emb.device.startswith("cpu"):
-            raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; device {emb.device!r} needs runtime='torch' (CLI: --runtime torch).", code="bad_option")
-        ov = _import_openvino()
-        self.ov = ov
-        self.core = core = ov.Core()
-        core.set_property({"CACHE_DIR": str(emb.settings.cache_path / "compiled" / "openvino-blobs")})
-        self.model_path = ir = _openvino_ir(emb, ov)
-        self.precision = resolve_precision(emb, core, ir, precision)
-        if self.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            warnings.warn("This CPU has no native bf16; OpenVINO emulates it slowly. Use precision f32.", stacklevel=2)
+    def write(path: Path):
+        import contextlib
+        import io
+        import logging
+
+        pixels = calibration if calibration is not None and len(calibration) else probe_pixels(emb.prepare, n=48, seed=1)
+        nncf.set_log_level(logging.ERROR)
+        model = ov.Core().read_model(str(fp32))
+        dataset = nncf.Dataset([pixels[i : i + 1] for i in range(len(pixels))])
+        # NNCF draws a progress bar on stdout, which belongs to the caller (search --json prints JSON there).
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(pixels))
+        ov.save_model(quantized, str(path), compress_to_fp16=False)
+        write_json_atomic(path.parent / "calibration.json", {"images": len(pixels), "source": "catalog" if calibration is not None else "generated"})
+
+    return cached_model(emb, "openvino", "int8", "model.xml", write)
+
+
+class _Compiled:
+    """One precision of the model, compiled twice, lazily: for latency (one request using every core:
+    queries) and for throughput (one stream per core, run in parallel: batches, ~1.4x faster).
+    Not thread-safe: the runner serialises calls."""
+
+    def __init__(self, core, ov, path: Path, precision: str):
+        self.core, self.ov, self.path = core, ov, path
+        # int8: the quantized operations run int8 whatever the hint; the rest stays fp32.
+        self.hint = "bf16" if precision == "bf16" else "f32"
         self.request = self._compile("LATENCY").create_infer_request()
         self._queue = None
-        self.lock = threading.Lock()
-        self.name = f"openvino-{self.precision}"
 
     def _compile(self, hint: str):
-        return self.core.compile_model(str(self.model_path), "CPU", {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": hint})
+        return self.core.compile_model(str(self.path), "CPU", {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": hint})
 
     def _throughput_queue(self):
         if self._queue is None:
@@ -202,17 +204,172 @@ class OpenVINORunner:
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        with self.lock:
-            if len(pixels) < 4:
-                out = self.request.infer({0: pixels}, share_inputs=True)[0]
-                return np.array(out, dtype=np.float32, copy=True)  # the request's buffer is reused next call
+        if len(pixels) < 4:
+            out = np.array(self.request.infer({0: pixels}, share_inputs=True)[0], dtype=np.float32, copy=True)  # the buffer is reused
+        else:
             queue, results = self._throughput_queue()
             parts = np.array_split(pixels, min(len(queue), len(pixels)))
             results.clear()
             for i, part in enumerate(parts):
                 queue.start_async({0: part}, i)
             queue.wait_all()
-            return np.concatenate([results[i] for i in range(len(parts))]).astype(np.float32, copy=False)
+            out = np.concatenate([results[i] for i in range(len(parts))]).astype(np.float32, copy=False)
+        # A quantized graph's own L2 step is approximate (norms 0.998-1.32 measured): unit vectors again.
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class OpenVINORunner:
+    """The embedding network in OpenVINO, in one precision: fp32, bf16 or int8, or ``auto``: the fastest
+    one that keeps fp32's retrieval quality (``models.precision``), measured once per model and CPU on a
+    probe (``settle``: a build's catalog images; else generated pictures on the first call) and cached.
+    ``record`` says what was chosen and why (the manifest keeps it). Calls are serialised."""
+
+    def __init__(self, emb, precision: str | None = None):
+        if not emb.device.startswith("cpu"):
+            raise InvalidArgumentError(f"The OpenVINO runtime runs on the CPU; device {emb.device!r} needs runtime='torch' (CLI: --runtime torch).", code="bad_option")
+        self.emb = emb
+        self.ov = ov = _import_openvino()
+        self.core = core = ov.Core()
+        core.set_property({"CACHE_DIR": str(emb.settings.cache_path / "compiled" / "openvino-blobs")})
+        self.model_path = _openvino_ir(emb, ov)
+        self.asked = canonical(precision or emb.settings.precision)
+        if self.asked not in PRECISIONS:
+            raise InvalidArgumentError(f"Unknown precision '{self.asked}'. Choose one of: {', '.join(PRECISIONS)} (f32 = fp32).", code="bad_option")
+        self.lock = threading.Lock()
+        self.compiled: _Compiled | None = None
+        self.record: dict | None = None
+        if self.asked == "auto":
+            cached = self._cached_decision()
+            if cached is not None:
+                self._take(cached)
+        elif self.asked != "int8":  # int8 waits for settle() or the first call: a build calibrates it on its catalog
+            self._take({"chosen": self.asked, "asked": self.asked, "cpu": cpu_name()})
+
+    @property
+    def precision(self) -> str:
+        return self.record["chosen"] if self.record else self.asked
+
+    @property
+    def name(self) -> str:
+        return f"openvino-{self.precision}"
+
+    def _compile(self, precision: str, calibration=None) -> _Compiled:
+        if precision == "bf16" and not _native_bf16(self.core):
+            warnings.warn("This CPU has no native bf16; OpenVINO emulates it slowly. Use precision fp32.", stacklevel=3)
+        path = _openvino_int8_ir(self.emb, self.ov, calibration) if precision == "int8" else self.model_path
+        return _Compiled(self.core, self.ov, path, precision)
+
+    def _take(self, record: dict, compiled: _Compiled | None = None, calibration=None) -> None:
+        self.compiled = compiled or self._compile(record["chosen"], calibration)
+        self.record = record
+
+    def _decision_path(self) -> Path:
+        key = cache_key(self.emb, "openvino", f"precision:{cpu_name()}")
+        return self.emb.settings.cache_path / "precision" / f"openvino-{self.emb.spec.name}-{key}.json"
+
+    def _cached_decision(self, source: str | None = None, images: int = 0) -> dict | None:
+        """The decision cached for this model and CPU, unless the probe at hand is better evidence: a
+        catalog's images over generated pictures, a larger catalog probe over a smaller one."""
+        try:
+            record = json.loads(self._decision_path().read_text())
+        except (OSError, ValueError):
+            return None
+        probe = record.get("probe", {})
+        if source == "catalog" and (probe.get("source") != "catalog" or probe.get("images", 0) < images):
+            return None
+        return record
+
+    def settle(self, probe: np.ndarray | None = None, labels=None, calibration: np.ndarray | None = None,
+               source: str = "catalog", remeasure: bool = False) -> dict:
+        """Decide ``auto`` on ``probe`` (uint8 network inputs; ``labels``: one per image, or None) unless
+        a decision measured on a catalog is cached (``remeasure``: measure anyway); a forced int8 is
+        calibrated on ``calibration``."""
+        with self.lock:
+            return self._settle(probe, labels, calibration, source, remeasure)
+
+    def _settle(self, probe, labels, calibration, source, remeasure=False) -> dict:
+        if self.asked != "auto":
+            if self.compiled is None:
+                self._take({"chosen": self.asked, "asked": self.asked, "cpu": cpu_name()}, calibration=calibration)
+            return self.record
+        n = 0 if probe is None else len(probe)
+        held = (self.record or {}).get("probe", {})
+        if not remeasure and self.record is not None and (source != "catalog" or (held.get("source") == "catalog" and held.get("images", 0) >= n)):
+            return self.record
+        cached = None if remeasure else self._cached_decision(source, n)
+        if cached is not None:
+            self._take(cached)
+            return cached
+        if probe is None or len(probe) < 8:
+            probe, labels, source = probe_pixels(self.emb.prepare, n=64), None, "generated"
+        record, compiled = measure_precisions(self, probe, labels, calibration, source)
+        path = self._decision_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, record)
+        self._take(record, compiled.get(record["chosen"]))
+        return record
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        with self.lock:
+            if self.compiled is None:
+                self._settle(None, None, None, "generated")
+            return self.compiled(pixels)
+
+
+def measure_precisions(runner: OpenVINORunner, probe: np.ndarray, labels, calibration, source: str) -> tuple[dict, dict]:
+    """Every candidate precision on the probe: quality against fp32, speed (img/s in batches of 32, ms
+    at batch 1), and the choice by ``models.precision.choose``. A candidate that cannot run here is
+    recorded with why."""
+    measured: dict[str, dict] = {}
+    compiled: dict[str, _Compiled] = {}
+    reference = None
+    for name in CANDIDATES:
+        try:
+            if name == "bf16" and not _native_bf16(runner.core):
+                raise RuntimeError("no native bf16 on this CPU (emulated: slower than fp32)")
+            model = runner._compile(name, calibration)
+            vectors = model(probe)
+        except Exception as exc:  # a missing extra (nncf) or a failed compile: the next candidate, recorded why
+            if name == "fp32":
+                raise
+            measured[name] = {"passes": False, "why": f"unavailable: {_one_line(exc)}"}
+            continue
+        reference = vectors if reference is None else reference
+        q = quality(vectors, reference, labels, runner.emb.settings.vote_temperature)
+        passes, why = (True, "the reference") if name == "fp32" else keeps_quality(q, measured["fp32"])
+        measured[name] = {**q, "passes": passes, "why": why}
+        compiled[name] = model
+    for name, speed in _speeds(compiled, probe).items():
+        measured[name].update(speed)
+    record = {"chosen": choose(measured), "asked": "auto", "cpu": cpu_name(), "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "probe": {"source": source, "images": len(probe), "labelled": labels is not None,
+                        "calibration": None if calibration is None else len(calibration)},
+              "rule": {"min_relative": MIN_RELATIVE, "min_recall_at_10": MIN_RECALL, "min_cosine": MIN_COSINE},
+              "candidates": measured}
+    return record, compiled
+
+
+def _speeds(models: dict, probe: np.ndarray, rounds: int = 3) -> dict[str, dict]:
+    """Best of ``rounds`` interleaved timings per model: on a shared machine another process may take the
+    cores while one candidate runs; the fastest round is the least disturbed, and interleaving gives
+    every candidate the same chances."""
+    batch = probe[:32]
+    best = {name: [np.inf, np.inf] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            started = time.perf_counter()
+            model(batch)
+            best[name][0] = min(best[name][0], time.perf_counter() - started)
+            started = time.perf_counter()
+            for i in range(4):
+                model(probe[i : i + 1])
+            best[name][1] = min(best[name][1], (time.perf_counter() - started) / 4)
+    return {name: {"img_s": round(len(batch) / b, 1), "batch1_ms": round(b1 * 1000, 1)} for name, (b, b1) in best.items()}
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:240]
 
 
 def openvino_runner(emb, precision: str | None = None):
@@ -246,38 +403,6 @@ def onnx_runner(emb):
         return session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})[0]
 
     return run
-
-
-# ---- parity ---------------------------------------------------------------------------------
-def parity(fast: np.ndarray, reference: np.ndarray, queries: int = 100, k: int = 5) -> dict:
-    """How closely ``fast`` vectors follow ``reference`` (torch fp32) vectors of the same images.
-
-    Per image: cosine between the two vectors. Per query (the first ``queries`` images): its top-k
-    neighbours among all the images (itself excluded), once in each space; "identical" means the same
-    ids in the same order.
-    """
-    fast = np.asarray(fast, np.float32)
-    reference = np.asarray(reference, np.float32)
-    cos = np.sum(fast * reference, axis=1)
-    q = min(queries, len(fast))
-
-    def topk(v):
-        scores = v[:q] @ v.T
-        scores[np.arange(q), np.arange(q)] = -np.inf
-        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-
-    a, b = topk(fast), topk(reference)
-    identical = float(np.mean(np.all(a == b, axis=1))) if q else 1.0
-    same_set = float(np.mean([set(x) == set(y) for x, y in zip(a, b)])) if q else 1.0
-    return {
-        "images": len(fast),
-        "queries": q,
-        "cosine_min": round(float(cos.min()), 6) if len(cos) else 1.0,
-        "cosine_mean": round(float(cos.mean()), 6) if len(cos) else 1.0,
-        f"top{k}_identical": round(identical, 4),
-        f"top{k}_same_set": round(same_set, 4),
-        "passes": bool(len(cos) == 0 or (cos.min() >= PARITY_MIN_COSINE and identical >= PARITY_MIN_TOP5_SAME)),
-    }
 
 
 # ---- torch and the registry ----------------------------------------------------------------

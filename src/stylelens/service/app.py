@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..images import return_large_allocations_to_the_os
 from ..localise import item_crops
+from ..models import MicroBatcher
 from ..query import Index, open_index
 from ..query.filters import filters_from_text
 from ..settings import Settings, settings_or_default
@@ -84,12 +85,18 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # The first inference is slow (allocations, kernel selection); pay it before the first shopper.
-        await run_in_threadpool(index.embedder.embed, [Image.new("RGB", (64, 64), "white")])
+        # The first inference is slow (precision auto decided, compiles, kernel selection): paid before the first shopper.
+        await run_in_threadpool(index.embedder.warm)
+        # Concurrent searches share one model call (models.batching); the plain embedder again at shutdown.
+        batcher = MicroBatcher(index.embedder, max_wait_ms=settings.batch_wait_ms) if settings.batch_wait_ms > 0 else None
+        index.embedder = batcher or index.embedder
         # ... and for finding items in a photo (OpenCV's first call loads its kernels and its own BLAS).
         await run_in_threadpool(item_crops, Image.new("RGB", (64, 48), (90, 120, 60)))
         blas = _one_blas_thread()  # after the warm-up: it limits the BLAS libraries loaded by then
         yield
+        if batcher is not None:
+            index.embedder = batcher.embedder
+            batcher.close()
         if blas is not None:
             blas.restore_original_limits()
 
