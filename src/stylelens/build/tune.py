@@ -35,7 +35,6 @@ LOSS_WEIGHTS = {"type": 1.0, "gender": 0.5, "colour": 1.0, "category": 0.3, "sub
 EXTRA_WEIGHT = 0.5
 VIEW_VARIANTS = ("textured-70", "textured-70-degraded", "small-offcentre", "distractors")
 HIDDEN, SCALE, BATCH, LR, EPOCHS, MIN_STEPS, MAX_STEPS = 512, 20.0, 256, 1e-2, 40, 300, 3000
-VIEW_BATCH, VIEW_WEIGHT = 64, 1.0  # shopper views pulled onto their own product's shot, per step
 RAW_COMPONENTS, COLOUR_COMPONENTS = 192, 64  # whitened PCA components of the backbone vector and of the colour
 MIN_LABELLED = 20
 
@@ -104,7 +103,7 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         c = np.concatenate([colours, view_c]) if len(view_x) else colours
         y = {col: np.concatenate([codes, codes[view_of]]) for col, (_, codes) in targets.items()}
         t0 = time.perf_counter()
-        head = _train(x, c, y, settings, seed, owners=view_of)
+        head = _train(x, c, y, settings, seed)
         report.seconds["train"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         colour_of = dict(zip([r["id"] for r in ordered], colours))
@@ -258,23 +257,20 @@ def _pca_whitening(centred: np.ndarray, keep: int, block: slice, width: int) -> 
     return out
 
 
-def _train(x: np.ndarray, colours: np.ndarray, y: dict[str, np.ndarray], settings, seed: int,
-           owners: np.ndarray | None = None) -> Head:
-    """The MLP and one proxy matrix per label column, trained jointly; returned as a numpy Head. The last
-    ``len(owners)`` rows of ``x`` are shopper views of the products at rows ``owners``: each view is also pulled
-    onto its product's own catalog shot, so the space learns to ignore what is around the item."""
+def _train(x: np.ndarray, colours: np.ndarray, y: dict[str, np.ndarray], settings, seed: int) -> Head:
+    """The MLP and one proxy matrix per label column, trained jointly; returned as a numpy Head."""
     import torch
 
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrices: one thread is as fast, and never stalls on a busy machine
     try:
-        return _fit(x, colours, y, settings, seed, torch, np.zeros(0, np.int64) if owners is None else owners)
+        return _fit(x, colours, y, settings, seed, torch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(x, colours, y, settings, seed, torch, owners) -> Head:
+def _fit(x, colours, y, settings, seed, torch) -> Head:
     colour_weight = 1.0
     features = np.concatenate([x, colour_weight * colours], 1).astype(np.float32)
     mean = features.mean(0)
@@ -293,7 +289,6 @@ def _fit(x, colours, y, settings, seed, torch, owners) -> Head:
     steps = min(max(EPOCHS * per_epoch, MIN_STEPS), MAX_STEPS)
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
-    first_view, owners_t = len(inputs) - len(owners), torch.from_numpy(np.asarray(owners, np.int64))
     bar = progress_bar(steps, settings.progress, "training")
     bar.unit = "step"
     done = 0
@@ -305,11 +300,6 @@ def _fit(x, colours, y, settings, seed, torch, owners) -> Head:
             batch = order[start:start + BATCH]
             z = torch.nn.functional.normalize(net(inputs[batch]), dim=1)
             loss = 0.0
-            if len(owners):
-                pick = torch.randint(len(owners), (VIEW_BATCH,), generator=generator)
-                views = torch.nn.functional.normalize(net(inputs[first_view + pick]), dim=1)
-                shots = torch.nn.functional.normalize(net(inputs[owners_t[pick]]), dim=1)
-                loss = loss + VIEW_WEIGHT * (1 - (views * shots).sum(1)).mean()
             for w, p, target in zip(weights, proxies, labels.values()):
                 t = target[batch]
                 known = t >= 0
