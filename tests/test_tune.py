@@ -202,6 +202,8 @@ def test_tune_refuses_an_index_without_labels(tmp_path, random_embedder):
     rows = shapes_catalog(tmp_path / "catalog", 24, 0, seed=4)
     (tmp_path / "catalog" / "products.csv").write_text("id\n" + "\n".join(rows) + "\n")
     build_index(tmp_path / "catalog", tmp_path / "index", embedder=random_embedder, workers=0, progress=False)
+    with pytest.raises(InvalidArgumentError, match="tune_views must be 0 or more"):
+        tune_index(tmp_path / "index", tune_views=-1, progress=False)
     with pytest.raises(InvalidArgumentError, match="nothing to learn"):
         tune_index(tmp_path / "index", tune_views=0, progress=False)
     # With a labels feed it learns from that instead.

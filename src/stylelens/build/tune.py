@@ -72,6 +72,10 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
     """Train the head of the index at ``index_path`` on its own catalog (labels from ``labels``, a feed,
     where given: they replace the catalog's), calibrate it and store it with the index."""
     settings = settings_or_default(settings).replace(**overrides)
+    if settings.tune_views < 0:
+        raise InvalidArgumentError(f"tune_views must be 0 or more, got {settings.tune_views}.", code="bad_option")
+    if not 8 <= settings.tune_dim <= 2048:
+        raise InvalidArgumentError(f"tune_dim must be between 8 and 2048, got {settings.tune_dim}.", code="bad_option")
     report = TuneReport()
     started = time.perf_counter()
     store = open_store(index_path, writable=True, settings=settings)
