@@ -250,21 +250,21 @@ def _embed_queries(index, folder, labels):
     from .catalog import load_catalog
 
     catalog = load_catalog(folder, labels)
-    chunks, paths, records, skipped = [], [], [], 0
+    chunks, items, records, skipped = [], [], [], 0
     for pid, path in catalog.images.items():
-        paths.append(path)
+        try:
+            items.append(index.main_item(path))
+        except ImageError:  # one unreadable photo is counted, not fatal
+            skipped += 1
+            continue
         records.append(dict(catalog.record(pid), _path=str(path)))
-    kept = []
-    for start in range(0, len(paths), QUERY_CHUNK):
-        for path, record in zip(paths[start:start + QUERY_CHUNK], records[start:start + QUERY_CHUNK]):
-            try:
-                chunks.append(index.query_vectors([path]))
-            except ImageError:  # one unreadable photo is counted, not fatal
-                skipped += 1
-                continue
-            kept.append(record)
+        if len(items) == QUERY_CHUNK:
+            chunks.append(index.query_vectors(items))
+            items = []
+    if items:
+        chunks.append(index.query_vectors(items))
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, index.space.dim), np.float32)
-    return vectors, kept, skipped
+    return vectors, records, skipped
 
 
 def ann_recall(index, all_vectors: np.ndarray, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:

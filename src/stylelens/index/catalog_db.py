@@ -57,6 +57,16 @@ class Columns:
     def n_rows(self) -> int:
         return len(self.live)
 
+    def fit(self, mask):
+        """A row mask made on an older view, fitted to this one: rows it did not have are not searched, dead ones
+        neither. A mask of this view's size is returned as it is."""
+        if mask is None or len(mask) == self.n_rows:
+            return mask
+        fitted = np.zeros(self.n_rows, bool)
+        n = min(len(mask), self.n_rows)
+        fitted[:n] = mask[:n]
+        return fitted & self.live
+
     def code(self, column: str, value: str) -> int | None:
         """A label value's code, matched leniently: case, punctuation and a plural 's' do not matter
         ('tshirt' finds 'Tshirts', 't-shirts' too). An exact (case-insensitive) match wins."""
@@ -119,7 +129,22 @@ def label_forms(value: str) -> set[str]:
     return forms
 
 
-class CatalogDB:
+class CatalogMeta:
+    """What every catalog (SQLite here, PostgreSQL in ``postgres``) derives from its meta table."""
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        raise NotImplementedError
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.meta("n_rows"))
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", "0"))
+
+
+class CatalogDB(CatalogMeta):
     """The SQLite catalog of one index folder."""
 
     def __init__(self, folder: Path, writable: bool):
@@ -175,14 +200,6 @@ class CatalogDB:
                 self.db.execute("DELETE FROM meta WHERE key=?", (key,))
             else:
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.meta("n_rows"))
-
-    @property
-    def generation(self) -> int:
-        return int(self.meta("generation", "0"))
 
     # ---- reading -------------------------------------------------------------------------
     def count(self) -> int:

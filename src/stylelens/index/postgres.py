@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DatabaseUnavailable, IndexBusyError, IndexDamagedError, IndexNotFoundError, ProductNotFoundError, import_extra
-from .catalog_db import LABEL_COLUMNS, PRODUCT_COLUMNS, Columns, columns_from, product_record
+from .catalog_db import LABEL_COLUMNS, PRODUCT_COLUMNS, CatalogMeta, Columns, columns_from, product_record
 from .database import check_artifact_name
 from .manifest import MANIFEST, check_manifest, now
 
@@ -240,7 +240,7 @@ def _holder(text) -> str:
         return "a process that has just started"
 
 
-class PostgresCatalog:
+class PostgresCatalog(CatalogMeta):
     """catalog.sqlite's interface (``CatalogDB``) over the index's PostgreSQL tables."""
 
     def __init__(self, db: PostgresDatabase, writable: bool):
@@ -284,14 +284,6 @@ class PostgresCatalog:
 
     def set_meta(self, key: str, value: str | None) -> None:
         self._write(_meta_statements({key: value}))
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.meta("n_rows"))
-
-    @property
-    def generation(self) -> int:
-        return int(self.meta("generation", "0"))
 
     def version(self) -> tuple:
         """The change counter, read at most every VERSION_POLL_S (a replica is that stale at most)."""

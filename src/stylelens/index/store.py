@@ -107,12 +107,7 @@ class IndexStore:
         """(scores, rows) of the top k rows of the view ``columns`` (default the current one) where
         ``mask`` is True; ``filters`` go to a backend that runs them itself."""
         columns = columns or self.columns
-        if mask is not None and len(mask) != columns.n_rows:  # a mask made on an older view
-            fitted = np.zeros(columns.n_rows, bool)
-            n = min(len(mask), columns.n_rows)
-            fitted[:n] = mask[:n]
-            mask = fitted & columns.live
-        return self.backend.search(queries, k, mask, filters if self.backend.server_filters else None, columns)
+        return self.backend.search(queries, k, columns.fit(mask), filters if self.backend.server_filters else None, columns)
 
     def product(self, pid: str) -> dict:
         return self.catalog.product(pid)

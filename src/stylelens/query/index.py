@@ -108,13 +108,14 @@ class Index:
         photo, sha, _ = self._decode(image)
         return self.space.query(self.embedder.embed([photo]), [photo])[0], sha
 
-    def query_vectors(self, images) -> np.ndarray:
-        """(n, dim) vectors of the space searched for the main item of each photo, as ``search`` finds it."""
-        regions = []
-        for image in images:
-            photo, _, scale = self._decode(image)
-            regions.append(self._regions(photo, None, scale)[0][1])
-        return self.space.query(self.embedder.embed(regions), regions)
+    def main_item(self, image) -> Image.Image:
+        """The image ``search`` embeds for a photo's main item (the photo itself when it is a shot on white)."""
+        photo, _, scale = self._decode(image)
+        return self._regions(photo, None, scale)[0][1]
+
+    def query_vectors(self, items) -> np.ndarray:
+        """(n, dim) vectors of the space searched for item images (``main_item``), embedded in one batch."""
+        return self.space.query(self.embedder.embed(items), items)
 
     def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None,
                    raw: np.ndarray | None = None) -> Neighbours:

@@ -19,7 +19,7 @@ from ..colour import DIM as COLOUR_DIM
 from ..colour import colour_descriptor, colour_descriptors
 from ..errors import ImageError
 from ..index.backend import exact_search
-from ..models.head import COLOURS_ARTIFACT, Calibration, Head, read_colours
+from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, read_colours
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,7 @@ class TunedSpace(RawSpace):
     def search(self, queries, k: int, mask=None, filters=None, columns=None):
         columns = columns or self.store.columns
         matrix = self.matrix(columns)[:columns.n_rows]
-        if mask is None:
-            mask = columns.live
-        elif len(mask) != columns.n_rows:  # a mask made on an older view
-            fitted = np.zeros(columns.n_rows, bool)
-            fitted[:min(len(mask), columns.n_rows)] = mask[:columns.n_rows]
-            mask = fitted & columns.live
-        return exact_search(matrix, queries, k, mask)
+        return exact_search(matrix, queries, k, columns.live if mask is None else columns.fit(mask))
 
     def vectors(self, rows, columns=None) -> np.ndarray:
         return self.matrix(columns)[np.asarray(rows, dtype=np.int64)]
@@ -161,7 +155,7 @@ def open_space(store, settings, use_head: bool = True) -> RawSpace:
     manifest = store.manifest
     head_info = manifest.get("head")
     if use_head and head_info:
-        data = store.read_artifact(head_info.get("artifact", "head.npz"))
+        data = store.read_artifact(head_info.get("artifact", HEAD_ARTIFACT))
         if data is not None:
             head = Head.from_bytes(data, str(store.path))
             return TunedSpace(store, Calibration.read(manifest, "tuned", settings), head,
