@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-offline,fast,ann}"
+# A full disk fails pip deep in its output: say it first, in one line (the venv with torch is about 7 GB).
+need_gb=8
+if [ ! -d .venv/lib ] || ! ls .venv/lib/python*/site-packages/torch >/dev/null 2>&1; then
+    free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+    if [ "${free_gb:-0}" -lt "$need_gb" ]; then
+        echo "error: only ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'); installing needs about ${need_gb} GB (torch alone takes 5.6 GB). Free some space and run this again." >&2
+        exit 1
+    fi
+fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -181,6 +181,33 @@ def test_a_running_index_follows_a_new_tune(tuned, random_embedder, tmp_path):
     index.close()
 
 
+
+def test_a_tune_landing_mid_query_waits_for_the_next_query(tuned, random_embedder, tmp_path):
+    """A writer tunes between a query's embedding and its neighbour pass: that query ends in the space it
+    began in (the raw one, 2048-d vectors), the next one searches the head."""
+    from stylelens.build.tune import tune_index
+
+    root, _ = tuned
+    shutil.copytree(root / "raw", tmp_path / "index")
+    index = open_index(tmp_path / "index", embedder=random_embedder)
+    photo = root / "catalog" / "images" / "p0005.jpg"
+    expected = [p["id"] for p in index.search(photo, k=5).products]
+    embed = index.embedder.embed
+    landed = []
+
+    def embed_then_tune(images):
+        vectors = embed(images)
+        if not landed:
+            landed.append(tune_index(tmp_path / "index", tune_views=0, progress=False))
+        return vectors
+
+    index.embedder.embed = embed_then_tune
+    result = index.search(photo, k=5)
+    assert landed and [p["id"] for p in result.products] == expected  # the whole query in the raw space
+    assert index.space.name == "tuned"
+    assert index.search(photo, k=1).products[0]["id"] == "p0005"
+    index.close()
+
 def test_damaged_head_is_named_and_no_tune_still_serves(tuned, random_embedder, tmp_path, capsys):
     root, _ = tuned
     shutil.copytree(root / "index", tmp_path / "index")

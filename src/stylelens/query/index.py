@@ -29,7 +29,7 @@ from .filters import Filters, check_k
 from .identify import Identification, vote
 from .rank import type_consistent
 from .results import SearchResult
-from .space import RawSpace, open_space
+from .space import RawSpace, on_one_space, one_space, open_space, pinned_space
 
 SELF_SLACK = 3  # candidates fetched beyond what ranking and voting need, for copies of the query itself
 
@@ -73,7 +73,11 @@ class Index:
     @property
     def space(self) -> RawSpace:
         """The space searched: the tuned head's (``stylelens tune``; setting ``tune``) or the raw backbone's.
-        A writer that tunes (or re-tunes) the index while this one serves is followed on the next query."""
+        A writer that tunes (or re-tunes) the index while this one serves is followed on the next call; a call
+        in progress keeps the space it started with (``one_space``)."""
+        pinned = pinned_space(self)
+        if pinned is not None:
+            return pinned
         self.store.columns  # noqa: B018 -- a new view re-reads the manifest a writer saved since
         manifest = self.store.manifest
         if manifest is not self._space_manifest:
@@ -81,6 +85,10 @@ class Index:
             if _space_key(manifest) != self._space_key:
                 self._space, self._space_key = open_space(self.store, self.settings, self.settings.tune), _space_key(manifest)
         return self._space
+
+    def one_space(self):
+        """A block in which ``space`` does not change: ``with index.one_space() as space: ...``."""
+        return one_space(self)
 
     @property
     def path(self) -> Path:
@@ -102,6 +110,7 @@ class Index:
         self.store.close()
 
     # ---- the query pipeline -----------------------------------------------------------------
+    @on_one_space
     def embed(self, image) -> tuple[np.ndarray, str | None]:
         """Unit vector of an image (the whole frame) in the space searched, and the sha256 of its bytes
         (None for a PIL image)."""
@@ -113,10 +122,12 @@ class Index:
         photo, _, scale = self._decode(image)
         return self._regions(photo, None, scale)[0][1]
 
+    @on_one_space
     def query_vectors(self, items) -> np.ndarray:
         """(n, dim) vectors of the space searched for item images (``main_item``), embedded in one batch."""
         return self.space.query(self.embedder.embed(items), items)
 
+    @on_one_space
     def neighbours(self, vector: np.ndarray, n: int, sha: str | None = None, exclude_rows=(), columns=None,
                    raw: np.ndarray | None = None) -> Neighbours:
         """The one neighbour pass: the n best live rows (minus ``exclude_rows``), and the query's own rows,
@@ -141,6 +152,7 @@ class Index:
         k = self.settings.identify_k
         return vote(columns, rows[:k], scores[:k], self.space.calibration.vote_temperature)
 
+    @on_one_space
     def search_vector(self, vector: np.ndarray, k: int | None = None, *, sha: str | None = None, exclude_rows=(),
                       filters: Filters | None = None, identify: bool = True, user: str | None = None,
                       diversity: float | None = None, collapse: bool | None = None,
@@ -227,12 +239,14 @@ class Index:
         extra = {} if products else {"note": filters.explain_empty(cols)}
         return SearchResult(products, ident if identify else None, (time.perf_counter() - started) * 1000, extra)
 
+    @on_one_space
     def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=(), raw=None) -> Identification:
         cols = self.store.columns
         near = self.neighbours(vector, self.settings.identify_k, sha, exclude_rows, cols, raw)
         return self._vote(*near.others(), cols)
 
     # ---- the calls users make -----------------------------------------------------------------
+    @on_one_space
     def search(self, image, k: int | None = None, *, box=None, user: str | None = None, diversity: float | None = None,
                collapse: bool | None = None, **filters) -> SearchResult:
         """Products most similar to the item in the photo, with what it is. Filters: see ``Filters``.
@@ -288,11 +302,13 @@ class Index:
         return [(tuple(round(v * scale) for v in found.xywh), region)
                 for found, region in item_crops(photo, self.settings.max_items)]
 
+    @on_one_space
     def identify(self, image) -> Identification:
         photo, sha, _ = self._decode(image)
         raw = self.embedder.embed([photo])
         return self.identify_vector(self.space.query(raw, [photo])[0], sha, raw=raw[0])
 
+    @on_one_space
     def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
                 collapse: bool | None = None, **filters) -> SearchResult:
         """'More like this' for a catalog product, without uploading its picture again."""
@@ -312,6 +328,7 @@ class Index:
             self.store.product(product_id)  # raises ProductNotFoundError with the message
         return row
 
+    @on_one_space
     def vector(self, product_id: str) -> np.ndarray:
         def of(cols):
             row = cols.row_of.get(str(product_id))
@@ -337,6 +354,7 @@ class Index:
             "price": {"min": float(prices.min()), "max": float(prices.max())} if len(prices) else None,
         }
 
+    @on_one_space
     def info(self) -> dict:
         manifest = dict(self.store.manifest)
         manifest["counts"] = self.store.counts()

@@ -35,6 +35,7 @@ import numpy as np
 from ..index import LABEL_COLUMNS
 from .filters import Filters, check_k
 from .identify import vote_labels
+from .space import on_one_space
 
 SUBCATEGORY_SLOT = {
     "topwear": "Topwear", "bottomwear": "Bottomwear",
@@ -186,6 +187,7 @@ def _distinct_types_first(columns, rows: np.ndarray, scores: np.ndarray, k: int)
     return (first + rest)[:k]
 
 
+@on_one_space
 def complete_the_look(index, product_id: str | None = None, image=None, k: int | None = None) -> LookResult:
     """Suggestions per complementary slot for a catalog product (by id) or a photo."""
     started = time.perf_counter()

@@ -31,6 +31,7 @@ from ..index.events import USERS_DB  # noqa: F401  (where a folder index keeps t
 from .diversity import check_collapse, collapse_duplicates, pool_size
 from .filters import Filters, check_k
 from .results import SearchResult
+from .space import on_one_space
 
 EVENTS = ("like", "dislike", "view", "upload")
 PRODUCT_EVENTS = ("like", "dislike", "view")
@@ -167,6 +168,7 @@ def personal_query(index, user: str, vector: np.ndarray, identified_type: str | 
     return (vector if blended is None else blended), disliked
 
 
+@on_one_space
 def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool | None = None, **filters):
     """The "For you" feed: products for a shopper from their history alone (see module doc).
     ``collapse`` shows near-identical products (cosine >= duplicate_cosine) once, as search does."""

@@ -10,8 +10,11 @@ off, or retraining it, never needs a rebuild.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -22,6 +25,41 @@ from ..index.backend import exact_search
 from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, read_colours
 
 log = logging.getLogger(__name__)
+
+# (index, space) of the call in progress, per thread and per asyncio task: a ``tune`` that lands mid-query
+# (a new head, even another dimension) is seen by the next call, never by half of this one.
+_PINNED: ContextVar[tuple | None] = ContextVar("stylelens_pinned_space", default=None)
+
+
+def pinned_space(index):
+    """The space ``index`` is pinned to by a call in progress in this thread or task, else None."""
+    pinned = _PINNED.get()
+    return pinned[1] if pinned is not None and pinned[0] is index else None
+
+
+@contextmanager
+def one_space(index):
+    """Within this block ``index.space`` stays the space current when it began (nested blocks keep the outer one)."""
+    space = pinned_space(index)
+    if space is not None:
+        yield space
+        return
+    space = index.space
+    token = _PINNED.set((index, space))
+    try:
+        yield space
+    finally:
+        _PINNED.reset(token)
+
+
+def on_one_space(call):
+    """Runs ``call(index, ...)`` (an ``Index`` method, or a query function taking the index first) on one space."""
+    @functools.wraps(call)
+    def pinned(index, *args, **kwargs):
+        with one_space(index):
+            return call(index, *args, **kwargs)
+
+    return pinned
 
 
 class RawSpace:
