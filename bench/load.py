@@ -82,9 +82,16 @@ def cpu_seconds(procs: list[subprocess.Popen]) -> float | None:
         return None
     total = 0.0
     for proc in procs:
-        p = psutil.Process(proc.pid)
-        for q in [p, *p.children(recursive=True)]:
-            t = q.cpu_times()
+        try:
+            family = [psutil.Process(proc.pid)]
+            family += family[0].children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for q in family:
+            try:
+                t = q.cpu_times()
+            except psutil.NoSuchProcess:  # a child that exited between listing and reading
+                continue
             total += t.user + t.system
     return total
 
@@ -244,6 +251,8 @@ def one_setup(args, clients: list[int], mode: str) -> list[dict]:
             })
             print_report(report)
             reports.append(report)
+        for log in log_path.parent.glob(log_path.stem + ".*.log"):  # kept only when a run failed (errors name it)
+            log.unlink(missing_ok=True)
         return reports
     finally:
         for proc in procs:
