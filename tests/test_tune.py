@@ -241,6 +241,11 @@ def test_tune_refuses_an_index_without_labels(tmp_path, random_embedder):
         writer.writerows(rows.values())
     report = tune_index(tmp_path / "index", labels=feed, tune_views=0, progress=False)
     assert report.labels["type"] == 3
+    # A column the user names that has nothing to teach is refused, naming what could be used.
+    with pytest.raises(InvalidArgumentError, match=r"'fabric' has fewer than two values.*Columns with values: name\."):
+        tune_index(tmp_path / "index", labels=feed, extra_labels=["fabric"], tune_views=0, progress=False)
+    assert tune_index(tmp_path / "index", labels=feed, extra_labels=["productDisplayName"], tune_views=0,
+                      progress=False).labels["name"] == len({r["productDisplayName"] for r in rows.values()})  # the feed's spelling of a column is understood
 
 
 def test_cli_eval_shows_raw_and_tuned_side_by_side(tuned, capsys):

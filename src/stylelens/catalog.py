@@ -305,6 +305,12 @@ def _canonical(col: str, taken: set[str]) -> str | None:
     return None
 
 
+def canonical_column(name: str) -> str:
+    """The record field a feed column's name is read into ("productDisplayName" -> "name"); other names unchanged
+    (they are kept in the record's ``extra``)."""
+    return _canonical(name, set()) or name
+
+
 def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
     """Feed file -> ({id: canonical record with 'extra'}, warnings). ``str(warning)`` is its message."""
     path = Path(path)

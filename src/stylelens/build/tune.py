@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..catalog import canonical_column
 from ..colour import DIM as COLOUR_DIM
 from ..colour import colour_descriptor
 from ..errors import CatalogError, ImageError, InvalidArgumentError
@@ -89,12 +90,14 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         if labels is not None:
             records = _with_feed_labels(records, labels)
         ordered = [records[pid] for pid in cols.ids[rows]]
-        columns = [c for c in (*LABELS, *extra_labels)]
+        extra_labels = [canonical_column(c) for c in extra_labels]
+        columns = list(dict.fromkeys((*LABELS, *extra_labels)))
         targets = _targets(ordered, columns)
         if not targets:
             raise InvalidArgumentError("No label column has two or more values with products behind them: tuning has "
                                        "nothing to learn. Give a feed with articleType, colour... (--labels FEED).",
                                        code="no_labels")
+        _check_named_labels(ordered, extra_labels, targets)
         report.products, report.labels = len(rows), {c: len(v) for c, (v, _) in targets.items()}
         raw = store.all_vectors()
         colours, report.skipped_images = _colours(ordered, settings)
@@ -172,6 +175,20 @@ def _targets(records: list[dict], columns) -> dict[str, tuple[list[str], np.ndar
         code = {v: i for i, v in enumerate(vocab)}
         out[column] = (vocab, np.array([code.get(v, -1) if v is not None else -1 for v in values], np.int64))
     return out
+
+
+def _check_named_labels(records: list[dict], named, targets) -> None:
+    """A column the user named (``--label``) that cannot teach anything is an error, not a silent skip."""
+    useless = [c for c in named if c not in targets]
+    if not useless:
+        return
+    seen = sorted({k for r in records for k, v in r.items() if isinstance(v, str)} | {k for r in records for k in (r.get("extra") or {})})
+    # A label repeats: a column with a value per product (id, name, path) is not one.
+    usable = [c for c in seen if c not in targets and 2 <= len({label_of(r, c) for r in records} - {None}) <= len(records) / 2]
+    raise InvalidArgumentError(
+        f"Label column {', '.join(map(repr, useless))} has fewer than two values among the index's products: nothing "
+        f"to learn from it. Columns with values: {', '.join(usable) or 'none beyond the standard labels'}.",
+        code="bad_option")
 
 
 def _colours(records: list[dict], settings) -> tuple[np.ndarray, int]:
