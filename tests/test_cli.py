@@ -256,3 +256,24 @@ def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
     assert main(["index", str(tmp_path / "c"), "--out", str(tmp_path / "taken"), "--workers", "0", *RANDOM]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a file, not a folder" in err
+
+
+def test_ctrl_c_says_what_is_kept_and_an_interrupted_tune_leaves_no_head(tmp_path, monkeypatch, capsys):
+    import stylelens.build.tune as tune
+    from conftest import write_catalog
+
+    root = tmp_path
+    write_catalog(root / "catalog", n=24, seed=5)
+    assert main(["index", str(root / "catalog"), "--out", str(root / "index"), "--workers", "0", "--no-progress", *RANDOM]) == 0
+    capsys.readouterr()
+
+    def interrupted_training(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the head trains
+
+    monkeypatch.setattr(tune, "_train", interrupted_training)
+    assert main(["tune", str(tmp_path / "index"), "--tune-views", "4"]) == 130
+    assert capsys.readouterr().err == "interrupted; nothing was left half-written. Run the same command again.\n"
+    assert "head" not in json.loads((tmp_path / "index" / "manifest.json").read_text())
+    photo = next((root / "catalog").rglob("*.jpg"))
+    assert main(["search", str(tmp_path / "index"), str(photo), "--json"]) == 0  # the writer's lock went with it
+    assert json.loads(capsys.readouterr().out)["results"]

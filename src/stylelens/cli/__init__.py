@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted. Work committed so far is kept; run the same command again to resume.", file=sys.stderr)
+        # Commands that commit as they go (index, demo) say what is kept; the others leave nothing half-written.
+        print(getattr(args, "interrupted", "interrupted; nothing was left half-written. Run the same command again."),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

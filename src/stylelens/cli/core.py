@@ -6,7 +6,7 @@ import sys
 
 from ..settings import SETTINGS, Settings
 from .options import add_setting_flags, settings_from
-from .output import print_json, print_search_result
+from .output import RESUMABLE, print_json, print_search_result
 
 EMBEDDER_SETTINGS = ("backbone", "weights", "pooling", "device", "runtime", "precision", "batch_size")
 
@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
     add_embedder_options(p)
     add_scale_options(p)
-    p.set_defaults(func=cmd_index)
+    p.set_defaults(func=cmd_index, interrupted=RESUMABLE)
 
     p = sub.add_parser("search", help="Recommend products for a photo.")
     p.add_argument("index", help="Index folder.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .output import print_identified, print_results
+from .output import RESUMABLE, print_identified, print_results
 
 # Where the project's sample data lies beside a checkout (the README runs the demo from the repo root).
 DEFAULT_CATALOG = Path("..") / "shared" / "data" / "fashion-small"
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--no-serve", action="store_true", help="Stop after the sample search.")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, interrupted=RESUMABLE)
 
 
 def choose_embedder(weights: str | None):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+# What Ctrl-C leaves, said by commands that commit as they go (index, demo).
+RESUMABLE = "interrupted. Work committed so far is kept; run the same command again to resume."
+
 
 def print_json(data) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
