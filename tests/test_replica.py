@@ -217,6 +217,15 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_se
         assert removed.returncode == 0, removed.stderr
         for replica in (a, b):
             assert eventually(lambda r=replica: r.get("/api/products/1010").status_code == 404)
+        # stylelens tune on the database, from a third process: both replicas search the new head within seconds
+        # (B's two workers each follow it), and still agree.
+        assert a.get("/api/health").json()["space"] == "raw"
+        tuned = cli(environment, "tune", location, "--tune-views", "8")
+        assert tuned.returncode == 0, tuned.stderr
+        assert eventually(lambda: all(r.get("/api/health").json()["space"] == "tuned" for r in (a, b, b, b, b)))
+        answers = [r.post("/api/search", files={"image": ("q.jpg", photo, "image/jpeg")}, data={"k": "5"}).json() for r in (a, b)]
+        assert answers[0]["results"][0]["id"] == "1003"
+        assert [p["id"] for p in answers[0]["results"]] == [p["id"] for p in answers[1]["results"]]
         # A dies without warning; B keeps serving, with everything A recorded.
         a.stop(signal.SIGKILL)
         assert b.get("/api/health").json()["products"] == 23

@@ -225,7 +225,8 @@ async def health(request: Request, index: Index = Depends(current_index)):
     generation = index.store.generation
     return {**public, "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
             "dimension": index.store.dim, "pooling": manifest["pooling"], "search": index.store.backend.name,
-            "runtime": index.embedder.runtime_name, "generation": {"vectors": generation[0], "rows": generation[1]}}
+            "runtime": index.embedder.runtime_name, "space": index.space.name,
+            "generation": {"vectors": generation[0], "rows": generation[1]}}
 
 
 def _indexing(app: FastAPI, products: int) -> dict | None:

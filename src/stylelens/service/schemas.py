@@ -102,8 +102,8 @@ class Indexing(BaseModel):
 
 
 class Health(BaseModel):
-    """backbone, weights, dimension, pooling, search, runtime and generation: for clients on the server's own
-    machine only."""
+    """backbone, weights, dimension, pooling, search, runtime, space and generation: for clients on the server's
+    own machine only."""
 
     status: str
     version: str
@@ -117,4 +117,5 @@ class Health(BaseModel):
     pooling: str | None = None
     search: str | None = None
     runtime: str | None = None
+    space: str | None = Field(None, description="The space searched: 'tuned' (the head stylelens tune trained) or 'raw'.")
     generation: Generation | None = None
