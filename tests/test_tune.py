@@ -153,6 +153,22 @@ def test_products_added_after_tuning_are_projected(tuned, random_embedder, tmp_p
     index.close()
 
 
+
+def test_the_tuned_space_projects_in_bounded_chunks_with_the_same_result(tuned, random_embedder, monkeypatch):
+    import stylelens.query.space as space
+
+    root, _ = tuned
+    whole = open_index(root / "index", embedder=random_embedder)
+    monkeypatch.setattr(space, "PROJECT_CHUNK", 5)  # 72 rows in 15 steps
+    reads = []
+    chunked = open_index(root / "index", embedder=random_embedder)
+    store_vectors = chunked.store.vectors
+    chunked.store.vectors = lambda rows, columns=None: reads.append(len(rows)) or store_vectors(rows, columns)
+    np.testing.assert_allclose(chunked.space.matrix(), whole.space.matrix(), atol=1e-6)
+    assert max(reads) == 5 and sum(reads) == 72
+    whole.close()
+    chunked.close()
+
 def test_info_says_when_the_head_is_stale(tuned, random_embedder, tmp_path, capsys):
     from stylelens.index import open_store
 

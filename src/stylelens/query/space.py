@@ -26,6 +26,8 @@ from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, re
 
 log = logging.getLogger(__name__)
 
+PROJECT_CHUNK = 32_768  # raw rows projected per step (256 MB of 2048-d float32)
+
 # (index, space) of the call in progress, per thread and per asyncio task: a ``tune`` that lands mid-query
 # (a new head, even another dimension) is seen by the next call, never by half of this one.
 _PINNED: ContextVar[tuple | None] = ContextVar("stylelens_pinned_space", default=None)
@@ -148,10 +150,13 @@ class TunedSpace(RawSpace):
                 self._matrix, self._generation = np.zeros((0, self.head.dim), np.float32), columns.generation
             done = len(self._matrix)
             if done < columns.n_rows:
-                rows = np.arange(done, columns.n_rows)
-                raw = self.store.vectors(rows, columns)
-                colours = self._colours(columns.ids[rows]) if self.head.uses_colour else None
-                self._matrix = np.concatenate([self._matrix, self.head.project(raw, colours)])
+                # In chunks: the raw rows read at once stay bounded (a million 2048-d rows would be 8 GB).
+                parts = [self._matrix]
+                for start in range(done, columns.n_rows, PROJECT_CHUNK):
+                    rows = np.arange(start, min(start + PROJECT_CHUNK, columns.n_rows))
+                    colours = self._colours(columns.ids[rows]) if self.head.uses_colour else None
+                    parts.append(self.head.project(self.store.vectors(rows, columns), colours))
+                self._matrix = np.concatenate(parts)
             return self._matrix
 
     def search(self, queries, k: int, mask=None, filters=None, columns=None):
