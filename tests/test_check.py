@@ -160,6 +160,27 @@ def test_a_broken_manifest_without_images_cannot_be_rebuilt_and_says_rebuild(toy
     assert "cannot be inferred" in report.findings[0].message and "stylelens index CATALOG --out NEW_FOLDER" in report.findings[0].message
 
 
+def test_a_tuned_head_that_is_missing_damaged_or_not_the_one_tune_wrote_is_named(toy):
+    from stylelens.models.head import Head, sha256
+
+    manifest = json.loads((toy / "manifest.json").read_text())
+    head = Head(np.zeros(4, np.float32), np.eye(4, dtype=np.float32), np.ones((4, 3), np.float32), np.zeros(3, np.float32),
+                np.ones((3, 2), np.float32), np.zeros(2, np.float32), 0.0)
+    manifest["head"] = {"artifact": "head.npz", "sha256": sha256(head.to_bytes())}
+    (toy / "manifest.json").write_text(json.dumps(manifest))
+    report = check(toy)
+    assert codes(report) == ["head_missing"] and "stylelens tune" in report.findings[0].message
+    (toy / "head.npz").write_bytes(b"garbage")
+    report = check(toy, repair=True)  # nothing to repair: tune trains it again
+    assert codes(report) == ["head_damaged"] and report.exit_code == 1 and report.findings[0].line().startswith("problem   head.npz: ")
+    other = Head(head.mean, head.whiten, head.w1, head.b1, head.w2, np.ones(2, np.float32), 0.0)
+    (toy / "head.npz").write_bytes(other.to_bytes())  # loads, but is not the head the manifest records
+    report = check(toy)
+    assert codes(report) == ["head_damaged"] and "sha256" in report.findings[0].message
+    (toy / "head.npz").write_bytes(head.to_bytes())
+    assert check(toy).summary() == "ok"
+
+
 def test_a_held_writer_lock_makes_repair_refuse_in_one_line(toy, capsys):
     lock = WriterLock(toy).acquire()
     try:

@@ -4,12 +4,8 @@ served by `stylelens serve` processes that share nothing but those two. All on 1
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,103 +13,13 @@ import httpx
 import pytest
 
 from conftest import write_catalog
+from replica_fixtures import (CLI, PASSWORD, cli, db_url, environment, milvus_server,  # noqa: F401
+                              postgres, postgres_server)
 from service_fixtures import free_port
 
 pytestmark = pytest.mark.scale
 pytest.importorskip("sqlalchemy", reason="the postgres extra is not installed: pip install 'stylelens[postgres]'")
 pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install 'stylelens[postgres]'")
-
-PASSWORD = "s3cret-for-tests"
-CLI = [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())"]
-
-
-def _as_postgres_user() -> list[str]:
-    """initdb and postgres refuse to run as root: run them as the postgres user then."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-    import pwd
-
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as (apt-get install postgresql)")
-    return ["runuser", "-u", "postgres", "--"]
-
-
-class Postgres:
-    """A PostgreSQL 15 server of its own in ``root``, password authentication on TCP."""
-
-    def __init__(self, root: Path, as_user: list[str]):
-        self.root, self.as_user = root, as_user
-        self.port = free_port()
-        self.data = root / "data"
-        (root / "pw").write_text(PASSWORD + "\n")
-        subprocess.run(as_user + [shutil.which("initdb"), "-D", str(self.data), "-U", "stylelens", "-E", "UTF8", "--no-sync",
-                                  "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={root / 'pw'}"],
-                       check=True, capture_output=True)
-
-    def start(self) -> None:
-        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
-                                       f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                       check=True, capture_output=True)
-
-    def stop(self) -> None:
-        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-                       capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH): apt-get install postgresql (scripts/test.sh does)")
-    as_user = _as_postgres_user()
-    # As root the data folder cannot sit under pytest's tmp_path (mode 0700, root's): a folder of its own in /tmp.
-    root = Path(tempfile.mkdtemp(prefix="stylelens-pg-"))
-    if as_user:
-        shutil.chown(root, "postgres", "postgres")
-    server = Postgres(root, as_user)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def postgres(postgres_server) -> int:
-    return postgres_server.port
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory):
-    """The embedded Milvus 2.3 server (`pip install milvus`): its port."""
-    milvus = pytest.importorskip("milvus", reason="the embedded Milvus server is not installed: pip install 'stylelens[milvus-server]'")
-    server = milvus.default_server
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
-    server.start()
-    try:
-        yield server.listen_port
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def environment(monkeypatch):
-    env = dict(os.environ, STYLELENS_DATABASE_PASSWORD=PASSWORD, STYLELENS_RUNTIME="torch", STYLELENS_PROGRESS="0",
-               PYTHONPATH=os.pathsep.join(sys.path))
-    monkeypatch.setenv("STYLELENS_DATABASE_PASSWORD", PASSWORD)
-    return env
-
-
-def db_url(port: int, name: str) -> str:
-    return f"postgresql://stylelens@127.0.0.1:{port}/{name}"
-
-
-def cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 class Replica:

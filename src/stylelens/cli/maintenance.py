@@ -1,4 +1,4 @@
-"""check: verify an index folder, and repair what is safe to repair."""
+"""check: verify an index (a folder, or a database location), and repair what is safe to repair."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from .output import print_json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("check", help="Verify an index folder (manifest, catalog, vectors, a re-embedded sample); "
-                                     "--repair fixes what is safe.")
-    p.add_argument("index", help="Index folder.")
+    p = sub.add_parser("check", help="Verify an index (manifest, catalog, vectors, tuned head, a re-embedded sample): a "
+                                     "folder, or PostgreSQL + its Milvus collection; --repair fixes what is safe.")
+    p.add_argument("index", help="Index folder, or database location (postgresql://USER@HOST:PORT/DB).")
     p.add_argument("--repair", action="store_true",
-                   help="Take the writer lock and fix what is safe: cut an uncommitted tail, delete stale files, make the "
-                        "next `stylelens index` re-embed products whose vectors are damaged.")
+                   help="Take the writer lock and fix what is safe: cut an uncommitted tail, delete stale files or vectors "
+                        "no product owns, make the next `stylelens index` re-embed products whose vectors are missing or damaged.")
     p.add_argument("--sample", type=int, default=64, metavar="N",
                    help="Products re-embedded from their images and compared with their vectors (seeded; 0 = all; default 64).")
     add_setting_flags(p, "device", "runtime", "precision", "batch_size")

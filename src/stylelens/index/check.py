@@ -1,10 +1,15 @@
-"""``stylelens check``: verify an index folder file by file, and repair what is safe to repair.
+"""``stylelens check``: verify an index file by file, and repair what is safe to repair.
 
-Each check names the file and what is wrong in one line. Repairs never invent vectors: they cut what
-was never committed, delete what no view reads, and make the next ``stylelens index`` re-embed the
-products whose vectors cannot be trusted (their image hash is forgotten, so the build sees them as
-changed). Everything else is reported with the command that fixes it.
-"""
+A database index (PostgreSQL + its Milvus collection) is checked table by table: its schema revision,
+manifest, tuned head and catalog rows, then the collection against the catalog (a vector for every
+product, none that no product owns, no batch left uncommitted), with the same unit length and
+re-embedded sample checks, reading Milvus by id in bounded chunks (``check_database``).
+
+Each check names the file (for a database: the table, artifact or collection) and what is wrong in one
+line. Repairs never invent vectors: they cut what was never committed, delete what no view reads, and
+make the next ``stylelens index`` re-embed the products whose vectors cannot be trusted (their image
+hash is forgotten, so the build sees them as changed). Everything else is reported with the command
+that fixes it."""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ from ..images import content_hash, load_image, read_bytes
 from ..settings import Settings, settings_or_default
 from .backend import kind_of
 from .catalog_db import CATALOG_DB, CatalogDB
-from .database import is_database
+from .check_database import DatabaseIndex, MilvusRows
+from .database import FolderDatabase, is_database
 from .lock import WriterLock
 from .manifest import FORMAT, MANIFEST, new_manifest, read_manifest, write_manifest
 from .store import open_store
@@ -33,6 +39,11 @@ UNIT_TOLERANCE = 1e-3
 DRIFT = 1e-4  # runtimes and precisions move a re-embedded vector by less (bf16: ~2e-5 in cosine)
 SYSTEMATIC = 0.25  # this share of a partial sample mismatched: the whole file is suspect, not a few rows
 REBUILD = "rebuild the index into a new folder (stylelens index CATALOG --out NEW_FOLDER)"
+REBUILD_DATABASE = ("rebuild the index into a new database (stylelens index CATALOG --out postgresql://USER@HOST:PORT/NEW_DB "
+                    "--store milvus://HOST:PORT/NEW_COLLECTION)")
+TUNE = "run stylelens tune INDEX to train it again (or search with --no-tune until then)"
+UNIT_READS = 10_000  # vectors a database check reads for their length unless --sample 0 (all)
+NEAREST = 8  # neighbours a database check asks Milvus for, to find the closest trusted product's vector
 REINDEX = "stylelens index CATALOG --out INDEX"
 _VECTORS = re.compile(r"vectors-(\d+)\.f32$")
 
@@ -98,23 +109,27 @@ class _Product:
 
 
 def check(path, repair: bool = False, sample: int = 64, *, settings: Settings | None = None, embedder=None) -> CheckReport:
-    """Verify the index folder ``path``; with ``repair``, take the writer lock and fix what is safe.
+    """Verify the index at ``path`` (a folder, or a database location); with ``repair``, take the writer
+    lock and fix what is safe.
 
     ``sample`` products (seeded; 0 = all) are re-embedded from their images and compared with their
     stored vectors. ``embedder``: the one to re-embed with (default: made from the manifest).
     """
-    if is_database(path):
-        raise InvalidArgumentError(f"stylelens check reads index folders; {path} is a database. PostgreSQL checks its own "
-                                   "tables (pg_amcheck), and stylelens index re-adds products whose vectors are missing.",
-                                   code="bad_option")
-    folder = Path(path)
     if sample < 0:
         raise InvalidArgumentError(f"sample must be 0 (every product) or more, got {sample}.", code="bad_option")
+    settings = settings_or_default(settings)
+    if is_database(path):
+        index = DatabaseIndex(path, settings)  # a down server or a wrong password: one line, as every command
+        try:
+            return _DatabaseChecker(index, repair, sample, settings, embedder).run()
+        finally:
+            index.close()
+    folder = Path(path)
     if not folder.is_dir() or not ((folder / MANIFEST).exists() or (folder / CATALOG_DB).exists()):
         raise IndexNotFoundError(f"No stylelens index at {folder} (no manifest.json or catalog.sqlite). Check the path.")
     lock = WriterLock(folder).acquire() if repair else None
     try:
-        return _Checker(folder, repair, sample, settings_or_default(settings), embedder).run()
+        return _Checker(folder, repair, sample, settings, embedder).run()
     finally:
         if lock is not None:
             lock.release()
@@ -135,6 +150,9 @@ class _Checker:
         self.vectors_ok = False
         self.manifest_finding: Finding | None = None
         self.vectors_file = "vectors"
+        self.rebuild = REBUILD
+        self.whole = "file"  # what a systematic mismatch condemns
+        self.unit_limit: int | None = None  # vectors read for their length (None: all)
 
     def run(self) -> CheckReport:
         manifest = self.check_manifest()
@@ -157,13 +175,17 @@ class _Checker:
             manifest = self.rebuild_manifest(matrix)
         if matrix is not None:
             self.check_sample(manifest, matrix, {p.id for p in pending})
+        self.check_head(manifest, FolderDatabase(self.folder).read_artifact)
         self.apply_catalog_repairs()
-        if pending:
-            ids = [p.id for p in pending]
-            self.add(CATALOG_DB, "pending", f"{len(ids)} product(s) wait to be re-embedded (image hash forgotten, e.g. by a "
-                     f"repair): {_few(ids)}. Run {REINDEX}.", products=ids)
+        self.report_pending(CATALOG_DB, pending)
         self.report.counts.update(products=len(self.products), vector_rows=n_rows)
         return self.report
+
+    def report_pending(self, file: str, pending: list[_Product]) -> None:
+        if pending:
+            ids = [p.id for p in pending]
+            self.add(file, "pending", f"{len(ids)} product(s) wait to be re-embedded (image hash forgotten, e.g. by a "
+                     f"repair): {_few(ids)}. Run {REINDEX}.", products=ids)
 
     # ---- findings ------------------------------------------------------------------------
     def add(self, file: str, code: str, message: str, repairable: bool = False, products=()) -> Finding:
@@ -175,26 +197,27 @@ class _Checker:
         finding.repaired, finding.done = True, done
 
     # ---- 1. manifest ---------------------------------------------------------------------
-    def check_manifest(self) -> dict | None:
-        fix = "run stylelens check INDEX --repair to rebuild it from the catalog and vectors"
+    def check_manifest(self, read=None, fix: str = "run stylelens check INDEX --repair to rebuild it from the catalog and "
+                       "vectors", repairable: bool = True) -> dict | None:
+        """The manifest (``read()``, default the folder's file): readable, our format, naming its embedder."""
         try:
-            manifest = read_manifest(self.folder)
+            manifest = read() if read is not None else read_manifest(self.folder)
         except IndexDamagedError as exc:
             why = exc.message.split(": ", 1)[-1].split(". ", 1)[0]
-            self.manifest_finding = self.add(MANIFEST, "manifest_damaged", f"{why}; {fix}.", repairable=True)
+            self.manifest_finding = self.add(MANIFEST, "manifest_damaged", f"{why}; {fix}.", repairable=repairable)
             return None
         except IndexMismatchError:
             self.add(MANIFEST, "manifest_version", f"it was written by another stylelens format version; use that version "
-                     f"or {REBUILD}.")
+                     f"or {self.rebuild}.")
             return None
         if manifest is None:
-            self.manifest_finding = self.add(MANIFEST, "manifest_missing", f"it is missing; {fix}.", repairable=True)
+            self.manifest_finding = self.add(MANIFEST, "manifest_missing", f"it is missing; {fix}.", repairable=repairable)
             return None
         if manifest.get("format") != FORMAT:
-            self.add(MANIFEST, "manifest_format", f"its format is {manifest.get('format')!r}, not {FORMAT!r}; {REBUILD}.")
+            self.add(MANIFEST, "manifest_format", f"its format is {manifest.get('format')!r}, not {FORMAT!r}; {self.rebuild}.")
         dim = manifest["embedder"].get("dim")
         if not isinstance(dim, int) or dim <= 0:
-            self.add(MANIFEST, "manifest_dim", f"its embedder dimension {dim!r} is not a positive number; {REBUILD}.")
+            self.add(MANIFEST, "manifest_dim", f"its embedder dimension {dim!r} is not a positive number; {self.rebuild}.")
             return None
         return manifest
 
@@ -222,17 +245,21 @@ class _Checker:
             return None, None
         finally:
             db.close()
+        return self.check_rows(CATALOG_DB, meta, rows)
+
+    def check_rows(self, file: str, meta: dict, rows: list[tuple]) -> tuple[int | None, int | None]:
+        """The catalog's meta and its (id, row, image_path, image_sha256) rows: every product at its own row."""
         n_rows = _int(meta.get("n_rows"))
         generation = _int(meta.get("generation"))
         if n_rows is None or generation is None:
             missing = " and ".join(k for k, v in (("n_rows", n_rows), ("generation", generation)) if v is None)
-            self.add(CATALOG_DB, "catalog_meta", f"its meta table has no valid {missing}; {REBUILD}.")
+            self.add(file, "catalog_meta", f"its meta table has no valid {missing}; {self.rebuild}.")
             return None, None
         self.products = [_Product(str(pid), row, path_, sha) for pid, row, path_, sha in rows]
         outside = [p.id for p in self.products if p.row is None or not 0 <= p.row < n_rows]
         if outside:
             self.remove.update(dict.fromkeys(outside, self.add(
-                CATALOG_DB, "catalog_rows", f"{len(outside)} product(s) point outside vector rows 0..{n_rows - 1}: {_few(outside)}; "
+                file, "catalog_rows", f"{len(outside)} product(s) point outside vector rows 0..{n_rows - 1}: {_few(outside)}; "
                 "run stylelens check INDEX --repair to remove them, then " + REINDEX + " adds them again.",
                 repairable=True, products=outside)))
         by_row: dict[int, list[str]] = {}
@@ -242,7 +269,7 @@ class _Checker:
         shared = sorted(pid for ids in by_row.values() if len(ids) > 1 for pid in ids)
         if shared:
             self.remove.update(dict.fromkeys(shared, self.add(
-                CATALOG_DB, "catalog_shared_rows", f"{len(shared)} product(s) share vector rows: {_few(shared)}; run stylelens "
+                file, "catalog_shared_rows", f"{len(shared)} product(s) share vector rows: {_few(shared)}; run stylelens "
                 "check INDEX --repair to remove them, then " + REINDEX + " adds them again.", repairable=True, products=shared)))
         self.products = [p for p in self.products if p.id not in self.remove]
         self.catalog_ok = True
@@ -339,6 +366,10 @@ class _Checker:
     def check_unit(self, matrix: np.ndarray, pending: set[str]) -> None:
         live = [p for p in self.products if p.row is not None and p.row < len(matrix) and p.id not in pending
                 and p.id not in self.forget]
+        if self.unit_limit is not None and len(live) > self.unit_limit:
+            self.report.notes.append(f"the length of {self.unit_limit:,} of {len(live):,} vectors checked (seeded; "
+                                     "stylelens check INDEX --sample 0 reads every vector)")
+            live = sorted(random.Random(0).sample(live, self.unit_limit), key=lambda p: p.row)
         bad = []
         for start in range(0, len(live), 4096):
             chunk = live[start:start + 4096]
@@ -408,7 +439,8 @@ class _Checker:
         systematic = partial and len(wrong) >= SYSTEMATIC * len(picked)
         if systematic:  # shuffled or foreign vectors: the unsampled products cannot be trusted either
             affected = [p.id for p in candidates]
-            scope = f"; the whole file looks shuffled or foreign, so all {len(affected)} are re-embedded by the repair"
+            scope = (f"; the whole {self.whole} looks shuffled or foreign, so all {len(affected)} are re-embedded by "
+                     "the repair")
         else:
             affected = wrong
             scope = ("; the rest were not compared (stylelens check INDEX --sample 0 compares every product)"
@@ -448,6 +480,31 @@ class _Checker:
             return prepare(load_image(data, max_pixels=self.settings.max_pixels), embedder.preprocess)
         except ImageError:
             return None
+
+    # ---- 6. the tuned head ---------------------------------------------------------------
+    def check_head(self, manifest: dict | None, read_artifact) -> None:
+        """The head the manifest names (stylelens tune) is there, loads, and is the one tune wrote."""
+        head = (manifest or {}).get("head")
+        if not isinstance(head, dict):
+            return
+        from ..models.head import HEAD_ARTIFACT, Head, sha256
+
+        name = str(head.get("artifact") or HEAD_ARTIFACT)
+        try:
+            data = read_artifact(name)
+        except (InvalidArgumentError, OSError):
+            data = None
+        if data is None:
+            self.add(name, "head_missing", f"the manifest names a tuned head that is not there (searches fall back to the "
+                     f"raw space); {TUNE}.")
+            return
+        try:
+            Head.from_bytes(data)
+        except IndexDamagedError:
+            self.add(name, "head_damaged", f"it does not load as a tuned head, so searching the tuned space fails; {TUNE}.")
+            return
+        if head.get("sha256") and sha256(data) != head["sha256"]:
+            self.add(name, "head_damaged", f"it is not the head tune wrote (its sha256 differs from the manifest's); {TUNE}.")
 
     # ---- repairs -------------------------------------------------------------------------
     def rebuild_manifest(self, matrix: np.ndarray | None) -> dict | None:
@@ -523,19 +580,154 @@ class _Checker:
             return
         db = CatalogDB(self.folder, writable=True)
         try:
-            if self.remove:
-                db.delete(list(self.remove))
-                for finding in {id(f): f for f in self.remove.values()}.values():
-                    self.repaired(finding, f"removed {len(finding.products)} product(s) from the catalog; {REINDEX} adds "
-                                           "them again")
-            if self.forget:
-                db.forget_hashes(list(self.forget))
-                for finding in {id(f): f for f in self.forget.values()}.values():
-                    n = sum(1 for f in self.forget.values() if f is finding)
-                    what = "padded the file to its committed size and " if finding.code == "vectors_short" else ""
-                    self.repaired(finding, f"{what}forgot the image hash of {n} product(s): {REINDEX} re-embeds exactly them")
+            self.repair_catalog(db)
         finally:
             db.close()
+
+    def repair_catalog(self, catalog) -> None:
+        """Remove the products that cannot stay, and forget the image hash of those to re-embed."""
+        if self.remove:
+            catalog.delete(list(self.remove))
+            for finding in {id(f): f for f in self.remove.values()}.values():
+                self.repaired(finding, f"removed {len(finding.products)} product(s) from the catalog; {REINDEX} adds "
+                                       "them again")
+        if self.forget:
+            catalog.forget_hashes(list(self.forget))
+            for finding in {id(f): f for f in self.forget.values()}.values():
+                n = sum(1 for f in self.forget.values() if f is finding)
+                what = "padded the file to its committed size and " if finding.code == "vectors_short" else ""
+                self.repaired(finding, f"{what}forgot the image hash of {n} product(s): {REINDEX} re-embeds exactly them")
+
+
+class _DatabaseChecker(_Checker):
+    """The same checks on a database index: PostgreSQL's schema, manifest, head and catalog rows, and the
+    Milvus collection against the catalog. Repairs go through the index's store, under the writer lock."""
+
+    def __init__(self, index: DatabaseIndex, repair: bool, sample: int, settings: Settings, embedder):
+        super().__init__(index.location, repair, sample, settings, embedder)
+        self.index = index
+        self.rebuild = REBUILD_DATABASE
+        self.whole = "collection"
+        self.unit_limit = UNIT_READS if sample else None
+        self.orphans: Finding | None = None  # its repair deletes its products' vectors
+        self.batch: Finding | None = None  # its repair clears the uncommitted batch, as the next build would
+
+    def run(self) -> CheckReport:
+        if not self.check_schema():
+            return self.report
+        meta, rows = self.index.catalog()
+        if not rows and not self.has_manifest():
+            raise self.index.not_found()
+        manifest = self.check_manifest(self.index.manifest, self.rebuild, repairable=False)
+        n_rows, _ = self.check_rows("products", meta, rows)
+        self.check_head(manifest, self.index.artifact)
+        pending = [p for p in self.products if p.sha256 is None and p.row is not None]
+        if manifest is not None and n_rows is not None:
+            matrix = self.check_collection(manifest, meta, n_rows)
+            if matrix is not None:
+                self.check_unit(matrix, {p.id for p in pending})
+                self.check_sample(manifest, matrix, {p.id for p in pending})
+        self.apply_catalog_repairs()
+        self.report_pending("products", pending)
+        self.report.counts.update(products=len(self.products), vector_rows=n_rows)
+        return self.report
+
+    def has_manifest(self) -> bool:
+        try:
+            return self.index.manifest() is not None
+        except StylelensError:
+            return True  # there, but damaged: a finding
+
+    # ---- 0. schema -------------------------------------------------------------------------
+    def check_schema(self) -> bool:
+        """The schema is at this stylelens's Alembic revision. An older one is migrated by the next command that opens
+        the index (--repair: now); a newer one is left to the stylelens that wrote it. True: go on checking."""
+        found = self.index.revision
+        if found is None:
+            raise self.index.not_found()
+        head, known = self.index.revisions()
+        if found == head:
+            self.index.open(lock=self.repair)
+            return True
+        if found not in known:
+            self.add("schema", "schema_unknown", f"it is at revision {found}, which this stylelens does not know (a newer "
+                     "stylelens wrote it); check the index with that version. Nothing else was checked.")
+            return False
+        finding = self.add("schema", "schema_old", f"it is at revision {found}, this stylelens's is {head}: the next command "
+                           "that opens the index migrates it (stylelens check INDEX --repair does it now). Nothing else was "
+                           "checked.", repairable=True)
+        if not self.repair:
+            return False
+        self.index.open(lock=True)  # opening migrates
+        self.repaired(finding, f"migrated the schema from revision {found} to {head}")
+        return True
+
+    # ---- 3. the collection -----------------------------------------------------------------
+    def check_collection(self, manifest: dict, meta: dict, n_rows: int) -> MilvusRows | None:
+        """Milvus holds one vector for every product of the catalog, none that no product owns, and no batch
+        whose catalog commit never happened."""
+        self.vectors_file = str((manifest.get("vectors") or {}).get("location") or "vectors").split("?")[0]
+        try:
+            self.index.open_collection(manifest)
+        except (IndexNotFoundError, IndexMismatchError, InvalidArgumentError) as exc:
+            self.add(self.vectors_file, "vectors_collection", exc.message)
+            return None
+        ids, held = self.index.vector_ids()
+        self.report.counts["vectors_held"] = held
+        catalog = {p.id for p in self.products} | set(self.remove)
+        batch = self.index.pending_batch(meta)
+        if batch:
+            self.batch = self.add(self.vectors_file, "vectors_uncommitted", f"{len(batch)} vector(s) of a batch whose "
+                                  f"catalog commit never happened (a stylelens index interrupted, or running now): "
+                                  f"{_few(batch)}; run stylelens check INDEX --repair (or {REINDEX}) to clear it.", True, batch)
+        orphans = sorted(ids - catalog - set(batch))
+        if orphans:
+            self.orphans = self.add(self.vectors_file, "vectors_orphan", f"{len(orphans)} vector(s) that no product of the "
+                                    f"catalog owns, found by searches and then dropped: {_few(orphans)}; run stylelens check "
+                                    "INDEX --repair to delete them.", True, orphans)
+        missing = [p.id for p in self.products if p.id not in ids and p.sha256 is not None]
+        if missing:
+            self.forget.update(dict.fromkeys(missing, self.add(
+                self.vectors_file, "vectors_missing", f"{len(missing)} product(s) have no vector in it, so no search finds "
+                f"them: {_few(missing)}; run stylelens check INDEX --repair, then {REINDEX} re-embeds them.", True, missing)))
+        if held > len(ids):
+            live = {p.id for p in self.products}
+            twice = [pid for pid in self.index.duplicated(sorted(ids)) if pid in live and pid not in self.forget]
+            if twice:
+                self.forget.update(dict.fromkeys(twice, self.add(
+                    self.vectors_file, "vectors_duplicate", f"{len(twice)} product(s) have more than one vector in it: "
+                    f"{_few(twice)}; run stylelens check INDEX --repair, then {REINDEX} re-embeds them (one vector each).",
+                    True, twice)))
+        return MilvusRows(self.index, {p.row: p.id for p in self.products}, n_rows, int(manifest["embedder"]["dim"]))
+
+    def _best(self, matrix, fresh: np.ndarray, pending: set[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For each fresh vector, the cosine and row of the closest trusted product's vector: the collection's own search."""
+        row_of = {p.id: p.row for p in self.products if p.id not in pending and p.id not in self.forget}
+        best_cos = np.full(len(fresh), -np.inf, np.float32)
+        best_row = np.full(len(fresh), -1, np.int64)
+        for i, hits in enumerate(self.index.nearest(fresh, NEAREST)):
+            trusted = [(score, row_of[pid]) for pid, score in hits if pid in row_of]
+            if trusted:
+                best_cos[i], best_row[i] = trusted[0]
+        return best_cos, best_row
+
+    # ---- repairs -------------------------------------------------------------------------
+    def apply_catalog_repairs(self) -> None:
+        if not self.repair or not (self.forget or self.remove or self.orphans or self.batch):
+            return
+        store = self.index.writable_store()  # opening it for writing clears an uncommitted batch, as a build does
+        try:
+            if self.batch is not None:
+                self.repaired(self.batch, "deleted the batch's vectors that no product owns, and forgot the image hash of "
+                                          f"its products in the catalog: {REINDEX} re-embeds them")
+            if self.orphans is not None:
+                store.backend.delete(self.orphans.products, np.empty(0, np.int64))
+                self.repaired(self.orphans, f"deleted {len(self.orphans.products)} vector(s) that no product owns")
+            if self.remove:
+                store.backend.delete(list(self.remove), np.empty(0, np.int64))
+            self.repair_catalog(store.catalog)
+        finally:
+            store.close()
 
 
 def _int(value) -> int | None:

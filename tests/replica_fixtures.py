@@ -1,0 +1,122 @@
+"""A real PostgreSQL 15 and the embedded Milvus 2.3.5 server, started on 127.0.0.1 for the replica tests.
+
+A plain module: test modules import the fixtures by name (``from replica_fixtures import postgres_server``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from service_fixtures import free_port
+
+PASSWORD = "s3cret-for-tests"
+CLI = [sys.executable, "-c", "import sys; from stylelens.cli import main; sys.exit(main())"]
+
+
+def _as_postgres_user() -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the postgres user then."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as (apt-get install postgresql)")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+class Postgres:
+    """A PostgreSQL 15 server of its own in ``root``, password authentication on TCP."""
+
+    def __init__(self, root: Path, as_user: list[str]):
+        self.root, self.as_user = root, as_user
+        self.port = free_port()
+        self.data = root / "data"
+        (root / "pw").write_text(PASSWORD + "\n")
+        subprocess.run(as_user + [shutil.which("initdb"), "-D", str(self.data), "-U", "stylelens", "-E", "UTF8", "--no-sync",
+                                  "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={root / 'pw'}"],
+                       check=True, capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o",
+                                       f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(self.as_user + [shutil.which("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH): apt-get install postgresql (scripts/test.sh does)")
+    as_user = _as_postgres_user()
+    # As root the data folder cannot sit under pytest's tmp_path (mode 0700, root's): a folder of its own in /tmp.
+    root = Path(tempfile.mkdtemp(prefix="stylelens-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres", "postgres")
+    server = Postgres(root, as_user)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(postgres_server) -> int:
+    return postgres_server.port
+
+
+_MILVUS: dict = {"users": 0}
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """The embedded Milvus 2.3 server (`pip install milvus`): its port. ``default_server`` is one per process,
+    and each test module that imports this fixture gets its own copy of it: the first starts the server,
+    the last to finish stops it."""
+    milvus = pytest.importorskip("milvus", reason="the embedded Milvus server is not installed: pip install 'stylelens[milvus-server]'")
+    server = milvus.default_server
+    if _MILVUS["users"] == 0:
+        server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
+        server.start()
+    _MILVUS["users"] += 1
+    try:
+        yield server.listen_port
+    finally:
+        _MILVUS["users"] -= 1
+        if _MILVUS["users"] == 0:
+            server.stop()
+
+
+def cli_environment() -> dict:
+    """The environment of a `stylelens` subprocess: the database password, torch, no progress bars."""
+    return dict(os.environ, STYLELENS_DATABASE_PASSWORD=PASSWORD, STYLELENS_RUNTIME="torch", STYLELENS_PROGRESS="0",
+                PYTHONPATH=os.pathsep.join(sys.path))
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    monkeypatch.setenv("STYLELENS_DATABASE_PASSWORD", PASSWORD)
+    return cli_environment()
+
+
+def db_url(port: int, name: str) -> str:
+    return f"postgresql://stylelens@127.0.0.1:{port}/{name}"
+
+
+def cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
