@@ -207,3 +207,15 @@ def test_replica_check_repair_waits_for_no_writer_and_errors_are_one_line(shop, 
     assert down.returncode == 2 and "Check that PostgreSQL is running" in down.stderr and "Traceback" not in down.stderr
     empty = cli(shop.env, "check", db_url(postgres, "postgres"))
     assert empty.returncode == 2 and "No stylelens index in" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_replica_a_damaged_manifest_in_the_database_is_one_line(shop):
+    saved = sql(shop, "SELECT data FROM artifacts WHERE name = 'manifest.json'")[0][0]
+    sql(shop, "UPDATE artifacts SET data = :d WHERE name = 'manifest.json'", d=b'{"format_version": 1, "embed')
+    try:
+        for command in ("check", "info"):
+            done = cli(shop.env, command, shop.location)
+            assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+            assert "manifest" in done.stderr + done.stdout and "not readable JSON" in done.stderr + done.stdout, done
+    finally:
+        sql(shop, "UPDATE artifacts SET data = :d WHERE name = 'manifest.json'", d=bytes(saved))

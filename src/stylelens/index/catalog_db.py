@@ -95,8 +95,8 @@ def columns_from(records, n: int, generation: int, version: tuple, where) -> Col
         if not 0 <= r < n:
             raise IndexDamagedError(f"The index at {where} is damaged: product {rec[1]} points at vector row {r} of {n}. "
                                     f"Run stylelens check {where} --repair, then stylelens index CATALOG --out "
-                                    f"{where} to add such products again. Rebuild the index into a new folder "
-                                    "(stylelens index CATALOG --out NEW_FOLDER) only if the check cannot repair it.")
+                                    f"{where} to add such products again. Rebuild the index into a new folder or "
+                                    "database (stylelens index CATALOG --out NEW_LOCATION) only if the check cannot repair it.")
         ids[r], live[r] = rec[1], True
         price[r] = np.nan if rec[2] is None else rec[2]
         in_stock[r] = bool(rec[3])

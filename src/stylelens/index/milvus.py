@@ -171,7 +171,7 @@ class MilvusCollection:
         if not self.exists():
             raise IndexNotFoundError(
                 f"Index {index_path} keeps its vectors in {where}, but that collection does not exist. "
-                f"Rebuild it: stylelens index CATALOG_DIR --out NEW_FOLDER --store {where.split('?')[0]}"
+                f"Rebuild it: stylelens index CATALOG_DIR --out NEW_LOCATION (a new folder or database) --store {where.split('?')[0]}"
             )
         props = self.client.describe_collection(self.name).get("properties") or {}
         if PROP_EMBEDDER not in props:

@@ -131,12 +131,15 @@ class PostgresDatabase:
         data = self._artifact(MANIFEST)
         if data is None:
             return None
+        def damaged(why: str) -> IndexDamagedError:
+            return IndexDamagedError(f"The manifest of the index in {self.location} is damaged: {why}. "
+                                     "Rebuild the index into a new database.")
+
         try:
             manifest = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            manifest = None
-        return check_manifest(manifest, self.location, lambda why: IndexDamagedError(
-            f"The manifest of the index in {self.location} is damaged: {why}. Rebuild the index into a new database."))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise damaged(f"it is not readable JSON ({type(exc).__name__})") from None
+        return check_manifest(manifest, self.location, damaged)
 
     def write_manifest(self, manifest: dict) -> None:
         manifest["updated"] = now()
