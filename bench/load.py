@@ -74,26 +74,35 @@ def start_servers(index: str, n: int, log_path: Path, env: dict | None = None) -
     return procs, urls
 
 
-def cpu_seconds(procs: list[subprocess.Popen]) -> float | None:
-    """User + system CPU of the server processes (and their children) so far; None without psutil."""
+def process_tree_cpu(pids, reaped: bool = False) -> float | None:
+    """User + system CPU seconds so far of these processes and their live descendants (a process that exits
+    while being read is skipped); ``reaped`` adds the children each one has already waited for (PostgreSQL's
+    backends, which exit with their connection). None without psutil."""
     try:
         import psutil
     except ImportError:
         return None
     total = 0.0
-    for proc in procs:
+    for pid in pids:
         try:
-            family = [psutil.Process(proc.pid)]
+            family = [psutil.Process(pid)]
             family += family[0].children(recursive=True)
         except psutil.NoSuchProcess:
             continue
-        for q in family:
+        for i, q in enumerate(family):
             try:
                 t = q.cpu_times()
             except psutil.NoSuchProcess:  # a child that exited between listing and reading
                 continue
             total += t.user + t.system
+            if reaped and i == 0:
+                total += t.children_user + t.children_system
     return total
+
+
+def cpu_seconds(procs: list[subprocess.Popen]) -> float | None:
+    """CPU of the started server processes (and their children) so far; None without psutil."""
+    return process_tree_cpu([proc.pid for proc in procs])
 
 
 def start_server(index: str, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:

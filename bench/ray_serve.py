@@ -47,18 +47,11 @@ IDLE_S = 5.0
 
 
 def started_cpu() -> float:
-    """User + system CPU seconds of the live processes this one started (servers or the Ray cluster);
-    the load clients run in this process and are left out."""
+    """CPU seconds of the live processes this one started (servers or the Ray cluster); the load clients
+    run in this process and are left out."""
     import psutil
 
-    total = 0.0
-    for q in psutil.Process().children(recursive=True):
-        try:
-            t = q.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    return load.process_tree_cpu([child.pid for child in psutil.Process().children()])
 
 
 def measure(arm: str, urls: list[str], index: Path, photos: dict[str, bytes], args) -> list[dict]:

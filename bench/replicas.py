@@ -43,25 +43,6 @@ def start_postgres(root: Path) -> tuple[int, list[str]]:
     return port, as_user
 
 
-def cpu_of(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and their children, live or exited (PostgreSQL forks a
-    backend per connection, which exits with the replica that opened it)."""
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        p = psutil.Process(pid)
-        t = p.cpu_times()
-        total += t.children_user + t.children_system  # children already reaped by this process
-        for q in [p, *p.children(recursive=True)]:
-            try:
-                t = q.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-    return total
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--products", type=int, default=300)
@@ -89,12 +70,12 @@ def main(argv=None) -> int:
         for n in (1, 2):
             out = root / f"load-{n}.json"
             # Cumulative over the run (replica start-up, warm-up, load): an upper bound on the backends' share.
-            before = {name: cpu_of([pid]) for name, pid in backends.items()}
+            before = {name: load.process_tree_cpu([pid], reaped=True) for name, pid in backends.items()}
             load.main([location, "--replicas", str(n), "--requests", str(args.requests), "--clients", str(args.clients),
                        "--out", str(out)])
             reports[f"{n}_replicas"] = report = json.loads(out.read_text())
             report["backend_cpu_s_per_request_upper_bound"] = {
-                name: round((cpu_of([pid]) - before[name]) / report["requests"], 4) for name, pid in backends.items()}
+                name: round((load.process_tree_cpu([pid], reaped=True) - before[name]) / report["requests"], 4) for name, pid in backends.items()}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(reports, indent=2) + "\n")
         for name, r in reports.items():

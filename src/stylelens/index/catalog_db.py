@@ -129,11 +129,25 @@ def label_forms(value: str) -> set[str]:
     return forms
 
 
+# The per-row fields a catalog view is made of, in the order ``columns_from`` reads them.
+VIEW_FIELDS = ("row", "id", "price", "in_stock") + LABEL_COLUMNS
+
+
 class CatalogMeta:
-    """What every catalog (SQLite here, PostgreSQL in ``postgres``) derives from its meta table."""
+    """What every catalog (SQLite here, PostgreSQL in ``postgres``) derives from its meta table and its
+    ``products`` lookup."""
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         raise NotImplementedError
+
+    def products(self, pids) -> list[dict]:
+        raise NotImplementedError
+
+    def product(self, pid: str) -> dict:
+        found = self.products([pid])
+        if not found:
+            raise ProductNotFoundError(f"No product with id '{pid}' in this index. Check the id (stylelens info lists counts).")
+        return found[0]
 
     @property
     def n_rows(self) -> int:
@@ -216,15 +230,9 @@ class CatalogDB(CatalogMeta):
             return self._columns()
 
     def _columns(self) -> Columns:
-        cols = ", ".join(("row", "id", "price", "in_stock") + LABEL_COLUMNS)
+        cols = ", ".join(VIEW_FIELDS)
         return columns_from(self.db.execute(f"SELECT {cols} FROM products WHERE row IS NOT NULL"), self.n_rows,
                             self.generation, self.version(), self.path.parent)
-
-    def product(self, pid: str) -> dict:
-        found = self.products([pid])
-        if not found:
-            raise ProductNotFoundError(f"No product with id '{pid}' in this index. Check the id (stylelens info lists counts).")
-        return found[0]
 
     def products(self, pids) -> list[dict]:
         """Records of the given ids, in the order given (unknown ids left out), in one query per 900 ids."""

@@ -79,12 +79,7 @@ class DatabaseIndex:
 
     def catalog(self) -> tuple[dict, list[tuple]]:
         """(meta, (id, row, image_path, image_sha256) of every product), from one snapshot."""
-        sa = _sqlalchemy()
-        with self.db.begin() as conn:
-            conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            meta = dict(conn.execute(sa.text("SELECT key, value FROM meta")).fetchall())
-            rows = conn.execute(sa.text('SELECT id, "row", image_path, image_sha256 FROM products ORDER BY "row", id')).fetchall()
-        return meta, [tuple(r) for r in rows]
+        return self.db.snapshot('SELECT id, "row", image_path, image_sha256 FROM products ORDER BY "row", id')
 
     @staticmethod
     def pending_batch(meta: dict) -> list[str]:

@@ -20,8 +20,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import DatabaseUnavailable, IndexBusyError, IndexDamagedError, IndexNotFoundError, ProductNotFoundError, import_extra
-from .catalog_db import LABEL_COLUMNS, PRODUCT_COLUMNS, CatalogMeta, Columns, columns_from, product_record
+from ..errors import DatabaseUnavailable, IndexBusyError, IndexDamagedError, IndexNotFoundError, import_extra
+from .catalog_db import PRODUCT_COLUMNS, VIEW_FIELDS, CatalogMeta, Columns, columns_from, product_record
 from .database import check_artifact_name
 from .manifest import MANIFEST, check_manifest, now
 
@@ -94,6 +94,15 @@ class PostgresDatabase:
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise unavailable(self.location, exc) from None
+
+    def snapshot(self, products_sql: str) -> tuple[dict, list[tuple]]:
+        """The meta table and one query of the products, from one snapshot (REPEATABLE READ): a writer that
+        commits between the two reads cannot make them disagree."""
+        sa = _sqlalchemy()
+        with self.begin() as conn:
+            conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            meta = dict(conn.execute(sa.text("SELECT key, value FROM meta")).fetchall())
+            return meta, [tuple(r) for r in conn.execute(sa.text(products_sql)).fetchall()]
 
     def _connect_once(self) -> None:
         self._last_error = None
@@ -302,21 +311,11 @@ class PostgresCatalog(CatalogMeta):
         return self._q("SELECT count(*) FROM products")[0][0]
 
     def columns(self) -> Columns:
-        """Every row's arrays from one snapshot (REPEATABLE READ): a consistent view of the catalog."""
-        sa = _sqlalchemy()
-        cols = ", ".join(f'"{c}"' for c in ("row", "id", "price", "in_stock") + LABEL_COLUMNS)
-        with self.db.begin() as conn:
-            conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            meta = dict(conn.execute(sa.text("SELECT key, value FROM meta")).fetchall())
-            records = conn.execute(sa.text(f'SELECT {cols} FROM products WHERE "row" IS NOT NULL')).fetchall()
+        """Every row's arrays from one snapshot: a consistent view of the catalog."""
+        cols = ", ".join(f'"{c}"' for c in VIEW_FIELDS)
+        meta, records = self.db.snapshot(f'SELECT {cols} FROM products WHERE "row" IS NOT NULL')
         version = (int(meta.get("version", 0)),)
         return columns_from(records, int(meta["n_rows"]), int(meta.get("generation", 0)), version, self.path)
-
-    def product(self, pid: str) -> dict:
-        found = self.products([pid])
-        if not found:
-            raise ProductNotFoundError(f"No product with id '{pid}' in this index. Check the id (stylelens info lists counts).")
-        return found[0]
 
     def products(self, pids) -> list[dict]:
         pids = [str(p) for p in pids]
