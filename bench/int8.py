@@ -32,7 +32,7 @@ from run import CATALOG_SIZE, FASHION, OUT, image_ids  # noqa: E402
 
 def pixels_for(ids, pre) -> np.ndarray:
     from stylelens.models import prepare
-    from stylelens.images import load_image
+    from stylelens.intake.images import load_image
 
     return np.stack([prepare(load_image(FASHION / "images" / f"{i}.jpg"), pre) for i in ids])
 
@@ -70,7 +70,7 @@ def run_backbone(backbone: str, weights: str, n_parity: int = 300, n_calib: int 
     import openvino as ov
 
     from stylelens import Embedder
-    from stylelens.catalog import load_catalog
+    from stylelens.intake.catalog import load_catalog
     from stylelens.models.precision import keeps_quality, quality
     from stylelens.models.runtimes import _openvino_ir
 

@@ -163,7 +163,7 @@ def _embedder(p: dict):
 
 def _settle(emb, catalog: str, remeasure: bool = False) -> dict:
     """precision auto decided on the catalog's own probe images, before any timing (what build_index does)."""
-    from stylelens.catalog import load_catalog
+    from stylelens.intake.catalog import load_catalog
     from stylelens.models.precision import catalog_probe
 
     return emb.settle_precision(*catalog_probe(load_catalog(catalog)), remeasure=remeasure)
@@ -180,7 +180,7 @@ def worker_precision(p: dict) -> dict:
 def worker_input_size(p: dict) -> dict:
     """One backbone at several input sizes: leave-one-out articleType P@5 and identify accuracy over
     n labelled fashion-small images (fp32), and model speed (img/s in batches of 64, ms at batch 1)."""
-    from stylelens.catalog import load_catalog
+    from stylelens.intake.catalog import load_catalog
     from stylelens.models.precision import quality
 
     catalog = load_catalog(FASHION)
@@ -227,7 +227,7 @@ def worker_index(p: dict) -> dict:
 def worker_query(p: dict) -> dict:
     """Index.search(image bytes) end to end, plus where the time goes."""
     from stylelens import open_index
-    from stylelens.images import load_image
+    from stylelens.intake.images import load_image
     from stylelens.models import prepare
 
     index = open_index(p["index"], search=p["search"], runtime=p["runtime"], precision=p.get("precision"))

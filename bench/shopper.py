@@ -59,7 +59,7 @@ def build_heldout_index(catalog: Path, index_dir: Path, held_out: int = HELD_OUT
 # ---- methods ---------------------------------------------------------------------------------------
 def training_photos(catalog: Path, ids: list[str], n: int, seed: int = 1):
     """(rgb, product mask) composites of indexed products for the localiser head, all variants mixed."""
-    from stylelens import composite as comp
+    from stylelens.item import composite as comp
 
     rows = comp.read_products(catalog / "styles.csv")
     rng = np.random.default_rng(seed)
@@ -78,7 +78,8 @@ def training_photos(catalog: Path, ids: list[str], n: int, seed: int = 1):
 
 
 def make_methods(index, args, indexed: list[str]) -> dict:
-    from stylelens import localise as L
+    from stylelens.item import localise as L
+    from stylelens.models import localiser as ML
 
     whole = lambda rgb: [L.Box(0, 0, rgb.shape[1], rgb.shape[0], 1.0)]  # noqa: E731
     methods = {"whole": whole}
@@ -88,17 +89,17 @@ def make_methods(index, args, indexed: list[str]) -> dict:
     if "grabcut" in wanted:
         methods["grabcut"] = lambda rgb: L.locate(rgb, heatmap=L.grabcut_map)
     if {"scda", "learned"} & set(wanted):
-        maps = L.BackboneMaps(index.embedder)
+        maps = ML.BackboneMaps(index.embedder)
         print(f"backbone maps on {maps.runtime}", file=sys.stderr)
         if "scda" in wanted:
-            methods["scda"] = lambda rgb, h=L.scda_map(maps): L.locate(rgb, heatmap=h)
+            methods["scda"] = lambda rgb, h=ML.scda_map(maps): L.locate(rgb, heatmap=h)
         if "learned" in wanted:
             path = Path(args.index) / "localiser.npz"
             if path.is_file() and not args.retrain:
-                head = L.HeatmapHead.load(path, maps)
+                head = ML.HeatmapHead.load(path, maps)
             else:
                 started = time.perf_counter()
-                head = L.HeatmapHead.train(maps, list(training_photos(FASHION, indexed, args.train_photos)))
+                head = ML.HeatmapHead.train(maps, list(training_photos(FASHION, indexed, args.train_photos)))
                 head.save(path)
                 print(f"trained the localiser head on {args.train_photos} composites in {time.perf_counter() - started:.0f} s -> {path}", file=sys.stderr)
             methods["learned"] = lambda rgb: L.locate(rgb, heatmap=head)
@@ -121,7 +122,7 @@ def make_methods(index, args, indexed: list[str]) -> dict:
 
 def match(boxes, truths) -> list:
     """Greedy IoU matching: for each true box, the located box that overlaps it most (or None)."""
-    from stylelens.localise import iou
+    from stylelens.item.localise import iou
 
     pairs = sorted(((iou(b, t), i, j) for i, b in enumerate(boxes) for j, t in enumerate(truths)), reverse=True)
     used_b, out = set(), [None] * len(truths)
@@ -136,8 +137,8 @@ def run(args) -> None:
     from PIL import Image
 
     from stylelens import open_index
-    from stylelens.composite import read_labels, write_benchmark
-    from stylelens.localise import crop, iou, on_white
+    from stylelens.item.composite import read_labels, write_benchmark
+    from stylelens.item.localise import crop, iou, on_white
 
     index_dir = Path(args.index)
     if not (index_dir / "manifest.json").is_file():
@@ -217,7 +218,7 @@ def run(args) -> None:
 
 
 def main(argv=None) -> None:
-    from stylelens.composite import VARIANTS
+    from stylelens.item.composite import VARIANTS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default="/work/cache/fs-heldout-lite0", help="Index of fashion-small minus the held-out products (built if missing).")

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from stylelens.catalog import (
+from stylelens.intake.catalog import (
     WARNING_KEYS,
     CatalogWarning,
     find_feed,
@@ -288,7 +288,7 @@ def test_ids_with_line_breaks_are_refused_as_keys(tmp_path):
     """An id is a key in every file the index writes (ids.txt holds one per line): a line break would shift them."""
     from PIL import Image
 
-    from stylelens.catalog import load_catalog
+    from stylelens.intake.catalog import load_catalog
 
     (tmp_path / "images").mkdir()
     for name in ("good.jpg", "bad\nname.jpg"):

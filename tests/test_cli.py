@@ -259,7 +259,7 @@ def test_out_pointing_at_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_ctrl_c_says_what_is_kept_and_an_interrupted_tune_leaves_no_head(tmp_path, monkeypatch, capsys):
-    import stylelens.build.tune as tune
+    import stylelens.tune.train as tune
     from conftest import write_catalog
 
     root = tmp_path

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from imagegen import on_white, product_picture
-from stylelens.composite import (VARIANTS, Item, background, compose, cut, cutout, make_variant, mask_box, read_labels,
+from stylelens.item.composite import (VARIANTS, Item, background, compose, cut, cutout, make_variant, mask_box, read_labels,
                                  write_benchmark)
 from stylelens.errors import InvalidArgumentError
 

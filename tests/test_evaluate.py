@@ -6,7 +6,7 @@ import pytest
 from quality_catalog import add_near_duplicates, build, outfit_catalog, write_feed
 from stylelens.query.diversity import near_duplicate_groups
 from stylelens.errors import InvalidArgumentError
-from stylelens.evaluate import evaluate, label_metrics, parse_ks, write_report
+from stylelens.quality.evaluate import evaluate, label_metrics, parse_ks, write_report
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +94,9 @@ def test_sample_evaluates_a_seeded_subset(labelled):
 
 
 def test_held_out_queries_with_a_bad_file(labelled, tmp_path, monkeypatch):
-    import stylelens.evaluate
+    import stylelens.quality.evaluate
 
-    monkeypatch.setattr(stylelens.evaluate, "QUERY_CHUNK", 5)  # several embedding chunks
+    monkeypatch.setattr(stylelens.quality.evaluate, "QUERY_CHUNK", 5)  # several embedding chunks
     index, _, _ = labelled
     queries = outfit_catalog(tmp_path / "queries", n=12, seed=99)
     (tmp_path / "queries" / "images" / "broken.jpg").write_bytes(b"not a picture")

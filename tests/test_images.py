@@ -13,8 +13,8 @@ from PIL import Image, ImageFile
 
 import imagegen
 from stylelens.errors import ImageError
-from stylelens import images as images_module
-from stylelens.images import (
+from stylelens.intake import images as images_module
+from stylelens.intake.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     OVERSAMPLE,
@@ -462,7 +462,7 @@ def test_target_leaves_a_pil_image_as_it_was(good):
 
 _PEAK_RSS = """
 import sys
-from stylelens.images import load_image
+from stylelens.intake.images import load_image
 
 def high_water_kb():  # VmHWM: this process's peak resident memory (ru_maxrss would count the parent's)
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])

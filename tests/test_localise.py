@@ -5,9 +5,10 @@ import pytest
 from PIL import Image
 
 from imagegen import on_white, product_picture
-from stylelens.composite import Item, cut, make_variant, mask_box
+from stylelens.item.composite import Item, cut, make_variant, mask_box
 from stylelens.errors import ImageError, InvalidArgumentError, WeightsError
-from stylelens.localise import BackboneMaps, Box, HeatmapHead, contrast_map, crop, grabcut_map, iou, locate, scda_map
+from stylelens.item.localise import Box, contrast_map, crop, grabcut_map, iou, locate
+from stylelens.models.localiser import BackboneMaps, HeatmapHead, scda_map
 
 COLOURS = [(200, 30, 40), (30, 60, 200), (40, 160, 60), (20, 20, 20), (230, 180, 20), (120, 40, 160)]
 
@@ -141,7 +142,7 @@ def test_backbone_maps_cut_the_letterbox_away(random_embedder):
 
 
 def test_item_crops_embeds_a_shot_on_white_as_it_is_and_crops_a_photo():
-    from stylelens.localise import item_crops
+    from stylelens.item.localise import item_crops
 
     shot = on_white(product_picture((60, 80), COLOURS[1], pattern_seed=2))
     (box, query), = item_crops(shot)

@@ -179,7 +179,7 @@ def test_streaming_reads_a_bounded_window_ahead_of_the_embedder(tmp_path, random
     (plus the batch being embedded) ahead of the embedder. The old runner read every image first."""
     from stylelens.build.local import run_local, window_for
     from stylelens.build.plan import Build, BuildReport
-    from stylelens.catalog import load_catalog
+    from stylelens.intake.catalog import load_catalog
     from stylelens.index.store import create_store
 
     images = _images(tmp_path, 150)

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from quality_catalog import build, outfit_catalog
 
-from stylelens.composite import background
+from stylelens.item.composite import background
 from stylelens.errors import InvalidArgumentError
-from stylelens.localise import iou
+from stylelens.item.localise import iou
 
 
 @pytest.fixture(scope="module")

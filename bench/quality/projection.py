@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylelens.evaluate import LABELS, label_metrics, neighbours
+from stylelens.quality.evaluate import LABELS, label_metrics, neighbours
 from stylelens.index import open_store
 
 

@@ -13,7 +13,7 @@ import os as _os
 # OpenBLAS reads this when numpy loads it: it only takes effect if stylelens is imported before numpy.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-# Public names, imported when first used (PEP 562): `import stylelens.catalog` or the CLI's --help does
+# Public names, imported when first used (PEP 562): `import stylelens.intake.catalog` or the CLI's --help does
 # not load torch, and nothing below imports this package's top.
 _EXPORTS = {
     "BACKBONES": "models", "Embedder": "models",
@@ -21,7 +21,7 @@ _EXPORTS = {
     "IndexNotFoundError": "errors", "InvalidArgumentError": "errors", "MissingExtraError": "errors",
     "ProductNotFoundError": "errors", "StylelensError": "errors", "WeightsError": "errors",
     "Settings": "settings",
-    "export_features": "export",
+    "export_features": "index.export",
     "complete_the_look": "query.look",
     "feedback": "query.personalize", "forget": "query.personalize", "recommend_for_user": "query.personalize",
     "BuildReport": "build", "build_index": "build",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..catalog import WARNING_KEYS, load_catalog
+from ..intake.catalog import WARNING_KEYS, load_catalog
 from ..errors import IndexMismatchError
 from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, library_versions

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import ImageError
-from ..images import content_hash, read_bytes
+from ..intake.images import content_hash, read_bytes
 from ..models import Preprocess
 from .plan import Build, prepare_bytes, progress_bar
 

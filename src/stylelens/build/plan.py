@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError
-from ..images import load_image
+from ..intake.images import load_image
 from ..models import Preprocess, prepare
 
 ERRORS_CSV = "errors.csv"

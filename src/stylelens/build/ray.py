@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..errors import ImageError, InvalidArgumentError, RayRunError, StylelensError, import_extra
-from ..images import content_hash, read_bytes
+from ..intake.images import content_hash, read_bytes
 from ..index.manifest import check_compatible
 from ..settings import Settings
 from .plan import Build, prepare_bytes, progress_bar

@@ -108,7 +108,7 @@ def cmd_search(args) -> int:
     result = index.search(args.photo, args.k, box=args.box, user=args.user, diversity=args.diversity,
                           collapse=args.collapse or None, **filters_from(args))
     if args.grid:
-        from ..render import results_grid
+        from .render import results_grid
 
         boxes = [item["box"] for item in result.extra.get("items", [])]
         results_grid(args.photo, result.products, args.grid, title=_ident_title(result.identified), boxes=boxes)
@@ -125,7 +125,7 @@ def _ident_title(ident) -> str:
 def cmd_info(args) -> int:
     from ..index import open_store
 
-    from ..build.tune import head_status
+    from ..tune.train import head_status
 
     store = open_store(args.index)
     try:
@@ -168,7 +168,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..export import export_features
+    from ..index.export import export_features
 
     for path in export_features(args.index, args.out, args.format):
         print(f"wrote {path}")

@@ -57,7 +57,7 @@ def cmd_demo(args) -> int:
 def _build_then_sample(catalog: Path, out: Path, embedder) -> None:
     from ..build import build_index
     from ..query import open_index
-    from ..render import results_grid
+    from .render import results_grid
 
     report = build_index(catalog, out, embedder=embedder)
     print(report.summary(), flush=True)
@@ -80,7 +80,7 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
 
     import uvicorn
 
-    from ..catalog import load_catalog
+    from ..intake.catalog import load_catalog
     from ..index.manifest import read_manifest
     from ..service import create_app
     from .options import settings_from

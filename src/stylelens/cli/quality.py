@@ -81,7 +81,7 @@ def _open(args, search=None, tune=None):
 
 
 def cmd_tune(args) -> int:
-    from ..build.tune import tune_index
+    from ..tune.train import tune_index
 
     settings = settings_from(args).replace(progress=False if args.no_progress else None)
     report = tune_index(args.index, labels=args.labels, extra_labels=args.label, settings=settings, seed=args.seed)
@@ -100,7 +100,7 @@ def cmd_tune(args) -> int:
 
 def cmd_eval(args) -> int:
     from ..errors import InvalidArgumentError
-    from ..evaluate import evaluate, parse_ks, write_report
+    from ..quality.evaluate import evaluate, parse_ks, write_report
 
     if bool(args.queries) != bool(args.labels):
         raise InvalidArgumentError("--queries and --labels go together: a folder of photos and the feed with their labels.")
@@ -197,7 +197,7 @@ def cmd_recommend(args) -> int:
             raise InvalidArgumentError("--diversity and --collapse apply to a photo search; the 'For you' feed is already spread over your liked types.")
         result = recommend_for_user(index, args.user, args.k, **filters_from(args))
     if args.grid and result.products:
-        from ..render import results_grid
+        from .render import results_grid
 
         query = args.photo or result.products[0]["image_path"]
         results_grid(query, result.products, args.grid, title="query" if args.photo else f"for {args.user}")
@@ -241,7 +241,7 @@ def cmd_look(args) -> int:
     else:
         result = complete_the_look(index, product_id=args.source, k=args.k)
     if args.grid:
-        from ..render import results_grid
+        from .render import results_grid
 
         query = args.source if is_photo else result.source["image_path"]
         products = [dict(p, type=f"{g['category']}: {p.get('type') or ''}") for g in result.groups for p in g["products"]]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import (ImageError, IndexDamagedError, IndexMismatchError, IndexNotFoundError, InvalidArgumentError,
                       MissingExtraError, StylelensError, WeightsError)
-from ..images import content_hash, load_image, read_bytes
+from ..intake.images import content_hash, load_image, read_bytes
 from ..settings import Settings, settings_or_default
 from .backend import kind_of
 from .catalog_db import CATALOG_DB, CatalogDB

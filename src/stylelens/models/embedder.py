@@ -16,7 +16,7 @@ import PIL
 from PIL import Image
 
 from ..errors import ImageError, InvalidArgumentError
-from ..images import load_image
+from ..intake.images import load_image
 from ..settings import Settings, settings_or_default
 from .backbones import BACKBONES
 from .spec import Preprocess, WeightsInfo

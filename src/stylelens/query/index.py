@@ -18,10 +18,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import IndexDamagedError, InvalidArgumentError
-from ..images import content_hash, load_image, read_bytes
+from ..intake.images import content_hash, load_image, read_bytes
 from ..index import IndexStore
 from ..index.manifest import check_compatible
-from ..localise import crop, item_crops
+from ..item.localise import crop, item_crops
 from ..models import Embedder
 from ..settings import Settings, settings_or_default
 from . import diversity as div

@@ -18,8 +18,8 @@ from contextvars import ContextVar
 
 import numpy as np
 
-from ..colour import DIM as COLOUR_DIM
-from ..colour import colour_descriptor, colour_descriptors
+from ..item.colour import DIM as COLOUR_DIM
+from ..item.colour import colour_descriptor, colour_descriptors
 from ..errors import ImageError
 from ..index.backend import exact_search
 from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, read_colours

@@ -19,8 +19,8 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..images import return_large_allocations_to_the_os
-from ..localise import item_crops
+from ..intake.images import return_large_allocations_to_the_os
+from ..item.localise import item_crops
 from ..models import MicroBatcher
 from ..query import Index, open_index
 from ..query.filters import filters_from_text

@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .errors import CatalogError, InvalidArgumentError
-from .images import load_image
+from ..errors import CatalogError, InvalidArgumentError
+from ..intake.images import load_image
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 BACKGROUNDS = ("solid", "gradient", "wood", "fabric", "bedsheet", "pattern")

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError, InvalidArgumentError, MissingExtraError
-from .index.backend import exact_search, top_k
-from .query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
-from .query.filters import Filters
-from .query.identify import vote
-from .query.rank import type_consistent
+from ..errors import ImageError, InvalidArgumentError, MissingExtraError
+from ..index.backend import exact_search, top_k
+from ..query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
+from ..query.filters import Filters
+from ..query.identify import vote
+from ..query.rank import type_consistent
 
 LABELS = ("type", "gender", "colour")
 TABLE_TYPES = 20
@@ -247,7 +247,7 @@ def _variant_table(cols, variants, truth: np.ndarray, predicted: np.ndarray, ser
 
 def _embed_queries(index, folder, labels):
     """Query vectors as ``Index.search`` makes them: each photo's main item found, embedded, in the space searched."""
-    from .catalog import load_catalog
+    from ..intake.catalog import load_catalog
 
     catalog = load_catalog(folder, labels)
     chunks, items, records, skipped = [], [], [], 0

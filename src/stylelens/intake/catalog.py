@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import CatalogError, ImageError
+from ..errors import CatalogError, ImageError
 from .images import IMAGE_EXTENSIONS, check_file
 
 # Canonical column -> accepted spellings (compared lower-case with non-alphanumerics removed).

@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..catalog import canonical_column
-from ..colour import DIM as COLOUR_DIM
-from ..colour import colour_descriptor
+from ..intake.catalog import canonical_column
+from ..item.colour import DIM as COLOUR_DIM
+from ..item.colour import colour_descriptor
 from ..errors import CatalogError, ImageError, InvalidArgumentError
 from ..index.store import open_store
 from ..models import Embedder
 from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Head, sha256, write_colours
 from ..settings import Settings, settings_or_default
-from .calibrate import calibrate_raw, calibrate_tuned
-from .plan import progress_bar
+from ..build.calibrate import calibrate_raw, calibrate_tuned
+from ..build.plan import progress_bar
 
 LABELS = ("type", "gender", "colour", "category", "subcategory")
 LOSS_WEIGHTS = {"type": 1.0, "gender": 0.5, "colour": 1.0, "category": 0.3, "subcategory": 0.5}
@@ -153,7 +153,7 @@ def head_status(store) -> dict | None:
 
 
 def _with_feed_labels(records: dict[str, dict], feed) -> dict[str, dict]:
-    from ..catalog import read_feed
+    from ..intake.catalog import read_feed
 
     rows, _ = read_feed(feed)
     known = set(rows) & set(records)
@@ -219,8 +219,8 @@ def _views(store, records: list[dict], settings, seed: int):
     n = min(settings.tune_views, len(records))
     if n <= 0:
         return np.zeros((0, store.dim), np.float32), np.zeros((0, COLOUR_DIM), np.float32), np.zeros(0, np.int64)
-    from ..composite import cut, variant_photo
-    from ..localise import item_crops
+    from ..item.composite import cut, variant_photo
+    from ..item.localise import item_crops
 
     embedder = Embedder.from_fingerprint(store.manifest["embedder"], settings=settings)
     rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composite import cutout
-from .images import load_image
+from ..intake.images import load_image
 from .localise import on_white
 
 L_BINS, AB_BINS = 4, 8

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidArgumentError
-from .index import open_store
+from ..errors import InvalidArgumentError
+from .store import open_store
 
 FORMATS = ("npy", "parquet")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from .images import load_image
+from ..intake.images import load_image
 
 TILE = 160
 CAPTION = 34

@@ -1,0 +1,1 @@
+"""Quality measured on what the system never saw: held-out products and photos."""

@@ -1,0 +1,1 @@
+"""The catalog-taught head (stylelens tune): training, calibration and its status."""
