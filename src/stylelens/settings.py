@@ -111,6 +111,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("allowed_hosts", "", "Host names the web server answers to, comma-separated ('*' any). Empty: only "
                 "localhost names while it listens on a loopback address (no DNS rebinding), any otherwise."),
         Setting("progress", True, "Show progress bars.", _bool),
+        Setting("feed_max_columns", 1_000, "A product feed with more columns than this is refused.", int),
+        Setting("feed_max_rows", 10_000_000, "A product feed with more rows than this is refused (index it in parts).", int),
+        Setting("feed_max_row_bytes", 1_000_000, "A feed row (a CSV record or a JSON line) longer than this is skipped, with a warning.", int),
+        Setting("feed_max_field_chars", 10_000, "A feed value longer than this is left empty, with a warning.", int),
+        Setting("feed_max_extra_bytes", 16_384, "Extra columns kept per product (served with it), as JSON bytes; more are dropped, "
+                "with a warning.", int),
         Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),
         Setting("rocchio_like", 1.0, "Personalised search: weight b of the shopper's liked items.", float),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..intake.catalog import WARNING_KEYS, load_catalog
+from ..intake.catalog import WARNING_KEYS, FeedLimits, load_catalog
 from ..errors import IndexMismatchError
 from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, library_versions
@@ -40,7 +40,7 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
     # Absolute paths in the index: what search --json and the server report works from any folder.
     catalog_dir = Path(catalog_dir).resolve()
     check_same_catalog(out, catalog_dir, replace, settings)
-    catalog = load_catalog(catalog_dir, products)
+    catalog = load_catalog(catalog_dir, products, FeedLimits.of(settings))
     actor_settings = settings
     if embedder is None:
         named = {name: getattr(settings, name) for name in EMBEDDER_IDENTITY

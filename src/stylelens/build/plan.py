@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError
+from ..files import safe_cell
 from ..intake.images import load_image
 from ..models import Preprocess, prepare
 
@@ -121,7 +122,7 @@ def write_warnings(folder: Path, rows: list[dict], keys) -> Path | None:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, keys)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: safe_cell(value) for key, value in row.items()} for row in rows)
     return path
 
 
@@ -134,5 +135,5 @@ def write_errors(folder: Path, errors) -> Path | None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "path", "code", "message"])
-        writer.writerows(errors)
+        writer.writerows([safe_cell(value) for value in row] for row in errors)
     return path

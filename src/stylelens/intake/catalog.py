@@ -24,12 +24,14 @@ import csv
 import decimal
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import CatalogError, ImageError
+from ..settings import SETTINGS
 from .images import IMAGE_EXTENSIONS, check_file
 
 # Canonical column -> accepted spellings (compared lower-case with non-alphanumerics removed).
@@ -63,11 +65,30 @@ _OUT_OF_STOCK = {"0", "false", "no", "n", "f", "outofstock", "soldout", "unavail
 _SCHEMA_ORG = re.compile(r"^\s*(?:https?://(?:www\.)?schema\.org/|schema:)", re.IGNORECASE)
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _AMBIGUOUS_DOT = re.compile(r"^\d{1,3}\.\d{3}$")
+_NUMBER_RUN = re.compile(r"\d[\d.,'\u2019\s]*")  # an amount as written: digits with their group and decimal marks
 _MINUS = "-\u2212\u2012\u2013"  # hyphen-minus, minus sign, figure dash, en dash
 # Currency symbols that name one currency; the rest ("$", "Rs", "kr") are kept as the shop wrote them.
 _SYMBOL_CODES = {"€": "EUR", "£": "GBP", "₹": "INR"}
 
 WARNING_KEYS = ("code", "id", "field", "value", "path", "line", "message")
+
+
+@dataclass(frozen=True)
+class FeedLimits:
+    """How much of an untrusted feed is read: a feed over ``columns`` or ``rows`` is refused in one line; a row
+    over ``row_bytes``, a value over ``field_chars`` and extra columns over ``extra_bytes`` (as JSON) are
+    dropped with a warning. Defaults: the settings table (``feed_max_*``)."""
+
+    columns: int = SETTINGS["feed_max_columns"].default
+    rows: int = SETTINGS["feed_max_rows"].default
+    row_bytes: int = SETTINGS["feed_max_row_bytes"].default
+    field_chars: int = SETTINGS["feed_max_field_chars"].default
+    extra_bytes: int = SETTINGS["feed_max_extra_bytes"].default
+
+    @classmethod
+    def of(cls, settings) -> "FeedLimits":
+        return cls(settings.feed_max_columns, settings.feed_max_rows, settings.feed_max_row_bytes,
+                   settings.feed_max_field_chars, settings.feed_max_extra_bytes)
 
 
 # Ids are keys in every file an index writes and exports (one per line in ids.txt): no control characters.
@@ -84,8 +105,10 @@ class CatalogWarning:
 
     Codes: feed rows ``no_id``, ``bad_id``, ``duplicate_id``, ``bad_price``, ``negative_price``,
     ``ambiguous_price``, ``currency_mismatch``, ``unknown_stock``, ``bad_line`` (a JSON-lines line
-    that is not a JSON object), ``image_missing`` (the feed's image column names no file);
-    image folder ``duplicate_image`` (two files with one product id).
+    that is not a JSON object, or a CSV record that cannot be read), ``row_too_long``, ``field_too_long``,
+    ``extra_too_large`` (see :class:`FeedLimits`), ``image_missing`` (the feed's image column names no file),
+    ``image_outside_catalog`` (it names a file outside the catalog folder); image folder ``duplicate_image``
+    (two files with one product id).
     """
 
     code: str
@@ -193,9 +216,19 @@ def read_price(value) -> ParsedPrice:
         currency = _SYMBOL_CODES.get(currency, currency.upper() if re.fullmatch(r"[A-Za-z]{3}", currency) else currency)
     if any(ch in _MINUS for ch in text[:first_digit]):
         return ParsedPrice(None, currency, "negative_price")
-    if parsed.amount is None:
+    if parsed.amount is None or not _only_a_price(text, parsed):
         return ParsedPrice(None, currency, "bad_price")
     return ParsedPrice(float(parsed.amount), currency, None)
+
+
+def _only_a_price(text: str, parsed) -> bool:
+    """Nothing but one amount and a currency: "Size 42", "42 EUR / kg", "3 for 10" and "0800 123" (a phone
+    number, which price-parser reads as 800123) are not prices."""
+    rest = text.replace(parsed.currency, " ", 1) if parsed.currency else text
+    number = _NUMBER_RUN.search(rest)
+    if number is None or re.match(r"0\d", number.group().strip()):
+        return False
+    return not re.search(r"[^\W_]", rest[:number.start()] + rest[number.end():])
 
 
 def parse_price(value) -> float | None:
@@ -237,36 +270,82 @@ def parse_in_stock(value) -> bool:
 
 
 class _FeedRows:
-    """(position, row) for each record of a feed; JSON-lines lines that are not objects are skipped and noted."""
+    """(position, row) for each record of a feed, within ``limits``; rows that cannot be used are skipped and noted."""
 
-    def __init__(self, path: Path, issues: list[CatalogWarning]):
-        self.path, self.issues = path, issues
+    def __init__(self, path: Path, issues: list[CatalogWarning], limits: FeedLimits):
+        self.path, self.issues, self.limits = path, issues, limits
         self.unit = "row" if path.suffix.lower() == ".parquet" else "line"
+        self.count = 0
 
     def __iter__(self):
         path = self.path
         suffix = path.suffix.lower()
         try:
             if suffix == ".csv":
-                with open(path, newline="", encoding="utf-8-sig") as fh:
-                    # csv yields short/long rows; we keep what maps to the header.
-                    reader = csv.DictReader(fh)
-                    for row in reader:
-                        yield reader.line_num, row
+                rows = self._csv(path)
             elif suffix in (".jsonl", ".ndjson"):
-                yield from self._json_lines(path)
+                rows = self._json_lines(path)
             elif suffix == ".parquet":
-                import pyarrow.parquet as pq
-
-                yield from enumerate(pq.read_table(path).to_pylist(), 1)
+                rows = self._parquet(path)
             else:
                 raise CatalogError(f"Product feed {path} has an unknown format. Use .csv, .jsonl or .parquet.")
+            for position, row in rows:
+                self.count += 1
+                if self.count > self.limits.rows:
+                    raise CatalogError(f"Product feed {path} has more than {self.limits.rows:,} rows (setting "
+                                       "feed_max_rows). Split it, or raise the limit with --feed-max-rows.")
+                yield position, row
         except (OSError, UnicodeDecodeError) as exc:
             raise CatalogError(f"Could not read product feed {path}: {exc}. Check the path and that it is UTF-8 text.") from exc
         except CatalogError:
             raise
-        except Exception as exc:  # pyarrow / csv raise their own types for a damaged file
+        except Exception as exc:  # pyarrow raises its own types for a damaged file
             raise CatalogError(f"Could not parse product feed {path}: {exc}.") from exc
+
+    def _too_many_columns(self, n: int) -> None:
+        if n > self.limits.columns:
+            raise CatalogError(f"Product feed {self.path} has {n:,} columns, more than {self.limits.columns:,} (setting "
+                               "feed_max_columns). Remove the columns you do not need, or raise the limit with --feed-max-columns.")
+
+    def _skip(self, position: int, problem: str, value: str = "") -> None:
+        self.issues.append(CatalogWarning("row_too_long" if "longer" in problem else "bad_line",
+                                          f"{self.path.name} {self.unit} {position} {problem}, skipped.",
+                                          path=str(self.path), line=position, value=value[:200] or None))
+
+    def _csv(self, path: Path):
+        # The csv module's field limit is per process: raised to the row limit, never lowered (other readers keep theirs).
+        csv.field_size_limit(max(csv.field_size_limit(), self.limits.row_bytes))
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                return
+            self._too_many_columns(len(header))
+            width = len(header)
+            while True:
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # a NUL byte, or one value longer than the row limit
+                    self._skip(reader.line_num, f"cannot be read as CSV ({exc})" if "larger" not in str(exc) else
+                               f"is longer than {self.limits.row_bytes:,} bytes (setting feed_max_row_bytes)")
+                    continue
+                if sum(map(len, values)) > self.limits.row_bytes:
+                    self._skip(reader.line_num, f"is longer than {self.limits.row_bytes:,} bytes (setting feed_max_row_bytes)")
+                    continue
+                # Short rows leave the missing columns empty; values past the header are not kept.
+                yield reader.line_num, dict(zip(header, values[:width]))
+
+    def _parquet(self, path: Path):
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata
+        self._too_many_columns(meta.num_columns)
+        if meta.num_rows > self.limits.rows:
+            raise CatalogError(f"Product feed {path} has {meta.num_rows:,} rows, more than {self.limits.rows:,} (setting "
+                               "feed_max_rows). Split it, or raise the limit with --feed-max-rows.")
+        yield from enumerate(pq.read_table(path).to_pylist(), 1)
 
     def _json_lines(self, path: Path):
         good = bad = 0
@@ -274,6 +353,11 @@ class _FeedRows:
         with open(path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
+                    continue
+                if len(line) > self.limits.row_bytes:
+                    self._skip(lineno, f"is longer than {self.limits.row_bytes:,} bytes (setting feed_max_row_bytes)")
+                    bad += 1
+                    first_bad = first_bad or f"line {lineno} is too long"
                     continue
                 try:
                     row = json.loads(line)
@@ -311,16 +395,25 @@ def canonical_column(name: str) -> str:
     return _canonical(name, set()) or name
 
 
-def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
-    """Feed file -> ({id: canonical record with 'extra'}, warnings). ``str(warning)`` is its message."""
+def read_feed(path: Path, limits: FeedLimits | None = None) -> tuple[dict[str, dict], list[CatalogWarning]]:
+    """Feed file -> ({id: canonical record with 'extra'}, warnings). ``str(warning)`` is its message.
+    A feed is untrusted input: ``limits`` (default: the settings' defaults) bound what is read."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"Product feed {path} does not exist. Check the --products path.")
+    limits = limits or FeedLimits()
     products: dict[str, dict] = {}
     issues: list[CatalogWarning] = []
-    rows = _FeedRows(path, issues)
+    rows = _FeedRows(path, issues, limits)
     mapping: dict[str, str | None] | None = None
+    taken: set[str] = set()  # canonical fields already claimed by a column (kept as we go: linear in the columns)
     n = 0
+
+    def column(col: str) -> str | None:
+        canon = mapping[col] = _canonical(col, taken)
+        if canon is not None:
+            taken.add(canon)
+        return canon
 
     def warn(code, message, pid=None, fld=None, value=None):
         issues.append(CatalogWarning(code, f"{path.name} {rows.unit} {n}: {message}", id=pid, field=fld,
@@ -330,25 +423,27 @@ def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
         if mapping is None:
             mapping = {}
             for col in row:
-                if col is not None:
-                    mapping[col] = _canonical(col, set(mapping.values()))
-            if "id" not in mapping.values():
+                column(col)
+            if "id" not in taken:
                 raise CatalogError(
                     f"Product feed {path} has no id column (looked for: {', '.join(COLUMN_ALIASES['id'])}). "
                     "Add an 'id' column whose values match the image file names."
                 )
         rec: dict = {"extra": {}}
+        too_long = []
         for col, value in row.items():
-            if col is None:  # csv: more fields than the header
-                continue
             if col not in mapping:  # JSON lines: a key the first row did not have
-                mapping[col] = _canonical(col, set(mapping.values()))
+                rows._too_many_columns(len(mapping) + 1)
+                column(col)
+            if isinstance(value, str) and len(value) > limits.field_chars:
+                too_long.append(col)
+                value = None
             canon = mapping[col]
             if canon is None:
-                rec["extra"][col] = value
+                if value is not None:
+                    rec["extra"][col] = value
             else:
                 rec[canon] = value
-
 
         pid = str(rec.get("id") or "").strip()
         if pid.endswith(".0") and pid[:-2].isdigit():  # ids read as floats from Parquet/JSON
@@ -363,6 +458,13 @@ def read_feed(path: Path) -> tuple[dict[str, dict], list[CatalogWarning]]:
             warn("duplicate_id", f"duplicate id {pid}, later row ignored", pid, "id", pid)
             continue
         rec["id"] = pid
+        for col in too_long:
+            warn("field_too_long", f"{col} of {pid} is longer than {limits.field_chars:,} characters (setting "
+                 "feed_max_field_chars), left empty", pid, mapping[col] or col)
+        if rec["extra"] and len(json.dumps(rec["extra"], default=str)) > limits.extra_bytes:
+            warn("extra_too_large", f"the extra columns of {pid} take more than {limits.extra_bytes:,} bytes (setting "
+                 f"feed_max_extra_bytes), not kept: {', '.join(list(rec['extra'])[:5])}", pid, "extra")
+            rec["extra"] = {}
         for f in TEXT_FIELDS:
             value = rec.get(f)
             rec[f] = None if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "" else str(value).strip()
@@ -412,6 +514,12 @@ def _not_a_file(path: Path) -> ImageProblem | None:
     return None
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` names a file under ``folder``, ``..`` taken into account: a feed must not make stylelens read
+    (and serve) a file from elsewhere on the machine. Links are the operator's own and are followed as they are."""
+    return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(os.path.normpath(os.path.abspath(folder)))
+
+
 def scan_images(folder: Path, problems: list | None = None) -> tuple[dict[str, Path], list[CatalogWarning]]:
     """Image files under folder (recursive), keyed by file stem, in a deterministic order.
 
@@ -443,7 +551,7 @@ def scan_images(folder: Path, problems: list | None = None) -> tuple[dict[str, P
     return images, issues
 
 
-def load_catalog(folder, products=None) -> Catalog:
+def load_catalog(folder, products=None, limits: FeedLimits | None = None) -> Catalog:
     folder = Path(folder)
     if not folder.is_dir():
         raise CatalogError(f"Catalog folder {folder} does not exist or is not a folder. Pass the folder that holds the product images.")
@@ -451,14 +559,19 @@ def load_catalog(folder, products=None) -> Catalog:
     catalog = Catalog(feed=feed)
     catalog.images, catalog.issues = scan_images(folder, catalog.problems)
     if feed is not None:
-        catalog.products, feed_issues = read_feed(feed)
+        catalog.products, feed_issues = read_feed(feed, limits)
         catalog.issues.extend(feed_issues)
         # A feed 'image' column overrides the file-stem convention.
         for pid, rec in catalog.products.items():
             image = rec.get("image")
             if image:
-                path = Path(image) if Path(image).is_absolute() else folder / image
-                if path.is_file():
+                path = folder / image  # an absolute path stays absolute
+                if not _inside(path, folder):
+                    catalog.issues.append(CatalogWarning(
+                        "image_outside_catalog", f"{feed.name}: the image of {pid}, {image!r}, lies outside the catalog "
+                        f"folder {folder}, refused. Name image files by their path inside that folder.",
+                        id=pid, field="image", value=str(image), path=str(path)))
+                elif path.is_file():
                     catalog.images[pid] = path
                 else:
                     catalog.issues.append(CatalogWarning(
