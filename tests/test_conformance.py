@@ -32,7 +32,7 @@ from stylelens.settings import Settings
 DIM = 16
 FP = {"backbone": "toy", "weights": {"source": "random", "sha256": None, "detail": "seed=0"}, "pooling": "max",
       "preprocess": {"size": 8}, "dim": DIM, "normalized": "l2"}
-TYPES, GENDERS = ["Shirts", "Dresses", "Handbags"], ["Men", "Women"]
+TYPES, GENDERS, COLOURS = ["Shirts", "Dresses", "Handbags"], ["Men", "Women"], ["Red", "Blue"]
 ANN_ROWS = 8_500  # above the folder ANN's exact shortcut (8,192 passing rows): FAISS itself answers
 
 
@@ -117,7 +117,10 @@ def unit(n, seed=0, clusters=40):
 
 def records(ids, seed=0):
     rng = np.random.default_rng(seed)
+    # Every label given: the embedded Milvus 2.3 server of the tests takes no null fields (2.5+ does).
     return [{"id": pid, "name": f"item {pid}", "type": TYPES[int(rng.integers(3))], "gender": GENDERS[int(rng.integers(2))],
+             "colour": COLOURS[int(rng.integers(2))], "category": "Apparel", "subcategory": "Topwear", "season": "Summer",
+             "usage": "Casual",
              "price": round(float(rng.uniform(5, 100)), 2), "in_stock": bool(rng.random() < 0.8),
              "image_sha256": f"sha-{pid}"} for pid in ids]
 
@@ -134,6 +137,13 @@ def eventually(check, timeout=30.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.25)
+
+
+def checks_ok(place) -> bool:
+    """``stylelens check`` says ok. The embedded Milvus 2.3 server lists the ids of a collection from a client-side
+    timestamp (pymilvus cannot ask it for one), so a check right after a delete may see the deleted ids for about
+    a second: polled there."""
+    return eventually(lambda: place.check().summary() == "ok", timeout=30 if place.lags else 0)
 
 
 def found(store, queries, k, mask=None, filters=None):
@@ -166,6 +176,14 @@ def filled(store, n):
 
 
 # ---- the tests -----------------------------------------------------------------------------------
+def test_the_store_speaks_to_its_storage_through_the_two_protocols(place):
+    from stylelens.index import Database, VectorBackend
+
+    store = place.create()
+    assert isinstance(store.database, Database) and isinstance(store.backend, VectorBackend)
+    assert type(store.database).accepts(place.location) and type(store.backend).accepts(place.vectors)
+
+
 def test_add_update_and_remove_products(place):
     store = place.create()
     written = filled(store, 40)
@@ -175,7 +193,7 @@ def test_add_update_and_remove_products(place):
     store.add([dict(records(["p00003"])[0], name="renewed")], new[None])
     written["p00003"] = new
     assert len(store) == 40 and store.product("p00003")["name"] == "renewed"
-    np.testing.assert_allclose(store.vectors([store.columns.row_of["p00003"]])[0], new, atol=1e-6)
+    assert eventually(lambda: np.allclose(store.vectors([store.columns.row_of["p00003"]])[0], new, atol=1e-6))
     # Fields alone (the feed's price moved): no vector touched.
     store.update_records([dict(records(["p00004"])[0], price=999.0)])
     assert store.product("p00004")["price"] == 999.0
@@ -252,23 +270,34 @@ def test_what_was_written_is_there_after_reopening(place):
 
 def test_a_batch_whose_commit_never_happened_is_found_and_recovered(place):
     store = place.create()
-    written = filled(store, 20)
-    lost = ids(3, start=100)
-    # What a writer killed between the two steps of add() leaves: the vectors durable, the catalog not told.
-    store.backend.add(store.n_rows, records(lost), unit(3, seed=5))
-    store.close()
+    filled(store, 20)
+    lost, lost_vectors = ids(3, start=100), unit(3, seed=5)
+
+    def interrupted(writer) -> None:
+        """What a writer killed between the two steps of add() leaves: the vectors durable, the catalog not told."""
+        writer.backend.add(writer.n_rows, records(lost), lost_vectors)
+        writer.close()
+
+    interrupted(store)
     report = place.check()
     assert report.exit_code == 1 and [f.code for f in report.findings] in (["vectors_tail"], ["vectors_uncommitted"])
-    assert place.check(repair=True).exit_code == 0 and place.check().summary() == "ok"
-    # Opening for writing recovers it too (what the next build does); the lost products are nowhere.
+    # The next writer recovers it on opening (what the next build does): the lost products are nowhere.
     writer = place.open(writable=True)
     assert len(writer) == 20 and not set(lost) & set(writer.columns.row_of)
-    assert not set(lost) & {p for row in found(writer, unit(3, seed=5), 10)[0] for p in row}
-    writer.add(records(lost), unit(3, seed=5))  # the build resumes: added once, found
+    assert not set(lost) & {p for row in found(writer, lost_vectors, 10)[0] for p in row}
+    assert checks_ok(place)  # nothing of the batch is left behind
+    interrupted(writer)
+    # ... and so does the check's repair.
+    repaired = place.check(repair=True)
+    assert repaired.exit_code == 0, [f.line() for f in repaired.findings]
+    assert checks_ok(place)
+    writer = place.open(writable=True)
+    assert len(writer) == 20 and checks_ok(place)
+    writer.add(records(lost), lost_vectors)  # the build resumes: added once, found
     writer.maintain()
     assert len(writer) == 23
-    assert eventually(lambda: [row[0] for row in found(writer, unit(3, seed=5), 1)[0]] == lost)
-    assert len(written) == 20 and place.check().summary() == "ok"
+    assert eventually(lambda: [row[0] for row in found(writer, lost_vectors, 1)[0]] == lost)
+    assert checks_ok(place)
 
 
 def test_two_readers_follow_one_writer(place):
@@ -387,4 +416,4 @@ def test_check_finds_damaged_vectors_and_repair_makes_the_next_build_re_embed_th
     writer.add(records(["broken"]), bad)
     writer.maintain()
     writer.close()
-    assert place.check().summary() == "ok"
+    assert checks_ok(place)

@@ -14,7 +14,7 @@ tests/test_conformance.py passes on it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .checkup import CheckedCatalog, Checkup, VectorRows
 
 
+@runtime_checkable
 class VectorBackend(Protocol):
     """Made with the opened front store (``Backend(store)``); ``prepare`` classmethod sets up a new index's place."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..errors import IndexNotFoundError, InvalidArgumentError
@@ -56,6 +56,7 @@ class Events(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class Database(Protocol):
     """The manifest, catalog, artifacts, shopper events and writer lock of one index.
 
