@@ -417,3 +417,39 @@ def test_check_finds_damaged_vectors_and_repair_makes_the_next_build_re_embed_th
     writer.maintain()
     writer.close()
     assert checks_ok(place)
+
+
+def test_check_re_embeds_a_sample_and_finds_swapped_vectors(place, random_embedder, tmp_path):
+    """Real images and a real (seeded random-weight) ResNet-50: two products' vectors swapped are unit length,
+    so only re-embedding their images finds them, with the store's own search for the closest vector."""
+    from conftest import write_catalog
+    from stylelens.intake.images import content_hash
+
+    rows = write_catalog(tmp_path / "catalog", n=8, feed=False)
+    paths = [tmp_path / "catalog" / "images" / f"{pid}.jpg" for pid in rows]
+    vectors = random_embedder.embed_prepared(np.stack([random_embedder.prepare(p) for p in paths]))
+    products = [dict(records([pid])[0], image_path=str(p), image_sha256=content_hash(p.read_bytes()))
+                for pid, p in zip(rows, paths)]
+    store = create_store(place.location, random_embedder.fingerprint(), {}, place.vectors, settings=place.settings)
+    place.opened.append(store)
+    store.add(products, vectors)
+    store.maintain()
+
+    def run(**kw):
+        return place.check(embedder=random_embedder, sample=0, **kw)
+
+    report = run()
+    assert report.summary() == "ok" and report.counts["sampled"] == 8 and report.counts["lowest_cosine"] >= 0.99
+    store.add([products[2], products[5]], vectors[[5, 2]])  # each other's vector: rows point at the wrong vectors
+    store.maintain()
+    store.close()
+    report = run()
+    assert [f.code for f in report.findings] == ["vectors_mismatch"], [f.line() for f in report.findings]
+    assert sorted(report.findings[0].products) == sorted([products[2]["id"], products[5]["id"]])
+    assert run(repair=True).exit_code == 0
+    assert [f.code for f in run().findings] == ["pending"]
+    writer = place.open(writable=True)  # the next build re-embeds exactly them
+    writer.add([products[2], products[5]], vectors[[2, 5]])
+    writer.maintain()
+    writer.close()
+    assert eventually(lambda: run().summary() == "ok", timeout=30 if place.lags else 0)
