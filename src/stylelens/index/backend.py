@@ -7,24 +7,48 @@ drops what a crash left uncommitted. Searches answer ``(scores, rows)``: (Q, k) 
 numbers, best first, padded with -inf / -1 when fewer rows qualify.
 
 A new vector store is one module with a class implementing the protocol, plus one entry in
-``BACKENDS`` (the module is imported only when a location names it).
+``BACKENDS`` (the module is imported only when a location names it); it is done when
+tests/test_conformance.py passes on it.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
 
+if TYPE_CHECKING:
+    from .checkup import CheckedCatalog, Checkup, VectorRows
 
+
+@runtime_checkable
 class VectorBackend(Protocol):
     """Made with the opened front store (``Backend(store)``); ``prepare`` classmethod sets up a new index's place."""
 
     name: str  # what info and health report, e.g. "folder (exact)" or "milvus"
     server_filters: bool  # True: search() can run the filters itself instead of taking a row mask
+
+    @classmethod
+    def accepts(cls, location: str | None) -> bool:
+        """Whether the ``store`` location names this backend."""
+
+    @classmethod
+    def place(cls, location: str | None):
+        """What identifies where the vectors live (two locations with the same place are the same store)."""
+
+    @classmethod
+    def prepare(cls, where, manifest: dict, location: str | None, settings) -> None:
+        """A new index at the database location ``where``: claim the place, name it in ``manifest["vectors"]``."""
+
+    @classmethod
+    def check(cls, checkup: "Checkup", database, catalog: "CheckedCatalog") -> "VectorRows | None":
+        """``stylelens check``: hold the vectors against the catalog's products (``checkup.products``), adding
+        findings to ``checkup`` (its own repairs now when ``checkup.repair`` and they cannot wait, the rest in
+        the answer's ``repair``); answer the vectors by row for the length and re-embedding checks, None when
+        they cannot be read."""
 
     def add(self, start_row: int, records: list[dict], vectors: np.ndarray) -> None:
         """Store vectors for rows start_row.. (durable when this returns; not yet visible)."""

@@ -1,12 +1,17 @@
-"""Where an index keeps its catalog, manifest, artifacts and shopper events: one database, chosen by location.
+"""Where an index keeps its catalog, manifest, artifacts and shopper events: the ``Database`` protocol and the
+registry of databases, one chosen by location as the vector backends are (``index.backend``).
 
-    a folder path                          the embedded default: catalog.sqlite, manifest.json, users.sqlite
-                                           and artifact files in the index folder (one machine)
-    postgresql://[USER@]HOST[:PORT]/DB     PostgreSQL: every replica on every machine reads the same rows
+    a folder path                          the embedded default (``index.folder_db``): catalog.sqlite,
+                                           manifest.json, users.sqlite and artifact files in the index folder
+    postgresql://[USER@]HOST[:PORT]/DB     PostgreSQL (``index.postgres``): every replica on every machine
+                                           reads the same rows
 
 The PostgreSQL password never goes in the location (it is printed, logged and kept in shell history):
 it comes from the ``database_password`` setting (STYLELENS_DATABASE_PASSWORD), or from libpq's own
 ~/.pgpass. A database index keeps its vectors in a Milvus server (``--store milvus://...``).
+
+A new database is one module with a class implementing ``Database``, plus one entry in ``DATABASES``
+(the module is imported only when a location names it); it is done when tests/test_conformance.py passes on it.
 """
 
 from __future__ import annotations
@@ -14,18 +19,146 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from ..errors import IndexNotFoundError, InvalidArgumentError
-from ..files import write_bytes_atomic
-from .catalog_db import CATALOG_DB, CatalogDB
-from .events import USERS_DB, SqliteEvents
-from .lock import LOCK_FILE, WriterLock
-from .manifest import MANIFEST, read_manifest, write_manifest
+from .catalog_db import CATALOG_DB
+from .events import USERS_DB
+from .lock import LOCK_FILE
+from .manifest import MANIFEST
+
+if TYPE_CHECKING:
+    from .checkup import CheckedCatalog, Checkup
+
+
+class WriterLockLike(Protocol):
+    """One writer per index: ``acquire`` raises IndexBusyError naming the holder; the lock dies with its process."""
+
+    def acquire(self) -> "WriterLockLike": ...
+
+    def release(self) -> None: ...
+
+
+class Events(Protocol):
+    """Shopper events as stored rows, in order (``query.personalize`` decides what they mean)."""
+
+    def append(self, user: str, kind: str, product_id: str | None, sha256: str | None, vector: bytes | None) -> None:
+        """One event; an upload of a picture the shopper searched before replaces the older one."""
+
+    def rows(self, user: str) -> list[tuple[str, str | None, bytes | None]]:
+        """(kind, product id, vector bytes) of a shopper's events, oldest first."""
+
+    def forget(self, user: str) -> int: ...
+
+    def users(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Database(Protocol):
+    """The manifest, catalog, artifacts, shopper events and writer lock of one index.
+
+    Made with ``Class(Class.locate(location, settings), settings, create=...)`` (``open_database`` does it);
+    ``create`` lets a server database be created on the server when it does not exist yet. The catalog it
+    answers (``catalog(writable)``) is ``index.catalog_db.CatalogDB``'s interface: rows, meta, a ``version``
+    that moves with every committed change, so readers in other processes follow writers."""
+
+    location: object  # a folder (Path) or a parsed location; its str is what messages and reports show
+    shared: bool  # True: replicas on other machines read the same rows (its vectors must be shared too)
+
+    @classmethod
+    def accepts(cls, location) -> bool:
+        """Whether ``location`` names this kind of database."""
+
+    @classmethod
+    def locate(cls, location, settings):
+        """The parsed location (credentials from ``settings``, never from the location string)."""
+
+    @classmethod
+    def open_events(cls, location) -> Events:
+        """The shopper events alone (a service's personalisation, without opening the index)."""
+
+    def exists(self) -> bool:
+        """An index is here (a manifest and its catalog)."""
+
+    def not_found(self) -> IndexNotFoundError:
+        """The one-line error for a location without an index, saying how to build one."""
+
+    def prepare(self, vectors_kind: str) -> None:
+        """A new index is about to be made here (no manifest yet), its vectors in a backend of ``vectors_kind``:
+        refuse what cannot work (a folder that is not empty, vectors only one machine reaches), make the place."""
+
+    def read_manifest(self) -> dict | None:
+        """None when there is none; a damaged one raises IndexDamagedError, another format IndexMismatchError."""
+
+    def write_manifest(self, manifest: dict) -> None: ...
+
+    def catalog(self, writable: bool): ...
+
+    def create_catalog(self) -> None: ...
+
+    def writer_lock(self) -> WriterLockLike: ...
+
+    def read_artifact(self, name: str) -> bytes | None:
+        """A named blob kept with the index, None when there is none (names pass ``check_artifact_name``)."""
+
+    def write_artifact(self, name: str, data: bytes) -> None:
+        """Atomically: readers get the old or the new bytes, never half."""
+
+    def announce(self, catalog, what: str) -> None:
+        """A manifest or artifact write happened: move ``catalog``'s version so readers elsewhere take a new
+        view (a database that moves it in the write's own transaction does nothing)."""
+
+    def events(self) -> Events: ...
+
+    def close(self) -> None: ...
+
+    # ---- stylelens check -----------------------------------------------------------------
+    @classmethod
+    def inspect(cls, where, settings, checkup: "Checkup") -> "Database | None":
+        """Open the database at ``where`` for a check (a missing index raises its not-found error); None when the
+        check cannot go on (e.g. a schema this stylelens does not know: a finding says so)."""
+
+    def check(self, checkup: "Checkup") -> "CheckedCatalog":
+        """Check the manifest, the catalog rows (``checkup.check_rows``) and this database's own files, adding
+        findings (and, under ``checkup.repair``, repairing what only it can); answer what it read."""
+
+
+# kind -> "module:Class", asked in this order: the folder, which takes any path, last.
+DATABASES: dict[str, str] = {
+    "postgres": "stylelens.index.postgres:PostgresDatabase",
+    "folder": "stylelens.index.folder_db:FolderDatabase",
+}
+
+
+def database_class(kind: str):
+    module, _, name = DATABASES[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def database_kind(location) -> str:
+    """The database kind a location names."""
+    for kind in DATABASES:
+        if database_class(kind).accepts(location):
+            return kind
+    raise InvalidArgumentError(f"Unknown index location '{location}'. Use a folder or postgresql://USER@HOST:PORT/DB.",
+                               code="bad_option")
+
+
+def open_database(location, settings, create: bool = False) -> Database:
+    """The database of the index at ``location`` (a folder, or a server's by its scheme)."""
+    cls = database_class(database_kind(location))
+    return cls(cls.locate(location, settings), settings, create=create)
+
+
+def open_events(location) -> Events:
+    """The shopper events of the index at ``location`` (the folder's users.sqlite, or the database's table)."""
+    return database_class(database_kind(location)).open_events(location)
+
 
 SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-DATABASES = {"postgres": "stylelens.index.postgres:PostgresDatabase"}
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Files the index itself keeps: an artifact may not overwrite them.
 RESERVED = (MANIFEST, CATALOG_DB, USERS_DB, LOCK_FILE, "ann.json", "errors.csv", "warnings.csv")
@@ -77,68 +210,8 @@ def parse_database(location, password: str = "") -> DatabaseLocation:
     return DatabaseLocation(url, parts.hostname, port, dbname, user, password)
 
 
-def open_database(location, settings, create: bool = False):
-    """The database of the index at ``location``: a ``FolderDatabase`` or a server's (by its scheme)."""
-    if is_database(location):
-        where = parse_database(location, settings.database_password)
-        module, _, name = DATABASES["postgres"].partition(":")
-        return getattr(importlib.import_module(module), name)(where, settings, create=create)
-    return FolderDatabase(Path(location))
-
-
-def open_events(location):
-    """The shopper events of the index at ``location`` (the folder's users.sqlite, or the database's table)."""
-    if is_database(location):
-        module, _, name = DATABASES["postgres"].partition(":")
-        return getattr(importlib.import_module(module), name).open_events(parse_database(location))
-    return SqliteEvents(location)
-
-
 def check_artifact_name(name: str) -> str:
     if not isinstance(name, str) or not ARTIFACT_NAME.match(name) or name in RESERVED or name.startswith(RESERVED_PREFIXES):
         raise InvalidArgumentError(f"Artifact name {str(name)[:40]!r} is not allowed: use letters, digits, '.', '_' and '-', "
                                    "and not a name the index uses for itself.", code="bad_option")
     return name
-
-
-class FolderDatabase:
-    """The embedded default: files in the index folder. One machine; readers follow writers through SQLite."""
-
-    shared = False  # replicas on other machines do not see it
-
-    def __init__(self, folder: Path):
-        self.location = Path(folder)
-
-    def exists(self) -> bool:
-        return read_manifest(self.location) is not None and (self.location / CATALOG_DB).is_file()
-
-    def not_found(self) -> IndexNotFoundError:
-        return IndexNotFoundError(f"No stylelens index at {self.location}. Build one with: stylelens index CATALOG_DIR --out {self.location}")
-
-    def read_manifest(self) -> dict | None:
-        return read_manifest(self.location) if self.location.is_dir() else None
-
-    def write_manifest(self, manifest: dict) -> None:
-        write_manifest(self.location, manifest)
-
-    def catalog(self, writable: bool) -> CatalogDB:
-        return CatalogDB(self.location, writable)
-
-    def create_catalog(self) -> None:
-        CatalogDB.create(self.location)
-
-    def writer_lock(self) -> WriterLock:
-        return WriterLock(self.location)
-
-    def read_artifact(self, name: str) -> bytes | None:
-        path = self.location / check_artifact_name(name)
-        return path.read_bytes() if path.is_file() else None
-
-    def write_artifact(self, name: str, data: bytes) -> None:
-        write_bytes_atomic(self.location / check_artifact_name(name), bytes(data))
-
-    def events(self) -> SqliteEvents:
-        return SqliteEvents(self.location)
-
-    def close(self) -> None:
-        """Nothing held: the catalog and events close themselves."""

@@ -4,19 +4,26 @@ Crash safety: vectors are appended to ``vectors-<generation>.f32`` and fsync'd *
 transaction that makes their rows visible commits. Rows past the committed ``n_rows`` belong to a
 batch that never committed and are cut off by ``recover``. A row is never rewritten in place;
 deletes and updates leave dead rows that ``compact`` removes by writing a new generation.
+
+Its check (``FolderBackend.check``) holds the vectors file against the catalog's committed rows: a
+tail past them is cut off, a short file is padded and its lost products re-embedded by the next build,
+and files of other generations are deleted.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import IndexDamagedError, InvalidArgumentError
 from .backend import exact_search
+from .checkup import REINDEX, CheckedCatalog, Checkup, VectorRows
 
 LOCAL = "local"
+_VECTORS = re.compile(r"vectors-(\d+)\.f32$")
 
 
 class FolderBackend:
@@ -196,3 +203,79 @@ class FolderBackend:
     def close(self) -> None:
         self._matrices = {}
         self._searcher = None
+
+    # ---- stylelens check -----------------------------------------------------------------
+    @classmethod
+    def check(cls, checkup: Checkup, database, catalog: CheckedCatalog) -> VectorRows | None:
+        """The vector files of the index folder against the catalog's committed rows and generation."""
+        folder = Path(database.location)
+        n_rows, generation = catalog.n_rows, catalog.generation
+        _check_generations(checkup, folder, generation)
+        dim = _dim(checkup, folder, catalog)
+        if dim is None or n_rows is None:
+            return None
+        return _check_vectors_file(checkup, folder / f"vectors-{generation}.f32", n_rows, dim)
+
+
+def _check_generations(checkup: Checkup, folder: Path, generation: int | None) -> None:
+    if generation is None:
+        return
+    for f in sorted(folder.iterdir()):
+        m = _VECTORS.match(f.name)
+        if m and int(m.group(1)) != generation and f.is_file():
+            finding = checkup.add(f.name, "stale_generation", f"a vectors file of generation {m.group(1)} (the catalog uses "
+                                  f"{generation}) that nothing reads; run stylelens check INDEX --repair to delete it.", True)
+            if checkup.repair:
+                f.unlink()
+                checkup.repaired(finding, "deleted (a stale vectors generation)")
+
+
+def _dim(checkup: Checkup, folder: Path, catalog: CheckedCatalog) -> int | None:
+    """The manifest's dimension; without a manifest, the one backbone dimension the file's size fits."""
+    if catalog.manifest is not None:
+        return int(catalog.manifest["embedder"]["dim"])
+    if not catalog.n_rows or catalog.generation is None:
+        return None
+    from ..models import BACKBONES
+
+    f = folder / f"vectors-{catalog.generation}.f32"
+    size = f.stat().st_size if f.is_file() else 0
+    fits = sorted({spec.dim for spec in BACKBONES.values() if size == catalog.n_rows * spec.dim * 4})
+    if len(fits) == 1:
+        return fits[0]
+    checkup.note("vectors not checked: without a manifest their dimension cannot be told from the file")
+    return None
+
+
+def _check_vectors_file(checkup: Checkup, f: Path, n_rows: int, dim: int) -> VectorRows | None:
+    row_bytes = dim * 4
+    need = n_rows * row_bytes
+    have = f.stat().st_size if f.is_file() else -1
+    complete = max(have, 0) // row_bytes
+    if have < need:
+        lost = [p.id for p in checkup.products if p.row is not None and p.row >= complete]
+        what = "is missing" if have < 0 else f"holds {complete:,} of the {n_rows:,} committed vectors"
+        finding = checkup.add(f.name, "vectors_short", f"it {what} ({len(lost)} product(s) without a vector); run stylelens "
+                              f"check INDEX --repair, then {REINDEX} re-embeds them.", True, lost)
+        if checkup.repair:
+            with open(f, "ab") as fh:  # zero rows in place of the lost ones: the build appends after them
+                fh.truncate(need)
+                fh.flush()
+                os.fsync(fh.fileno())
+            checkup.forget.update(dict.fromkeys(lost, finding))
+            complete = n_rows
+        elif complete == 0:
+            return None
+    elif have > need:
+        extra = (have - need) / row_bytes
+        finding = checkup.add(f.name, "vectors_tail", f"it holds {extra:g} vector row(s) past the {n_rows:,} committed ones "
+                              "(a batch that never committed); run stylelens check INDEX --repair to cut them off.", True)
+        if checkup.repair:
+            with open(f, "r+b") as fh:
+                fh.truncate(need)
+                fh.flush()
+                os.fsync(fh.fileno())
+            checkup.repaired(finding, f"cut off {extra:g} uncommitted vector row(s)")
+    rows = min(complete, n_rows)
+    matrix = np.memmap(f, dtype=np.float32, mode="r", shape=(rows, dim)) if rows else np.zeros((0, dim), np.float32)
+    return VectorRows(matrix, f.name)

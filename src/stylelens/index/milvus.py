@@ -15,6 +15,11 @@ catalog.sqlite as 'pending'; the catalog commit that makes them visible clears t
 writing deletes pending ids that never committed, so an interrupted build resumes without orphans.
 The collection carries the embedder fingerprint and the owning index's id as properties; a
 mismatch is refused like a mismatched index folder. pymilvus is imported only when a collection opens.
+
+Its check (``MilvusBackend.check``) holds the collection against the catalog, whichever database keeps
+it: a vector for every product, none that no product owns, none twice, no batch left uncommitted. It reads
+with Strong consistency (a check right after a build sees every vector the build wrote), by id, in
+bounded chunks, and repairs by deleting what no product owns and making the next build re-embed the rest.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..errors import (CatalogError, IndexMismatchError, IndexNotFoundError, Inva
                       import_extra)
 from ..settings import SETTINGS
 from .catalog_db import LABEL_COLUMNS
+from .checkup import REINDEX, CheckedCatalog, Checkup, Finding, VectorRows, few
 from .manifest import check_compatible
 
 DEFAULT_COLLECTION = "stylelens"
@@ -106,6 +112,10 @@ EXPR_IDS = 4096  # most ids written into one filter expression
 MILVUS_TOP_K = 16384  # Milvus's largest search limit
 PENDING = "milvus_pending"
 TOKEN_ENV = SETTINGS["milvus_token"].env
+READ_IDS = 1000  # ids per read: ~8 MB of 2048-d vectors
+STRONG = {"consistency_level": "Strong"}  # what a check reads with: every write done so far
+UNIT_READS = 10_000  # vectors a check reads for their length unless --sample 0 (all)
+NEAREST = 8  # neighbours a check asks for, to find the closest trusted product's vector
 PROP_EMBEDDER = "stylelens.embedder"
 PROP_OWNER = "stylelens.owner"
 INDEX_PARAMS = {"FLAT": {}, "HNSW": {"M": 16, "efConstruction": 200}, "IVF_FLAT": {"nlist": 1024},
@@ -220,11 +230,39 @@ class MilvusCollection:
         for start in range(0, len(ids), EXPR_IDS):
             self.client.delete(self.name, ids=ids[start:start + EXPR_IDS])
 
-    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+    def vectors(self, ids: list[str], **options) -> dict[str, np.ndarray]:
         found = {}
-        for start in range(0, len(ids), 1000):
-            for hit in self.client.get(self.name, ids=ids[start:start + 1000], output_fields=["vector"]):
+        for start in range(0, len(ids), READ_IDS):
+            for hit in self.client.get(self.name, ids=ids[start:start + READ_IDS], output_fields=["vector"], **options):
                 found[hit["id"]] = np.asarray(hit["vector"], dtype=np.float32)
+        return found
+
+    def ids(self, **options) -> set[str]:
+        """Every distinct id the collection holds (Milvus answers each id once, however often it is held)."""
+        ids: set[str] = set()
+        it = self.client.query_iterator(self.name, batch_size=READ_IDS * 10, output_fields=["id"], **options)
+        try:
+            while batch := it.next():
+                ids.update(hit["id"] for hit in batch)
+        finally:
+            it.close()
+        return ids
+
+    def duplicated(self, ids: list[str], **options) -> list[str]:
+        """The ids among ``ids`` held more than once: chunks whose count exceeds their ids, halved down to the id."""
+        found: list[str] = []
+
+        def walk(chunk: list[str]) -> None:
+            if self.count(f"id in {json.dumps(chunk)}", **options) <= len(chunk):
+                return
+            if len(chunk) == 1:
+                found.append(chunk[0])
+                return
+            walk(chunk[:len(chunk) // 2])
+            walk(chunk[len(chunk) // 2:])
+
+        for start in range(0, len(ids), EXPR_IDS):
+            walk(ids[start:start + EXPR_IDS])
         return found
 
     def all_vectors(self):
@@ -237,8 +275,8 @@ class MilvusCollection:
         finally:
             it.close()
 
-    def count(self) -> int:
-        return int(self.client.query(self.name, filter="", output_fields=["count(*)"])[0]["count(*)"])
+    def count(self, expr: str = "", **options) -> int:
+        return int(self.client.query(self.name, filter=expr, output_fields=["count(*)"], **options)[0]["count(*)"])
 
     def search(self, queries: np.ndarray, limit: int, expr: str) -> list[list[tuple[str, float]]]:
         params = {"HNSW": {"ef": max(64, limit)}, "IVF_FLAT": {"nprobe": 32}, "IVF_PQ": {"nprobe": 32}}.get(self.location.index, {})
@@ -379,18 +417,8 @@ class MilvusBackend:
         return {PENDING: None}
 
     def recover(self) -> None:
-        pending = self.catalog.meta(PENDING)
-        if pending is None:
-            return
-        pending = json.loads(pending)
-        committed = set(self.catalog.image_hashes())
-        orphans = [pid for pid in pending if pid not in committed]
-        if orphans:
-            self.milvus.delete(orphans)
-        # Committed products of the lost batch may now have the new vector in Milvus under the old
-        # record: forgetting their image hash makes the next build embed them again.
-        self.catalog.forget_hashes([pid for pid in pending if pid in committed])
-        self.catalog.set_meta(PENDING, None)
+        if self.catalog.meta(PENDING) is not None:
+            clear_batch(self.catalog, self.milvus)
 
     def update_fields(self, records: list[dict], before: dict[str, dict]) -> None:
         """Feed fields the filters read are copied to Milvus when they changed."""
@@ -425,6 +453,146 @@ class MilvusBackend:
             self.maintain()
             self._milvus.close()
             self._milvus = None
+
+    # ---- stylelens check -----------------------------------------------------------------
+    @classmethod
+    def check(cls, checkup: Checkup, database, catalog: CheckedCatalog) -> "MilvusRows | None":
+        """The collection the manifest names against the catalog's products."""
+        if catalog.manifest is None or catalog.n_rows is None:
+            return None
+        vectors = catalog.manifest.get("vectors") or {}
+        file = str(vectors.get("location") or "vectors").split("?")[0]
+        collection = MilvusCollection(parse_location(vectors.get("location")), checkup.settings.milvus_token)
+        try:
+            collection.check(catalog.manifest["embedder"], vectors.get("owner"), database.location)
+        except (IndexNotFoundError, IndexMismatchError, InvalidArgumentError) as exc:
+            collection.close()
+            checkup.add(file, "vectors_collection", exc.message)
+            return None
+        rows = MilvusRows(collection, file, {p.row: p.id for p in checkup.products}, catalog.n_rows,
+                          int(catalog.manifest["embedder"]["dim"]), UNIT_READS if checkup.sample else None)
+        try:
+            rows.check(checkup, catalog.meta)
+        except BaseException:
+            rows.close()
+            raise
+        return rows
+
+
+def clear_batch(catalog, collection: MilvusCollection) -> list[str]:
+    """Undo a batch whose catalog commit never happened: delete the vectors no product owns, and make the next
+    build re-embed the committed products of the batch. Answers the ids of the batch."""
+    pending = _pending(catalog.meta(PENDING))
+    committed = set(catalog.image_hashes())
+    orphans = [pid for pid in pending if pid not in committed]
+    if orphans:
+        collection.delete(orphans)
+    # Committed products of the lost batch may now have the new vector in Milvus under the old
+    # record: forgetting their image hash makes the next build embed them again.
+    catalog.forget_hashes([pid for pid in pending if pid in committed])
+    catalog.set_meta(PENDING, None)
+    return pending
+
+
+def _pending(text) -> list[str]:
+    try:
+        return [str(pid) for pid in json.loads(text or "[]")]
+    except (TypeError, ValueError):
+        return []
+
+
+class MilvusRows(VectorRows):
+    """What a check reads of a collection: vectors by catalog row, fetched by product id when indexed (a row
+    without a vector there reads as zeros), and the collection's own search for the closest trusted vector."""
+
+    whole = "collection"
+
+    def __init__(self, collection: MilvusCollection, file: str, id_of_row: dict[int, str], n_rows: int, dim: int,
+                 unit_limit: int | None):
+        super().__init__(None, file)
+        self.collection = collection
+        self.id_of_row = id_of_row
+        self.n_rows = n_rows
+        self._dim = dim
+        self.unit_limit = unit_limit
+        self.batch: Finding | None = None  # its repair clears the uncommitted batch, as the next build would
+        self.orphans: Finding | None = None  # its repair deletes its products' vectors
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, rows) -> np.ndarray:
+        ids = [self.id_of_row.get(int(r)) for r in rows]
+        found = self.collection.vectors([pid for pid in ids if pid is not None], **STRONG)
+        out = np.zeros((len(ids), self._dim), np.float32)
+        for i, pid in enumerate(ids):
+            if pid in found:
+                out[i] = found[pid]
+        return out
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def check(self, checkup: Checkup, meta: dict) -> None:
+        """One vector for every product of the catalog, none that no product owns, no batch whose catalog commit
+        never happened."""
+        ids = self.collection.ids(**STRONG)
+        held = self.collection.count("", **STRONG)
+        checkup.report.counts["vectors_held"] = held
+        catalog = {p.id for p in checkup.products} | set(checkup.remove)
+        batch = _pending(meta.get(PENDING))
+        if batch:
+            self.batch = checkup.add(self.file, "vectors_uncommitted", f"{len(batch)} vector(s) of a batch whose catalog "
+                                     f"commit never happened (a stylelens index interrupted, or running now): {few(batch)}; "
+                                     f"run stylelens check INDEX --repair (or {REINDEX}) to clear it.", True, batch)
+        orphans = sorted(ids - catalog - set(batch))
+        if orphans:
+            self.orphans = checkup.add(self.file, "vectors_orphan", f"{len(orphans)} vector(s) that no product of the catalog "
+                                       f"owns, found by searches and then dropped: {few(orphans)}; run stylelens check INDEX "
+                                       "--repair to delete them.", True, orphans)
+        missing = [p.id for p in checkup.products if p.id not in ids and p.sha256 is not None]
+        if missing:
+            checkup.forget.update(dict.fromkeys(missing, checkup.add(
+                self.file, "vectors_missing", f"{len(missing)} product(s) have no vector in it, so no search finds them: "
+                f"{few(missing)}; run stylelens check INDEX --repair, then {REINDEX} re-embeds them.", True, missing)))
+        if held > len(ids):
+            live = {p.id for p in checkup.products}
+            twice = [pid for pid in self.collection.duplicated(sorted(ids), **STRONG) if pid in live
+                     and pid not in checkup.forget]
+            if twice:
+                checkup.forget.update(dict.fromkeys(twice, checkup.add(
+                    self.file, "vectors_duplicate", f"{len(twice)} product(s) have more than one vector in it: {few(twice)}; "
+                    f"run stylelens check INDEX --repair, then {REINDEX} re-embeds them (one vector each).", True, twice)))
+
+    def best(self, fresh: np.ndarray, trusted: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The collection's own top k (exact or approximate, as its index type is) for each fresh vector."""
+        best_cos = np.full(len(fresh), -np.inf, np.float32)
+        best_row = np.full(len(fresh), -1, np.int64)
+        for i, hits in enumerate(self.collection.search(fresh, NEAREST, "")):
+            found = [(score, trusted[pid]) for pid, score in hits if pid in trusted]
+            if found:
+                best_cos[i], best_row[i] = found[0]
+        return best_cos, best_row
+
+    def needs_repair(self, checkup: Checkup) -> bool:
+        return self.batch is not None or self.orphans is not None or bool(checkup.remove)
+
+    def repair(self, checkup: Checkup, catalog) -> None:
+        if self.batch is not None:
+            clear_batch(catalog, self.collection)
+            checkup.repaired(self.batch, "deleted the batch's vectors that no product owns, and forgot the image hash of "
+                                         f"its products in the catalog: {REINDEX} re-embeds them")
+        if self.orphans is not None:
+            self.collection.delete(self.orphans.products)
+            checkup.repaired(self.orphans, f"deleted {len(self.orphans.products)} vector(s) that no product owns")
+        if checkup.remove:
+            self.collection.delete(list(checkup.remove))
+
+    def close(self) -> None:
+        if self.collection is not None:
+            self.collection.close()
+            self.collection = None
 
 
 def filter_expression(filters, columns) -> str:

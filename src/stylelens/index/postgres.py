@@ -7,6 +7,9 @@ in every transaction that changes anything; a replica compares it (at most every
 with the view it serves and reads a new one when it moved: the folder's live reload, over the network.
 One writer at a time holds a PostgreSQL advisory lock, released by the server when its session ends
 (a killed writer included). SQLAlchemy Core over psycopg 3, imported only when a location names it.
+
+Its check reads the schema revision before opening (opening migrates), then the manifest and the catalog
+rows from one snapshot; the vectors are the Milvus backend's to check.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import DatabaseUnavailable, IndexBusyError, IndexDamagedError, IndexNotFoundError, import_extra
+from ..errors import (DatabaseUnavailable, IndexBusyError, IndexDamagedError, IndexNotFoundError, InvalidArgumentError,
+                      StylelensError, import_extra)
 from .catalog_db import PRODUCT_COLUMNS, VIEW_FIELDS, CatalogMeta, Columns, columns_from, product_record
-from .database import check_artifact_name
+from .checkup import CheckedCatalog, Checkup
+from .database import check_artifact_name, is_database, parse_database
 from .manifest import MANIFEST, check_manifest, now
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,6 +36,8 @@ LOCK_KEY = 0x5354594C454E53  # pg_advisory_lock key of an index's writer ("STYLE
 _STORED = PRODUCT_COLUMNS + ("row", "image_path", "image_sha256", "extra")
 _PRODUCT_SELECT = ", ".join(f'"{c}"' for c in PRODUCT_COLUMNS) + ", image_path, image_sha256, extra"
 _BUMP = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'version'"
+REBUILD_DATABASE = ("rebuild the index into a new database (stylelens index CATALOG --out postgresql://USER@HOST:PORT/NEW_DB "
+                    "--store milvus://HOST:PORT/NEW_COLLECTION)")
 
 
 def _sqlalchemy():
@@ -82,8 +89,16 @@ class PostgresDatabase:
         migrate(self)
 
     @classmethod
-    def open_events(cls, where) -> "PostgresEvents":
-        return PostgresEvents(cls(where, pool_size=2), owns=True)
+    def accepts(cls, location) -> bool:
+        return is_database(location)
+
+    @classmethod
+    def locate(cls, location, settings):
+        return parse_database(location, settings.database_password)
+
+    @classmethod
+    def open_events(cls, location) -> "PostgresEvents":
+        return PostgresEvents(cls(parse_database(location), pool_size=2), owns=True)
 
     @contextmanager
     def begin(self):
@@ -128,13 +143,19 @@ class PostgresDatabase:
         finally:
             admin.dispose()
 
-    # ---- the FolderDatabase interface ------------------------------------------------------
+    # ---- the Database protocol (index.database) ---------------------------------------------
     def exists(self) -> bool:
         return self.read_manifest() is not None
 
     def not_found(self) -> IndexNotFoundError:
         return IndexNotFoundError(f"No stylelens index in {self.location}. Build one with: stylelens index CATALOG_DIR "
                                   f"--out {self.location} --store milvus://HOST:PORT/COLLECTION")
+
+    def prepare(self, vectors_kind: str) -> None:
+        """Every replica reads this index: its vectors must be where every replica reaches them too."""
+        if vectors_kind == "folder":
+            raise InvalidArgumentError(f"An index in {self.location} keeps its vectors in a Milvus server, which every "
+                                       "replica reaches: add --store milvus://HOST:PORT/COLLECTION.", code="bad_option")
 
     def read_manifest(self) -> dict | None:
         data = self._artifact(MANIFEST)
@@ -169,6 +190,9 @@ class PostgresDatabase:
     def write_artifact(self, name: str, data: bytes) -> None:
         self._put(check_artifact_name(name), bytes(data))
 
+    def announce(self, catalog, what: str) -> None:
+        """Nothing to do: every write moved the version in its own transaction."""
+
     def events(self) -> "PostgresEvents":
         return PostgresEvents(self, owns=False)
 
@@ -188,6 +212,77 @@ class PostgresDatabase:
             conn.execute(sa.text("INSERT INTO artifacts (name, data, updated) VALUES (:n, :d, now()) "
                                  "ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, updated = now()"), {"n": name, "d": data})
             conn.execute(sa.text(_BUMP))
+
+    # ---- stylelens check -----------------------------------------------------------------
+    @classmethod
+    def inspect(cls, where, settings, checkup: Checkup) -> "PostgresDatabase | None":
+        """The schema is at this stylelens's Alembic revision. An older one is migrated by the next command that opens
+        the index (--repair: now); a newer one is left to the stylelens that wrote it. None: nothing more to check."""
+        checkup.rebuild = REBUILD_DATABASE
+        found = schema_revision(where)
+        if found is None:
+            raise _check_not_found(where)
+        head, known = revisions()
+        if found == head:
+            return cls(where, settings)
+        if found not in known:
+            checkup.add("schema", "schema_unknown", f"it is at revision {found}, which this stylelens does not know (a newer "
+                        "stylelens wrote it); check the index with that version. Nothing else was checked.")
+            return None
+        finding = checkup.add("schema", "schema_old", f"it is at revision {found}, this stylelens's is {head}: the next "
+                              "command that opens the index migrates it (stylelens check INDEX --repair does it now). Nothing "
+                              "else was checked.", repairable=True)
+        if not checkup.repair:
+            return None
+        db = cls(where, settings)  # opening migrates
+        checkup.repaired(finding, f"migrated the schema from revision {found} to {head}")
+        return db
+
+    def check(self, checkup: Checkup) -> CheckedCatalog:
+        """The manifest and the catalog rows, read from one snapshot."""
+        meta, rows = self.snapshot('SELECT id, "row", image_path, image_sha256 FROM products ORDER BY "row", id')
+        if not rows and not self._has_manifest():
+            raise _check_not_found(self.location)
+        manifest = checkup.check_manifest(self.read_manifest, REBUILD_DATABASE, repairable=False)
+        n_rows, generation = checkup.check_rows("products", meta, rows)
+        return CheckedCatalog("products", manifest, meta, n_rows, generation)
+
+    def _has_manifest(self) -> bool:
+        try:
+            return self.read_manifest() is not None
+        except StylelensError:
+            return True  # there, but damaged: a finding
+
+
+def _check_not_found(where) -> IndexNotFoundError:
+    return IndexNotFoundError(f"No stylelens index in {where}. Check the location, or build one there: "
+                              f"stylelens index CATALOG --out {where} --store milvus://HOST:PORT/COLLECTION")
+
+
+def schema_revision(where) -> str | None:
+    """The schema's Alembic revision, None when the database has no stylelens tables (read without migrating)."""
+    sa = _sqlalchemy()
+    engine = make_engine(where, 1)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT to_regclass('alembic_version')")).scalar() is None:
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    except sa.exc.DBAPIError as exc:
+        raise unavailable(where, exc) from None
+    finally:
+        engine.dispose()
+
+
+def revisions() -> tuple[str, set[str]]:
+    """(the newest schema revision this stylelens knows, every revision it knows)."""
+    alembic_config = import_extra("alembic.config", "alembic", "postgres", "An index in PostgreSQL")
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config.Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    return script.get_current_head(), {r.revision for r in script.walk_revisions()}
 
 
 def migrate(db: PostgresDatabase) -> None:

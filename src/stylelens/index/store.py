@@ -1,5 +1,6 @@
-"""The front of one index: manifest + catalog + artifacts in a database (``index.database``: the
-index folder's files, or PostgreSQL) + a vector backend, chosen by the manifest.
+"""The front of one index: manifest + catalog + artifacts + events in a ``Database`` (``index.database``: the
+index folder's files, or PostgreSQL, chosen by location) + a ``VectorBackend`` (``index.backend``), chosen by
+the manifest. It speaks to both through their protocols only.
 
 ``open_store(location)`` for reading, ``open_store(location, writable=True)`` to change it,
 ``create_store(location, ...)`` to start one (or update an existing one). Every write goes through
@@ -11,25 +12,22 @@ machine for a database), the next ``columns`` is a new view, and the manifest is
 from __future__ import annotations
 
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatabaseUnavailable, IndexMismatchError, IndexNotFoundError, InvalidArgumentError
+from ..errors import DatabaseUnavailable, IndexMismatchError
 from ..settings import Settings, settings_or_default
 from .backend import backend_class, kind_of, open_backend
-from .catalog_db import CATALOG_DB, Columns
-from .database import is_database, open_database
-from .lock import LOCK_FILE
+from .catalog_db import Columns
+from .database import Database, open_database
 from .manifest import MANIFEST, check_compatible, new_manifest
 
 
 class IndexStore:
     def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None,
-                 writer_lock=None, database=None):
+                 writer_lock=None, database: Database | None = None):
         self.settings = settings_or_default(settings)
-        self.database = database or open_database(path, self.settings)
+        self.database: Database = database or open_database(path, self.settings)
         self.path = self.database.location  # a folder (Path), or a DatabaseLocation
         self.writable = writable
         self.catalog = None
@@ -77,8 +75,8 @@ class IndexStore:
             with self._lock:
                 columns = self._columns
                 if columns is None or columns.version != self.catalog.version():
-                    if not self.writable and columns is not None:
-                        self.manifest = self.database.read_manifest() or self.manifest  # e.g. a field tune wrote
+                    if not self.writable:  # e.g. a field tune wrote, also between opening and the first view
+                        self.manifest = self.database.read_manifest() or self.manifest
                     columns = self._columns = self.catalog.columns()
                     self.backend.changed()
         return columns
@@ -200,8 +198,7 @@ class IndexStore:
     def _announce(self, what: str) -> None:
         """Move the catalog version so readers in other processes take a new view (a database moves it
         in the write's own transaction)."""
-        if not self.database.shared:
-            self.catalog.set_meta(f"{what}_updated", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f" {time.time_ns()}")
+        self.database.announce(self.catalog, what)
         self._changed()
 
     def _changed(self) -> None:
@@ -223,37 +220,17 @@ def create_store(path, fingerprint: dict, versions: dict, location: str | None =
     setting), or open the existing one to update it. An existing index keeps the place it was built
     with; naming another one is an error, not a move."""
     settings = settings_or_default(settings)
-    if is_database(path):
-        return _create_in_database(path, fingerprint, versions, location, settings)
-    path = Path(path)
-    database = open_database(path, settings)
-    existing = database.read_manifest()
-    if existing is not None:
-        _check_same_place(path, existing, location)
-        return open_store(path, writable=True, settings=settings, expect=fingerprint)
-    if path.exists() and not path.is_dir():
-        raise IndexNotFoundError(f"{path} is a file, not a folder. Choose a new or empty --out folder.", code="not_an_index")
-    path.mkdir(parents=True, exist_ok=True)
-    leftovers = {p.name for p in path.iterdir()} - {CATALOG_DB, CATALOG_DB + "-wal", CATALOG_DB + "-shm", LOCK_FILE}
-    if leftovers:
-        raise IndexNotFoundError(f"{path} is not empty and is not a stylelens index. Choose a new or empty --out folder.",
-                                 code="not_an_index")
-    return _create(database, fingerprint, versions, location, settings,
-                   retry=lambda: create_store(path, fingerprint, versions, location, settings=settings))
-
-
-def _create_in_database(where, fingerprint, versions, location, settings) -> IndexStore:
-    database = open_database(where, settings, create=True)
+    database = open_database(path, settings, create=True)
     try:
+        def reopen() -> IndexStore:
+            return IndexStore(path, writable=True, settings=settings, expect=fingerprint, database=database)
+
         existing = database.read_manifest()
         if existing is not None:
             _check_same_place(database.location, existing, location)
-            return IndexStore(where, writable=True, settings=settings, expect=fingerprint, database=database)
-        if kind_of(location) == "folder":
-            raise InvalidArgumentError(f"An index in {database.location} keeps its vectors in a Milvus server, which every "
-                                       "replica reaches: add --store milvus://HOST:PORT/COLLECTION.", code="bad_option")
-        return _create(database, fingerprint, versions, location, settings,
-                       retry=lambda: IndexStore(where, writable=True, settings=settings, expect=fingerprint, database=database))
+            return reopen()
+        database.prepare(kind_of(location))
+        return _create(database, fingerprint, versions, location, settings, retry=reopen)
     except BaseException:
         database.close()
         raise
@@ -285,8 +262,6 @@ def _check_same_place(path, existing: dict, location) -> None:
 
 def read_manifest_at(location, settings: Settings | None = None) -> dict | None:
     """The manifest of the index at a folder or database location, None when there is none yet."""
-    if not is_database(location) and not Path(location).is_dir():
-        return None
     try:
         database = open_database(location, settings_or_default(settings))
     except DatabaseUnavailable as exc:
