@@ -11,13 +11,13 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..index import Columns
 from ..index.catalog_db import label_key
-
-FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")
-LABEL_FILTERS = ("gender", "type", "colour")
+from .options import FILTER_FIELDS, LABEL_FILTERS  # noqa: F401  (the fields below are the table's filter rows)
 
 
 @dataclass(frozen=True)
 class Filters:
+    """The filter rows of ``options.OPTIONS`` (a test keeps the two the same)."""
+
     gender: str | None = None
     type: str | None = None
     colour: str | None = None
