@@ -39,6 +39,7 @@ from ..errors import ImageError, InvalidArgumentError, MissingExtraError
 from ..index.backend import exact_search, top_k
 from ..query import pipeline
 from ..query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
+from ..query.filters import Filters
 from ..query.request import Photo, SearchRequest
 from ..query.stages.embed import embed
 from ..query.stages.neighbours import SELF_SLACK, Neighbours
@@ -157,7 +158,9 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     predicted = {c: np.full(len(qvecs), -1, np.int64) for c in LABELS}
     served = {k: np.full((len(qvecs), k), -1, np.int64) for k in ks}
     bare = np.full((len(qvecs), max(ks)), -1, np.int64)  # the nearest neighbours before ranking
-    allowed = SearchRequest(k=max(ks)).filters.mask(cols)  # the default filters: live and in stock, as served
+    # Over every live product, out of stock too (as the relevant counts below): similar(include_out_of_stock=True).
+    catalog = Filters(include_out_of_stock=True)
+    allowed = catalog.mask(cols)
     for i in range(len(qvecs)):
         found = rows[i][same_rows[i]]
         if len(found) and space.name != "raw":  # confirmed on the raw vectors, as the served neighbour pass does
@@ -165,7 +168,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
             found = space.same_picture(found, raw, cols)
         exclude = () if query_rows is None else (int(query_rows[i]),)
         for k in ks:
-            request = SearchRequest(k=k, exclude_rows=exclude)
+            request = SearchRequest(k=k, filters=catalog, exclude_rows=exclude)
             n = max(request.pool, identify_k) + SELF_SLACK
             near = Neighbours(scores[i, :n], rows[i, :n], found[np.isin(found, rows[i, :n])])
             ranked, ident = pipeline.rank_found(snap, near, qvecs[i], request, allowed)

@@ -37,10 +37,11 @@ class Index:
     ``settings`` (a ``Settings``; default: this process's environment) and keyword overrides of any
     setting (``type_boost=0``, ``search="exact"``...) stay with this instance. ``batch_wait_ms`` above 0
     embeds concurrent callers' photos together in one model call (``models.MicroBatcher``; a server's choice).
+    ``locator`` replaces the locate stage (``query.stages.locate.locate``'s signature), e.g. a garment parser.
     """
 
     def __init__(self, path, settings: Settings | None = None, *, embedder: Embedder | None = None,
-                 batch_wait_ms: float | None = None, **overrides):
+                 batch_wait_ms: float | None = None, locator=None, **overrides):
         self.settings = settings_or_default(settings).replace(**overrides)
         self.store = IndexStore(path, settings=self.settings)
         built = self.store.manifest["embedder"]
@@ -51,6 +52,7 @@ class Index:
             self.store.close()
             raise
         self.embedder = MicroBatcher(embedder, max_wait_ms=batch_wait_ms) if batch_wait_ms and batch_wait_ms > 0 else embedder
+        self.locator = locator
         self._shoppers = None
         self._space = open_space(self.store, self.settings, self.settings.tune)
         self._space_manifest = self.store.manifest
@@ -111,7 +113,8 @@ class Index:
         photo = self._photo(image)
         history = self.shoppers.history(user) if user is not None else None
         result, items = pipeline.search_photo(snap, photo, request, self.embedder, history=history,
-                                              localise=self.settings.localise, max_items=self.settings.max_items)
+                                              localise=self.settings.localise, max_items=self.settings.max_items,
+                                              locator=self.locator)
         if user is not None:
             self.shoppers.record(user, "upload", vector=items[0].vector, sha256=photo.sha256)
         result.took_ms = (time.perf_counter() - started) * 1000
@@ -245,8 +248,8 @@ def _space_key(manifest: dict) -> str:
 
 
 def open_index(path, settings: Settings | None = None, *, embedder: Embedder | None = None,
-               batch_wait_ms: float | None = None, **overrides) -> Index:
+               batch_wait_ms: float | None = None, locator=None, **overrides) -> Index:
     """Open an index for searching. The embedder is rebuilt from the manifest unless one is given;
     ``overrides`` are settings (``search="exact"``, ``type_boost=0``, ``device="cuda"``...);
     ``batch_wait_ms`` > 0 batches concurrent callers' photos (see ``Index``)."""
-    return Index(path, settings, embedder=embedder, batch_wait_ms=batch_wait_ms, **overrides)
+    return Index(path, settings, embedder=embedder, batch_wait_ms=batch_wait_ms, locator=locator, **overrides)

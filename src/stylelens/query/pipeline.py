@@ -14,6 +14,7 @@ all run these functions, so evaluation measures exactly what is served.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .space import Snapshot
 from .stages.cutout import cut_out
 from .stages.diversify import Ranked, diversify
 from .stages.embed import embed
-from .stages.filter import filter_found
+from .stages.filter import filter_found, within_types
 from .stages.hydrate import hydrate
 from .stages.identify import attributes, identify
 from .stages.locate import locate
@@ -35,15 +36,19 @@ from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
 
 
-def cut_items(photo: Photo, *, box=None, localise: bool = True, max_items: int = 3) -> list[Item]:
-    """locate → cut out: the items of one decoded photo, main item first, with the picture of each to embed."""
-    return cut_out(photo, locate(photo, box, localise_items=localise, max_items=max_items))
+Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
+
+
+def cut_items(photo: Photo, *, box=None, localise: bool = True, max_items: int = 3, locator: Locator | None = None) -> list[Item]:
+    """locate → cut out: the items of one decoded photo, main item first, with the picture of each to embed.
+    ``locator``: another locate stage (a garment parser) in place of ``stages.locate.locate``."""
+    return cut_out(photo, (locator or locate)(photo, box, localise_items=localise, max_items=max_items))
 
 
 def photo_items(photo: Photo, snap: Snapshot, embedder, *, box=None, colour: str | None = None,
-                localise: bool = True, max_items: int = 3) -> list[Item]:
+                localise: bool = True, max_items: int = 3, locator: Locator | None = None) -> list[Item]:
     """locate → cut out → embed: the items of one decoded photo, main item first, with their vectors."""
-    items = cut_items(photo, box=box, localise=localise, max_items=max_items)
+    items = cut_items(photo, box=box, localise=localise, max_items=max_items, locator=locator)
     return embed(items, embedder, snap.space, colour=colour)
 
 
@@ -71,9 +76,11 @@ def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: Se
 
 
 def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, sha: str | None = None,
-                raw: np.ndarray | None = None, history=None, identified: Identification | None = None) -> SearchResult:
-    """neighbours → ... → hydrate for one item's vector (``raw``: its backbone vector; ``sha``: the photo's hash)."""
-    allowed = request.filters.mask(snap.columns)  # checks the filter values before any search
+                raw: np.ndarray | None = None, history=None, identified: Identification | None = None,
+                types=None) -> SearchResult:
+    """neighbours → ... → hydrate for one item's vector (``raw``: its backbone vector; ``sha``: the photo's hash;
+    ``types``: the catalog types it is searched within, None for all)."""
+    allowed = within_types(snap.columns, request.filters.mask(snap.columns), types)  # checks the filter values first
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
                       exclude_rows=request.exclude_rows, raw=raw)
     ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified)
@@ -83,19 +90,20 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
 
 
 def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder, *, history=None,
-                 localise: bool = True, max_items: int = 3) -> tuple[SearchResult, list[Item]]:
+                 localise: bool = True, max_items: int = 3, locator: Locator | None = None) -> tuple[SearchResult, list[Item]]:
     """A photo's search: every item searched; the main item's results on top, each item's in ``extra["items"]``.
     The main item is the one that may be the photo of a catalog product itself (same bytes or picture)."""
     items = photo_items(photo, snap, embedder, box=request.box, colour=request.filters.colour, localise=localise,
-                        max_items=max_items)
+                        max_items=max_items, locator=locator)
     results = []
     for i, item in enumerate(items):
         item_request = request if i == 0 else replace(request, exact_first=False)
         results.append(on_a_view(snap, lambda s, item=item, r=item_request, main=i == 0: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
-            identified=item.identified)))
+            identified=item.identified, types=item.types)))
     result = results[0]
-    result.extra["items"] = [{"box": list(item.box), "identified": r.identified.to_dict() if r.identified else None,
+    result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
+                              "identified": r.identified.to_dict() if r.identified else None,
                               "results": r.products} for item, r in zip(items, results)]
     return result, items
 

@@ -29,3 +29,12 @@ def filter_found(near: Neighbours, allowed: np.ndarray, request: SearchRequest) 
     scores, rows = near.others()
     passing = mask[rows]
     return Candidates(scores[passing], rows[passing], exact, mask)
+
+
+def within_types(columns, allowed: np.ndarray, types) -> np.ndarray:
+    """``allowed`` narrowed to the catalog types an item is searched within (a worn garment's group: a top among
+    tops). None: every type, as today. Types the catalog lacks match nothing."""
+    if types is None:
+        return allowed
+    codes = [c for c in (columns.code("type", t) for t in types) if c is not None]
+    return allowed & np.isin(columns.codes["type"], codes)
