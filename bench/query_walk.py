@@ -21,7 +21,7 @@ def walk(index, photo: Path) -> dict:
 
     index.search(photo, 5)  # warm-up: lazy loading is not part of the walk
     counts = {"decodes": 0, "load_image": 0, "back_into_index": 0}
-    real_open, real_load = images._open, images.load_image
+    real_open = images._open
 
     def counted_open(*a, **kw):
         counts["decodes"] += 1

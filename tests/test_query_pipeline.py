@@ -5,7 +5,6 @@ import dataclasses
 import io
 import threading
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -14,7 +13,6 @@ from stylelens.errors import InvalidArgumentError
 from stylelens.query import Filters, Photo, SearchRequest, open_index, pipeline
 from stylelens.query.identify import Identification
 from stylelens.query.options import FILTER_FIELDS, OPTIONS
-from stylelens.query.request import Item
 from stylelens.query.stages.locate import locate
 from stylelens.query.stages.neighbours import neighbours
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..index import Columns
 from ..index.catalog_db import label_key
-from .options import FILTER_FIELDS, LABEL_FILTERS  # noqa: F401  (the fields below are the table's filter rows)
+from .options import LABEL_FILTERS
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from .filters import Filters
 from .identify import Identification
 from .look import LookResult, look
 from .personalize import Shoppers, feedback
-from .request import Photo, SearchRequest, parse_box  # noqa: F401  (parse_box: part of the public surface)
+from .request import Photo, SearchRequest
 from .results import SearchResult
 from .space import RawSpace, Snapshot, open_space
 from .stages.identify import identify
-from .stages.neighbours import SELF_SLACK, Neighbours, neighbours  # noqa: F401  (SELF_SLACK, Neighbours: as before)
+from .stages.neighbours import neighbours
 
 
 class Index:

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..index.database import open_events
 from ..index.events import USERS_DB  # noqa: F401  (where a folder index keeps them)
-from .stages.personalise import RECENT_SEEDS, rocchio  # noqa: F401  (the blend lives in the personalise stage)
+from .stages.personalise import rocchio  # noqa: F401  (the blend lives in the personalise stage)
 
 EVENTS = ("like", "dislike", "view", "upload")
 PRODUCT_EVENTS = ("like", "dislike", "view")
