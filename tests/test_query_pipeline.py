@@ -40,6 +40,7 @@ def test_the_options_table_makes_filters_http_fields_docs_and_cli_flags():
     from stylelens.service.http import OPTION_FIELDS, parse_options
 
     assert tuple(f.name for f in dataclasses.fields(Filters)) == FILTER_FIELDS
+    assert set(OPTIONS) - set(FILTER_FIELDS) | {"filters"} <= {f.name for f in dataclasses.fields(SearchRequest)}
     assert OPTION_FIELDS == tuple(OPTIONS) and _OPTION_DOCS == {n: o.doc for n, o in OPTIONS.items()}
     search = build_parser()._subparsers._group_actions[0].choices["search"]
     flags = {s for action in search._actions for s in action.option_strings}

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InvalidArgumentError
 from ..intake.images import content_hash, load_image, read_bytes
-from .diversity import check_collapse, check_diversity, pool_size
-from .filters import Filters, check_k
+from .diversity import pool_size
+from .filters import Filters
 from .identify import Identification
+from .options import OPTIONS, parse_box  # noqa: F401  (parse_box: the box row's check)
 
 
 @dataclass(frozen=True)
@@ -96,30 +96,18 @@ class SearchRequest:
     @classmethod
     def make(cls, default_k: int, k=None, *, box=None, user=None, diversity=None, collapse=None, filters=None,
              exact_first: bool = False, exclude_rows=(), identify: bool = True, **filter_values) -> "SearchRequest":
-        """From the options as the library's callers give them (see ``options.OPTIONS``); checked here."""
-        return cls(k=default_k if k is None else check_k(k),
-                   filters=filters if filters is not None else Filters(**filter_values),
-                   user=user, diversity=check_diversity(diversity), collapse=check_collapse(collapse),
-                   box=None if box is None else parse_box(box), exact_first=exact_first,
+        """From the options as the library's callers give them, each checked by its row of ``options.OPTIONS``
+        (a filter value by ``Filters.mask``, against the catalog's own values)."""
+        given = {"k": k, "user": user, "diversity": diversity, "collapse": collapse, "box": box}
+        checked = {name: OPTIONS[name].check(value) for name, value in given.items() if value is not None}
+        return cls(k=checked.pop("k", default_k), filters=filters if filters is not None else Filters(**filter_values),
+                   collapse=checked.pop("collapse", False), **checked, exact_first=exact_first,
                    exclude_rows=tuple(int(r) for r in exclude_rows), identify=identify)
 
     @property
     def pool(self) -> int:
         """Candidates ranked to serve k: room for the type boost, collapsing and MMR to choose from."""
         return max(pool_size(self.k, self.diversity, self.collapse), 4 * self.k)
-
-
-def parse_box(box) -> tuple[int, int, int, int]:
-    """(x, y, w, h) from a sequence or "x,y,w,h": whole pixels, positive width and height."""
-    parts = box.split(",") if isinstance(box, str) else list(box)
-    try:
-        values = tuple(int(round(float(v))) for v in parts)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0 or values[0] < 0 or values[1] < 0:
-        raise InvalidArgumentError(f"box must be x,y,w,h: four whole numbers, x and y from 0, w and h above 0; got {box!r}.",
-                                   code="bad_box")
-    return values
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
