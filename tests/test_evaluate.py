@@ -5,6 +5,7 @@ import pytest
 
 from quality_catalog import add_near_duplicates, build, outfit_catalog, write_feed
 from stylelens.query.diversity import near_duplicate_groups
+from stylelens.query.stages.neighbours import neighbours
 from stylelens.errors import InvalidArgumentError
 from stylelens.quality.evaluate import evaluate, label_metrics, parse_ks, write_report
 
@@ -60,7 +61,7 @@ def test_leave_one_out_agrees_with_the_library_search(labelled):
     bare = []
     for pid, row in rows.items():
         vector = index.vector(pid)
-        near = index.neighbours(vector, 3 + 3, index.product(pid)["image_sha256"], [index.row(pid)])
+        near = neighbours(index.snapshot(), vector, 3 + 3, sha=index.product(pid)["image_sha256"], exclude_rows=[index.row(pid)])
         _, others = near.others()
         near = [others[:3]]
         if sum(r["articleType"] == row["articleType"] for r in rows.values()) > 1:

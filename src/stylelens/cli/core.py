@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from ..query.options import FILTER_FIELDS
 from ..settings import SETTINGS, Settings
-from .options import add_setting_flags, settings_from
+from .options import add_search_flags, add_setting_flags, settings_from
 from .output import RESUMABLE, print_json, print_search_result
 
 EMBEDDER_SETTINGS = ("backbone", "weights", "pooling", "device", "runtime", "precision", "batch_size")
@@ -16,12 +17,8 @@ def add_embedder_options(p) -> None:
 
 
 def add_filter_options(p) -> None:
-    p.add_argument("--gender", help="Only this gender (comma-separated for several).")
-    p.add_argument("--type", help="Only this product type, e.g. Tshirts (comma-separated for several).")
-    p.add_argument("--colour", "--color", dest="colour", help="Only this colour (comma-separated for several).")
-    p.add_argument("--min-price", type=float, help="Lowest price.")
-    p.add_argument("--max-price", type=float, help="Highest price.")
-    p.add_argument("--include-out-of-stock", action="store_true", help="Also show products that are out of stock.")
+    """The filter flags (--gender, --type, --colour, --min-price...): the filter rows of query.options."""
+    add_search_flags(p, *FILTER_FIELDS)
 
 
 def add_scale_options(p) -> None:
@@ -31,7 +28,7 @@ def add_scale_options(p) -> None:
 
 
 def filters_from(args) -> dict:
-    return {k: getattr(args, k) for k in ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")}
+    return {name: getattr(args, name) for name in FILTER_FIELDS}
 
 
 def register(sub) -> None:
@@ -55,11 +52,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="Machine-readable output.")
     p.add_argument("--grid", metavar="PNG", help="Also write a picture of the query beside its results.")
     add_setting_flags(p, "search", "max_items", "tune")
-    p.add_argument("--box", metavar="X,Y,W,H", help="Search this region of the photo only (pixels), e.g. 120,40,300,420.")
     p.add_argument("--no-localise", action="store_true", help="Search the whole photo as it is (no item finding).")
-    p.add_argument("--user", help="Shopper id: personalise with their likes and dislikes (stylelens feedback).")
-    p.add_argument("--diversity", type=float, default=None, metavar="0..1", help="Trade similarity for variety (MMR); 0 = plain ranking.")
-    p.add_argument("--collapse", action="store_true", help="Show near-duplicate products once, with how many were folded in.")
+    add_search_flags(p, "box", "user", "diversity", "collapse")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", help="Show what an index holds and how it was built.")

@@ -1,4 +1,5 @@
-"""CLI flags generated from the settings table (help, type, choices), and the Settings they make."""
+"""CLI flags generated from the settings table (help, type, choices), and the Settings they make; the search
+options' flags generated from their table (``query.options``)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,16 @@ def add_setting_flags(parser: argparse.ArgumentParser, *names: str) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     """This run's settings: defaults < STYLELENS_* environment < the flags given."""
     return Settings.load(**{name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None})
+
+
+def add_search_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """``--name`` for each search option (``query.options.OPTIONS``): its doc, its type; a yes/no option is a switch."""
+    from ..query.options import OPTIONS
+
+    for name in names:
+        option = OPTIONS[name]
+        flags = [option.flag] + ["--" + alias.replace("_", "-") for alias in option.aliases]
+        if option.cli_type is None:
+            parser.add_argument(*flags, dest=name, action="store_true", help=option.doc)
+        else:
+            parser.add_argument(*flags, dest=name, type=option.cli_type, metavar=option.metavar, help=option.doc)

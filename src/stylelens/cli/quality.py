@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .core import add_filter_options, filters_from
-from .options import add_setting_flags, settings_from
+from .options import add_search_flags, add_setting_flags, settings_from
 from .output import print_json, print_results, print_search_result, print_table
 
 
@@ -68,10 +68,7 @@ def register(sub) -> None:
 
 
 def _add_diversity_options(p) -> None:
-    p.add_argument("--diversity", type=float, default=None, metavar="0..1",
-                   help="Trade similarity for variety (maximal marginal relevance); 0 = plain ranking.")
-    p.add_argument("--collapse", action="store_true",
-                   help="Show near-duplicate products once, with how many similar ones were folded in.")
+    add_search_flags(p, "diversity", "collapse")
 
 
 def _open(args, search=None, tune=None):
@@ -184,8 +181,6 @@ def _print_side_by_side(report: dict, ks) -> None:
 
 
 def cmd_recommend(args) -> int:
-    from ..query.personalize import recommend_for_user
-
     index = _open(args)
     if args.photo:
         result = index.search(args.photo, args.k, user=args.user, diversity=args.diversity, collapse=args.collapse,
@@ -195,7 +190,7 @@ def cmd_recommend(args) -> int:
             from ..errors import InvalidArgumentError
 
             raise InvalidArgumentError("--diversity and --collapse apply to a photo search; the 'For you' feed is already spread over your liked types.")
-        result = recommend_for_user(index, args.user, args.k, **filters_from(args))
+        result = index.recommend(args.user, args.k, **filters_from(args))
     if args.grid and result.products:
         from .render import results_grid
 
@@ -210,7 +205,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from ..query.personalize import feedback, forget
+    from ..query.personalize import forget
 
     index = _open(args)
     if args.forget:
@@ -222,7 +217,7 @@ def cmd_feedback(args) -> int:
             print(f"forgot shopper {args.user}: {n} events deleted")
         return 0
     event, pid = next((e, getattr(args, e)) for e in ("like", "dislike", "view") if getattr(args, e))
-    counts = feedback(index, args.user, pid, event)
+    counts = index.feedback(args.user, pid, event)
     if args.json:
         print_json({"ok": True, "user": args.user, "counts": counts})
     else:
@@ -232,14 +227,12 @@ def cmd_feedback(args) -> int:
 
 
 def cmd_look(args) -> int:
-    from ..query.look import complete_the_look
-
     index = _open(args)
     is_photo = Path(args.source).is_file() and args.source not in index.store.columns.row_of
     if is_photo:
-        result = complete_the_look(index, image=args.source, k=args.k)
+        result = index.look(image=args.source, k=args.k)
     else:
-        result = complete_the_look(index, product_id=args.source, k=args.k)
+        result = index.look(product_id=args.source, k=args.k)
     if args.grid:
         from .render import results_grid
 

@@ -8,15 +8,18 @@ Two ways to get queries:
 - **held-out queries**: a folder of photos with a labels feed (any feed ``load_catalog`` reads),
   embedded with the index's embedder.
 
-In both, catalog rows showing the very same picture as the query (the space's same-picture cosine) are left out,
-as ``Index.search`` does. Metrics, for articleType (``type``), gender and colour:
+Only the neighbour pass is batched here; everything after it is the served pipeline itself
+(``query.pipeline.rank_found``: filter → identify → personalise → rank → diversify, on the same candidate
+list a served query gets), so what is measured is what is served. As there, catalog rows showing the
+very same picture as the query (the space's same-picture cosine) are left out. Metrics, for articleType
+(``type``), gender and colour:
 
 - precision@k: share of the top k whose label equals the query's, the top k being what
-  ``Index.search`` serves (nearest neighbours re-ranked by ``type_consistent``);
+  ``Index.search`` serves for k (nearest neighbours re-ranked by the rank stage's ``type_consistent``);
 - mAP@k: mean over queries of AP@k = sum_{i<=k} precision@i * rel_i / min(k, R), R = relevant
   products in the index. Queries whose label no other product has (R = 0) are left out of both;
 - ``type_nearest_neighbours``: articleType precision of the bare neighbours, before that re-ranking;
-- identify accuracy: the similarity-weighted vote of ``identify_k`` neighbours (``recommend.vote``,
+- identify accuracy: the similarity-weighted vote of ``identify_k`` neighbours (the identify stage,
   what ``Index.identify`` answers) equals the label.
 
 Also: a per-type table (top 20 by support), the most confused type pairs, ANN recall@10 against
@@ -34,15 +37,16 @@ import numpy as np
 
 from ..errors import ImageError, InvalidArgumentError, MissingExtraError
 from ..index.backend import exact_search, top_k
+from ..query import pipeline
 from ..query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
 from ..query.filters import Filters
-from ..query.identify import vote
-from ..query.rank import type_consistent
+from ..query.request import Photo, SearchRequest
+from ..query.stages.embed import embed
+from ..query.stages.neighbours import SELF_SLACK, Neighbours
 
 LABELS = ("type", "gender", "colour")
 TABLE_TYPES = 20
 CONFUSED_PAIRS = 10
-POOL_FACTOR = 4  # Index.search_vector re-ranks the best 4k candidates (type_consistent) to serve k
 QUERY_CHUNK = 256  # query photos decoded and embedded at a time (bounded memory)
 
 
@@ -58,9 +62,11 @@ def parse_ks(text) -> tuple[int, ...]:
 
 def neighbours(vectors: np.ndarray, live: np.ndarray, queries: np.ndarray, k: int, *, self_rows: np.ndarray | None = None,
                batch: int = 1024, duplicate_cosine: float | None = None, same_picture: float = 0.9999):
-    """Top-k catalog rows for each query, blockwise. Returns (scores, rows, near-duplicate pairs or None).
+    """Top-k catalog rows for each query, blockwise. Returns (scores, rows, same picture?, near-duplicate pairs
+    or None): rows at or above the ``same_picture`` cosine stay in the list, flagged (the pipeline decides).
 
-    ``self_rows`` (leave-one-out) gives the catalog row of each query; pairs are only collected then.
+    ``self_rows`` (leave-one-out) gives the catalog row of each query, never found (as ``exclude_rows``);
+    pairs are only collected then.
     """
     vectors = np.asarray(vectors, np.float32)
     n_q = len(queries)
@@ -72,12 +78,11 @@ def neighbours(vectors: np.ndarray, live: np.ndarray, queries: np.ndarray, k: in
         block[:, ~live] = -np.inf
         if self_rows is not None and duplicate_cosine is not None:
             pairs.append(near_duplicate_pairs(block, self_rows[start:start + batch], duplicate_cosine))
-        block[block >= same_picture] = -np.inf  # the query picture itself (and exact copies of it)
         if self_rows is not None:
             block[np.arange(len(block)), self_rows[start:start + batch]] = -np.inf
         out_scores[start:start + batch], out_rows[start:start + batch] = top_k(block, k)
     found = np.concatenate(pairs) if pairs else None
-    return out_scores, out_rows, found
+    return out_scores, out_rows, out_scores >= same_picture, found
 
 
 def label_metrics(rel: np.ndarray, n_relevant: np.ndarray, ks) -> dict:
@@ -108,11 +113,12 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     """Evaluate an opened index: leave-one-out (no ``queries``) or on a folder of labelled photos."""
     ks = tuple(sorted(ks))
     started = time.perf_counter()
-    store, cols, space = index.store, index.store.columns, index.space
+    snap = index.snapshot()  # one space and catalog view for the whole evaluation, as for one served query
+    store, cols, space = snap.store, snap.columns, snap.space
     live = cols.live
-    settings = index.settings
-    identify_k = settings.identify_k
-    depth = max(POOL_FACTOR * max(ks), identify_k)
+    identify_k = index.settings.identify_k
+    # The neighbour pass a served query of the largest k makes (its pool, the vote's neighbours, the slack).
+    depth = max(SearchRequest(k=max(ks)).pool, identify_k) + SELF_SLACK
     calibration = space.calibration
     dup_cos, same = calibration.near_duplicate, calibration.same_picture
     report: dict = {"index": str(index.path), "backbone": store.manifest["embedder"]["backbone"],
@@ -126,41 +132,54 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         if sample is not None and sample < len(query_rows):
             query_rows = np.sort(np.random.default_rng(seed).choice(query_rows, sample, replace=False))
         qvecs = all_vectors[query_rows]
+        qraw = None  # read per query, only where a same-picture match needs confirming (tuned space)
         qlabels = {c: cols.codes[c][query_rows].astype(np.int64) for c in LABELS}
         image_paths = [p["image_path"] for p in store.products(cols.ids[query_rows[:latency_samples]])]
         t0 = time.perf_counter()
-        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
-                                         duplicate_cosine=dup_cos if duplicates and sample is None else None,
-                                         same_picture=same)
+        scores, rows, same_rows, pairs = neighbours(all_vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
+                                                    duplicate_cosine=dup_cos if duplicates and sample is None else None,
+                                                    same_picture=same)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     else:
         report["mode"] = "queries"
-        qvecs, qrecords, skipped = _embed_queries(index, queries, labels)
+        query_rows = None
+        qvecs, qraw, qrecords, skipped = _embed_queries(index, snap, queries, labels)
         report["queries_skipped"] = skipped
         qlabels = {c: _codes_for(cols, c, [r.get(c) for r in qrecords]) for c in LABELS}
         image_paths = [r["_path"] for r in qrecords[:latency_samples]]
         t0 = time.perf_counter()
-        scores, rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch, same_picture=same)
+        scores, rows, same_rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch, same_picture=same)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     report["queries"] = int(len(qvecs))
     if len(qvecs) == 0:
         raise InvalidArgumentError("No queries to evaluate: the index is empty or no query image could be read.")
 
-    # Identification: the same vote Index.identify uses, on the top identify_k neighbours.
+    # What Index.search serves for each k, and what it identifies: the pipeline after its neighbour pass.
     predicted = {c: np.full(len(qvecs), -1, np.int64) for c in LABELS}
-    idents = []
+    served = {k: np.full((len(qvecs), k), -1, np.int64) for k in ks}
+    bare = np.full((len(qvecs), max(ks)), -1, np.int64)  # the nearest neighbours before ranking
+    # Over every live product, out of stock too (as the relevant counts below): similar(include_out_of_stock=True).
+    catalog = Filters(include_out_of_stock=True)
+    allowed = catalog.mask(cols)
     for i in range(len(qvecs)):
-        ok = rows[i, :identify_k] >= 0
-        ident = vote(cols, rows[i, :identify_k][ok], scores[i, :identify_k][ok], calibration.vote_temperature)
-        idents.append(ident)
+        found = rows[i][same_rows[i]]
+        if len(found) and space.name != "raw":  # confirmed on the raw vectors, as the served neighbour pass does
+            raw = qraw[i] if qraw is not None else store.vectors([query_rows[i]], cols)[0]
+            found = space.same_picture(found, raw, cols)
+        exclude = () if query_rows is None else (int(query_rows[i]),)
+        for k in ks:
+            request = SearchRequest(k=k, filters=catalog, exclude_rows=exclude)
+            n = max(request.pool, identify_k) + SELF_SLACK
+            near = Neighbours(scores[i, :n], rows[i, :n], found[np.isin(found, rows[i, :n])])
+            ranked, ident = pipeline.rank_found(snap, near, qvecs[i], request, allowed)
+            served[k][i, :min(k, len(ranked.rows))] = ranked.rows[:k]
+        others = near.others()[1][:max(ks)]
+        bare[i, :len(others)] = others
         for c in LABELS:
             value = getattr(ident, c)
             if value is not None:
                 predicted[c][i] = cols.vocab[c].index(value)
 
-    # What Index.search serves for each k: the candidate pool re-ranked by type_consistent.
-    served = {k: _served(scores, rows, cols, idents, k, settings.type_boost * calibration.score_scale,
-                         settings.type_boost_min_confidence) for k in ks}
     for c in LABELS:
         known = cols.codes[c][live]
         counts = np.bincount(known[known >= 0], minlength=len(cols.vocab[c]) + 1)  # +1: never empty
@@ -171,8 +190,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         for k in ks:
             rel = np.where(served[k] >= 0, cols.codes[c][np.clip(served[k], 0, None)], -3) == q[:, None]
             report[c].update(label_metrics(rel, n_rel, (k,)))
-        if c == "type":  # the bare nearest neighbours, to show what type_consistent adds
-            rel = np.where(rows >= 0, cols.codes[c][np.clip(rows, 0, None)], -3)[:, :max(ks)] == q[:, None]
+        if c == "type":  # the bare nearest neighbours, to show what ranking adds
+            rel = np.where(bare >= 0, cols.codes[c][np.clip(bare, 0, None)], -3) == q[:, None]
             report["type_nearest_neighbours"] = label_metrics(rel, n_rel, ks)
         known_q = q != -1
         report[c]["identify_accuracy"] = round(float((predicted[c][known_q] == q[known_q]).mean()), 4) if known_q.any() else None
@@ -193,16 +212,6 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         report["near_duplicates"] = dup
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
-
-
-def _served(scores: np.ndarray, rows: np.ndarray, cols, idents, k: int, boost: float, min_confidence: float) -> np.ndarray:
-    """(Q, k) rows in the order Index.search_vector returns them (no filters, no shopper, no diversity)."""
-    pool = POOL_FACTOR * k
-    out = np.full((len(rows), k), -1, np.int64)
-    for i, ident in enumerate(idents):
-        _, ranked = type_consistent(scores[i, :pool], rows[i, :pool], cols, ident, Filters(), boost, min_confidence)
-        out[i, :min(k, len(ranked))] = ranked[:k]
-    return out
 
 
 def _type_tables(cols, truth: np.ndarray, predicted: np.ndarray, served: dict, ks) -> tuple[list, list]:
@@ -245,26 +254,32 @@ def _variant_table(cols, variants, truth: np.ndarray, predicted: np.ndarray, ser
     return table
 
 
-def _embed_queries(index, folder, labels):
-    """Query vectors as ``Index.search`` makes them: each photo's main item found, embedded, in the space searched."""
+def _embed_queries(index, snap, folder, labels):
+    """Query vectors as ``Index.search`` makes them (the pipeline's locate, cut out and embed stages): each
+    photo's main item, in the space searched, embedded QUERY_CHUNK at a time; and their backbone vectors."""
     from ..intake.catalog import load_catalog
 
+    settings = index.settings
     catalog = load_catalog(folder, labels)
     chunks, items, records, skipped = [], [], [], 0
     for pid, path in catalog.images.items():
         try:
-            items.append(index.main_item(path))
+            photo = Photo.decode(path, max_pixels=settings.max_pixels, target=index.embedder.preprocess.size)
+            items.append(pipeline.cut_items(photo, localise=settings.localise, max_items=settings.max_items)[0])
         except ImageError:  # one unreadable photo is counted, not fatal
             skipped += 1
             continue
         records.append(dict(catalog.record(pid), _path=str(path)))
         if len(items) == QUERY_CHUNK:
-            chunks.append(index.query_vectors(items))
+            chunks.append(embed(items, index.embedder, snap.space))
             items = []
     if items:
-        chunks.append(index.query_vectors(items))
-    vectors = np.concatenate(chunks) if chunks else np.zeros((0, index.space.dim), np.float32)
-    return vectors, records, skipped
+        chunks.append(embed(items, index.embedder, snap.space))
+    done = [item for chunk in chunks for item in chunk]
+    if not done:
+        empty = np.zeros((0, snap.space.dim), np.float32)
+        return empty, empty, records, skipped
+    return np.stack([i.vector for i in done]), np.stack([i.raw for i in done]), records, skipped
 
 
 def ann_recall(index, all_vectors: np.ndarray, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:
@@ -283,7 +298,9 @@ def latency(index, image_paths, k: int = 10) -> dict | None:
     if not image_paths:
         return None
     index.search(image_paths[0], k)  # warm-up: first call pays for lazy loading
-    vectors = [index.embed(path)[0] for path in image_paths]
+    snap, settings = index.snapshot(), index.settings
+    vectors = [pipeline.photo_items(Photo.decode(path, max_pixels=settings.max_pixels, target=index.embedder.preprocess.size),
+                                    snap, index.embedder, localise=False)[0].vector for path in image_paths]
     search_only = []
     for vector in vectors:
         t0 = time.perf_counter()

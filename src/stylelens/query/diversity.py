@@ -17,24 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
-from ..settings import parse_bool
-
-
-def check_diversity(value) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"diversity must be a number from 0 to 1, got {value!r}.") from None
-    if not 0.0 <= value <= 1.0:
-        raise InvalidArgumentError(f"diversity must be from 0 (plain ranking) to 1 (most varied), got {value}.")
-    return value
-
-
-def check_collapse(value) -> bool:
-    return False if value is None or value == "" else parse_bool("collapse", value)
+from .options import check_collapse, check_diversity  # noqa: F401  (rows of the options table)
 
 
 def pool_size(k: int, diversity: float | None, collapse: bool) -> int:

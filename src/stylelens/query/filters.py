@@ -11,13 +11,13 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..index import Columns
 from ..index.catalog_db import label_key
-
-FILTER_FIELDS = ("gender", "type", "colour", "min_price", "max_price", "include_out_of_stock")
-LABEL_FILTERS = ("gender", "type", "colour")
+from .options import LABEL_FILTERS, check_k  # noqa: F401  (check_k: the k row of the options table)
 
 
 @dataclass(frozen=True)
 class Filters:
+    """The filter rows of ``options.OPTIONS`` (a test keeps the two the same)."""
+
     gender: str | None = None
     type: str | None = None
     colour: str | None = None
@@ -88,16 +88,6 @@ def unknown_value_message(column: str, value: str, vocab: list[str]) -> str:
     if len(known) > KNOWN_SHOWN:
         listed += f", … and {len(known) - KNOWN_SHOWN} more (stylelens info, or GET /api/facets, lists them all)"
     return f"Unknown {column} '{value}'.{hint} Known values: {listed}."
-
-
-def check_k(k) -> int:
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"k must be a whole number, got {k!r}.") from None
-    if not 1 <= k <= 1000:
-        raise InvalidArgumentError(f"k must be between 1 and 1000, got {k}.")
-    return k
 
 
 # Words shoppers use for catalog types that the catalog names otherwise (checked against its own values).

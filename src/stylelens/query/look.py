@@ -32,10 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..index import LABEL_COLUMNS
 from .filters import Filters, check_k
-from .identify import vote_labels
-from .space import on_one_space
+from .stages.neighbours import search_again
 
 SUBCATEGORY_SLOT = {
     "topwear": "Topwear", "bottomwear": "Bottomwear",
@@ -187,19 +185,18 @@ def _distinct_types_first(columns, rows: np.ndarray, scores: np.ndarray, k: int)
     return (first + rest)[:k]
 
 
-@on_one_space
 def complete_the_look(index, product_id: str | None = None, image=None, k: int | None = None) -> LookResult:
-    """Suggestions per complementary slot for a catalog product (by id) or a photo."""
+    """Suggestions per complementary slot for a catalog product (by id) or a photo (``Index.look``)."""
+    return index.look(product_id, image, k)
+
+
+def look(snap, source: dict, vector: np.ndarray, k: int | None = None, *, row: int | None = None) -> LookResult:
+    """The slots that complete ``source`` (a product record, or a photo's voted labels) for its ``vector``:
+    per slot a neighbour pass over the rows the rules allow (minus ``row``, the product itself), kept when
+    they look like their slot, distinct types first."""
     started = time.perf_counter()
     k = 3 if k is None else check_k(k)
-    store, space, cols = index.store, index.space, index.store.columns
-    if product_id is not None:
-        row = index.row(product_id)
-        vector = index.vector(product_id)
-        source = index.product(product_id)
-    else:
-        vector, sha = index.embed(image)
-        source = photo_attributes(index, vector, sha)
+    store, space, cols = snap.store, snap.space, snap.columns
     slot = slot_of(source.get("subcategory"), source.get("category"))
     groups = []
     if slot is not None:
@@ -208,15 +205,15 @@ def complete_the_look(index, product_id: str | None = None, image=None, k: int |
         centroids, column = slot_centroids(space)
         for target in COMPLEMENTS[slot]:
             mask = allowed & (slots == target)
-            if product_id is not None:
+            if row is not None:
                 mask[row] = False
             if not mask.any():
                 continue
-            scores, rows = space.search(vector[None], max(20 * k, 60), mask)
-            scores, rows = scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]
+            scores, rows = search_again(snap, vector, max(20 * k, 60), mask)
+            scores, rows = scores[rows >= 0], rows[rows >= 0]
             if target in column and slot in column and len(rows):
                 # Keep what looks like its own slot: fashion catalogs hold mislabelled photos.
-                affinity = space.vectors(rows) @ centroids.T
+                affinity = space.vectors(rows, cols) @ centroids.T
                 looks_right = affinity[:, column[target]] > affinity[:, column[slot]]
                 scores, rows = scores[looks_right], rows[looks_right]
             picked = _distinct_types_first(cols, rows, scores, k)
@@ -227,12 +224,3 @@ def complete_the_look(index, product_id: str | None = None, image=None, k: int |
                 groups.append({"category": target, "products": products})
     source["slot"] = slot
     return LookResult(source, groups, (time.perf_counter() - started) * 1000)
-
-
-def photo_attributes(index, vector: np.ndarray, sha: str | None) -> dict:
-    """What a photo is, by the one vote of its catalog neighbours (the search's), on every label."""
-    near = index.neighbours(vector, index.settings.identify_k, sha)
-    scores, rows = near.others()
-    k = index.settings.identify_k
-    votes = vote_labels(index.store.columns, rows[:k], scores[:k], index.space.calibration.vote_temperature, LABEL_COLUMNS)
-    return {"id": None, **{label: value for label, (value, _) in votes.items()}}

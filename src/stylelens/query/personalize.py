@@ -20,7 +20,6 @@ views seed it; with no history at all it is empty and says so.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,15 +27,11 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..index.database import open_events
 from ..index.events import USERS_DB  # noqa: F401  (where a folder index keeps them)
-from .diversity import check_collapse, collapse_duplicates, pool_size
-from .filters import Filters, check_k
-from .results import SearchResult
-from .space import on_one_space
+from .stages.personalise import rocchio  # noqa: F401  (the blend lives in the personalise stage)
 
 EVENTS = ("like", "dislike", "view", "upload")
 PRODUCT_EVENTS = ("like", "dislike", "view")
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-RECENT_SEEDS = 5  # uploads/views used to seed "For you" for a shopper with no likes
 
 
 def check_user(user) -> str:
@@ -129,99 +124,8 @@ def forget(index, user: str) -> int:
     return index.shoppers.forget(user)
 
 
-def rocchio(query: np.ndarray | None, liked: np.ndarray, disliked: np.ndarray,
-            a: float = 1.0, b: float = 1.0, c: float = 0.5) -> np.ndarray | None:
-    """q' = a*q + b*mean(liked) - c*mean(disliked), unit length. None when nothing is left."""
-    dim = (query if query is not None else liked if len(liked) else disliked).shape[-1]
-    out = np.zeros(dim, np.float64)
-    if query is not None:
-        out += a * query
-    if len(liked):
-        out += b * np.mean(liked, axis=0)
-    if len(disliked):
-        out -= c * np.mean(disliked, axis=0)
-    norm = np.linalg.norm(out)
-    if norm < 1e-6:
-        return None
-    return (out / norm).astype(np.float32)
-
-
-def _rows(index, pids) -> np.ndarray:
-    row_of = index.store.columns.row_of
-    return np.asarray([row_of[p] for p in pids if p in row_of], np.int64)  # products since removed drop out
-
-
-def personal_query(index, user: str, vector: np.ndarray, identified_type: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """A query vector blended with the shopper's history of the same type, and rows to leave out (disliked)."""
-    history = index.shoppers.history(user)
-    cols = index.store.columns
-    liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
-    if identified_type is not None:
-        code = cols.code("type", identified_type)
-        same = lambda rows: rows[cols.codes["type"][rows] == code]  # noqa: E731
-        liked_t, disliked_t = same(liked), same(disliked)
-    else:
-        liked_t, disliked_t = liked, disliked
-    s = index.settings
-    blended = rocchio(vector, index.space.vectors(liked_t), index.space.vectors(disliked_t),
-                      s.rocchio_query, s.rocchio_like, s.rocchio_dislike)
-    return (vector if blended is None else blended), disliked
-
-
-@on_one_space
 def recommend_for_user(index, user: str, k: int | None = None, *, collapse: bool | None = None, **filters):
-    """The "For you" feed: products for a shopper from their history alone (see module doc).
-    ``collapse`` shows near-identical products (cosine >= duplicate_cosine) once, as search does."""
-    started = time.perf_counter()
-    k = index.settings.k if k is None else check_k(k)
-    collapse = check_collapse(collapse)
-    history = index.shoppers.history(user)
-    cols = index.store.columns
-    liked, disliked = _rows(index, history.liked), _rows(index, history.disliked)
-    seeds = _seeds(cols, liked, disliked, history, index)
-    mask = Filters(**filters).mask(cols)
-    mask[liked] = False
-    mask[disliked] = False
-    if not seeds:
-        return SearchResult([], None, (time.perf_counter() - started) * 1000,
-                            extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
-    depth = pool_size(k, None, collapse)
-    per_seed = [index.space.search(seed[None], depth, mask, columns=cols) for seed in seeds]
-    chosen: list[tuple[int, float]] = []
-    for rank in range(depth):  # interleave: the best of each seed, then the second best of each...
-        for scores, rows in per_seed:
-            row = int(rows[0][rank])
-            if row >= 0 and row not in {r for r, _ in chosen}:
-                chosen.append((row, float(scores[0][rank])))
-    rows = np.array([r for r, _ in chosen], np.int64)
-    scores = np.array([sc for _, sc in chosen], np.float32)
-    similar = None
-    if collapse and len(rows):
-        keep, similar = collapse_duplicates(index.space.vectors(rows, cols), index.space.calibration.near_duplicate)
-        rows, scores = rows[keep], scores[keep]
-    rows, scores = rows[:k], scores[:k]
-    products = index.store.products(cols.ids[rows])
-    for i, product in enumerate(products):
-        product["score"] = round(float(scores[i]), 4)
-        if similar is not None:
-            product["similar_count"] = int(similar[i])
-    return SearchResult(products, None, (time.perf_counter() - started) * 1000)
-
-
-def _seeds(cols, liked, disliked, history: History, index) -> list[np.ndarray]:
-    s = index.settings
-    vectors = index.space.vectors
-    if len(liked):
-        types = cols.codes["type"]
-        order = sorted(set(types[liked].tolist()), key=lambda t: -int(np.sum(types[liked] == t)))
-        seeds = []
-        for t in order[:RECENT_SEEDS]:
-            seed = rocchio(None, vectors(liked[types[liked] == t]), vectors(disliked[types[disliked] == t]),
-                           s.rocchio_query, s.rocchio_like, s.rocchio_dislike)
-            if seed is not None:
-                seeds.append(seed)
-        return seeds
-    recent = list(history.uploads[:RECENT_SEEDS])
-    viewed = _rows(index, history.viewed[:RECENT_SEEDS])
-    recent += list(vectors(viewed)) if len(viewed) else []
-    return [v for v in recent[:RECENT_SEEDS] if v.shape == (index.space.dim,)]  # uploads searched in another space are left out
+    """The "For you" feed: products for a shopper from their history alone (see module doc and
+    ``pipeline.recommend``). ``collapse`` shows near-identical products (cosine >= duplicate_cosine) once, as
+    search does."""
+    return index.recommend(user, k, collapse=collapse, **filters)

@@ -10,11 +10,9 @@ off, or retraining it, never needs a rebuild.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-from contextlib import contextmanager
-from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,40 +26,22 @@ log = logging.getLogger(__name__)
 
 PROJECT_CHUNK = 32_768  # raw rows projected per step (256 MB of 2048-d float32)
 
-# (index, space) of the call in progress, per thread and per asyncio task: a ``tune`` that lands mid-query
-# (a new head, even another dimension) is seen by the next call, never by half of this one.
-_PINNED: ContextVar[tuple | None] = ContextVar("stylelens_pinned_space", default=None)
+@dataclass(frozen=True)
+class Snapshot:
+    """What one call sees from start to end: the space searched and one view of the catalog (``columns``).
 
+    Taken once per call (``Index.snapshot``) and handed to every stage: a ``tune`` that lands mid-query (a new
+    head, even another dimension) is seen by the next call, never by half of this one; rows a writer commits
+    meanwhile wait for the next call too. ``store`` reads what the view names (records, hashes)."""
 
-def pinned_space(index):
-    """The space ``index`` is pinned to by a call in progress in this thread or task, else None."""
-    pinned = _PINNED.get()
-    return pinned[1] if pinned is not None and pinned[0] is index else None
+    space: "RawSpace"
+    columns: object
+    store: object
+    settings: object
 
-
-@contextmanager
-def one_space(index):
-    """Within this block ``index.space`` stays the space current when it began (nested blocks keep the outer one)."""
-    space = pinned_space(index)
-    if space is not None:
-        yield space
-        return
-    space = index.space
-    token = _PINNED.set((index, space))
-    try:
-        yield space
-    finally:
-        _PINNED.reset(token)
-
-
-def on_one_space(call):
-    """Runs ``call(index, ...)`` (an ``Index`` method, or a query function taking the index first) on one space."""
-    @functools.wraps(call)
-    def pinned(index, *args, **kwargs):
-        with one_space(index):
-            return call(index, *args, **kwargs)
-
-    return pinned
+    def with_columns(self, columns) -> "Snapshot":
+        """The same space on a newer catalog view (after a compaction replaced the vectors file)."""
+        return Snapshot(self.space, columns, self.store, self.settings)
 
 
 class RawSpace:

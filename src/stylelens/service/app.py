@@ -21,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..intake.images import return_large_allocations_to_the_os
 from ..item.localise import item_crops
-from ..models import MicroBatcher
 from ..query import Index, open_index
 from ..query.filters import filters_from_text
+from ..query.options import OPTIONS
 from ..settings import Settings, settings_or_default
 from .auth import check_shopper
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
@@ -41,19 +41,7 @@ PAGE_HEADERS = {
 ERROR_SCHEMA = {"description": "An error, in the one error shape",
                 "content": {"application/json": {"example": {"error": {"code": "not_an_image",
                                                                        "message": "The file is not an image. ..."}}}}}
-_OPTION_DOCS = {
-    "k": "How many products to return (1-1000, default from the 'k' setting).",
-    "gender": "Only this gender (comma-separated for several); values from /api/facets.",
-    "type": "Only this product type, e.g. Tshirts (comma-separated for several).",
-    "colour": "Only this colour (comma-separated for several). 'color' is accepted too.",
-    "min_price": "Lowest price.",
-    "max_price": "Highest price.",
-    "include_out_of_stock": "Also return products that are out of stock (true/false, default false).",
-    "user": "Shopper id, for personalised ranking.",
-    "diversity": "0..1: trade similarity for variety.",
-    "collapse": "Show one product per near-duplicate group.",
-    "box": "x,y,w,h in the photo's pixels: search this region only (photo searches).",
-}
+_OPTION_DOCS = {name: option.doc for name, option in OPTIONS.items()}  # the search options' table (query.options)
 SEARCH_BODY = {
     "requestBody": {
         "required": True,
@@ -74,29 +62,24 @@ SEARCH_BODY = {
 
 
 def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
-    """The FastAPI app serving ``index_or_path``: an opened ``Index`` (which keeps its own settings) or
-    an index folder, opened with ``settings`` (default: this process's environment)."""
+    """The FastAPI app serving ``index_or_path``: an opened ``Index`` (which keeps its own settings, and its
+    own choice of micro-batching) or an index folder, opened with ``settings`` (default: this process's
+    environment), concurrent searches embedded together (setting ``batch_wait_ms``; models.batching)."""
     if isinstance(index_or_path, Index):
         index = index_or_path
         settings = index.settings if settings is None else settings
     else:
         settings = settings_or_default(settings)
-        index = open_index(index_or_path, settings)
+        index = open_index(index_or_path, settings, batch_wait_ms=settings.batch_wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # The first inference is slow (precision auto decided, compiles, kernel selection): paid before the first shopper.
         await run_in_threadpool(index.embedder.warm)
-        # Concurrent searches share one model call (models.batching); the plain embedder again at shutdown.
-        batcher = MicroBatcher(index.embedder, max_wait_ms=settings.batch_wait_ms) if settings.batch_wait_ms > 0 else None
-        index.embedder = batcher or index.embedder
         # ... and for finding items in a photo (OpenCV's first call loads its kernels and its own BLAS).
         await run_in_threadpool(item_crops, Image.new("RGB", (64, 48), (90, 120, 60)))
         blas = _one_blas_thread()  # after the warm-up: it limits the BLAS libraries loaded by then
         yield
-        if batcher is not None:
-            index.embedder = batcher.embedder
-            batcher.close()
         if blas is not None:
             blas.restore_original_limits()
 
@@ -215,18 +198,14 @@ def _loopback(address: str) -> bool:
 async def health(request: Request, index: Index = Depends(current_index)):
     """What the page needs for everyone; the model, runtime and storage detail only for a client on this
     machine (it tells an attacker what to probe)."""
-    products = len(index)
+    status = await run_in_threadpool(index.status)
+    products = status["products"]
     public = {"status": "ok", "version": __version__, "products": products,
               "max_upload_bytes": request.app.state.settings.max_upload_bytes,
               "indexing": _indexing(request.app, products), "shopper_tokens": bool(request.app.state.settings.auth_secret)}
     if not _loopback(request.client.host if request.client else ""):
         return public
-    manifest = index.store.manifest["embedder"]
-    generation = index.store.generation
-    return {**public, "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
-            "dimension": index.store.dim, "pooling": manifest["pooling"], "search": index.store.backend.name,
-            "runtime": index.embedder.runtime_name, "space": index.space.name,
-            "generation": {"vectors": generation[0], "rows": generation[1]}}
+    return {**status, **public}
 
 
 def _indexing(app: FastAPI, products: int) -> dict | None:

@@ -18,17 +18,13 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import InvalidArgumentError, StylelensError
 from ..query import Index, SearchResult
-from ..query.filters import FILTER_FIELDS
-from ..settings import parse_bool
+from ..query.options import ALIASES, OPTIONS
 
 log = logging.getLogger("stylelens.service")
 
 # Fields of a product that belong to the server, not to the shopper.
 PRIVATE_FIELDS = frozenset({"image_path", "image_sha256", "extra"})
-# Passed to Index.search / Index.similar only when the request gives them (personalisation, diversity, a region).
-OPTIONAL_FIELDS = ("user", "diversity", "collapse", "box")
-OPTION_FIELDS = ("k",) + FILTER_FIELDS + OPTIONAL_FIELDS
-ALIASES = {"color": "colour"}
+OPTION_FIELDS = tuple(OPTIONS)  # the form and query fields: the search options' table (query.options)
 
 def current_index(request: Request) -> Index:
     """The index opened at start-up (use as a FastAPI dependency)."""
@@ -69,7 +65,9 @@ def public_result(result: SearchResult) -> dict:
 
 # ---- request options -----------------------------------------------------------------------
 def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | None, dict, dict]:
-    """Text options from a form or query string -> (k, filters, optional keyword arguments).
+    """Text options from a form or query string -> (k, filters, other keyword arguments), each value parsed
+    by its row of ``query.options.OPTIONS``. The other arguments (user, diversity, collapse, box) are passed to
+    Index.search / similar only when given; the library checks them before any work.
 
     Empty values count as not given (HTML forms send them). With ``strict``, unknown names are an
     error, so a misspelt filter is not silently ignored.
@@ -79,49 +77,18 @@ def parse_options(raw: dict[str, str], *, strict: bool = True) -> tuple[int | No
         name = ALIASES.get(name, name)
         if name.startswith("_"):  # cache-busting parameters
             continue
-        if name not in OPTION_FIELDS:
+        if name not in OPTIONS:
             if strict:
                 raise bad(f"Unknown field '{name}'. Known fields: {', '.join(OPTION_FIELDS)}.", code="bad_request")
             continue
         value = value.strip() if isinstance(value, str) else value
         if value not in (None, ""):
             values[name] = value
-    k = values.pop("k", None)
-    filters: dict = {}
-    for name in ("gender", "type", "colour"):
-        if name in values:
-            filters[name] = values[name]
-    for name in ("min_price", "max_price"):
-        if name in values:
-            filters[name] = _number(name, values[name])
-    if "include_out_of_stock" in values:
-        filters["include_out_of_stock"] = parse_bool("include_out_of_stock", values["include_out_of_stock"])
-    extras: dict = {}
-    if "user" in values:
-        extras["user"] = values["user"]
-    for name in ("diversity", "collapse", "box"):  # checked by Index.search / similar, before any work
-        if name in values:
-            extras[name] = values[name]
-    return _whole(k), filters, extras
-
-
-def _whole(k) -> int | None:
-    if k is None:
-        return None
-    try:
-        return int(k)
-    except ValueError:
-        raise bad(f"k must be a whole number, got {k!r}.") from None
-
-
-def _number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise bad(f"{name} must be a number, got {text!r}.") from None
-    if not math.isfinite(value):
-        raise bad(f"{name} must be a finite number, got {text!r}.")
-    return value
+    parsed = {name: OPTIONS[name].parse(name, value) for name, value in values.items()}
+    k = parsed.pop("k", None)
+    filters = {name: value for name, value in parsed.items() if OPTIONS[name].kind == "filter"}
+    extras = {name: value for name, value in parsed.items() if OPTIONS[name].kind != "filter"}
+    return k, filters, extras
 
 
 # ---- error handlers -----------------------------------------------------------------------

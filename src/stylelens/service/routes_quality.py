@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..query import Index, look, personalize
+from ..query import Index, personalize
 from .auth import check_shopper, new_shopper
 from .http import bad, current_index, parse_options, public_product, public_result
 from .uploads import body_chunks
@@ -42,7 +42,7 @@ async def add_event(user: str, request: Request, index: Index = Depends(current_
     if not isinstance(body, dict) or not body.get("product_id") or not body.get("event"):
         raise bad('Send a JSON body like {"product_id": "123", "event": "like"}; event is like, dislike or view.',
                   code="bad_request")
-    counts = await run_in_threadpool(personalize.feedback, index, user, str(body["product_id"]), str(body["event"]))
+    counts = await run_in_threadpool(index.feedback, user, str(body["product_id"]), str(body["event"]))
     return {"ok": True, "user": user, "counts": counts}
 
 
@@ -55,7 +55,7 @@ async def recommendations(user: str, request: Request, index: Index = Depends(cu
     unsupported = sorted(set(extras) - {"collapse"})  # no photo here: box, user, diversity do not apply
     if unsupported:
         raise bad(f"{', '.join(unsupported)} cannot be used with recommendations; leave it out.", code="unsupported_option")
-    result = await run_in_threadpool(personalize.recommend_for_user, index, user, k, **filters, **extras)
+    result = await run_in_threadpool(index.recommend, user, k, **filters, **extras)
     return public_result(result)
 
 
@@ -72,7 +72,7 @@ async def complete_the_look(product_id: str, request: Request, index: Index = De
     k, filters, extras = parse_options(dict(request.query_params))
     if filters or extras:
         raise bad(f"Only k can be given here, not {', '.join([*filters, *extras])}.", code="unsupported_option")
-    result = await run_in_threadpool(look.complete_the_look, index, product_id, None, k)
+    result = await run_in_threadpool(index.look, product_id, None, k)
     return {"source": public_product(result.source),
             "groups": [{"category": g["category"], "products": [public_product(p) for p in g["products"]]}
                        for g in result.groups],

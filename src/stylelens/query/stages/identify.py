@@ -1,0 +1,36 @@
+"""Stage 6, identify: what the item is, by the one vote of its labelled neighbours (``query.identify.vote``).
+
+When the query is a catalog product's own photo shown first, its own rows vote too (it is named by its
+own labels); otherwise the others vote. A type model trained on real photos would answer here instead
+(an ``Item`` that arrives with ``identified`` set keeps it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...index import LABEL_COLUMNS
+from ..identify import Identification, vote, vote_labels
+from ..space import Snapshot
+from .neighbours import Neighbours
+
+
+def identify(snap: Snapshot, near: Neighbours, *, with_self: bool = False) -> Identification:
+    scores, rows = _voters(near, with_self)
+    k = snap.settings.identify_k
+    return vote(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature)
+
+
+def attributes(snap: Snapshot, near: Neighbours) -> dict:
+    """Every label of the item by the same vote (complete-the-look needs usage and season too)."""
+    scores, rows = _voters(near, False)
+    k = snap.settings.identify_k
+    votes = vote_labels(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature, LABEL_COLUMNS)
+    return {label: value for label, (value, _) in votes.items()}
+
+
+def _voters(near: Neighbours, with_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    if with_self:
+        ok = near.rows >= 0
+        return near.scores[ok], near.rows[ok]
+    return near.others()

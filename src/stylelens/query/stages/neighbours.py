@@ -1,0 +1,55 @@
+"""Stage 4, neighbours: the one search over the live catalog for an item's vector, and which of the rows
+found are the query picture itself (same bytes, or the space's calibrated same-picture cosine).
+
+Every later stage works from this one candidate list; ``search_again`` runs only when it cannot answer
+(filters that leave too few of its rows, or a personalised query vector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..space import Snapshot
+
+SELF_SLACK = 3  # candidates fetched beyond what ranking and voting need, for copies of the query itself
+
+
+@dataclass
+class Neighbours:
+    """One neighbour pass for one query vector: live rows best first, and which of them are the query itself."""
+
+    scores: np.ndarray
+    rows: np.ndarray
+    self_rows: np.ndarray
+
+    def others(self) -> tuple[np.ndarray, np.ndarray]:
+        keep = (self.rows >= 0) & ~np.isin(self.rows, self.self_rows)
+        return self.scores[keep], self.rows[keep]
+
+
+def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = None, exclude_rows=(),
+               raw: np.ndarray | None = None) -> Neighbours:
+    """The n best live rows (minus ``exclude_rows``) and the query's own rows among them. ``raw``: the query's
+    backbone vector, which confirms a same-picture match in a tuned space (that space pulls a type together
+    on purpose)."""
+    columns, space = snap.columns, snap.space
+    exclude = np.asarray(list(exclude_rows), dtype=np.int64)
+    mask = None
+    if len(exclude):
+        mask = columns.live.copy()
+        mask[exclude] = False
+    scores, rows = space.search(vector[None], n + SELF_SLACK, mask, columns=columns)
+    scores, rows = scores[0], rows[0]
+    same = space.same_picture(rows[(rows >= 0) & (scores >= space.calibration.same_picture)], raw, columns)
+    if sha:
+        row_of = columns.row_of
+        same = np.union1d(same, [row_of[p] for p in snap.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
+    return Neighbours(scores, rows, same)
+
+
+def search_again(snap: Snapshot, query: np.ndarray, n: int, mask: np.ndarray, filters=None) -> tuple[np.ndarray, np.ndarray]:
+    """A second pass over the rows ``mask`` allows (a backend that filters itself is given ``filters`` too)."""
+    scores, rows = snap.space.search(query[None], n, mask, filters=filters, columns=snap.columns)
+    return scores[0], rows[0]

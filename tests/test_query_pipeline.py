@@ -1,0 +1,182 @@
+"""The query as a pipeline of stages: one decode per photo, the options declared once, one snapshot per call,
+the stages replaceable (a locator that knows garment groups and types), micro-batching an option of Index."""
+
+import dataclasses
+import io
+import threading
+
+import pytest
+from PIL import Image
+
+import stylelens.intake.images as images
+from stylelens.errors import InvalidArgumentError
+from stylelens.query import Filters, Photo, SearchRequest, open_index, pipeline
+from stylelens.query.identify import Identification
+from stylelens.query.options import FILTER_FIELDS, OPTIONS
+from stylelens.query.stages.locate import locate
+from stylelens.query.stages.neighbours import neighbours
+
+
+@pytest.fixture(scope="module")
+def index(built_index, random_embedder):
+    opened = open_index(built_index[0], embedder=random_embedder)
+    yield opened
+    opened.close()
+
+
+def on_a_table(path, size=(420, 300), at=(150, 60)) -> bytes:
+    """A catalog picture pasted on a green backdrop (not a shot on white), as JPEG bytes."""
+    canvas = Image.new("RGB", size, (60, 140, 70))
+    canvas.paste(Image.open(path).convert("RGB").resize((120, 160)), at)
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+# ---- the options, declared once -----------------------------------------------------------------------
+def test_the_options_table_makes_filters_http_fields_docs_and_cli_flags():
+    from stylelens.cli import build_parser
+    from stylelens.service.app import _OPTION_DOCS
+    from stylelens.service.http import OPTION_FIELDS, parse_options
+
+    assert tuple(f.name for f in dataclasses.fields(Filters)) == FILTER_FIELDS
+    assert set(OPTIONS) - set(FILTER_FIELDS) | {"filters"} <= {f.name for f in dataclasses.fields(SearchRequest)}
+    assert OPTION_FIELDS == tuple(OPTIONS) and _OPTION_DOCS == {n: o.doc for n, o in OPTIONS.items()}
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    flags = {s for action in search._actions for s in action.option_strings}
+    assert {o.flag for n, o in OPTIONS.items() if n != "k"} | {"--color"} <= flags
+    k, filters, extras = parse_options({"k": "4", "color": "Red", "max_price": "50", "include_out_of_stock": "yes",
+                                        "collapse": "true", "user": "u1"})
+    assert (k, filters, extras) == (4, {"colour": "Red", "max_price": 50.0, "include_out_of_stock": True},
+                                    {"collapse": "true", "user": "u1"})
+    with pytest.raises(InvalidArgumentError, match="max_price must be a number"):
+        parse_options({"max_price": "cheap"})
+
+
+def test_a_request_is_checked_before_any_work():
+    assert SearchRequest.make(5).pool == 20 and SearchRequest.make(5, collapse=True).pool == 45
+    for bad, match in (({"k": 0}, "k must be between"), ({"diversity": 2}, "diversity"), ({"box": "1,2,3"}, "box must be"),
+                       ({"collapse": "maybe"}, "collapse must be")):
+        with pytest.raises(InvalidArgumentError, match=match):
+            SearchRequest.make(5, **bad)
+
+
+# ---- photo stages ----------------------------------------------------------------------------------------
+def test_a_photo_is_decoded_once_per_search(index, built_index, monkeypatch):
+    _, catalog, rows = built_index
+    data = on_a_table(catalog / "images" / f"{sorted(rows)[0]}.jpg")
+    decodes = []
+    real = images._open  # every decode of bytes starts here (a PIL image passed along is not decoded again)
+    monkeypatch.setattr(images, "_open", lambda *a, **kw: decodes.append(1) or real(*a, **kw))
+    result = index.search(data, k=3)
+    assert len(decodes) == 1 and len(result.extra["items"]) >= 1  # however many items were found
+
+
+def on_white() -> Photo:
+    canvas = Image.new("RGB", (200, 260), (255, 255, 255))
+    canvas.paste(Image.new("RGB", (80, 120), (200, 30, 40)), (60, 70))
+    return Photo.decode(canvas)
+
+
+def test_locate_boxes_whole_photos_and_shots_on_white(built_index):
+    _, catalog, rows = built_index
+    [item] = locate(on_white())
+    assert item.pad is None and item.box == (60, 70, 80, 120)  # embedded as it is, its product's box reported
+    table = Photo.decode(on_a_table(catalog / "images" / f"{sorted(rows)[0]}.jpg"))
+    assert table.sha256 and table.size == (420, 300)
+    found = locate(table)
+    assert found[0].pad == 0.1 and 100 <= found[0].box[0] <= 200  # the pasted product, not the backdrop
+    assert locate(table, localise_items=False)[0].box == (0, 0, 420, 300)
+    assert locate(table, (10, 20, 30, 40))[0].box == (10, 20, 30, 40)
+    with pytest.raises(InvalidArgumentError, match="lies outside"):
+        locate(table, (500, 20, 30, 40))
+
+
+def test_a_locator_that_knows_garment_types_searches_each_item_within_them(built_index, random_embedder):
+    """The next locator (a garment parser) is one function: its items carry a group and the catalog types each
+    is searched within; an item without them is searched as today."""
+    path, catalog, rows = built_index
+    kinds = sorted({r["articleType"] for r in rows.values()})
+
+    def parser(photo, box, *, localise_items, max_items):
+        whole = locate(photo, box, localise_items=False)[0]
+        return [dataclasses.replace(whole, group="top", types=frozenset(kinds[:1])), whole]
+
+    index = open_index(path, embedder=random_embedder, locator=parser)
+    plain = open_index(path, embedder=random_embedder, localise=False)
+    try:
+        photo = on_a_table(catalog / "images" / f"{sorted(rows)[1]}.jpg")
+        result = index.search(photo, k=5, include_out_of_stock=True)
+        within, anything = result.extra["items"]
+        assert within["group"] == "top" and "group" not in anything
+        assert within["results"] and {p["type"] for p in within["results"]} == {kinds[0]}
+        assert [p["id"] for p in anything["results"]] == plain.search(photo, k=5, include_out_of_stock=True).ids
+    finally:
+        index.close()
+        plain.close()
+
+
+# ---- after the neighbour pass ------------------------------------------------------------------------------
+def test_rank_found_is_what_search_serves_and_takes_an_identification_from_elsewhere(index, built_index):
+    """Evaluation runs rank_found on its own neighbour pass: from the served pass it gives the served rows."""
+    _, _, rows = built_index
+    pid = sorted(rows)[2]
+    row = index.row(pid)
+    served = index.similar(pid, k=4, include_out_of_stock=True)
+    snap = index.snapshot()
+    vector = index.vector(pid)
+    request = SearchRequest.make(5, 4, include_out_of_stock=True, exclude_rows=[row])
+    near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=index.product(pid)["image_sha256"],
+                      exclude_rows=[row], raw=index.store.vectors([row])[0])
+    ranked, ident = pipeline.rank_found(snap, near, vector, request, request.filters.mask(snap.columns))
+    assert list(snap.columns.ids[ranked.rows]) == served.ids and ident == served.identified
+    # A type model's answer replaces the vote: its type is the one lifted (type_boost), whatever the neighbours say.
+    other = next(t for t in sorted(snap.columns.vocab["type"]) if t != ident.type)
+    ranked, used = pipeline.rank_found(snap, near, vector, request, request.filters.mask(snap.columns),
+                                       identified=Identification(type=other, type_confidence=1.0))
+    assert used.type == other
+    types = [snap.columns.vocab["type"][c] for c in snap.columns.codes["type"][ranked.rows]]
+    lifted = sum(t == other for t in types)
+    assert lifted and types[:lifted] == [other] * lifted
+
+
+def test_one_snapshot_per_call(index):
+    """A call keeps the space and catalog view it began with; the next call takes the current ones."""
+    first, second = index.snapshot(), index.snapshot()
+    assert first.space is second.space and first.columns.version == second.columns.version
+    assert index.status()["space"] == first.space.name == "raw"
+
+
+def test_status_is_what_health_shows(index):
+    status = index.status()
+    assert status["products"] == len(index) and status["dimension"] == 2048
+    assert {"backbone", "weights", "pooling", "search", "runtime", "space", "generation"} <= set(status)
+
+
+# ---- micro-batching, an option of Index ---------------------------------------------------------------------
+def test_micro_batching_is_a_construction_option(built_index, random_embedder):
+    from stylelens.models import MicroBatcher
+
+    path, catalog, rows = built_index
+    plain = open_index(path, embedder=random_embedder)
+    batched = open_index(path, embedder=random_embedder, batch_wait_ms=50)
+    try:
+        assert not isinstance(plain.embedder, MicroBatcher) and isinstance(batched.embedder, MicroBatcher)
+        photos = [catalog / "images" / f"{pid}.jpg" for pid in sorted(rows)[:4]]
+        expected = [plain.search(p, k=3).ids for p in photos]
+        got = [None] * len(photos)
+
+        def one(i):
+            got[i] = batched.search(photos[i], k=3).ids
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(photos))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == expected
+        assert batched.embedder.requests == len(photos) and batched.embedder.batches < len(photos)
+    finally:
+        plain.close()
+        batched.close()
+    assert batched.embedder is random_embedder  # closing stops the batcher and keeps the model
