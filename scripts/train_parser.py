@@ -148,6 +148,11 @@ def load_cached(paths: list[Path]):
     return out
 
 
+def fits(sample) -> bool:
+    r32, c32 = CROP32
+    return all(m.shape[1] >= r32 * (32 // s) and m.shape[2] >= c32 * (32 // s) for m, s in zip(sample[0], STRIDES))
+
+
 def crop(sample, rng: np.random.Generator | None):
     """A CROP32-sized window of every map and the targets, aligned on the stride-32 grid."""
     fmaps, t = sample
@@ -229,7 +234,8 @@ def main(argv=None) -> int:
     print(f"cached maps: {len(street)} street, {len(catalog)} catalog samples in {folder}", file=sys.stderr)
     if args.cache_only:
         return 0
-    data = load_cached(street + catalog)
+    data = [d for d in load_cached(street + catalog) if fits(d)]
+    print(f"training on {len(data)} samples (the rest are smaller than the training window)", file=sys.stderr)
     dec, in_channels, share = train(data, args.dim, args.epochs, SEED)
     params = {k: v.detach().numpy().astype(np.float32) for k, v in dec.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
