@@ -106,13 +106,14 @@ def items(parser, root: Path, step: int) -> None:
         r["group"].append(first is not None and first.group == REAL_GROUP[p.cls])
         r["c_covers"].append(c_share >= COVERS)
         r["c_several"].append(len(boxes) > 1)
+        r["n"].append(len(parsing.garments))
     print(f"\nreal-items measure part: {len(photos)} photos (every {step}th), one garment each")
-    print("| class | photos | parser 'one garment' | parser 1st box covers >= 50 % | both | parser group right | parser 'person' | contrast 1st box covers >= 50 % | contrast several items |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| class | photos | parser 'one garment' | parser 1st box covers >= 50 % | both | parser group right | parser 'person' | parser items | contrast 1st box covers >= 50 % | contrast several items |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for cls in [*sorted(rows), "all"]:
         r = rows[cls] if cls != "all" else {k: sum((rows[c][k] for c in rows), []) for k in rows[next(iter(rows))]}
         print(f"| {cls} | {len(r['one'])} | {np.mean(r['one']):.3f} | {np.mean(r['covers']):.3f} | {np.mean(r['one_covers']):.3f} | "
-              f"{np.mean(r['group']):.3f} | {np.mean(r['person']):.3f} | {np.mean(r['c_covers']):.3f} | {np.mean(r['c_several']):.3f} |")
+              f"{np.mean(r['group']):.3f} | {np.mean(r['person']):.3f} | {np.mean(r['n']):.2f} | {np.mean(r['c_covers']):.3f} | {np.mean(r['c_several']):.3f} |")
 
 
 def cost(parser, root: Path, n: int = 30) -> None:

@@ -5,7 +5,8 @@ Data (from ../shared/data, read-only):
 - street-ccp, **train part only** (stylelens.quality.realdata.street_photos(part="train"), Apache-2.0): each
   photo's pixel mask, labels grouped by label_groups() into the parser's classes; each photo as it is,
   mirrored, and cut around one of its garments (a garment that fills more of the frame).
-- fashion-small catalog shots (CC0): the product cut from its white backdrop (item.composite.cutout) is
+- fashion-small catalog shots (Kaggle "Fashion Product Images (Small)", Myntra's product photos; its README
+  states no licence): the product cut from its white backdrop (item.composite.cutout) is
   a free mask, its group from styles.csv; half on white as shot, half pasted large onto a generated
   backdrop (item.composite.background), the "one garment filling the frame" a shopper photographs at home.
 
@@ -252,7 +253,8 @@ def main(argv=None) -> int:
              "photos": len(street_photos(root, part="train")), "licence": "Apache-2.0",
              "source": "https://github.com/bearpaw/clothing-co-parsing"},
             {"name": "fashion-small", "part": f"{args.catalog_per_group} shots per group (seeded), cut from white",
-             "licence": "see ../shared/data/fashion-small/README.md"},
+             "source": "Kaggle paramaggarwal/fashion-product-images-small (Myntra product photos)",
+             "licence": "not stated in ../shared/data/fashion-small/README.md; confirm before shipping"},
         ],
         "sha256": weights_sha256(args.out),
     }

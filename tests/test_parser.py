@@ -60,6 +60,16 @@ def test_one_garment_filling_the_frame_is_told_from_a_worn_outfit_and_fragments_
     assert coat.box[2] * coat.box[3] > 0.6 * 400 * 300
 
 
+def test_a_garment_nobody_wears_read_in_parts_is_one_item_but_worn_layers_stay_apart():
+    blobs = [("top", 4, 30, 4, 28), ("outerwear", 30, 40, 4, 28), ("bottom", 41, 44, 10, 20)]
+    alone = parse_logits(logits_with(blobs), (400, 300))
+    assert [g.group for g in alone.garments] == ["top", "bottom"] and alone.one_garment
+    assert alone.garments[0].box[3] > 0.7 * 400  # the top's box spans its outerwear-read part
+    assert alone.region[3] > alone.garments[0].box[3]
+    worn = parse_logits(logits_with([*blobs, ("body", 0, 4, 8, 24), ("body", 44, 48, 4, 28)]), (400, 300))
+    assert worn.person_present and sorted(g.group for g in worn.garments) == ["bottom", "outerwear", "top"]
+
+
 def test_damaged_or_mismatched_weights_raise_a_weights_error(tmp_path):
     (tmp_path / "parser.npz").write_bytes(b"not an npz")
     (tmp_path / "parser.json").write_text("{}")
