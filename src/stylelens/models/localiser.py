@@ -22,10 +22,12 @@ class BackboneMaps:
     With ``strides`` (e.g. ``(8, 16, 32)``), the output of the last stage at each of those strides, in that
     order (the largest stride's is the last map). The photo is letterboxed exactly as the embedder prepares
     it (``size`` px, white pad); the maps are cut back to the photo's part of the square. Built from an
-    ``Embedder``'s torch network; runs in OpenVINO when it is installed (``runtime='auto'``), else torch.
+    ``Embedder``'s torch network; runs in OpenVINO when it is installed (``runtime='auto'``), else torch;
+    ``precision`` is OpenVINO's inference precision hint ("f32", or "bf16" where the CPU has it).
     """
 
-    def __init__(self, embedder, size: int | None = None, runtime: str = "auto", strides: Sequence[int] | None = None):
+    def __init__(self, embedder, size: int | None = None, runtime: str = "auto", strides: Sequence[int] | None = None,
+                 precision: str = "f32"):
         import dataclasses
 
         import torch
@@ -41,7 +43,7 @@ class BackboneMaps:
 
                 example = torch.zeros((1, self.pre.size, self.pre.size, 3), dtype=torch.uint8)
                 model = ov.convert_model(self.module, example_input=example)
-                compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
                 request = compiled.create_infer_request()
 
                 def run(pixels):
