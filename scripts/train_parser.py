@@ -206,7 +206,7 @@ def train(data, dim: int, epochs: int, seed: int, batch: int = 32, lr: float = 2
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(crops)
+            total += float(loss.detach()) * len(crops)
         print(f"  epoch {epoch + 1}/{epochs} loss {total / len(data):.4f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     return dec.eval(), in_channels, share
 
