@@ -2,7 +2,8 @@
 
 ``BackboneMaps(embedder)`` gives the backbone's stride-16 and last feature maps of a photo (letterboxed as
 the embedder prepares it); ``scda_map`` and ``HeatmapHead`` turn them into the heat map ``item.localise``
-reads (see there for which is the default and why).
+reads (see there for which is the default and why). ``BackboneMaps(embedder, strides=(8, 16, 32))`` gives
+the last map at each of those strides instead (the garment parser's decoder reads them, ``models.parser``).
 """
 
 from __future__ import annotations
@@ -18,19 +19,23 @@ from ..item.localise import Heatmap
 class BackboneMaps:
     """The frozen backbone's feature maps of a photo: ``maps(rgb) -> [stride-16 map, last map]`` (C, h, w).
 
-    The photo is letterboxed exactly as the embedder prepares it (``size`` px, white pad); the maps are
-    cut back to the photo's part of the square. Built from an ``Embedder``'s torch network; runs in
-    OpenVINO when it is installed (``runtime='auto'``), else torch.
+    With ``strides`` (e.g. ``(8, 16, 32)``), the output of the last stage at each of those strides, in that
+    order (the largest stride's is the last map). The photo is letterboxed exactly as the embedder prepares
+    it (``size`` px, white pad); the maps are cut back to the photo's part of the square. Built from an
+    ``Embedder``'s torch network; runs in OpenVINO when it is installed (``runtime='auto'``), else torch;
+    ``precision`` is OpenVINO's inference precision hint ("f32", or "bf16" where the CPU has it).
     """
 
-    def __init__(self, embedder, size: int | None = None, runtime: str = "auto"):
+    def __init__(self, embedder, size: int | None = None, runtime: str = "auto", strides: Sequence[int] | None = None,
+                 precision: str = "f32"):
         import dataclasses
 
         import torch
 
         pre = embedder.preprocess
         self.pre = dataclasses.replace(pre, size=size or pre.size)
-        self.module = _split_net(embedder.net.trunk, pre).eval()
+        self.module = _split_net(embedder.net.trunk, pre, strides).eval()
+        n_out = len(strides) if strides else 2
         self._run = None
         if runtime in ("auto", "openvino"):
             try:
@@ -38,12 +43,12 @@ class BackboneMaps:
 
                 example = torch.zeros((1, self.pre.size, self.pre.size, 3), dtype=torch.uint8)
                 model = ov.convert_model(self.module, example_input=example)
-                compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
                 request = compiled.create_infer_request()
 
                 def run(pixels):
                     out = request.infer({0: pixels})
-                    return [np.asarray(out[compiled.output(i)]) for i in range(2)]
+                    return [np.asarray(out[compiled.output(i)]) for i in range(n_out)]
 
                 self._run, self.runtime = run, "openvino"
             except ImportError:
@@ -76,8 +81,9 @@ class BackboneMaps:
         return maps
 
 
-def _split_net(trunk, pre):
-    """uint8 NHWC -> normalise -> (stride-16 map, last map), for the registered CNN trunks."""
+def _split_net(trunk, pre, strides: Sequence[int] | None = None):
+    """uint8 NHWC -> normalise -> (stride-16 map, last map), or the last map at each of ``strides``, for
+    the registered CNN trunks."""
     import torch
 
     if hasattr(trunk, "net") and hasattr(trunk.net, "_blocks"):  # EfficientNet-Lite
@@ -89,15 +95,22 @@ def _split_net(trunk, pre):
         stages = list(trunk.children())
     else:
         raise InvalidArgumentError("BackboneMaps knows the EfficientNet and ResNet trunks only.", code="bad_option")
-    # The last stage that keeps stride 16, found by running a blank image through.
+    # The last stage at each stride, found by running a blank image through.
+    last_at: dict[int, int] = {}
     with torch.no_grad():
-        x, split = torch.zeros(1, 3, 64, 64), None
+        x = torch.zeros(1, 3, 64, 64)
         for i, stage in enumerate(stages):
             x = stage(x)
-            if x.shape[-1] == 4:
-                split = i
-    if split is None:
-        raise InvalidArgumentError("The backbone has no stride-16 stage.", code="bad_option")
+            last_at[64 // x.shape[-1]] = i
+    if strides is None:
+        if 16 not in last_at:
+            raise InvalidArgumentError("The backbone has no stride-16 stage.", code="bad_option")
+        taps = [last_at[16], len(stages) - 1]
+    else:
+        missing = [s for s in strides if s not in last_at]
+        if missing:
+            raise InvalidArgumentError(f"The backbone has no stage at stride {missing}; it has {sorted(last_at)}.", code="bad_option")
+        taps = [last_at[s] for s in strides]
     mean = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0
 
@@ -110,12 +123,12 @@ def _split_net(trunk, pre):
 
         def forward(self, pixels):
             x = (pixels.permute(0, 3, 1, 2).float() - self.mean) / self.std
-            mid = x
-            for i, stage in enumerate(stages):
+            out = {}
+            for i, stage in enumerate(stages[: max(taps) + 1]):
                 x = stage(x)
-                if i == split:
-                    mid = x
-            return mid, x
+                if i in taps:
+                    out[i] = x
+            return tuple(out[t] for t in taps)
 
     return Maps()
 
