@@ -60,6 +60,7 @@ class FeedServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a client that hangs up early (a refused body) is no error
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
