@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..intake.catalog import WARNING_KEYS, FeedLimits, load_catalog
+from ..intake.catalog import WARNING_KEYS, Catalog, FeedLimits, load_catalog
 from ..errors import IndexMismatchError
 from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, library_versions
@@ -58,30 +58,37 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         given = {k: v for k, v in overrides.items() if k in ("device", "runtime", "precision", "batch_size")}
         actor_settings = embedder.settings.replace(**given)
     fetch_errors: list = []
+    downloads = None
     if from_feed:  # the images are downloaded into the index's own folder: it is created first
         store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
         try:
-            catalog, fetch_errors = load_feed(source, downloads_folder(store.path, settings), settings)
+            catalog, fetch_errors, downloads = load_feed(source, downloads_folder(store.path, settings), settings)
         except BaseException:
             store.close()
             raise
-    # precision auto: measured on this catalog's own images before the first batch (cached per model and CPU).
-    precision = embedder.settle_precision(*catalog_probe(catalog)) if settings.runner != "ray" else None
+    # precision auto: measured on this catalog's own images before the first batch (cached per model and CPU);
+    # a feed's: the copies an earlier run downloaded (none yet: generated pictures decide).
+    probe = catalog if downloads is None else Catalog(catalog.products, {**downloads.probe_paths(), **catalog.images})
+    precision = embedder.settle_precision(*catalog_probe(probe)) if settings.runner != "ray" else None
     if not from_feed:
         store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
     report = BuildReport(without_image=catalog.without_image, without_product=catalog.without_product, warnings=catalog.warnings,
                          errors=[tuple(problem) for problem in catalog.problems] + fetch_errors)  # folders, FIFOs, broken links named *.jpg
     try:
         build = Build(catalog, store, report, settings.progress, embedder.batch_size)
+        build.downloads = downloads
         build.remove_gone()
         if settings.runner == "ray":
             from .ray import run_ray
 
+            build.settle_downloads()  # the Ray dataset is made from every image's path
             runtime_name = run_ray(build, embedder, settings=actor_settings, actors=actors)
         else:
             from .local import run_local
 
             runtime_name = run_local(build, embedder, settings.workers, settings.max_pixels)
+        if downloads is not None:  # known once the downloads are done
+            report.without_image = catalog.without_image
         report.skipped = len(report.errors)
         report.seconds = time.perf_counter() - started
         store.maintain()  # the ANN file, sealed Milvus segments
@@ -93,6 +100,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
                            last_build=dict(report.to_dict(), runner=settings.runner), runtime=runtime_name, precision=precision,
                            spaces=dict(store.manifest.get("spaces") or {}, raw=_calibrate_raw(store, settings)))
     finally:
+        if downloads is not None:
+            downloads.close()
         store.close()
     return report
 

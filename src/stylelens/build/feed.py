@@ -1,7 +1,8 @@
 """A product feed (a file, or an http(s) URL of one) -> a Catalog whose images are files: downloaded into the
 index's cache (``DOWNLOADS``), or local paths next to a local feed.
 
-The build then runs as for a folder: unchanged image bytes (a 304 keeps the cached file) are not re-embedded,
+The images download while the build embeds those already here (``FeedImages.stream`` feeds the runner);
+the build then runs as for a folder: unchanged image bytes (a 304 keeps the cached file) are not re-embedded,
 prices and stock are updated, and products gone from the feed leave the index. Every image that cannot be had
 is a row of errors.csv: (product id, URL, code, reason).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import CatalogError
 from ..intake.catalog import Catalog, FeedLimits, _inside, read_feed
@@ -36,12 +38,45 @@ def downloads_folder(store_path, settings) -> Path:
     return settings.cache_path / "feeds" / hashlib.sha256(str(store_path).encode()).hexdigest()[:16]
 
 
-def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, str, str, str]]]:
-    """(catalog with each product's main image as a local file, errors as (id, url or path, code, message))."""
+class FeedImages:
+    """A feed's image URLs, downloaded while the build embeds the ones already here: (id, file) as each arrives.
+
+    ``pids``: the products waiting for a download (they stay in the index while it runs). A failed URL is a
+    skip (errors.csv); when an earlier copy is cached, that copy is still indexed."""
+
+    def __init__(self, catalog: Catalog, fetcher: Fetcher, wanted: dict[str, list[str]], keep: list[str]):
+        self.catalog, self.fetcher, self.wanted, self.keep = catalog, fetcher, wanted, keep
+        self.pids = {pid for pids in wanted.values() for pid in pids}
+
+    def probe_paths(self) -> dict[str, Path]:
+        """The copies cached by an earlier run (precision auto is decided on them before anything downloads)."""
+        return {pid: path for url, pids in self.wanted.items() for pid in pids
+                if (path := self.fetcher.cached(url)[1]) is not None}
+
+    def stream(self, skip) -> Iterator[tuple[str, Path]]:
+        try:
+            for got in self.fetcher.stream(list(self.wanted)):
+                for pid in self.wanted[got.url]:
+                    if got.code:
+                        skip(pid, got.url, got.code, got.message + ("; the copy downloaded before is kept"
+                                                                    if got.path is not None else ""))
+                    if got.path is not None:
+                        self.catalog.images[pid] = got.path
+                        yield pid, got.path
+            self.fetcher.prune(self.keep + list(self.wanted))  # a complete pass: what the feed no longer names goes
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.fetcher.close()
+
+
+def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, str, str, str]], FeedImages]:
+    """(catalog with the local images, errors as (id, url or path, code, message), the images to download)."""
     limits = FeedLimits.of(settings)
-    policy = FetchPolicy.of(settings)
     errors: list[tuple[str, str, str, str]] = []
-    with Fetcher(cache, policy, settings.progress) as fetcher:
+    fetcher = Fetcher(cache, FetchPolicy.of(settings), settings.progress)
+    try:
         keep: list[str] = []
         if is_url(str(source)):
             url = str(source).strip()
@@ -80,14 +115,7 @@ def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, s
                 errors.append((pid, main, "image_missing", f"no file {main} under {base}"))
             else:
                 catalog.images[pid] = base / main
-        results = fetcher.fetch_all(list(wanted))
-        for url, pids in wanted.items():
-            got = results[url]
-            for pid in pids:
-                if got.path is not None:  # fresh, or the last good copy when this run could not refresh it
-                    catalog.images[pid] = got.path
-                if got.code:
-                    errors.append((pid, url, got.code, got.message + ("; the copy downloaded before is kept"
-                                                                        if got.path is not None else "")))
-        fetcher.prune(keep + list(wanted))
-    return catalog, errors
+    except BaseException:
+        fetcher.close()
+        raise
+    return catalog, errors, FeedImages(catalog, fetcher, wanted, keep)

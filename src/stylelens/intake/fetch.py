@@ -27,14 +27,15 @@ import email.utils
 import hashlib
 import io
 import ipaddress
+import itertools
 import json
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from ..files import write_bytes_atomic, write_json_atomic
@@ -170,24 +171,40 @@ class Fetcher:
         return removed
 
     # -- fetching --------------------------------------------------------------------------------------
-    def fetch_all(self, urls: list[str], desc: str = "downloading") -> dict[str, Fetched]:
-        """Every URL fetched (at most ``concurrency`` at once), with a progress bar; URL -> :class:`Fetched`."""
+    def fetch_all(self, urls: list[str]) -> dict[str, Fetched]:
+        """Every URL fetched (see :meth:`stream`); URL -> :class:`Fetched`."""
+        return {got.url: got for got in self.stream(urls)}
+
+    def stream(self, urls: Iterable[str], desc: str = "downloading") -> Iterator[Fetched]:
+        """Each URL's :class:`Fetched` as it completes (at most ``concurrency`` downloads at once, a bounded number
+        of URLs taken ahead), with a progress bar showing the rate and what is left. URLs past ``max_images`` are
+        not downloaded (``feed_cap``)."""
         from tqdm import tqdm
 
         urls = list(dict.fromkeys(urls))
-        results: dict[str, Fetched] = {}
-        over = urls[self.policy.max_images:]
+        todo, over = urls[: self.policy.max_images], urls[self.policy.max_images:]
+        workers = max(1, self.policy.concurrency)
+        with tqdm(total=len(todo), unit="img", desc=desc, disable=not self.progress, smoothing=0.1, position=1,
+                  leave=False, dynamic_ncols=True) as bar, \
+                ThreadPoolExecutor(workers, thread_name_prefix="stylelens-fetch") as pool:
+            ahead = iter(todo)
+            pending: set = set()
+            try:
+                while True:
+                    for url in itertools.islice(ahead, 4 * workers - len(pending)):
+                        pending.add(pool.submit(self.fetch, url))
+                    if not pending:
+                        break
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        bar.update(1)
+                        yield future.result()
+            finally:  # the consumer stopped early: what is queued is not fetched
+                for future in pending:
+                    future.cancel()
         for url in over:
-            results[url] = self._failed(url, "feed_cap", f"more than {self.policy.max_images:,} image URLs in this feed "
-                                        "(setting fetch_max_images), not downloaded")
-        todo = urls[: self.policy.max_images]
-        with tqdm(total=len(todo), unit="img", desc=desc, disable=not self.progress, smoothing=0.1,
-                  dynamic_ncols=True) as bar, ThreadPoolExecutor(max(1, self.policy.concurrency),
-                                                                 thread_name_prefix="stylelens-fetch") as pool:
-            for result in pool.map(self.fetch, todo):
-                results[result.url] = result
-                bar.update(1)
-        return results
+            yield self._failed(url, "feed_cap", f"more than {self.policy.max_images:,} image URLs in this feed "
+                               "(setting fetch_max_images), not downloaded")
 
     def fetch(self, url: str, *, image: bool = True, max_bytes: int | None = None, name: str | None = None) -> Fetched:
         """One URL into the cache. ``image``: the body must be a picture the build decodes. ``name``: the cached
