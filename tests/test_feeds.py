@@ -331,8 +331,11 @@ def test_a_feed_that_names_no_product_leaves_the_index_as_it_is(tmp_path, random
         build_index(feed, tmp_path / "index", embedder=random_embedder, workers=0, progress=False)
 
 
-def test_the_folder_form_keeps_working_and_a_feed_is_refused_into_a_folders_index(tmp_path, catalog, random_embedder):
-    folder, _ = catalog
+def test_the_folder_form_keeps_working_and_a_feed_is_refused_into_a_folders_index(tmp_path, random_embedder):
+    from conftest import write_catalog
+
+    folder = tmp_path / "catalog"
+    write_catalog(folder, n=4)
     build_index(folder, tmp_path / "index", embedder=random_embedder, workers=0, progress=False)
     feed = write_tsv(tmp_path / "feed.tsv", [merchant_row("Z", "z.jpg")])
     (tmp_path / "z.jpg").write_bytes(jpeg(1))

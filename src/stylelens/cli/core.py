@@ -146,7 +146,7 @@ def cmd_info(args) -> int:
     print(f"backbone   {emb['backbone']} ({emb['weights']['source']}), {emb['pooling']} pooling, {emb['dim']}-d, {emb['normalized']}")
     print(f"built      {info['created']}, updated {info['updated']}")
     if info.get("catalog"):
-        print(f"catalog    {info['catalog'].get('folder')}  feed: {info['catalog'].get('feed')}")
+        print(f"catalog    {info['catalog'].get('folder') or '(a feed)'}  feed: {info['catalog'].get('feed')}")
     print(f"vectors    {(info.get('vectors') or {}).get('location', 'in the index folder')}")
     if info.get("precision"):
         from ..models.precision import describe

@@ -104,7 +104,8 @@ def url_scheme(text: str) -> str | None:
 
 
 def refused_address(address: str) -> str | None:
-    """Why an IP address may not be fetched from without ``allow_private_hosts``, or None when it may."""
+    """Why an IP address may not be fetched from without ``allow_private_hosts`` ("10.0.0.1 is a private
+    address"), or None when it may."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
@@ -318,8 +319,8 @@ class Fetcher:
             for address in sorted(addresses):
                 why = refused_address(address)
                 if why:
-                    raise _Failure("refused_host", f"refused: {host} resolves to {why} (set allow_private_hosts to "
-                                   "fetch from your own network)")
+                    where = why if host == address else f"{host} resolves to {why}"
+                    raise _Failure("refused_host", f"refused: {where} (set allow_private_hosts to fetch from your own network)")
         return host.lower()
 
     def _check_peer(self, response) -> None:
