@@ -66,9 +66,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
         except BaseException:
             store.close()
             raise
-    # precision auto: measured on this catalog's own images before the first batch (cached per model and CPU);
-    # a feed's: the copies an earlier run downloaded (none yet: generated pictures decide).
-    probe = catalog if downloads is None else Catalog(catalog.products, {**downloads.probe_paths(), **catalog.images})
+    # precision auto: measured on this catalog's own images before the first batch (cached per model and CPU).
+    probe = catalog if downloads is None or settings.runner == "ray" else _feed_probe(catalog, downloads)
     precision = embedder.settle_precision(*catalog_probe(probe)) if settings.runner != "ray" else None
     if not from_feed:
         store = create_store(out, embedder.fingerprint(), library_versions(), settings.store or None, settings=settings)
@@ -104,6 +103,14 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
             downloads.close()
         store.close()
     return report
+
+
+def _feed_probe(catalog: Catalog, downloads) -> Catalog:
+    """The feed's catalog with the probe's images downloaded first (the rest stream in during the build)."""
+    # catalog_probe picks by id: run it on ids standing for their own images to learn which ids to fetch now.
+    everyone = Catalog(catalog.products, {pid: pid for pid in [*catalog.images, *downloads.pids]})
+    wanted = {pid for part in (catalog_probe(everyone)[0], catalog_probe(everyone)[2]) for pid in part}
+    return Catalog(catalog.products, {**downloads.fetch_first(wanted - set(catalog.images)), **catalog.images})
 
 
 def _calibrate_raw(store, settings: Settings) -> dict:

@@ -10,6 +10,7 @@ is a row of errors.csv: (product id, URL, code, reason).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -47,15 +48,19 @@ class FeedImages:
     def __init__(self, catalog: Catalog, fetcher: Fetcher, wanted: dict[str, list[str]], keep: list[str]):
         self.catalog, self.fetcher, self.wanted, self.keep = catalog, fetcher, wanted, keep
         self.pids = {pid for pids in wanted.values() for pid in pids}
+        self.done: dict[str, object] = {}  # URL -> Fetched, fetched ahead of the stream
 
-    def probe_paths(self) -> dict[str, Path]:
-        """The copies cached by an earlier run (precision auto is decided on them before anything downloads)."""
-        return {pid: path for url, pids in self.wanted.items() for pid in pids
-                if (path := self.fetcher.cached(url)[1]) is not None}
+    def fetch_first(self, pids) -> dict[str, Path]:
+        """Download these products' images now, before the rest streams (precision auto is decided on them);
+        their files by id. Each is fetched once: :meth:`stream` hands these results on."""
+        urls = list(dict.fromkeys(url for url, owners in self.wanted.items() for pid in owners if pid in set(pids)))
+        self.done.update(self.fetcher.fetch_all(urls))
+        return {pid: got.path for url, got in self.done.items() if got.path is not None for pid in self.wanted[url]}
 
     def stream(self, skip) -> Iterator[tuple[str, Path]]:
+        done, self.done = self.done, {}
         try:
-            for got in self.fetcher.stream(list(self.wanted)):
+            for got in itertools.chain(done.values(), self.fetcher.stream([u for u in self.wanted if u not in done])):
                 for pid in self.wanted[got.url]:
                     if got.code:
                         skip(pid, got.url, got.code, got.message + ("; the copy downloaded before is kept"

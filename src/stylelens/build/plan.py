@@ -98,7 +98,7 @@ class Build:
 
     def images(self):
         """(product id, image file) for every catalog image: the local ones, then each download as it arrives."""
-        yield from list(self.catalog.images.items())
+        yield from self.catalog.images.items()  # lazily (the runner's window); downloads add to it only after this
         if self.downloads is not None:
             downloads, self.downloads = self.downloads, None
             yield from downloads.stream(self.skip)
