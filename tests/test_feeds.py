@@ -112,7 +112,9 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
     assert store.product("G0")["price"] == 19.0 and store.product("G2")["in_stock"] is True
     assert "G3" not in store.image_hashes()
     store.close()
-    assert len(list((index / "downloads").glob("*.json"))) == 6  # the feed and 5 images: G3's left with it
+    downloads = index / "downloads"
+    assert len(list(downloads.glob("*.json"))) == 6 and len(list(downloads.glob("*.feed.tsv"))) == 1  # G3's image left
+    assert [path for _, path, status, _ in server.log[mark:] if path.startswith("/feeds/")] == ["/feeds/google.tsv"]
 
 
 def test_a_refused_private_host_without_the_switch(tmp_path, server, random_embedder):

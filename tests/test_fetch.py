@@ -139,3 +139,16 @@ def test_a_failed_refresh_keeps_the_copy_downloaded_before_and_prune_drops_what_
         assert again.code == "http_status" and again.path == kept and kept.is_file()
         assert f.prune([url]) == 1
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".jpg", ".json"]
+
+
+def test_the_address_connected_to_is_checked_again(tmp_path, server):
+    """A name that resolved to a public address for the check may connect elsewhere (DNS rebinding): the peer
+    address of the open connection is checked before the body is read."""
+    import httpx
+
+    from stylelens.intake.fetch import _Failure
+
+    url = server.route("/a.jpg", jpeg(1))
+    with httpx.Client() as client, client.stream("GET", url) as response, fetcher(tmp_path, allow_private_hosts=False) as f:
+        with pytest.raises(_Failure, match="connected to 127.0.0.1 is a loopback address"):
+            f._check_peer(response)

@@ -87,7 +87,7 @@ def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, s
             url = str(source).strip()
             suffix = Path(url.split("?", 1)[0]).suffix.lower()
             got = fetcher.fetch(url, image=False, max_bytes=limits.bytes,
-                                name="feed" + (suffix if suffix in FEED_NAMES else ".txt"))
+                                name=fetcher.key(url) + ".feed" + (suffix if suffix in FEED_NAMES else ".txt"))
             if got.path is None:
                 raise CatalogError(f"Could not download the feed {url}: {got.message}. Check the URL, or download it "
                                    "and pass the file.")

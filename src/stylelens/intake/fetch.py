@@ -209,7 +209,7 @@ class Fetcher:
 
     def fetch(self, url: str, *, image: bool = True, max_bytes: int | None = None, name: str | None = None) -> Fetched:
         """One URL into the cache. ``image``: the body must be a picture the build decodes. ``name``: the cached
-        file's name (a feed keeps its own: its format is read from it)."""
+        file's name, starting with :meth:`key` (a feed keeps its extension: its format is read from it)."""
         meta, path = self.cached(url)
         try:
             return self._fetch(url, meta, path, image, max_bytes or self.policy.max_bytes, name)
