@@ -90,6 +90,7 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
     g1, g2 = store.product("G1"), store.product("G2")
     assert (g1["price"], g1["currency"], g1["type"], g1["category"], g1["colour"]) == (12.5, "USD", "T-Shirts", "Apparel", "Red")
     assert g1["extra"]["regular_price"] == "15.00 USD" and g1["extra"]["group"] == "T1" and g1["extra"]["brand"] == "Acme"
+    assert g1["extra"]["google_product_category"] == "Apparel & Accessories > Clothing > Shirts & Tops"
     assert g1["extra"]["images"] == [good["G1"], good["G1"] + "?side"]  # main first, each once
     assert g2["in_stock"] is False and "group" not in g2["extra"]
     assert Path(g1["image_path"]).read_bytes() == jpeg(1) and Path(g1["image_path"]).parent == index / "downloads"
@@ -177,7 +178,7 @@ def test_merchant_center_xml_rss_and_atom(tmp_path):
     assert x1["images"] == ["https://cdn.example/x1.jpg", "https://cdn.example/x1-back.jpg", "https://cdn.example/x1-side.jpg"]
     assert (x1["name"], x1["type"], x1["category"], x1["group"], x1["price"], x1["currency"], x1["in_stock"]) == (
         "Linen dress", "Summer Dresses", "Women", "D1", 49.9, "EUR", True)
-    assert "shipping" not in x1["extra"]
+    assert "shipping" not in x1["extra"] and x1["extra"]["product_type"] == "Women > Dresses > Summer Dresses"
     assert (x3["price"], x3["in_stock"], x3["extra"]["regular_price"]) == (19.99, True, "25.00 EUR")
     atom = tmp_path / "feed.atom"
     atom.write_text(GOOGLE_ATOM)

@@ -65,15 +65,15 @@ def read_format(path: Path, kind: str, limits: FeedLimits | None = None) -> tupl
     issues: list[CatalogWarning] = []
     if kind == "merchant_xml":
         records = Records(path, "item", limits, issues)
-        for n, values, too_long in _xml_items(path, limits, issues):
-            records.add(n, _merchant(values), too_long)
+        for n, values, too_long, names in _xml_items(path, limits, issues):
+            records.add(n, _merchant(values, names), too_long)
         return records.products, issues
     rows = _FeedRows(path, issues, limits, sniff_delimiter(path))
     records = Records(path, rows.unit, limits, issues)
     if kind == "merchant":
         for n, row in rows:
             values, too_long = _clipped(row, limits)
-            records.add(n, _merchant({k: [v] for k, v in values.items() if v}), too_long)
+            records.add(n, _merchant({k: [v] for k, v in values.items() if v}, _names(row)), too_long)
     elif kind == "shopify":
         _shopify(rows, records)
     elif kind == "woocommerce":
@@ -84,8 +84,17 @@ def read_format(path: Path, kind: str, limits: FeedLimits | None = None) -> tupl
 
 
 def _column_key(name: str) -> str:
+    return _key(_plain(name))
+
+
+def _plain(name: str) -> str:
+    """A column's name as the shop wrote it, without Merchant Center's "g:" prefix."""
     name = name.strip()
-    return _key(name[2:] if name.lower().startswith("g:") else name)
+    return name[2:] if name.lower().startswith("g:") else name
+
+
+def _names(row: dict) -> dict[str, str]:
+    return {_column_key(col): _plain(col) for col in row}
 
 
 def _clipped(row: dict, limits: FeedLimits) -> tuple[dict[str, str], list[str]]:
@@ -111,8 +120,9 @@ def _steps(path: str) -> list[str]:
     return [step.strip() for step in re.split(r"\s*>\s*", path or "") if step.strip()]
 
 
-def _merchant(values: dict[str, list[str]]) -> dict:
-    """A Merchant Center product (attribute key -> its values, repeated attributes in order) -> a record."""
+def _merchant(values: dict[str, list[str]], names: dict[str, str]) -> dict:
+    """A Merchant Center product (attribute key -> its values, repeated attributes in order; ``names``: key ->
+    the attribute's name as written, for what is kept in ``extra``) -> a record."""
     rec: dict = {"extra": {}}
     main, more = [], []
     for key, vals in values.items():
@@ -130,7 +140,7 @@ def _merchant(values: dict[str, list[str]]) -> dict:
                 rec["category"] = steps[0]
             rec["extra"]["product_type"] = first
         elif key not in ("price", "saleprice"):
-            rec["extra"][key] = first if len(vals) == 1 else vals
+            rec["extra"][names.get(key, key)] = first if len(vals) == 1 else vals
     regular, sale = (values.get("price") or [None])[0], (values.get("saleprice") or [None])[0]
     # The shopper pays the sale price while there is one; the regular one is kept beside it.
     rec["price"] = sale or regular
@@ -141,7 +151,7 @@ def _merchant(values: dict[str, list[str]]) -> dict:
 
 
 def _xml_items(path: Path, limits: FeedLimits, issues: list[CatalogWarning]):
-    """(item number, {attribute key: [values]}, too-long attributes) for each <item> / <entry> of an XML feed."""
+    """(item number, {attribute key: [values]}, too-long attributes, {key: name}) for each <item> / <entry> of an XML feed."""
     import defusedxml.ElementTree as ET
     from defusedxml import DefusedXmlException
 
@@ -163,6 +173,7 @@ def _xml_items(path: Path, limits: FeedLimits, issues: list[CatalogWarning]):
                                "Split it, or raise the limit with --feed-max-rows.")
         plain: dict[str, list[str]] = {}
         google: dict[str, list[str]] = {}
+        names: dict[str, str] = {}
         too_long = []
         for child in list(el)[: limits.columns]:
             if len(child):  # nested attributes (g:shipping, g:tax): not read
@@ -177,7 +188,8 @@ def _xml_items(path: Path, limits: FeedLimits, issues: list[CatalogWarning]):
             # A g: attribute wins over the plain element of the same name (Atom's own <id>, <title>).
             target = google if child.tag.startswith("{" + GOOGLE_NS + "}") else plain
             target.setdefault(_column_key(local), []).append(value)
-        yield i, {**plain, **google}, too_long
+            names.setdefault(_column_key(local), local)
+        yield i, {**plain, **google}, too_long, names
 
 
 def _local(tag) -> str:
