@@ -346,3 +346,19 @@ def test_the_folder_form_keeps_working_and_a_feed_is_refused_into_a_folders_inde
 
     with pytest.raises(IndexMismatchError, match="follows the catalog"):
         build_index(feed, tmp_path / "index", embedder=random_embedder, workers=0, progress=False)
+
+
+def test_stylelens_index_takes_a_feed_url(tmp_path, server, capsys):
+    from stylelens.cli import main
+
+    rows = [merchant_row(f"C{i}", server.route(f"/c{i}.jpg", jpeg(200 + i))) for i in range(3)]
+    rows.append(merchant_row("C404", server.url("/gone.jpg")))
+    feed_url = server.route("/feed.txt", write_tsv(tmp_path / "f.tsv", rows).read_bytes(), content_type="text/plain")
+    args = ["index", feed_url, "--out", str(tmp_path / "index"), "--workers", "0", "--no-progress", "--input-size", "64",
+            "--backbone", "resnet50", "--weights", "random", "--runtime", "torch"]
+    assert main(args) == 2  # the feed's own host is private: refused in one line
+    assert "allow_private_hosts" in capsys.readouterr().err
+    assert main(args + ["--allow-private-hosts"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 3, unchanged 0, skipped 1 (see " in out and "errors.csv" in out
+    assert errors_csv(tmp_path / "index")["C404"][0] == "http_status"
