@@ -109,7 +109,8 @@ def _feed_probe(catalog: Catalog, downloads) -> Catalog:
     """The feed's catalog with the probe's images downloaded first (the rest stream in during the build)."""
     # catalog_probe picks by id: run it on ids standing for their own images to learn which ids to fetch now.
     everyone = Catalog(catalog.products, {pid: pid for pid in [*catalog.images, *downloads.pids]})
-    wanted = {pid for part in (catalog_probe(everyone)[0], catalog_probe(everyone)[2]) for pid in part}
+    probe, _, calibration = catalog_probe(everyone)
+    wanted = {*probe, *calibration}
     return Catalog(catalog.products, {**downloads.fetch_first(wanted - set(catalog.images)), **catalog.images})
 
 
