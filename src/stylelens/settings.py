@@ -117,6 +117,17 @@ SETTINGS: dict[str, Setting] = {
         Setting("feed_max_field_chars", 10_000, "A feed value longer than this is left empty, with a warning.", int),
         Setting("feed_max_extra_bytes", 16_384, "Extra columns kept per product (served with it), as JSON bytes; more are dropped, "
                 "with a warning.", int),
+        Setting("feed_max_bytes", 2 * 1024**3, "A feed file (downloaded, or an XML feed read whole) larger than this is refused.", int),
+        Setting("allow_private_hosts", False, "Fetch feed and image URLs on loopback, private, link-local and cloud-metadata "
+                "addresses (off: a feed cannot make stylelens reach inside your network).", _bool),
+        Setting("fetch_concurrency", 16, "Image downloads in flight at once while indexing a feed.", int),
+        Setting("fetch_per_host", 6, "Image downloads in flight at once to one host.", int),
+        Setting("fetch_timeout_s", 20.0, "Seconds a download may wait to connect or between two reads before it counts as a timeout.", float),
+        Setting("fetch_retries", 3, "Retries of a download after a timeout, a 429 or a 5xx answer (with backoff, honouring Retry-After).", int),
+        Setting("fetch_backoff_s", 0.5, "Wait before the first retry of a download; doubled for each next one.", float),
+        Setting("fetch_max_image_bytes", 20 * 1024**2, "An image URL whose body is larger than this is refused.", int),
+        Setting("fetch_max_images", 1_000_000, "Most image URLs downloaded for one feed; the rest are refused.", int),
+        Setting("fetch_max_total_bytes", 50 * 1024**3, "Most bytes downloaded for one feed's images; the rest are refused.", int),
         Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),
         Setting("rocchio_like", 1.0, "Personalised search: weight b of the shopper's liked items.", float),

@@ -75,10 +75,9 @@ def stream(images: Iterable[tuple[str, object]], known: dict[str, str], pre: Pre
 
 def run_local(build: Build, embedder, workers: int, max_pixels: int) -> str:
     """Embed the catalog's new and changed images in this process. Returns the runtime used."""
-    images = build.catalog.images
     batch: list[Item] = []
     unchanged: list[str] = []
-    with progress_bar(len(images), build.progress, "indexing") as bar:
+    with progress_bar(build.total, build.progress, "indexing") as bar:
 
         def flush():
             if batch:
@@ -89,7 +88,7 @@ def run_local(build: Build, embedder, workers: int, max_pixels: int) -> str:
             build.keep(unchanged)
             unchanged.clear()
 
-        items = stream(images.items(), build.known, embedder.preprocess, workers, max_pixels,
+        items = stream(build.images(), build.known, embedder.preprocess, workers, max_pixels,
                        window_for(build.commit_every, workers))
         for item in items:
             if item.status == "embed":

@@ -89,13 +89,35 @@ class Build:
         self.progress = progress
         self.commit_every = commit_every
         self.known = store.image_hashes()
+        self.downloads = None  # a feed's images still to download (build.feed.FeedImages), or None
+
+    @property
+    def total(self) -> int:
+        """Images this run goes through (the progress bar's length)."""
+        return len(self.catalog.images) + (len(self.downloads.pids) if self.downloads else 0)
+
+    def images(self):
+        """(product id, image file) for every catalog image: the local ones, then each download as it arrives."""
+        yield from self.catalog.images.items()  # lazily (the runner's window); downloads add to it only after this
+        if self.downloads is not None:
+            downloads, self.downloads = self.downloads, None
+            yield from downloads.stream(self.skip)
+
+    def settle_downloads(self) -> None:
+        """Every download done, so ``catalog.images`` is complete (for a runner that needs all paths first)."""
+        if self.downloads is not None:
+            downloads, self.downloads = self.downloads, None
+            for _ in downloads.stream(self.skip):
+                pass
 
     def is_unchanged(self, pid: str, sha256: str) -> bool:
         return self.known.get(pid) == sha256
 
     def remove_gone(self) -> None:
         """Products the store holds that are no longer in the catalog."""
-        self.report.removed = self.store.delete([pid for pid in self.known if pid not in self.catalog.images])
+        waiting = self.downloads.pids if self.downloads is not None else ()
+        self.report.removed = self.store.delete([pid for pid in self.known
+                                                 if pid not in self.catalog.images and pid not in waiting])
 
     def skip(self, pid: str, path: str, code: str, message: str) -> None:
         self.report.errors.append((pid, path, code, message))

@@ -32,11 +32,13 @@ def filters_from(args) -> dict:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("index", help="Build or update an index from a catalog folder.")
-    p.add_argument("catalog", help="Folder of product images (searched recursively).")
+    p = sub.add_parser("index", help="Build or update an index from a catalog folder or a product feed.")
+    p.add_argument("catalog", help="Folder of product images (searched recursively), or a product feed: a file or an "
+                   "http(s) URL (Merchant Center TSV/CSV/XML, Shopify or WooCommerce CSV) whose image URLs are downloaded.")
     p.add_argument("--products", help="Product feed: CSV, JSON lines or Parquet. Default: the one feed file at the top of the catalog folder, if any.")
     p.add_argument("--out", required=True, help="Index folder to create or update.")
-    add_setting_flags(p, "workers", "input_size")
+    add_setting_flags(p, "workers", "input_size", "allow_private_hosts", "fetch_concurrency", "fetch_timeout_s",
+                      "feed_max_rows", "feed_max_columns", "feed_max_bytes")
     p.add_argument("--replace", action="store_true",
                    help="Index a different catalog folder into an existing index (its products not in that folder are removed).")
     p.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -138,7 +140,7 @@ def cmd_info(args) -> int:
     print(f"backbone   {emb['backbone']} ({emb['weights']['source']}), {emb['pooling']} pooling, {emb['dim']}-d, {emb['normalized']}")
     print(f"built      {info['created']}, updated {info['updated']}")
     if info.get("catalog"):
-        print(f"catalog    {info['catalog'].get('folder')}  feed: {info['catalog'].get('feed')}")
+        print(f"catalog    {info['catalog'].get('folder') or '(a feed)'}  feed: {info['catalog'].get('feed')}")
     print(f"vectors    {(info.get('vectors') or {}).get('location', 'in the index folder')}")
     if info.get("precision"):
         from ..models.precision import describe

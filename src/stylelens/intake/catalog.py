@@ -53,6 +53,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 TEXT_FIELDS = ("name", "type", "gender", "colour", "currency", "url", "category", "subcategory", "season", "usage")
 FEED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+# Delimited text: the delimiter is read from the header line (Merchant Center feeds are often tab-separated .txt).
+DELIMITED_SUFFIXES = (".csv", ".tsv", ".txt")
 # Picture formats we cannot decode still count as catalog images, so they are reported, not ignored.
 CANDIDATE_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif", ".svg", ".ico", ".ppm", ".jxl", ".jp2"}
 
@@ -70,6 +72,9 @@ _MINUS = "-\u2212\u2012\u2013"  # hyphen-minus, minus sign, figure dash, en dash
 # Currency symbols that name one currency; the rest ("$", "Rs", "kr") are kept as the shop wrote them.
 _SYMBOL_CODES = {"€": "EUR", "£": "GBP", "₹": "INR"}
 
+# Images kept per product (a feed's main image and its additional ones); more are not read.
+MAX_IMAGES = 20
+
 WARNING_KEYS = ("code", "id", "field", "value", "path", "line", "message")
 
 
@@ -84,11 +89,12 @@ class FeedLimits:
     row_bytes: int = SETTINGS["feed_max_row_bytes"].default
     field_chars: int = SETTINGS["feed_max_field_chars"].default
     extra_bytes: int = SETTINGS["feed_max_extra_bytes"].default
+    bytes: int = SETTINGS["feed_max_bytes"].default  # a feed file read whole (XML) or downloaded
 
     @classmethod
     def of(cls, settings) -> "FeedLimits":
         return cls(settings.feed_max_columns, settings.feed_max_rows, settings.feed_max_row_bytes,
-                   settings.feed_max_field_chars, settings.feed_max_extra_bytes)
+                   settings.feed_max_field_chars, settings.feed_max_extra_bytes, settings.feed_max_bytes)
 
 
 # Ids are keys in every file an index writes and exports (one per line in ids.txt): no control characters.
@@ -272,23 +278,24 @@ def parse_in_stock(value) -> bool:
 class _FeedRows:
     """(position, row) for each record of a feed, within ``limits``; rows that cannot be used are skipped and noted."""
 
-    def __init__(self, path: Path, issues: list[CatalogWarning], limits: FeedLimits):
+    def __init__(self, path: Path, issues: list[CatalogWarning], limits: FeedLimits, delimiter: str | None = None):
         self.path, self.issues, self.limits = path, issues, limits
         self.unit = "row" if path.suffix.lower() == ".parquet" else "line"
+        self.delimiter = delimiter  # delimited text (CSV, TSV) whatever the file's name
         self.count = 0
 
     def __iter__(self):
         path = self.path
         suffix = path.suffix.lower()
         try:
-            if suffix == ".csv":
-                rows = self._csv(path)
+            if self.delimiter or suffix in DELIMITED_SUFFIXES:
+                rows = self._csv(path, self.delimiter or sniff_delimiter(path))
             elif suffix in (".jsonl", ".ndjson"):
                 rows = self._json_lines(path)
             elif suffix == ".parquet":
                 rows = self._parquet(path)
             else:
-                raise CatalogError(f"Product feed {path} has an unknown format. Use .csv, .jsonl or .parquet.")
+                raise CatalogError(f"Product feed {path} has an unknown format. Use .csv, .tsv, .xml, .jsonl or .parquet.")
             for position, row in rows:
                 self.count += 1
                 if self.count > self.limits.rows:
@@ -312,11 +319,11 @@ class _FeedRows:
                                           f"{self.path.name} {self.unit} {position} {problem}, skipped.",
                                           path=str(self.path), line=position, value=value[:200] or None))
 
-    def _csv(self, path: Path):
+    def _csv(self, path: Path, delimiter: str = ","):
         # The csv module's field limit is per process: raised to the row limit, never lowered (other readers keep theirs).
         csv.field_size_limit(max(csv.field_size_limit(), self.limits.row_bytes))
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
                 return
@@ -395,29 +402,42 @@ def canonical_column(name: str) -> str:
     return _canonical(name, set()) or name
 
 
+def sniff_delimiter(path: Path) -> str:
+    """Tab when the header line holds more tabs than commas (a TSV, whatever its name), else comma."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        header = fh.readline(1_000_000)
+    return "\t" if header.count("\t") > header.count(",") else ","
+
+
 def read_feed(path: Path, limits: FeedLimits | None = None) -> tuple[dict[str, dict], list[CatalogWarning]]:
     """Feed file -> ({id: canonical record with 'extra'}, warnings). ``str(warning)`` is its message.
-    A feed is untrusted input: ``limits`` (default: the settings' defaults) bound what is read."""
+    A feed is untrusted input: ``limits`` (default: the settings' defaults) bound what is read.
+
+    The format is recognised by content and name (:func:`stylelens.intake.feeds.feed_format`): Google Merchant
+    Center (TSV, CSV, XML), Shopify and WooCommerce product CSVs are read by :mod:`stylelens.intake.feeds`;
+    any other CSV, TSV, JSON lines or Parquet file by its column names (``COLUMN_ALIASES``). Every record also
+    has ``images`` (its image paths or URLs, the main one first) and ``group`` (the variants' group, or None).
+    """
+    from . import feeds  # feeds builds on this module's readers
+
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"Product feed {path} does not exist. Check the --products path.")
     limits = limits or FeedLimits()
-    products: dict[str, dict] = {}
+    kind = feeds.feed_format(path)
+    if kind != "generic":
+        return feeds.read_format(path, kind, limits)
     issues: list[CatalogWarning] = []
     rows = _FeedRows(path, issues, limits)
+    records = Records(path, rows.unit, limits, issues)
     mapping: dict[str, str | None] | None = None
     taken: set[str] = set()  # canonical fields already claimed by a column (kept as we go: linear in the columns)
-    n = 0
 
     def column(col: str) -> str | None:
         canon = mapping[col] = _canonical(col, taken)
         if canon is not None:
             taken.add(canon)
         return canon
-
-    def warn(code, message, pid=None, fld=None, value=None):
-        issues.append(CatalogWarning(code, f"{path.name} {rows.unit} {n}: {message}", id=pid, field=fld,
-                                     value=None if value is None else str(value), path=str(path), line=n))
 
     for n, row in rows:
         if mapping is None:
@@ -436,7 +456,7 @@ def read_feed(path: Path, limits: FeedLimits | None = None) -> tuple[dict[str, d
                 rows._too_many_columns(len(mapping) + 1)
                 column(col)
             if isinstance(value, str) and len(value) > limits.field_chars:
-                too_long.append(col)
+                too_long.append(mapping[col] or col)
                 value = None
             canon = mapping[col]
             if canon is None:
@@ -444,25 +464,45 @@ def read_feed(path: Path, limits: FeedLimits | None = None) -> tuple[dict[str, d
                     rec["extra"][col] = value
             else:
                 rec[canon] = value
+        records.add(n, rec, too_long)
+    return records.products, issues
 
+
+class Records:
+    """Canonical records from a feed's rows, whatever its format: ids checked, text trimmed, price and stock read,
+    each loss a :class:`CatalogWarning`. A reader fills ``rec`` with canonical fields (raw values), ``extra``, and
+    optionally ``images`` (main first) and ``group``; :meth:`add` does the rest."""
+
+    def __init__(self, path: Path, unit: str, limits: FeedLimits, issues: list[CatalogWarning]):
+        self.path, self.unit, self.limits, self.issues = Path(path), unit, limits, issues
+        self.products: dict[str, dict] = {}
+
+    def warn(self, n, code, message, pid=None, fld=None, value=None) -> None:
+        self.issues.append(CatalogWarning(code, f"{self.path.name} {self.unit} {n}: {message}", id=pid, field=fld,
+                                          value=None if value is None else str(value), path=str(self.path), line=n))
+
+    def add(self, n: int, rec: dict, too_long=()) -> dict | None:
+        """Check and normalise one record read at position ``n``; the record kept, or None when it is skipped."""
+        limits, warn = self.limits, self.warn
         pid = str(rec.get("id") or "").strip()
         if pid.endswith(".0") and pid[:-2].isdigit():  # ids read as floats from Parquet/JSON
             pid = pid[:-2]
         if not pid:
-            warn("no_id", "no id, skipped", fld="id")
-            continue
+            warn(n, "no_id", "no id, skipped", fld="id")
+            return None
         if _CONTROL.search(pid):
-            warn("bad_id", f"id {pid!r} holds a line break or control character, skipped", None, "id", pid)
-            continue
-        if pid in products:
-            warn("duplicate_id", f"duplicate id {pid}, later row ignored", pid, "id", pid)
-            continue
+            warn(n, "bad_id", f"id {pid!r} holds a line break or control character, skipped", None, "id", pid)
+            return None
+        if pid in self.products:
+            warn(n, "duplicate_id", f"duplicate id {pid}, later row ignored", pid, "id", pid)
+            return None
         rec["id"] = pid
+        rec.setdefault("extra", {})
         for col in too_long:
-            warn("field_too_long", f"{col} of {pid} is longer than {limits.field_chars:,} characters (setting "
-                 "feed_max_field_chars), left empty", pid, mapping[col] or col)
+            warn(n, "field_too_long", f"{col} of {pid} is longer than {limits.field_chars:,} characters (setting "
+                 "feed_max_field_chars), left empty", pid, col)
         if rec["extra"] and len(json.dumps(rec["extra"], default=str)) > limits.extra_bytes:
-            warn("extra_too_large", f"the extra columns of {pid} take more than {limits.extra_bytes:,} bytes (setting "
+            warn(n, "extra_too_large", f"the extra columns of {pid} take more than {limits.extra_bytes:,} bytes (setting "
                  f"feed_max_extra_bytes), not kept: {', '.join(list(rec['extra'])[:5])}", pid, "extra")
             rec["extra"] = {}
         for f in TEXT_FIELDS:
@@ -472,28 +512,38 @@ def read_feed(path: Path, limits: FeedLimits | None = None) -> tuple[dict[str, d
         price = read_price(raw_price)
         rec["price"] = price.amount
         if price.problem == "negative_price":
-            warn("negative_price", f"price {raw_price!r} of {pid} is negative, left empty (price unknown)", pid, "price", raw_price)
+            warn(n, "negative_price", f"price {raw_price!r} of {pid} is negative, left empty (price unknown)", pid, "price", raw_price)
         elif price.problem == "bad_price":
-            warn("bad_price", f"price {raw_price!r} of {pid} is not a number, left empty", pid, "price", raw_price)
+            warn(n, "bad_price", f"price {raw_price!r} of {pid} is not a number, left empty", pid, "price", raw_price)
         elif price.problem == "ambiguous_price":
-            warn("ambiguous_price", f"price {raw_price!r} of {pid} read as {price.amount}; if it means "
+            warn(n, "ambiguous_price", f"price {raw_price!r} of {pid} read as {price.amount}; if it means "
                  f"{price.amount * 1000:g}, write it without the thousands dot", pid, "price", raw_price)
         if price.currency:
             named = _SYMBOL_CODES.get(price.currency, price.currency)
             if rec["currency"] is None:
                 rec["currency"] = named
             elif re.fullmatch(r"[A-Z]{3}", named) and named != rec["currency"].upper():
-                warn("currency_mismatch", f"price {raw_price!r} of {pid} is in {named} but its currency column says "
+                warn(n, "currency_mismatch", f"price {raw_price!r} of {pid} is in {named} but its currency column says "
                      f"{rec['currency']}; kept {rec['currency']}", pid, "currency", raw_price)
         raw_stock = rec.get("in_stock")
         stock = read_stock(raw_stock)
         if stock is None:
-            warn("unknown_stock", f"availability {raw_stock!r} of {pid} is not a stock word we know, counted as in "
+            warn(n, "unknown_stock", f"availability {raw_stock!r} of {pid} is not a stock word we know, counted as in "
                  "stock. Use in stock / out of stock, yes / no, a number, or a schema.org availability", pid,
                  "in_stock", raw_stock)
         rec["in_stock"] = stock is not False
-        products[pid] = rec
-    return products, issues
+        image = rec.get("image")
+        images = [str(i).strip() for i in rec.get("images") or ([image] if image not in (None, "") else [])]
+        images = list(dict.fromkeys(i for i in images if i))[:MAX_IMAGES]  # in order, each once
+        rec["images"] = images
+        rec["group"] = str(rec["group"]).strip() or None if rec.get("group") not in (None, "") else None
+        # Kept with the product in the index (the catalog's 'extra'), so a page can show every view and the variants.
+        if len(images) > 1 or any("://" in i for i in images):
+            rec["extra"]["images"] = images
+        if rec["group"]:
+            rec["extra"]["group"] = rec["group"]
+        self.products[pid] = rec
+        return rec
 
 
 def find_feed(folder: Path) -> Path | None:
