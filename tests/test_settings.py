@@ -48,3 +48,21 @@ def test_settings_survive_pickling_for_worker_processes():
     settings = Settings.load({}, type_boost=0.3, search="exact")
     again = pickle.loads(pickle.dumps(settings))
     assert again == settings and again.type_boost == 0.3
+
+
+def test_settings_travel_as_one_json_value_and_are_checked_again():
+    settings = Settings.load(environ={}, k=7, type_boost=0.0, host="0.0.0.0")
+    assert Settings.from_json(settings.to_json()) == settings
+    with pytest.raises(InvalidArgumentError, match="Unknown setting"):
+        Settings.from_json('{"no_such_setting": 1}')
+
+
+def test_serve_workers_get_the_commands_settings_not_the_environments(built_index, random_embedder, monkeypatch):
+    """`stylelens serve --workers N` builds its settings once; each worker uses that value, whatever its environment says."""
+    from stylelens.service.app import SERVE_ENV, app_from_environment, serve_value
+
+    index_path, _, _ = built_index
+    monkeypatch.setenv(SERVE_ENV, serve_value(index_path, Settings.load(environ={}, k=3, batch_wait_ms=0)))
+    monkeypatch.setenv("STYLELENS_K", "9")
+    app = app_from_environment()
+    assert app.state.settings.k == 3

@@ -8,6 +8,7 @@ and the README's list.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,16 @@ class Settings:
 
     def to_dict(self) -> dict:
         return dict(self._values)
+
+    def to_json(self) -> str:
+        """Every value as one JSON text: how ``stylelens serve --workers N`` hands its settings to each worker."""
+        return json.dumps(self._values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        """The settings ``to_json`` wrote, checked again (names and values) as arguments are."""
+        values = json.loads(text)
+        return cls({name: setting.default for name, setting in SETTINGS.items()}).replace(**values)
 
     @property
     def cache_path(self) -> Path:

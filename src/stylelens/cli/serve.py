@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..errors import InvalidArgumentError
-from ..settings import SETTINGS
 from .options import add_setting_flags, settings_from
 
 
@@ -57,7 +56,7 @@ def serve_workers(args, settings) -> int:
     import uvicorn
 
     from ..index import open_store
-    from ..service.app import SERVE_INDEX_ENV
+    from ..service.app import SERVE_ENV, serve_value
 
     store = open_store(args.index, settings=settings)  # a wrong location or password fails here, once, in one line
     try:
@@ -65,8 +64,7 @@ def serve_workers(args, settings) -> int:
               flush=True)
     finally:
         store.close()
-    os.environ.update({SETTINGS[name].env: str(value) for name, value in settings.to_dict().items()})
-    os.environ[SERVE_INDEX_ENV] = str(args.index)
+    os.environ[SERVE_ENV] = serve_value(args.index, settings)
     print(f"stylelens: open http://{settings.host}:{settings.port}/  (API docs at http://{settings.host}:{settings.port}/docs)",
           flush=True)
     uvicorn.run("stylelens.service.app:app_from_environment", factory=True, workers=args.workers, host=settings.host,

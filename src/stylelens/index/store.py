@@ -24,9 +24,12 @@ from .manifest import MANIFEST, check_compatible, new_manifest
 
 
 class IndexStore:
-    def __init__(self, path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None,
+    """An opened index: its database (manifest, catalog, artifacts, events, lock) and its vector backend.
+    ``settings`` are required: they are built once by the caller (``open_store``, ``open_index``, a shell)."""
+
+    def __init__(self, path, *, settings: Settings, writable: bool = False, expect: dict | None = None,
                  writer_lock=None, database: Database | None = None):
-        self.settings = settings_or_default(settings)
+        self.settings = settings
         self.database: Database = database or open_database(path, self.settings)
         self.path = self.database.location  # a folder (Path), or a DatabaseLocation
         self.writable = writable
@@ -211,7 +214,8 @@ class IndexStore:
 
 
 def open_store(path, writable: bool = False, settings: Settings | None = None, expect: dict | None = None) -> IndexStore:
-    return IndexStore(path, writable=writable, settings=settings, expect=expect)
+    """Open an index's storage; ``settings`` default to this process's (``Settings.load()``): an entry point."""
+    return IndexStore(path, writable=writable, settings=settings_or_default(settings), expect=expect)
 
 
 def create_store(path, fingerprint: dict, versions: dict, location: str | None = None, *,
@@ -260,10 +264,10 @@ def _check_same_place(path, existing: dict, location) -> None:
             f"Pass --store {built or 'local'} (or no --store) to update it, or choose a new --out folder.")
 
 
-def read_manifest_at(location, settings: Settings | None = None) -> dict | None:
+def read_manifest_at(location, settings: Settings) -> dict | None:
     """The manifest of the index at a folder or database location, None when there is none yet."""
     try:
-        database = open_database(location, settings_or_default(settings))
+        database = open_database(location, settings)
     except DatabaseUnavailable as exc:
         if exc.code == "database_missing":  # a new index: `stylelens index` creates the database
             return None

@@ -7,6 +7,7 @@ must not block the event loop) -> public JSON. The model and index are loaded on
 from __future__ import annotations
 
 import inspect
+import json
 import mimetypes
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -247,15 +248,21 @@ async def page():
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
 
 
-SERVE_INDEX_ENV = "STYLELENS_SERVE_INDEX"  # the index of `stylelens serve --workers N`, handed to each worker
+# What `stylelens serve --workers N` hands each worker, as one JSON value: the index and the settings it built.
+SERVE_ENV = "STYLELENS_SERVE"
+
+
+def serve_value(index, settings: Settings) -> str:
+    return json.dumps({"index": str(index), "settings": settings.to_json()})
 
 
 def app_from_environment() -> FastAPI:
-    """The app of one worker of `stylelens serve --workers N`: the command put the index location and
-    every setting in the environment the workers inherit."""
+    """The app of one worker of `stylelens serve --workers N`: the command's index and settings, exactly as it
+    built them (one value in the environment the workers inherit; no setting is read again from the environment)."""
     import os
 
-    return create_app(os.environ[SERVE_INDEX_ENV], Settings.load())
+    value = json.loads(os.environ[SERVE_ENV])
+    return create_app(value["index"], Settings.from_json(value["settings"]))
 
 
 __all__ = ["create_app", "app_from_environment"]
