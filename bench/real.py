@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from collections import Counter, defaultdict
@@ -325,7 +324,7 @@ def markdown(report: dict) -> str:
     co = report.get("composites")
     if co:
         ms = list(co["p50_ms"])
-        out += [f"## composites (bench/shopper.py kinds, held-out products, index without them): type P@5", "",
+        out += ["## composites (bench/shopper.py kinds, held-out products, index without them): type P@5", "",
                 "| kind | n | " + " | ".join(ms) + " |", "|---|---|" + "---|" * len(ms)]
         out += [f"| {k} | {v['n']} | " + " | ".join(fmt(v[m]) for m in ms) + " |" for k, v in co["kinds"].items()]
         out += ["| search p50 ms | | " + " | ".join(fmt(co["p50_ms"][m]) for m in ms) + " |", ""]
