@@ -48,7 +48,7 @@ QUICK = {"items_per_class": 8, "street": 20, "composites": 5}
 # ---- indexes ---------------------------------------------------------------------------------------
 def copy_index(src: Path, dst: Path) -> None:
     """A folder index copied whole (no writer may be at work on ``src``), without its writer's lock file."""
-    tmp = dst.with_name(dst.name + ".partial")
+    tmp = dst.with_name(f"{dst.name}.partial-{os.getpid()}")  # two runs never share a half-made copy
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("writer.lock"))
     tmp.rename(dst)
@@ -347,6 +347,7 @@ def machine() -> str:
 
 # ---- main ------------------------------------------------------------------------------------------
 def run(args) -> dict:
+    from stylelens import open_index
     from stylelens.item.composite import VARIANTS, write_benchmark
 
     clock = {"start": time.perf_counter()}
@@ -363,27 +364,29 @@ def run(args) -> dict:
             raise SystemExit(f"unknown method {m!r}: choose from {', '.join(METHODS)}")
     wants_tuned = any(METHODS[m][1] for m in methods)
     quick = QUICK if args.quick else {}
+    sets = set(args.sets.split(","))
+    uses_index = bool(sets & {"items", "street"}) or args.steps > 0  # composites search a held-out copy only
     tuned_dir = Path(args.tuned or work / f"{index_dir.name}-tuned-v{args.tune_views}")
-    tune_info = tuned_copy(index_dir, tuned_dir, args.tune_views) if wants_tuned else None
+    tune_info = tuned_copy(index_dir, tuned_dir, args.tune_views) if wants_tuned and uses_index else None
     seconds["prepare tuned"] = round(time.perf_counter() - clock["start"], 1)
     counts = catalog_types(fashion / "styles.csv")
     report = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "index": str(index_dir),
-              "tuned": str(tuned_dir) if wants_tuned else None,
+              "tuned": str(tuned_dir) if tune_info is not None else None,
               "tune": f"tune_views {args.tune_views}" + (f", {tune_info.get('seconds')}" if tune_info else ""),
               "methods": methods, "definitions": rs.__doc__}
-    indexes = searchers(index_dir, tuned_dir, methods)
-    first = next(iter(indexes.values()))
+    indexes = searchers(index_dir, tuned_dir, methods) if uses_index else {}
+    first = next(iter(indexes.values())) if indexes else open_index(index_dir, tune=False)
     info = first.info()
     report["products"] = len(first)
     report["search"] = f"search {info['search']}, runtime {info['runtime']}, backbone {info['embedder']['backbone']}"
-    oracle = {("tuned" if METHODS[m][1] else "raw"): indexes[m] for m in methods if METHODS[m][0]}
+    oracle = {("tuned" if METHODS[m][1] else "raw"): indexes[m] for m in methods if METHODS[m][0] and indexes}
 
     def save():  # each set's table as soon as it is measured: a long run stopped late keeps the others
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "real.partial.json").write_text(json.dumps(report | {"seconds": seconds}, indent=1) + "\n")
 
-    if "items" in args.sets:
+    if "items" in sets:
         t = time.perf_counter()
         photos = realdata.real_items(data, part="measure")
         if quick or args.items_per_class:
@@ -392,13 +395,13 @@ def run(args) -> dict:
         report["real_items"] = real_items(photos, indexes, counts)
         seconds["real-items"] = round(time.perf_counter() - t, 1)
         save()
-    if "street" in args.sets:
+    if "street" in sets:
         t = time.perf_counter()
         photos = realdata.street_photos(data, part="measure")[: (args.street or quick.get("street") or None)]
         report["street"] = street(photos, indexes, oracle, counts)
         seconds["street"] = round(time.perf_counter() - t, 1)
         save()
-    if "composites" in args.sets:
+    if "composites" in sets:
         t = time.perf_counter()
         per_kind = quick.get("composites") or args.composites
         _, _, held = split(fashion / "styles.csv")
