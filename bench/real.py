@@ -327,7 +327,8 @@ def markdown(report: dict) -> str:
         out += ["## composites (bench/shopper.py kinds, held-out products, index without them): type P@5", "",
                 "| kind | n | " + " | ".join(ms) + " |", "|---|---|" + "---|" * len(ms)]
         out += [f"| {k} | {v['n']} | " + " | ".join(fmt(v[m]) for m in ms) + " |" for k, v in co["kinds"].items()]
-        out += ["| search p50 ms | | " + " | ".join(fmt(co["p50_ms"][m]) for m in ms) + " |", ""]
+        out += ["| search p50 ms | | " + " | ".join(fmt(co["p50_ms"][m]) for m in ms) + " |", "",
+                f"composites index: {co.get('index')}; its tuned copy's tune: {co.get('tune')}", ""]
     if report.get("steps"):
         out += ["## p50 ms per step (items raw, each step run on its own)", "", "| set | " + " | ".join(
             k for k in next(iter(report["steps"].values())) if k != "n") + " | n |", "|---|" + "---|" * 6]
@@ -446,8 +447,18 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=40, help="Photos per real set timed step by step (0: none).")
     p.add_argument("--quick", action="store_true", help=f"A small slice: {QUICK}.")
     p.add_argument("--out", help="Folder for real.json and real.md.")
+    p.add_argument("--render", nargs="+", metavar="JSON", help="Only print the tables of earlier runs' real.json files "
+                   "(merged: runs of different --sets at once make one table).")
     args = p.parse_args(argv)
-    report = run(args)
+    if args.render:
+        report = {}
+        for path in args.render:
+            one = json.loads(Path(path).read_text())
+            seconds = report.get("seconds", {})
+            seconds = {k: max(seconds.get(k, 0), v) for k, v in {**seconds, **one.pop("seconds", {})}.items()}  # runs in parallel
+            report = {**report, **{k: v for k, v in one.items() if v is not None or k not in report}, "seconds": seconds}
+    else:
+        report = run(args)
     text = markdown(report)
     print(text)
     if args.out:
