@@ -54,7 +54,8 @@ class Design:
     street: bool = True
     views: tuple[str, ...] = ("whole", "flip")  # real-items train views (street: box + flip)
     test_view: str = "whole"
-    epochs: int = 40
+    street_views: tuple[str, ...] = ("box", "flip")
+    epochs: int = 15
     weight_decay: float = 1e-4
     real_share: float = 1.0  # each source's total weight in the loss, relative to the catalog's
     street_share: float = 1.0
@@ -102,7 +103,7 @@ class Data:
     def raw(self, backbone: str, name: str) -> dict:
         key = (backbone, name)
         if key not in self._sets:
-            path = self.cache / f"{backbone}-{name}.npz"
+            path = self.cache / f"{backbone}-{name}{CATALOG_PER_TYPE if name == 'catalog' else ''}.npz"
             if name == "real":
                 jobs = real_items_jobs(self.data, centre=backbone == "efficientnet-lite0")
             elif name == "street":
@@ -147,7 +148,7 @@ def training_sets(data: Data, d: Design, seed: int):
 
     def sel_street(part, held):
         def sel(k):
-            views = ("box", "flip") if part == "train" and not held else ("box",)
+            views = d.street_views if part == "train" and not held else ("box",)
             return k.startswith(part + "/") and _view(k) in views and (part != "train" or _holdout(photo_key(k), seed) == held)
         return sel
 
@@ -184,7 +185,7 @@ def fit(x: np.ndarray, masks: np.ndarray, weights: np.ndarray, hidden: int, epoc
         net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], n_types))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    batch = 256
+    batch = 512
     steps = epochs * ((len(xs) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     net.train()
@@ -255,15 +256,19 @@ class Retrieval:
         return out
 
     def within(self, q: np.ndarray, types: list[str], sets) -> np.ndarray:
-        """Type P@5 of the top 5 among products of each query's given type."""
+        """Type P@5 of the top 5 among products of each query's given type (queries grouped by type)."""
         out = np.zeros(len(q))
-        for i, (qi, t, s) in enumerate(zip(q, types, sets)):
+        types = np.asarray(types)
+        for t in np.unique(types):
             rows = self.by_type.get(t)
             if rows is None or len(rows) == 0:
                 continue
-            sims = self.v[rows] @ qi
-            top = rows[np.argsort(-sims, kind="stable")[:K]]
-            out[i] = np.mean([self.types[r] in s for r in top])
+            which = np.flatnonzero(types == t)
+            sims = q[which] @ self.v[rows].T
+            k = min(K, len(rows))
+            top = rows[np.argsort(-sims, axis=1, kind="stable")[:, :k]]
+            for i, row in zip(which, top):
+                out[i] = np.mean([self.types[r] in sets[i] for r in row])
         return out
 
 
@@ -347,6 +352,17 @@ def baseline(data: Data, ret: Retrieval) -> dict:
     return out
 
 
+def catalog_loo(data: Data, backbone: str, pooling: str) -> float:
+    """Leave-one-out type P@5 inside the catalog sample (at most CATALOG_PER_TYPE products a type)."""
+    z = data.raw(backbone, "catalog")
+    v = z[pooling].astype(np.float32)
+    labels = z["labels"]
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argpartition(-sims, K, axis=1)[:, :K]
+    return float((labels[top] == labels[:, None]).mean())
+
+
 def summary(res: dict, key: str) -> dict:
     g = res["groups"]
     per = {c: float(res[key][g == c].mean()) for c in sorted(set(g))}
@@ -367,11 +383,12 @@ def designs(backbones) -> list[Design]:
         replace(base, name="lite0 max linear, catalog sample", catalog="sample"),
         replace(base, name="lite0 avg linear, catalog sample", catalog="sample", pooling="avg"),
     ]
-    for b in backbones:
+    # the backbones alike: catalog sample, no mirrored pictures (Lite2's were not extracted, for time)
+    for b in ["efficientnet-lite0", *backbones]:
         short = b.replace("efficientnet-", "")
         for pooling in ("max", "avg"):
-            out.append(Design(f"{short} {pooling} linear, catalog sample", backbone=b, pooling=pooling, catalog="sample"))
-        out.append(Design(f"{short} avg MLP-512, catalog sample", backbone=b, pooling="avg", hidden=512, catalog="sample"))
+            out.append(Design(f"{short} {pooling} linear, catalog sample, no flip", backbone=b, pooling=pooling,
+                              catalog="sample", views=("whole",), street_views=("box",)))
     return out
 
 
@@ -391,18 +408,22 @@ def main(argv=None) -> int:
     ap.add_argument("--design", default="lite0 max linear, catalog+real+street", help="the design to save")
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--json", type=Path, help="write the comparison's numbers here")
+    ap.add_argument("--only", default="", help="with --compare: only the designs whose name starts with one of these (separated by ;)")
     args = ap.parse_args(argv)
 
     data = Data(args.data, args.cache, args.index)
     ret = Retrieval(data) if data.index is not None else None
     backbones = [b for b in args.backbones.split(",") if b]
     all_designs = designs(backbones)
-    todo = all_designs if args.compare else [d for d in all_designs if d.name == args.design]
+    prefixes = tuple(p for p in args.only.split(";") if p)
+    todo = ([d for d in all_designs if not prefixes or d.name.startswith(prefixes)] if args.compare
+            else [d for d in all_designs if d.name == args.design])
     if not todo:
         raise SystemExit(f"unknown design {args.design!r}; one of: " + "; ".join(d.name for d in all_designs))
     report = {}
     if ret is not None and args.compare:
         base = baseline(data, ret)
+        print(f"neighbour vote: real acc {fmt(base['real']['correct'].mean())}, real P@5 plain {fmt(base['real']['p5_plain'].mean())}", flush=True)
         report["neighbour vote (today)"] = {
             "real_acc": summary(base["real"], "correct"), "street_acc": summary(base["street"], "correct"),
             "real_p5": summary(base["real"], "p5"), "street_p5": summary(base["street"], "p5"),
@@ -424,6 +445,12 @@ def main(argv=None) -> int:
               f"street acc {fmt(r['street_acc']['all'])}" + (f", real P@5 {fmt(r['real_p5']['all'])} "
               f"(min class {fmt(min(r['real_p5']['per'].values()))}), street P@5 {fmt(r['street_p5']['all'])}" if ret else "")
               + f" [T={model.temperature:.2f}, thr={model.threshold:.2f}, {info['seconds']}s]", flush=True)
+        if args.json:  # as it goes: a long comparison that is stopped keeps what it measured
+            args.json.write_text(json.dumps(report, indent=1))
+    if args.compare:
+        print("\ncatalog leave-one-out type P@5 (catalog sample, at most %d a type)" % CATALOG_PER_TYPE)
+        for b in ["efficientnet-lite0", *backbones]:
+            print(f"| {b} | max {fmt(catalog_loo(data, b, 'max'))} | avg {fmt(catalog_loo(data, b, 'avg'))} |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     print_tables(report)

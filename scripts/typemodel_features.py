@@ -64,7 +64,7 @@ def box_crop(image: Image.Image, box) -> Image.Image:
     return image.crop((max(0, x - mx), max(0, y - my), min(W, x + w + mx), min(H, y + h + my)))
 
 
-def real_items_jobs(root: Path, centre: bool = True):
+def real_items_jobs(root: Path, centre: bool = True, flip: bool = True):
     """(key, label set, loader) for every real-items photo and view; keys say part, class, view."""
     jobs = []
     for part in ("train", "measure"):
@@ -74,12 +74,12 @@ def real_items_jobs(root: Path, centre: bool = True):
             jobs.append((f"{key}/whole", types, lambda p=p: _rgb(p.path)))
             if centre:
                 jobs.append((f"{key}/centre", types, lambda p=p: centre_square(_rgb(p.path))))
-            if part == "train":
+            if part == "train" and flip:
                 jobs.append((f"{key}/flip", types, lambda p=p: ImageOps.mirror(_rgb(p.path))))
     return jobs
 
 
-def street_jobs(root: Path):
+def street_jobs(root: Path, flip: bool = True):
     """One job per worn garment (its true box), plus a mirrored one in the train part; keys: part/photo/label/group/view."""
     jobs = []
     for part in ("train", "measure"):
@@ -88,7 +88,7 @@ def street_jobs(root: Path):
                 key = f"{part}/{photo.photo}/{item.label}/{item.group}"
                 types = "|".join(sorted(item.catalog_types))
                 jobs.append((f"{key}/box", types, lambda ph=photo, it=item: box_crop(_rgb(ph.path), it.box)))
-                if part == "train":
+                if part == "train" and flip:
                     jobs.append((f"{key}/flip", types,
                                  lambda ph=photo, it=item: ImageOps.mirror(box_crop(_rgb(ph.path), it.box))))
     return jobs
@@ -201,13 +201,14 @@ if __name__ == "__main__":
     ap.add_argument("--sets", default="real,street,catalog")
     ap.add_argument("--catalog-per-type", type=int, default=40)
     ap.add_argument("--no-centre", action="store_true", help="leave out the centred-square view of real-items")
+    ap.add_argument("--no-flip", action="store_true", help="leave out the mirrored train pictures")
     args = ap.parse_args()
     net = DualPool(args.backbone)
     sets = args.sets.split(",")
     if "real" in sets:
-        extract(real_items_jobs(args.data, centre=not args.no_centre), args.backbone, args.cache / f"{args.backbone}-real.npz", net)
+        extract(real_items_jobs(args.data, centre=not args.no_centre, flip=not args.no_flip), args.backbone, args.cache / f"{args.backbone}-real.npz", net)
     if "street" in sets:
-        extract(street_jobs(args.data), args.backbone, args.cache / f"{args.backbone}-street.npz", net)
+        extract(street_jobs(args.data, flip=not args.no_flip), args.backbone, args.cache / f"{args.backbone}-street.npz", net)
     if "catalog" in sets:
         rows = catalog_subset(catalog_rows(args.data), args.catalog_per_type)
         extract(catalog_jobs(rows), args.backbone, args.cache / f"{args.backbone}-catalog{args.catalog_per_type}.npz", net)
