@@ -405,7 +405,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="train and measure every design; print the tables")
     ap.add_argument("--backbones", default="efficientnet-lite1,efficientnet-lite2", help="extra backbones for --compare")
-    ap.add_argument("--design", default="lite0 max linear, catalog+real+street", help="the design to save")
+    ap.add_argument("--design", default="lite0 max linear, +centre crop aug", help="the design to save (default: the one shipped)")
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--json", type=Path, help="write the comparison's numbers here")
     ap.add_argument("--only", default="", help="with --compare: only the designs whose name starts with one of these (separated by ;)")
