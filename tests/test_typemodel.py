@@ -148,3 +148,19 @@ def test_shipped_type_model_names_real_photos_of_the_measure_part():
     types, _, _ = model.predict(emb.embed([p.path for p in picked]))
     accuracy = np.mean([t in p.catalog_types for t, p in zip(types, picked)])
     assert accuracy >= MIN_ACCURACY, accuracy
+
+
+# ---- the stronger backbones it was compared on: registry entries with their own input size -----------
+@pytest.mark.parametrize("name, size", [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_lite1_and_lite2_are_registered_with_their_own_preprocessing(name, size):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from stylelens.models.backbones import BACKBONES
+    from stylelens.models.embedder import Embedder
+
+    spec = BACKBONES[name]
+    assert spec.preprocess.size == size and spec.preprocess.mean == (0.5, 0.5, 0.5) and spec.extra == "offline"
+    emb = Embedder(name, weights="random", runtime="torch", input_size=size)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    v = emb.embed_prepared(pixels)
+    assert v.shape == (2, spec.dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert emb.fingerprint()["preprocess"]["size"] == size
