@@ -22,6 +22,7 @@ extracted once into ``--cache`` (scripts/typemodel_features.py). Deterministic f
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import sys
@@ -396,6 +397,16 @@ def fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
+def taught_sets(data: Path) -> list[list[str]]:
+    """Every catalog-type set a real photo of the training data was labelled with, sorted."""
+    sets = set()
+    with open(Path(data) / "real-items" / "classes.csv", newline="") as fh:
+        sets |= {tuple(sorted(r["catalog_types"].split("|"))) for r in csv.DictReader(fh)}
+    with open(Path(data) / "street-ccp" / "labels.csv", newline="") as fh:
+        sets |= {tuple(sorted(t for t in r["catalog_types"].split("|") if t)) for r in csv.DictReader(fh)}
+    return sorted(list(s) for s in sets if s)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[1:]))
@@ -470,6 +481,9 @@ def main(argv=None) -> int:
                          "street_group_accuracy": {k: round(v, 4) for k, v in r["street_acc"]["per"].items()},
                          **({"real_items_type_p5_within_type": round(r["real_p5"]["all"], 4)} if ret else {})},
             "rebuild": "python scripts/train_type_model.py --data ../shared/data --cache CACHE --index LITE0_INDEX",
+            # The type sets the real photos were labelled with: the model cannot tell their members apart (a t-shirt
+            # is Tshirts or Lounge Tshirts), so a search for a type looks within the smallest set holding it.
+            "taught_sets": taught_sets(args.data),
         }
         meta = model.save(args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {meta['sha256'][:12]})")

@@ -136,3 +136,34 @@ def test_garments_found_on_street_photos_agrees_with_the_rows_it_is_given(real_s
         answer = found.search(photo.path, k=5)
         located = [(row["box"], rs.result_types(row["results"])) for row in answer.extra["items"]]
         assert sum(rs.garments_found(located, garments)) <= len(located)
+
+
+def test_the_type_model_names_real_photos_better_than_the_vote(real_slice):
+    """Searched within the type the model trained on real photos names (the default on a Lite0 index), the
+    whole-frame results of real garment photos are of the right type far more often than by the vote alone."""
+    from stylelens import open_index
+
+    found, whole, items, _, _ = real_slice
+    assert whole.type_model is not None
+    vote_only = open_index(whole.path, embedder=whole.embedder, localise=False, type_model=False)
+    assert vote_only.type_model is None
+    with_model, by_vote = [], []
+    for photo in items:
+        result = whole.search(photo.path, k=5, include_out_of_stock=True)
+        with_model.append(rs.type_p_at_k(types_of(result), photo.catalog_types))
+        assert result.identified.type in types_of(result), "named by the type model, searched within its types"
+        by_vote.append(rs.type_p_at_k(types_of(vote_only.search(photo.path, k=5, include_out_of_stock=True)),
+                                      photo.catalog_types))
+    print(f"\nreal-items {len(items)} photos, whole frame: type model P@5 {np.mean(with_model):.3f}, vote {np.mean(by_vote):.3f}")
+    assert np.mean(with_model) >= np.mean(by_vote) + 0.1
+
+
+def test_a_type_filter_and_a_catalog_products_own_photo_win_over_the_type_model(real_slice):
+    found, whole, items, _, _ = real_slice
+    shirt = next(p for p in items if p.cls == "t-shirt")
+    filtered = whole.search(shirt.path, k=5, type="Jeans", include_out_of_stock=True)
+    assert filtered.products and set(types_of(filtered)) == {"Jeans"}
+    product = whole.product(next(iter(whole.store.columns.ids)))
+    own = whole.search(product["image_path"], k=5, include_out_of_stock=True)
+    assert own.products[0]["id"] == product["id"] and own.products[0].get("exact_match")
+    assert own.identified.type == product["type"]

@@ -92,6 +92,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("tune_dim", 256, "Dimension of the tuned space `stylelens tune` learns.", int),
         Setting("identify_k", 10, "Labelled neighbours that vote on the item's type, gender and colour.", int),
         Setting("vote_temperature", 0.02, "Softmax temperature of the neighbours' vote: lower trusts the closest more.", float),
+        Setting("type_model", True, "Name a photo's item by the type model trained on real photos (models/weights/typemodel) and "
+                "search it within that type, when the index is built with the model's backbone (efficientnet-lite0); "
+                "--no-type-model: by the vote of its catalog neighbours alone.", _bool),
         Setting("type_boost", 0.05, "Score added to results of the identified type (0 turns type-consistent ranking off).", float),
         Setting("type_boost_min_confidence", 0.4, "Identification confidence needed before type_boost applies.", float),
         Setting("max_pixels", 50_000_000, "Largest image (width x height) accepted; guards against decompression bombs.", int),

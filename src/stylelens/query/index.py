@@ -10,11 +10,13 @@ identification vote and the ranked results.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import WeightsError
 from ..index import IndexStore
 from ..index.manifest import check_compatible
 from ..models import Embedder, MicroBatcher
@@ -29,6 +31,8 @@ from .results import SearchResult
 from .space import RawSpace, Snapshot, open_space
 from .stages.identify import identify
 from .stages.neighbours import neighbours
+
+log = logging.getLogger(__name__)
 
 
 class Index:
@@ -53,6 +57,7 @@ class Index:
             raise
         self.embedder = MicroBatcher(embedder, max_wait_ms=batch_wait_ms) if batch_wait_ms and batch_wait_ms > 0 else embedder
         self.locator = locator
+        self.type_model = _type_model(built, self.settings)
         self._shoppers = None
         self._space = open_space(self.store, self.settings, self.settings.tune)
         self._space_manifest = self.store.manifest
@@ -114,7 +119,7 @@ class Index:
         history = self.shoppers.history(user) if user is not None else None
         result, items = pipeline.search_photo(snap, photo, request, self.embedder, history=history,
                                               localise=self.settings.localise, max_items=self.settings.max_items,
-                                              locator=self.locator)
+                                              locator=self.locator, type_model=self.type_model)
         if user is not None:
             self.shoppers.record(user, "upload", vector=items[0].vector, sha256=photo.sha256)
         result.took_ms = (time.perf_counter() - started) * 1000
@@ -137,8 +142,9 @@ class Index:
         return result
 
     def identify(self, image) -> Identification:
-        """What the item in the photo is (the whole frame), by the vote of its labelled neighbours."""
-        return pipeline.identify_photo(self.snapshot(), self._photo(image), self.embedder)
+        """What the item in the photo is (the whole frame): the vote of its labelled neighbours, the type from the
+        type model where it applies (``type_model``)."""
+        return pipeline.identify_photo(self.snapshot(), self._photo(image), self.embedder, self.type_model)
 
     def look(self, product_id: str | None = None, image=None, k: int | None = None) -> LookResult:
         """Complete the look (see ``query.look``) for a catalog product (by id) or a photo."""
@@ -240,6 +246,21 @@ class Index:
         manifest["runtime"] = self.embedder.runtime_name
         manifest["space"] = {"searched": space.name, "dim": space.dim, **space.calibration.to_dict()}
         return manifest
+
+
+def _type_model(fingerprint: dict, settings: Settings):
+    """The shipped type model when the setting ``type_model`` is on and it reads this index's own vectors (its
+    backbone, pooling and input size), else None: the vote alone names the type."""
+    if not settings.type_model:
+        return None
+    from ..models.typemodel import TypeModel
+
+    try:
+        model = TypeModel.load()
+    except WeightsError as exc:  # a damaged install: search still works, named by the vote
+        log.warning("%s Searching without the type model.", exc)
+        return None
+    return model if model.accepts(fingerprint) else None
 
 
 def _space_key(manifest: dict) -> str:

@@ -34,6 +34,7 @@ from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, search_again
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
+from .stages.typemodel import ModelType, model_types, narrowed
 
 
 Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
@@ -53,14 +54,18 @@ def photo_items(photo: Photo, snap: Snapshot, embedder, *, box=None, colour: str
 
 
 def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: SearchRequest, allowed: np.ndarray, *,
-               history=None, identified: Identification | None = None) -> tuple[Ranked, Identification | None]:
+               history=None, identified: Identification | None = None,
+               model_type: ModelType | None = None) -> tuple[Ranked, Identification | None]:
     """filter → identify → personalise → rank → diversify, from one neighbour pass. ``allowed``: the
     filters' row mask (``request.filters.mask(snap.columns)``); ``history``: the shopper's, with ``request.user``;
-    ``identified``: an identification made elsewhere (a type model), used instead of the vote."""
+    ``identified``: an identification made elsewhere, used instead of the vote; ``model_type``: the type model's
+    answer, which names the type while the vote names the rest."""
     found = filter_found(near, allowed, request)
     ident = identified
     if ident is None and (request.identify or request.user is not None):
         ident = identify(snap, near, with_self=len(found.exact) > 0)
+        if model_type is not None:
+            ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)
     query, mask, scores, rows = vector, found.mask, found.scores, found.rows
     if request.user is not None:
         query, disliked = personalise(snap, vector, history.liked, history.disliked, ident.type if ident else None)
@@ -77,30 +82,39 @@ def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: Se
 
 def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, sha: str | None = None,
                 raw: np.ndarray | None = None, history=None, identified: Identification | None = None,
-                types=None) -> SearchResult:
+                types=None, model_type: ModelType | None = None) -> SearchResult:
     """neighbours → ... → hydrate for one item's vector (``raw``: its backbone vector; ``sha``: the photo's hash;
-    ``types``: the catalog types it is searched within, None for all)."""
-    allowed = within_types(snap.columns, request.filters.mask(snap.columns), types)  # checks the filter values first
+    ``types``: the catalog types it is searched within, None for all; ``model_type``: the type model's answer,
+    which the item is then searched within, unless the shopper filtered by type or the photo is a catalog
+    product's own)."""
+    allowed = request.filters.mask(snap.columns)  # checks the filter values first
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
                       exclude_rows=request.exclude_rows, raw=raw)
-    ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified)
+    if request.filters.type or len(near.self_rows):
+        model_type = None
+    allowed = within_types(snap.columns, allowed, narrowed(types, model_type, snap.columns, allowed, request.pool))
+    ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified,
+                               model_type=model_type)
     products = hydrate(snap, ranked, vector)
     extra = {} if products else {"note": request.filters.explain_empty(snap.columns)}
     return SearchResult(products, ident if request.identify else None, 0.0, extra)
 
 
 def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder, *, history=None,
-                 localise: bool = True, max_items: int = 3, locator: Locator | None = None) -> tuple[SearchResult, list[Item]]:
+                 localise: bool = True, max_items: int = 3, locator: Locator | None = None,
+                 type_model=None) -> tuple[SearchResult, list[Item]]:
     """A photo's search: every item searched; the main item's results on top, each item's in ``extra["items"]``.
-    The main item is the one that may be the photo of a catalog product itself (same bytes or picture)."""
+    The main item is the one that may be the photo of a catalog product itself (same bytes or picture).
+    ``type_model``: names each item's type from its raw vector (``stages.typemodel``), None: the vote alone."""
     items = photo_items(photo, snap, embedder, box=request.box, colour=request.filters.colour, localise=localise,
                         max_items=max_items, locator=locator)
+    typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns)
     results = []
-    for i, item in enumerate(items):
+    for i, (item, model_type) in enumerate(zip(items, typed)):
         item_request = request if i == 0 else replace(request, exact_first=False)
-        results.append(on_a_view(snap, lambda s, item=item, r=item_request, main=i == 0: search_item(
+        results.append(on_a_view(snap, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
-            identified=item.identified, types=item.types)))
+            identified=item.identified, types=item.types, model_type=mt)))
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
                               "identified": r.identified.to_dict() if r.identified else None,
@@ -108,11 +122,16 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     return result, items
 
 
-def identify_photo(snap: Snapshot, photo: Photo, embedder) -> Identification:
-    """What the whole photo shows (not localised), by the vote of its neighbours."""
+def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> Identification:
+    """What the whole photo shows (not localised): the vote of its neighbours, the type from ``type_model`` when
+    it is sure (and the photo is not a catalog product's own)."""
     item = photo_items(photo, snap, embedder, localise=False)[0]
     near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, raw=item.raw)
-    return identify(snap, near)
+    ident = identify(snap, near)
+    model_type = model_types(type_model, item.raw[None], snap.columns)[0]
+    if model_type is not None and not len(near.self_rows):
+        ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)
+    return ident
 
 
 def photo_attributes(snap: Snapshot, photo: Photo, embedder) -> tuple[Item, dict]:

@@ -1,0 +1,72 @@
+"""Stage 3a, type: what each item of a photo is, by a model that has seen real photos (``models.typemodel``).
+
+The neighbour vote names a type from the catalog's own shots, which real photos do not look like (a shirt
+flat on a bed votes Tshirts, jeans vote Shorts). The type model, trained on the catalog's labels plus real
+photos, reads the item's backbone vector (the index's own vector when it was built with the model's backbone,
+so it costs one small matrix product). A type it is sure of, and that the catalog sells, is the type the
+item is searched within and named by; gender and colour still come from the vote. A shopper's type filter,
+or a catalog product's own photo (named by its own labels), wins over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+TOP_TYPES = 5  # the model's most likely types an item may be searched within
+
+
+@dataclass(frozen=True)
+class ModelType:
+    type: str  # the item's name: the best-stocked type of the set the model is sure of
+    confidence: float  # the model's probability of that set
+    likely: tuple[str, ...]  # the catalog types to search within, in order: the set, then the next most likely
+
+
+def model_types(model, raws: np.ndarray, columns) -> list[ModelType | None]:
+    """Per item (its raw backbone vector), when the model is sure: the smallest set of types it was taught (real
+    photos are labelled with sets: "a t-shirt is Tshirts or Lounge Tshirts", and it cannot tell their members
+    apart) holding its most likely type, restricted to the catalog's types; else None."""
+    if model is None or not len(raws):
+        return [None] * len(raws)
+    sold = columns.codes["type"][columns.live]
+    stock = np.bincount(sold[sold >= 0], minlength=len(columns.vocab["type"]))
+    sets = [set(s) for s in model.meta.get("taught_sets", ())]
+    out = []
+    for p in model.probabilities(np.asarray(raws, np.float32)):
+        prob = {model.types[i]: float(p[i]) for i in np.argsort(-p) if columns.code("type", model.types[i]) is not None}
+        if not prob:
+            out.append(None)
+            continue
+        first = next(iter(prob))
+        holding = [s for s in sets if first in s]
+        group = [t for t in prob if t in min(holding, key=len)] if holding else [first]
+        confidence = sum(prob[t] for t in group)
+        if confidence < model.threshold:
+            out.append(None)
+            continue
+        name = max(group, key=lambda t: stock[columns.code("type", t)])
+        rest = [t for t in prob if t not in group][:TOP_TYPES]
+        out.append(ModelType(name, round(confidence, 4), tuple(group + rest)))
+    return out
+
+
+def narrowed(types, found: ModelType | None, columns, allowed: np.ndarray, enough: int):
+    """The catalog types an item is searched within once the model named it: its likely types in order, as many as
+    hold ``enough`` of the products the shopper may see, within the item's own types (a worn garment's group)
+    when it has them."""
+    if found is None:
+        return types
+    codes = columns.codes["type"][allowed]
+    counts = np.bincount(codes[codes >= 0], minlength=len(columns.vocab["type"]))
+    chosen, total = [], 0
+    for name in found.likely:
+        if types is not None and name not in types:
+            continue
+        chosen.append(name)
+        total += int(counts[columns.code("type", name)])
+        if total >= enough:
+            break
+    return tuple(chosen) or types
