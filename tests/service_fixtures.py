@@ -99,3 +99,13 @@ def free_port() -> int:
 
 # A TestClient that talks to the app as a browser on the server's own machine would: Host localhost, peer 127.0.0.1.
 LOCAL = {"base_url": "http://localhost", "client": ("127.0.0.1", 50000)}
+
+
+def as_shopper(client, user: str) -> None:
+    """Make ``client`` the browser of shopper ``user``: the cookie the server signs for it (as a shop's own site
+    may set for a customer) and its CSRF token, as the page sends them."""
+    from stylelens.service.auth import COOKIE, csrf_token, shopper_cookie
+
+    secret = client.app.state.shopper_secret
+    client.cookies.set(COOKIE, shopper_cookie(secret, user))
+    client.headers["X-CSRF-Token"] = csrf_token(secret, user)
