@@ -140,7 +140,7 @@ class _Check:
         if backbone not in BACKBONES:
             c.add("manifest.json", "backbone_unknown", f"the manifest names backbone {str(backbone)[:40]!r}, which this "
                   f"stylelens does not know ({', '.join(sorted(BACKBONES))}): serve the index with the stylelens that "
-                  f"built it, or rebuild it ({REBUILD}).")
+                  f"built it, or {REBUILD}.")
             return
         try:
             c.embedder = Embedder.from_fingerprint(manifest["embedder"], settings=c.settings)
