@@ -150,7 +150,7 @@ def test_a_script_in_a_catalog_file_does_not_run_in_the_browser(live):
             violations = []
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(live.url + "/")  # the shopper has the page open: they hold a cookie
-            page.wait_for_function("() => document.querySelector('#gender').options.length > 1")
+            page.wait_for_function("() => document.querySelector('#f-gender').options.length > 1")
             assert not violations, violations  # the page itself runs under its CSP
             me = page.evaluate("() => fetch('/api/shoppers/me').then(r => r.json())")
             page.goto(live.url + "/images/p000")  # the attacker's link to the product's 'image'
