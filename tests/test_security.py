@@ -189,6 +189,20 @@ def test_the_page_gets_a_signed_httponly_samesite_cookie_and_only_its_own_data(l
     assert live.app.state.index.shoppers.counts(me["user"])["like"] == 0
 
 
+def test_a_cookie_write_from_another_origin_is_refused_even_as_json(shop):
+    like = {"product_id": "p002", "event": "like"}
+    with TestClient(create_app(shop / "index"), **LOCAL) as c:
+        c.get("/")
+        for origin in ("http://evil.example", "null"):
+            refused = c.post("/api/users/me/events", json=like, headers={"Origin": origin})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf"
+        assert c.post("/api/users/me/events", json=like, headers={"Origin": "http://localhost"}).status_code == 200
+        # Behind a proxy that rewrites Host, the shopper's host comes in X-Forwarded-Host.
+        proxied = c.post("/api/users/me/events", json=like,
+                         headers={"Origin": "https://shop.example.com", "X-Forwarded-Host": "shop.example.com"})
+        assert proxied.status_code == 200
+
+
 def test_the_cookie_secret_is_kept_with_the_index_for_restarts_and_replicas(shop):
     with TestClient(create_app(shop / "index"), **LOCAL) as first:
         me = first.get("/api/shoppers/me").json()

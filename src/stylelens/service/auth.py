@@ -132,9 +132,10 @@ def _check_csrf(request: Request, user: str) -> None:
     """A write carried by the cookie comes from this site: a foreign Origin is refused, and a body that a
     cross-site form could send (not JSON) needs the CSRF token only this site's page can read."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
-        raise _csrf_refused()
-    if origin == "null":
+    # A proxy may rewrite Host and pass the shopper's in X-Forwarded-Host; a cross-site page cannot set that
+    # header without a CORS preflight, so either names this site.
+    here = {request.headers.get(h, "").lower() for h in ("host", "x-forwarded-host")} - {""}
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() not in here):
         raise _csrf_refused()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
