@@ -60,8 +60,11 @@ def serve_workers(args, settings) -> int:
     from ..index import open_store
     from ..service.app import SERVE_INDEX_ENV
 
+    from ..service.auth import shopper_secret
+
     store = open_store(args.index, settings=settings)  # a wrong location or password fails here, once, in one line
     try:
+        shopper_secret(settings, store.database)  # made once here, so the workers starting together read the same one
         print(f"stylelens: {len(store):,} products from {store.path} ({store.backend.name} search), {args.workers} workers",
               flush=True)
     finally:

@@ -96,7 +96,7 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
     app = _fastapi(lifespan)
     app.state.index = index
     app.state.settings = settings
-    app.state.shopper_secret = shopper_secret(settings, index)
+    app.state.shopper_secret = shopper_secret(settings, index.store.database)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     install_error_handlers(app)
     app.include_router(api)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import Response
 
+from ..errors import StylelensError
 from ..query.personalize import check_user
 from .http import bad, log
 
@@ -52,20 +53,20 @@ def shopper_cookie(secret: str, user: str) -> str:
     return f"{user}.{_mac(secret, 'cookie:' + user)}"
 
 
-def shopper_secret(settings, index) -> str:
+def shopper_secret(settings, database) -> str:
     """The key of cookies: auth_secret when set, else the index's own (made on first serve, kept with the
     index so restarts and replicas share it). An index that cannot be written gets one for this process,
     with a warning (shopper ids then end with it)."""
     if settings.auth_secret:
         return settings.auth_secret
-    database = index.store.database
     try:
         stored = database.read_artifact(SECRET_ARTIFACT)
         if not stored:
             database.write_artifact(SECRET_ARTIFACT, secrets.token_hex(32).encode())
-            stored = database.read_artifact(SECRET_ARTIFACT)  # another replica may have written first: its wins
+            # Read back: of replicas starting at the same moment the last write wins (serve --workers makes it first).
+            stored = database.read_artifact(SECRET_ARTIFACT)
         return stored.decode("ascii").strip()
-    except (OSError, UnicodeDecodeError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError, AttributeError, StylelensError) as exc:
         log.warning("cannot keep a shopper secret with the index (%s): shopper cookies last as long as this server; "
                     "set STYLELENS_AUTH_SECRET to keep them", exc)
         return secrets.token_hex(32)
