@@ -230,7 +230,14 @@ def _loopback(address: str) -> bool:
     return address in ("localhost", "::1") or address.startswith("127.")
 
 
-@api.get("/health", response_model=Health, response_model_exclude_unset=True, summary="What the server is serving")
+UNHEALTHY = {"description": "Not serving: the reason, in one line",
+             "content": {"application/json": {"example": {"status": "unhealthy", "version": __version__,
+                                                          "reason": "A database of the index is damaged ...",
+                                                          "error": {"code": "index_damaged", "message": "..."}}}}}
+
+
+@api.get("/health", response_model=Health, response_model_exclude_unset=True, summary="What the server is serving",
+         responses={503: UNHEALTHY})
 async def health(request: Request, index: Index = Depends(current_index)):
     """What the page needs for everyone; the model, runtime and storage detail only for a client on this
     machine (it tells an attacker what to probe)."""
@@ -241,8 +248,9 @@ async def health(request: Request, index: Index = Depends(current_index)):
         error = exc if isinstance(exc, StylelensError) else storage_error(exc)
         if error is None:
             raise
-        return JSONResponse({"status": "unhealthy", "version": __version__, "reason": error.message,
-                             "error": {"code": error.code, "message": error.message}}, status_code=503)
+        reason = error.message.replace(str(index.path), "the index folder")  # the server's paths stay on the server
+        return JSONResponse({"status": "unhealthy", "version": __version__, "reason": reason,
+                             "error": {"code": error.code, "message": reason}}, status_code=503)
     products = status["products"]
     public = {"status": "ok", "version": __version__, "products": products,
               "max_upload_bytes": request.app.state.settings.max_upload_bytes,
