@@ -164,10 +164,12 @@ def storage_error(exc: BaseException, where: str = "the index") -> StorageError 
     if isinstance(exc, OSError) and exc.errno == errno.EROFS or "readonly database" in text or "read-only" in text:
         return StorageError(f"{where[:1].upper() + where[1:]} is on a read-only file system: mount it writable (or copy it "
                             "to a writable folder) and run the same command again.", code="read_only")
+    if isinstance(exc, OSError) and exc.errno == errno.EIO or "disk i/o error" in text:
+        # SQLite says only "disk I/O error" for a write the system refused: a full disk, a file size limit, a failing disk.
+        return StorageError(f"The disk holding {where} refused a read or write (I/O error): check its free space and the "
+                            "file size limit (df, ulimit -f) and the disk itself, then run the same command again; what "
+                            "was committed is kept.", code="io_error")
     if isinstance(exc, sqlite3.DatabaseError) and "locked" not in text and "busy" not in text:
         return StorageError(f"A database of {where} is damaged ({exc}): run `stylelens check` on it, restore it from a "
                             "backup, or rebuild it with `stylelens index`.", code="index_damaged")
-    if isinstance(exc, OSError) and exc.errno == errno.EIO:
-        return StorageError(f"The disk holding {where} failed to read or write (I/O error): check the disk, then run "
-                            "`stylelens check` on the index.", code="io_error")
     return None
