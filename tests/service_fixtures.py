@@ -18,7 +18,20 @@ FEED_COLUMNS = ("id", "name", "articleType", "gender", "baseColour", "price", "c
 FASHION_EXTRA_COLUMNS = ("masterCategory", "subCategory", "usage", "season")
 SHAPE_TYPES = {"tshirt": "Tshirts", "dress": "Dresses", "bag": "Handbags"}
 COLOURS = {"Red": (200, 30, 40), "Blue": (30, 60, 200), "Green": (30, 150, 60), "Black": (25, 25, 25)}
-FASHION_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-small"
+
+
+def _shared_data(name: str) -> Path:
+    """../shared/data/NAME beside the checkout; for a git worktree, beside the main checkout it belongs to."""
+    repo = Path(__file__).resolve().parents[1]
+    beside = repo.parent / "shared" / "data" / name
+    git = repo / ".git"
+    if not beside.exists() and git.is_file():  # a worktree: ".git" names MAIN/.git/worktrees/NAME
+        main = Path(git.read_text().split("gitdir:", 1)[-1].strip()).parents[2]
+        return main.parent / "shared" / "data" / name
+    return beside
+
+
+FASHION_SMALL = _shared_data("fashion-small")
 
 
 def shape_of(seed: int) -> str:
@@ -99,3 +112,13 @@ def free_port() -> int:
 
 # A TestClient that talks to the app as a browser on the server's own machine would: Host localhost, peer 127.0.0.1.
 LOCAL = {"base_url": "http://localhost", "client": ("127.0.0.1", 50000)}
+
+
+def as_shopper(client, user: str) -> None:
+    """Make ``client`` the browser of shopper ``user``: the cookie the server signs for it (as a shop's own site
+    may set for a customer) and its CSRF token, as the page sends them."""
+    from stylelens.service.auth import COOKIE, csrf_token, shopper_cookie
+
+    secret = client.app.state.shopper_secret
+    client.cookies.set(COOKIE, shopper_cookie(secret, user))
+    client.headers["X-CSRF-Token"] = csrf_token(secret, user)

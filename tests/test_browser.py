@@ -182,9 +182,11 @@ def test_upload_filter_more_like_this_and_errors(server, browser, fashion_index,
     with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
         page.set_input_files("#file-input", str(photo))
     assert answer.value.status == 200
-    # This server has the personalisation routes, so the search carried the shopper id and was remembered.
-    shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
-    assert httpx.get(f"{server}/api/users/{shopper}/recommendations", params={"k": 3}).json()["results"]
+    # This server has the personalisation routes, so the search carried the shopper (its cookie) and was remembered.
+    assert page.evaluate("() => fetch('/api/users/me/recommendations?k=3').then(r => r.json())")["results"]
+    shopper = page.evaluate("() => fetch('/api/shoppers/me').then(r => r.json())")["user"]
+    assert "stylelens_shopper" not in page.evaluate("document.cookie")  # HttpOnly: no script reads it
+    assert httpx.get(f"{server}/api/users/{shopper}/recommendations").status_code == 403  # nobody else reads it
     page.wait_for_selector("#results .card:not(.skeleton)")
     idle(page)
     ident = page.inner_text("#ident-text")
@@ -870,19 +872,25 @@ def token_server(fashion_index, tmp_path_factory):
 
 
 def test_likes_work_with_shopper_tokens(token_server, browser, fashion_index):
-    """With --auth the page gets its shopper id and token from the server and sends the token with likes."""
+    """With --auth the page's shopper is still its cookie (signed with the auth secret); tokens serve a shop's
+    own backend, which names its customers."""
     page = ready_page(browser, token_server, 1280, 900)
-    token = page.evaluate("() => localStorage.getItem('stylelens.shopper-token')")
-    shopper = page.evaluate("() => localStorage.getItem('stylelens.shopper')")
-    assert token and len(token) == 32 and shopper
+    shopper = page.evaluate("() => fetch('/api/shoppers/me').then(r => r.json())")["user"]
     upload_photo(page, query_photo(fashion_index)[0])
     with page.expect_response(lambda r: "/events" in r.url) as liked:
         page.locator("#results .card button.like").first.click()
     assert liked.value.status == 200
+    assert page.evaluate("() => fetch('/api/users/me/recommendations').then(r => r.json())")["results"]
     stranger = httpx.get(f"{token_server}/api/users/{shopper}/recommendations")
-    assert stranger.status_code == 401  # without the token, nobody else reads this shopper's picks
-    mine = httpx.get(f"{token_server}/api/users/{shopper}/recommendations", headers={"X-Shopper-Token": token})
-    assert mine.status_code == 200 and mine.json()["results"]
+    assert stranger.status_code == 401  # without the cookie or the token, nobody else reads this shopper's picks
+    backend = httpx.post(f"{token_server}/api/shoppers").json()  # server-to-server: an id and its token
+    assert backend["token"] and len(backend["token"]) == 32
+    mine = {"X-Shopper-Token": backend["token"]}
+    like = {"product_id": card_ids(page)[0], "event": "like"}
+    assert httpx.post(f"{token_server}/api/users/{backend['user']}/events", json=like, headers=mine).status_code == 200
+    answer = httpx.get(f"{token_server}/api/users/{backend['user']}/recommendations", headers=mine)
+    assert answer.status_code == 200 and answer.json()["results"]
+    assert httpx.get(f"{token_server}/api/users/{shopper}/recommendations", headers=mine).status_code == 401
     page.close()
 
 

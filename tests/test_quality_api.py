@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from PIL import Image
 from quality_catalog import add_near_duplicates, build, outfit_catalog
-from service_fixtures import LOCAL
+from service_fixtures import LOCAL, as_shopper
 from stylelens.query.look import slot_of
 from stylelens.service import create_app
 
@@ -38,6 +38,7 @@ def public(product):
 
 def test_events_counts_and_opinion_changes(shop):
     client, _, rows, _ = shop
+    as_shopper(client, "ann")
     r = client.post("/api/users/ann/events", json={"product_id": "o001", "event": "like"})
     assert r.status_code == 200
     assert r.json() == {"ok": True, "user": "ann", "counts": {"like": 1, "dislike": 0, "view": 0, "upload": 0}}
@@ -54,11 +55,13 @@ def test_events_counts_and_opinion_changes(shop):
 ])
 def test_bad_events(shop, body, status, code):
     client, _, _, _ = shop
+    as_shopper(client, "bob")
     assert_error(client.post("/api/users/bob/events", json=body), status, code)
 
 
 def test_bad_json_and_bad_user(shop):
     client, _, _, _ = shop
+    as_shopper(client, "bob")
     message = assert_error(client.post("/api/users/bob/events", content=b"{not json",
                                        headers={"content-type": "application/json"}), 422, "bad_request")
     assert '"event": "like"' in message
@@ -69,6 +72,7 @@ def test_bad_json_and_bad_user(shop):
 def test_for_you_and_forget(shop):
     client, index, rows, _ = shop
     user = "carol"
+    as_shopper(client, user)
     empty = client.get(f"/api/users/{user}/recommendations").json()
     assert empty["results"] == [] and "No history" in empty["note"]
     liked = [pid for pid, r in rows.items() if r["subCategory"] == "Topwear"][:2]
@@ -93,6 +97,7 @@ def test_for_you_and_forget(shop):
 def test_search_with_user_is_remembered_and_personalised(shop):
     client, index, rows, root = shop
     photo = (root / "catalog" / "images" / "o006.jpg").read_bytes()
+    as_shopper(client, "dave")
     for pid in [p for p, r in rows.items() if r["subCategory"] == "Topwear"][3:6]:
         client.post("/api/users/dave/events", json={"product_id": pid, "event": "dislike"})
     disliked = set(index.shoppers.history("dave").disliked)
@@ -168,6 +173,7 @@ def test_a_damaged_shopper_database_is_a_503_without_the_servers_path(tmp_path):
     index = build(tmp_path / "catalog", tmp_path / "index")
     (tmp_path / "index" / "users.sqlite").write_bytes(b"this is not a database" * 200)
     with TestClient(create_app(index), **LOCAL) as client:
+        as_shopper(client, "u1")
         answer = client.post("/api/users/u1/events", json={"product_id": "o001", "event": "like"})
         assert_error(answer, 503, "users_unavailable")
         assert str(tmp_path) not in answer.text and "users.sqlite" in answer.json()["error"]["message"]

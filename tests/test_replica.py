@@ -22,6 +22,10 @@ pytest.importorskip("sqlalchemy", reason="the postgres extra is not installed: p
 pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install 'stylelens[postgres]'")
 
 
+# One browser's shopper cookie, sent to every replica: issued by one, accepted by all (the secret is the index's).
+SHOPPER = httpx.Cookies()
+
+
 class Replica:
     """`stylelens serve LOCATION` as a real process on a free port."""
 
@@ -46,10 +50,10 @@ class Replica:
             time.sleep(0.3)
 
     def get(self, path, **params):
-        return httpx.get(self.url + path, params=params, timeout=60)
+        return httpx.get(self.url + path, params=params, timeout=60, cookies=SHOPPER)
 
     def post(self, path, **kwargs):
-        return httpx.post(self.url + path, timeout=60, **kwargs)
+        return httpx.post(self.url + path, timeout=60, cookies=SHOPPER, **kwargs)
 
     def stop(self, sig=signal.SIGINT):
         if self.proc.poll() is None:
@@ -101,10 +105,11 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_se
         answers = [r.post("/api/search", files={"image": ("q.jpg", photo, "image/jpeg")}, data={"k": "5"}).json() for r in (a, b)]
         assert [p["id"] for p in answers[0]["results"]] == [p["id"] for p in answers[1]["results"]]
         assert answers[0]["results"] and all(len(x["results"]) == 5 for x in answers)
-        # A like recorded by A is B's "For you" seed.
-        liked = a.post("/api/users/ann/events", json={"product_id": "1003", "event": "like"})
+        # A like recorded by A is B's "For you" seed; the shopper's cookie comes from A, B accepts it.
+        SHOPPER.update(a.get("/api/shoppers/me").cookies)
+        liked = a.post("/api/users/me/events", json={"product_id": "1003", "event": "like"})
         assert liked.status_code == 200 and liked.json()["counts"]["like"] == 1
-        for_you = b.get("/api/users/ann/recommendations", k=5)
+        for_you = b.get("/api/users/me/recommendations", k=5)
         assert for_you.status_code == 200 and for_you.json()["results"], for_you.text
         assert "1003" not in [p["id"] for p in for_you.json()["results"]]  # liked already: not recommended again
         # A feed update by a writer on its own: both replicas show the new price within seconds.
@@ -138,7 +143,7 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_se
         assert b.get("/api/products/1007").json()["price"] == 999.0
         after = b.post("/api/search", files={"image": ("q.jpg", photo, "image/jpeg")}, data={"k": "5"}).json()
         assert [p["id"] for p in after["results"]] == [p["id"] for p in answers[0]["results"]]
-        again = b.post("/api/users/ann/events", json={"product_id": "1005", "event": "like"})
+        again = b.post("/api/users/me/events", json={"product_id": "1005", "event": "like"})
         assert again.json()["counts"]["like"] == 2  # A's like is there, nothing lost
     finally:
         a.stop()
@@ -147,7 +152,7 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_se
     c = Replica(location, environment, tmp_path / "c.log").wait()
     try:
         assert c.get("/api/health").json()["products"] == 23
-        assert c.post("/api/users/ann/events", json={"product_id": "1011", "event": "view"}).json()["counts"] == \
+        assert c.post("/api/users/me/events", json={"product_id": "1011", "event": "view"}).json()["counts"] == \
             {"like": 2, "dislike": 0, "view": 1, "upload": 0}
         # The database goes down: one line and a 503 for the client, never a 500; back when it is.
         postgres_server.stop()

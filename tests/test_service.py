@@ -46,7 +46,15 @@ def index(demo):
 @pytest.fixture(scope="module")
 def client(index):
     with TestClient(create_app(index), **LOCAL) as c:
+        as_the_page(c)
         yield c
+
+
+def as_the_page(c):
+    """Hold this client's shopper cookie and send its CSRF token, as the page does; the shopper's id."""
+    me = c.get("/api/shoppers/me").json()
+    c.headers["X-CSRF-Token"] = me["csrf"]
+    return me["user"]
 
 
 def upload(client, data: bytes, name="photo.jpg", **fields):
@@ -147,7 +155,7 @@ def test_search_passes_user_diversity_and_collapse_through(client):
     assert all(p["similar_count"] is not None for p in collapsed) and all(p["similar_count"] is None for p in plain)
     diverse = upload(client, photo, k=8, diversity=1).json()["results"]
     assert [p["id"] for p in diverse] != [p["id"] for p in plain]
-    assert upload(client, photo, k=8, user="shopper-diversity").status_code == 200
+    assert upload(client, photo, k=8, user="me").status_code == 200
 
 
 
@@ -216,9 +224,9 @@ def test_quality_routes_are_included(client):
     for path in ("/api/users/{user}/events", "/api/users/{user}/recommendations",
                  "/api/products/{product_id}/complete-the-look"):
         assert path in paths
-    user = "shopper-routes"
+    user = "me"
     r = client.post(f"/api/users/{user}/events", json={"product_id": "p002", "event": "like"})
-    assert r.status_code == 200 and r.json()["ok"] is True
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["user"] == client.get("/api/shoppers/me").json()["user"]
     recs = client.get(f"/api/users/{user}/recommendations", params={"k": 4}).json()["results"]
     assert recs and all(p["image_url"].startswith("/images/") and "image_path" not in p for p in recs)
     assert client.delete(f"/api/users/{user}").json()["ok"] is True
@@ -386,7 +394,8 @@ def test_simultaneous_shoppers_searching_and_liking(index):
 
     async def shopper(i):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://localhost") as c:
-            user = f"concurrent-{i}"
+            c.headers["X-CSRF-Token"] = (await c.get("/api/shoppers/me")).json()["csrf"]  # each its own cookie
+            user = "me"
             liked = await c.post(f"/api/users/{user}/events", json={"product_id": f"p{i:03d}", "event": "like"})
             found = await c.post("/api/search", files={"image": ("p.jpg", photo)}, data={"k": "5", "user": user})
             recs = await c.get(f"/api/users/{user}/recommendations", params={"k": 3})
@@ -526,7 +535,7 @@ def test_shopper_tokens_guard_a_shoppers_data_when_on(index):
     plain = create_app(index)
     with TestClient(plain, **LOCAL) as c:
         assert c.post("/api/shoppers").json()["token"] is None and c.get("/api/health").json()["shopper_tokens"] is False
-        assert c.get("/api/users/anyone/recommendations").status_code == 200  # tokens off: as before
+        assert c.get("/api/users/anyone/recommendations").status_code == 403  # tokens off: the cookie's shopper only
     app = create_app(index, index.settings.replace(auth_secret="s3cret"))
     with TestClient(app, **LOCAL) as c:
         me = c.post("/api/shoppers").json()

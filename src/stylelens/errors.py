@@ -137,3 +137,39 @@ class DatabaseUnavailable(StylelensError):
 
     code = "database_unavailable"
     http_status = 503
+
+
+class StorageError(StylelensError):
+    """The disk or a database file failed under a read or write: full, read-only, or damaged."""
+
+    code = "storage_error"
+    http_status = 503
+
+
+def storage_error(exc: BaseException, where: str = "the index") -> StorageError | None:
+    """A disk or SQLite failure as one line that says what to do (None: not a storage failure). Disk full and
+    read-only keep what was committed: the command resumes once the cause is gone."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, StorageError):
+        return exc
+    text = str(exc).lower()
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "database or disk is full" in text:
+        return StorageError(f"The disk holding {where} is full: free some space (or use another folder) and run the same "
+                            "command again; what was committed is kept.", code="disk_full")
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return StorageError(f"A file of {where} reached this system's file size limit (ulimit -f): raise the limit and run "
+                            "the same command again; what was committed is kept.", code="disk_full")
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS or "readonly database" in text or "read-only" in text:
+        return StorageError(f"{where[:1].upper() + where[1:]} is on a read-only file system: mount it writable (or copy it "
+                            "to a writable folder) and run the same command again.", code="read_only")
+    if isinstance(exc, OSError) and exc.errno == errno.EIO or "disk i/o error" in text:
+        # SQLite says only "disk I/O error" for a write the system refused: a full disk, a file size limit, a failing disk.
+        return StorageError(f"The disk holding {where} refused a read or write (I/O error): check its free space and the "
+                            "file size limit (df, ulimit -f) and the disk itself, then run the same command again; what "
+                            "was committed is kept.", code="io_error")
+    if isinstance(exc, sqlite3.DatabaseError) and "locked" not in text and "busy" not in text:
+        return StorageError(f"A database of {where} is damaged ({exc}): run `stylelens check` on it, restore it from a "
+                            "backup, or rebuild it with `stylelens index`.", code="index_damaged")
+    return None

@@ -136,6 +136,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),
         Setting("rocchio_like", 1.0, "Personalised search: weight b of the shopper's liked items.", float),
         Setting("rocchio_dislike", 0.5, "Personalised search: weight c of the shopper's disliked items.", float),
+        Setting("upload_total_s", 60.0, "Seconds a whole request body may take to arrive (however steadily it drips) before "
+                "the server answers 408.", float),
     ]
 }
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from .. import __version__
-from ..errors import StylelensError
+from ..errors import StylelensError, storage_error
 from . import core, demo, maintenance, quality, serve
 
 
@@ -47,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("STYLELENS_DEBUG"):
             raise
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.DatabaseError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return 0
+        error = storage_error(exc, "the index or its files")  # disk full, read-only, damaged: one line, what to do
+        if error is None or os.environ.get("STYLELENS_DEBUG"):
+            raise
+        print(f"error: {error.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Commands that commit as they go (index, demo) say what is kept; the others leave nothing half-written.

@@ -34,6 +34,7 @@ def cmd_serve(args) -> int:
         # Tokens then last as long as this server: replicas and restarts need STYLELENS_AUTH_SECRET.
         settings = settings.replace(auth_secret=secrets.token_hex(32))
     host, port = settings.host, settings.port
+    warn_if_exposed(settings)
     check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
     if args.workers < 1:
         raise InvalidArgumentError(f"--workers must be 1 or more, got {args.workers}.", code="bad_option")
@@ -58,8 +59,11 @@ def serve_workers(args, settings) -> int:
     from ..index import open_store
     from ..service.app import SERVE_ENV, serve_value
 
+    from ..service.auth import shopper_secret
+
     store = open_store(args.index, settings=settings)  # a wrong location or password fails here, once, in one line
     try:
+        shopper_secret(settings, store.database)  # made once here, so the workers starting together read the same one
         print(f"stylelens: {len(store):,} products from {store.path} ({store.backend.name} search), {args.workers} workers",
               flush=True)
     finally:
@@ -70,6 +74,18 @@ def serve_workers(args, settings) -> int:
     uvicorn.run("stylelens.service.app:app_from_environment", factory=True, workers=args.workers, host=settings.host,
                 port=settings.port, log_level=args.log_level)
     return 0
+
+
+def warn_if_exposed(settings) -> None:
+    """One line when shoppers on other machines reach this server with only anonymous cookies, over plain HTTP."""
+    import sys
+
+    from ..service.app import _loopback
+
+    if not _loopback(settings.host) and not settings.auth_secret:
+        print(f"stylelens: warning: serving on {settings.host} without --auth: each browser is an anonymous shopper "
+              "(a signed cookie); put it behind a TLS proxy and set allowed_hosts (see docs/security.md).",
+              file=sys.stderr, flush=True)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -81,6 +81,7 @@ class _Check:
             manifest = catalog.manifest
             if manifest is None and c.repair:
                 manifest = self.rebuild_manifest(rows)
+            self.check_backbone(manifest)
             if rows is not None:
                 self.check_sample(manifest, rows, pending)
             self.check_head(manifest)
@@ -128,6 +129,27 @@ class _Check:
             c.forget.update(dict.fromkeys(bad, finding))
 
     # ---- re-embedded sample --------------------------------------------------------------
+    def check_backbone(self, manifest: dict | None) -> None:
+        """The manifest's backbone is one this stylelens knows and can load: else no search can embed a photo."""
+        c = self.checkup
+        backbone = ((manifest or {}).get("embedder") or {}).get("backbone")
+        if manifest is None or c.embedder is not None or not any(p.image_path for p in c.products):
+            return  # vectors a caller added without images (imports, structure tests) need no backbone here
+        from ..models import BACKBONES, Embedder
+
+        if backbone not in BACKBONES:
+            c.add("manifest.json", "backbone_unknown", f"the manifest names backbone {str(backbone)[:40]!r}, which this "
+                  f"stylelens does not know ({', '.join(sorted(BACKBONES))}): serve the index with the stylelens that "
+                  f"built it, or {REBUILD}.")
+            return
+        try:
+            c.embedder = Embedder.from_fingerprint(manifest["embedder"], settings=c.settings)
+        except (WeightsError, MissingExtraError):
+            return  # weights or an extra this machine lacks, not a fault of the index: check_sample notes it
+        except StylelensError as exc:
+            c.add("manifest.json", "backbone_unloadable", f"its backbone {backbone!r} cannot be loaded ({exc.message}); "
+                  "searches would fail: fix the weights or rebuild the index.")
+
     def check_sample(self, manifest: dict | None, matrix: VectorRows, pending: set[str]) -> None:
         c = self.checkup
         if manifest is None:

@@ -7,16 +7,17 @@ must not block the event loop) -> public JSON. The model and index are loaded on
 from __future__ import annotations
 
 import inspect
+import io
 import json
-import mimetypes
+import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -25,19 +26,27 @@ from ..item.localise import item_crops
 from ..query import Index, open_index
 from ..query.filters import filters_from_text
 from ..query.options import OPTIONS
+from ..errors import StylelensError, storage_error
 from ..settings import Settings, settings_or_default
-from .auth import check_shopper
+from .auth import cookie_shopper, issue_cookie, shopper_of, shopper_secret
 from .http import bad, current_index, error_response, install_error_handlers, log, parse_options, public_product, public_result
 from .routes_quality import router as shopper_router
 from .schemas import Facets, Health, Product, SearchResponse, WordFilters
 from .uploads import IMAGE_FIELD, read_upload
 
 STATIC = Path(__file__).parent / "static"
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
-                               "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Cache-Control": "no-cache",
-}
+# Every response carries a CSP and nosniff (SecurityHeaders): the page its own; the API docs theirs (Swagger UI
+# starts with an inline script); everything else (JSON, pictures, errors) may run and embed nothing at all, so a
+# catalog file that is really HTML+script opened directly is inert.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'")
+INERT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+DOCS_PATHS = ("/docs", "/redoc")
+PAGE_HEADERS = {"Cache-Control": "no-cache"}
+# Pictures the browsers show as they are; any other format Pillow decodes is re-encoded as PNG.
+WEB_IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
 ERROR_SCHEMA = {"description": "An error, in the one error shape",
                 "content": {"application/json": {"example": {"error": {"code": "not_an_image",
@@ -88,6 +97,7 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
     app = _fastapi(lifespan)
     app.state.index = index
     app.state.settings = settings
+    app.state.shopper_secret = shopper_secret(settings, index.store.database)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     install_error_handlers(app)
     app.include_router(api)
@@ -95,13 +105,37 @@ def create_app(index_or_path, settings: Settings | None = None) -> FastAPI:
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def nosniff(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
-
+    build = app.build_middleware_stack
+    # Outermost, around Starlette's own error middleware: a 500 and a refused host get the headers too.
+    app.build_middleware_stack = lambda: SecurityHeaders(build())
     return app
+
+
+class SecurityHeaders:
+    """ASGI middleware: X-Content-Type-Options: nosniff, a Content-Security-Policy and Referrer-Policy on every
+    response (the route's own CSP, if it set one, stays)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        csp = PAGE_CSP if path == "/" else DOCS_CSP if path.startswith(DOCS_PATHS) else INERT_CSP
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in ((b"x-content-type-options", b"nosniff"), (b"content-security-policy", csp.encode()),
+                                    (b"referrer-policy", b"same-origin")):
+                    if name not in present:
+                        headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _fastapi(lifespan) -> FastAPI:
@@ -155,7 +189,8 @@ async def search(request: Request, index: Index = Depends(current_index)):
     if upload.image is None:
         raise _no_image()
     k, filters, extras = _options(request, upload.fields)
-    check_shopper(request, extras.get("user"))
+    if "user" in extras:  # a personal search records the upload in the shopper's history: a write
+        extras["user"] = shopper_of(request, extras["user"], write=True)
     # Bytes, not a decoded picture: the library hashes them to recognise a catalog image sent as the query.
     result = await run_in_threadpool(index.search, upload.image, k, **filters, **extras)
     return public_result(result)
@@ -175,7 +210,8 @@ async def product(product_id: str, index: Index = Depends(current_index)):
 @_query_params
 async def similar(request: Request, product_id: str, index: Index = Depends(current_index), **_documented):
     k, filters, extras = _options(request)
-    check_shopper(request, extras.get("user"))
+    if "user" in extras:
+        extras["user"] = shopper_of(request, extras["user"])
     if "box" in extras:
         raise bad("box picks a region of an uploaded photo; 'more like this' searches with the product's own picture.",
                   code="unsupported_option")
@@ -195,11 +231,27 @@ def _loopback(address: str) -> bool:
     return address in ("localhost", "::1") or address.startswith("127.")
 
 
-@api.get("/health", response_model=Health, response_model_exclude_unset=True, summary="What the server is serving")
+UNHEALTHY = {"description": "Not serving: the reason, in one line",
+             "content": {"application/json": {"example": {"status": "unhealthy", "version": __version__,
+                                                          "reason": "A database of the index is damaged ...",
+                                                          "error": {"code": "index_damaged", "message": "..."}}}}}
+
+
+@api.get("/health", response_model=Health, response_model_exclude_unset=True, summary="What the server is serving",
+         responses={503: UNHEALTHY})
 async def health(request: Request, index: Index = Depends(current_index)):
     """What the page needs for everyone; the model, runtime and storage detail only for a client on this
     machine (it tells an attacker what to probe)."""
-    status = await run_in_threadpool(index.status)
+    try:
+        status = await run_in_threadpool(_read_probe, index)
+    except (StylelensError, OSError, sqlite3.DatabaseError) as exc:
+        # Not serving: the reason for everyone (what is broken, what to do; no paths), 503 for load balancers.
+        error = exc if isinstance(exc, StylelensError) else storage_error(exc)
+        if error is None:
+            raise
+        reason = error.message.replace(str(index.path), "the index folder")  # the server's paths stay on the server
+        return JSONResponse({"status": "unhealthy", "version": __version__, "reason": reason,
+                             "error": {"code": error.code, "message": reason}}, status_code=503)
     products = status["products"]
     public = {"status": "ok", "version": __version__, "products": products,
               "max_upload_bytes": request.app.state.settings.max_upload_bytes,
@@ -207,6 +259,26 @@ async def health(request: Request, index: Index = Depends(current_index)):
     if not _loopback(request.client.host if request.client else ""):
         return public
     return {**status, **public}
+
+
+def _read_probe(index: Index) -> dict:
+    """A real read, cheap: the catalog's current view, one product's row from the database and its vector
+    from the store. A damaged database or vectors file fails here, not in the next shopper's search."""
+    import numpy as np
+
+    status = index.status()
+    columns = index.store.columns
+    live = np.flatnonzero(columns.live)
+    if len(live):
+        row = int(live[0])
+        index.store.product(str(columns.ids[row]))
+        vector = index.store.vectors([row], columns)
+        if vector.shape != (1, index.store.dim) or not np.isfinite(vector).all():
+            from ..errors import IndexDamagedError
+
+            raise IndexDamagedError("The index's vectors cannot be read as they should be: run `stylelens check` on "
+                                    "the index and repair or rebuild it.")
+    return status
 
 
 def _indexing(app: FastAPI, products: int) -> dict | None:
@@ -233,19 +305,40 @@ pages = APIRouter()
 
 
 @pages.get("/images/{product_id}", summary="A catalog product's image", responses={404: ERROR_SCHEMA})
-async def product_image(product_id: str, index: Index = Depends(current_index)):
+async def product_image(product_id: str, request: Request, index: Index = Depends(current_index)):
     # The id is looked up in the catalog; only the path stored there is ever opened.
     path = await run_in_threadpool(index.image_path, product_id)
     if not path.is_file():
         return error_response(404, "image_missing", f"The image of product '{product_id}' is missing on the server. "
                                                     "Ask the shop to re-index its catalog.")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+    try:
+        return await run_in_threadpool(_picture, path, request.app.state.settings.max_pixels)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return error_response(404, "image_unreadable", f"The image of product '{product_id}' is not a picture the server "
+                                                       "can show. Ask the shop to check its catalog and re-index it.")
+
+
+def _picture(path: Path, max_pixels: int) -> Response:
+    """A catalog file served as what it decodes as, never by its name: a web format is sent as it is with its own
+    image/* type (nosniff keeps browsers to it); any other format Pillow reads is re-encoded as PNG."""
+    headers = {"Cache-Control": "public, max-age=3600"}
+    with Image.open(path) as picture:
+        media_type = WEB_IMAGE_TYPES.get(picture.format or "")
+        if media_type is not None:
+            return FileResponse(path, media_type=media_type, headers=headers)
+        if picture.width * picture.height > max_pixels:
+            raise Image.DecompressionBombError("too many pixels")
+        out = io.BytesIO()
+        picture.convert("RGBA" if "A" in picture.getbands() else "RGB").save(out, "PNG")
+    return Response(out.getvalue(), media_type="image/png", headers=headers)
 
 
 @pages.get("/", include_in_schema=False)
-async def page():
-    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
+async def page(request: Request):
+    response = HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
+    if cookie_shopper(request) is None:
+        issue_cookie(request, response)  # the page's anonymous shopper, before any script runs
+    return response
 
 
 # What `stylelens serve --workers N` hands each worker, as one JSON value: the index and the settings it built.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import InvalidArgumentError, StylelensError
+from ..errors import InvalidArgumentError, StylelensError, storage_error
 from ..query import Index, SearchResult
 from ..query.options import ALIASES, OPTIONS
 
@@ -131,6 +132,19 @@ def install_error_handlers(app: FastAPI) -> None:
         # The shopper closed the page or lost the network mid-upload: nothing to answer, nothing broke.
         log.info("client went away during %s %s", request.method, request.url.path)
         return error_response(400, "client_disconnected", "The upload was interrupted.")
+
+    async def _storage(request: Request, exc: Exception):
+        storage = storage_error(exc)
+        if storage is None:
+            return await _unexpected(request, exc)
+        # A damaged database, a full or read-only disk: 503 in one line (the log has the detail for the shop).
+        log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(storage.http_status, storage.code,
+                              "The shop's catalog cannot be read right now (its storage failed). Try again later; "
+                              "the shop's server log says what to repair.")
+
+    app.add_exception_handler(sqlite3.DatabaseError, _storage)
+    app.add_exception_handler(OSError, _storage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -66,6 +66,8 @@ class EventResponse(BaseModel):
 class ShopperResponse(BaseModel):
     user: str
     token: str | None = Field(None, description="Send it as X-Shopper-Token with this shopper's requests (tokens on).")
+    csrf: str | None = Field(None, description="Send it as X-CSRF-Token with this shopper's changes that are not JSON "
+                                               "(the cookie's shopper).")
 
 
 class ForgetResponse(BaseModel):

@@ -48,16 +48,28 @@ def human_size(n: int) -> str:
     return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} bytes"
 
 
-async def body_chunks(request: Request, stall_s: float):
-    """The request body as it arrives; a client that sends nothing for ``stall_s`` seconds is answered 408
-    (a slow, half-sent upload must not hold a worker and its buffer for ever)."""
+async def body_chunks(request: Request, stall_s: float, total_s: float | None = None):
+    """The request body as it arrives; a client that sends nothing for ``stall_s`` seconds, or is still
+    sending after ``total_s`` (default: setting ``upload_total_s``), is answered 408: a slow, half-sent
+    upload must not hold a worker and its buffer for ever, nor a client dripping a byte just under the
+    stall limit."""
+    if total_s is None:
+        total_s = request.app.state.settings.upload_total_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total_s
     chunks = request.stream().__aiter__()
     while True:
+        left = deadline - loop.time()
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), stall_s)
+            if left <= 0:
+                raise asyncio.TimeoutError
+            chunk = await asyncio.wait_for(chunks.__anext__(), min(stall_s, left))
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError:
+            if loop.time() >= deadline:
+                raise bad(f"The upload took longer than {total_s:g} s in all. Check the connection and send it again.",
+                          code="upload_timeout", status=408) from None
             raise bad(f"The upload stalled: nothing arrived for {stall_s:g} s. Check the connection and send it again.",
                       code="upload_timeout", status=408) from None
         yield chunk

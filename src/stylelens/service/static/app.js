@@ -56,8 +56,10 @@
     similarTo: null,       // product shown in "more like this"
     maxUploadBytes: 10 * 1024 * 1024,
     controller: null,      // aborts a search that a newer one replaces
-    user: shopperId(),
-    token: stored("stylelens.shopper-token"),  // the shopper's token, where the server signs shopper ids
+    // The shopper is the server's: an HttpOnly cookie it signs (the page never sees or picks the id); "me"
+    // names it. Changes that are not JSON carry the CSRF token the server gives this page only.
+    user: "me",
+    csrf: null,
     feedback: new Map(),   // product id -> "like" | "dislike"
     k: PAGE,               // how many products are asked for; grows with "Show more products"
     products: [],          // the last answer, in the server's order (sorting re-orders a copy)
@@ -70,35 +72,11 @@
     selected: 0,
   };
 
-  function stored(key) {
-    try { return localStorage.getItem(key); } catch (e) { return null; }
-  }
-
-  // A server with shopper tokens issues the id and its token; the page keeps both for this shopper.
-  async function ensureShopperToken(needed) {
-    if (!needed || state.token) return;
-    const shopper = await api("/api/shoppers", { method: "POST" });
-    state.user = shopper.user;
-    state.token = shopper.token;
+  async function ensureShopper() {
     try {
-      localStorage.setItem("stylelens.shopper", shopper.user);
-      localStorage.setItem("stylelens.shopper-token", shopper.token);
-    } catch (e) { /* private mode: the token lives as long as the page */ }
-  }
-
-  function shopperId() {
-    const key = "stylelens.shopper";
-    try {
-      let id = localStorage.getItem(key);
-      if (!id) {
-        id = (crypto.randomUUID ? crypto.randomUUID()
-          : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join(""));
-        localStorage.setItem(key, id);
-      }
-      return id;
-    } catch (e) {
-      return "anonymous";
-    }
+      const shopper = await api("/api/shoppers/me");
+      state.csrf = shopper.csrf;
+    } catch (e) { /* no shopper: searches still work, likes answer with the server's reason */ }
   }
 
   // ---- talking to the API -------------------------------------------------------------------
@@ -106,8 +84,8 @@
     let response;
     try {
       const headers = new Headers(options.headers || {});
-      if (state.token) headers.set("X-Shopper-Token", state.token);
-      response = await fetch(path, { ...options, headers });
+      if (state.csrf) headers.set("X-CSRF-Token", state.csrf);
+      response = await fetch(path, { ...options, headers, credentials: "same-origin" });
     } catch (err) {
       if (err.name === "AbortError") throw err;
       throw apiError(0, "network", "The server did not answer. Check your connection and try again.");
@@ -982,7 +960,7 @@
   async function init() {
     try {
       const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
-      await ensureShopperToken(health.shopper_tokens);
+      await ensureShopper();
       state.maxUploadBytes = health.max_upload_bytes || state.maxUploadBytes;
       el.limit.textContent = `${Math.round(state.maxUploadBytes / 1048576)} MB`;
       if (showCatalog(health)) setTimeout(followIndexing, 3000);
