@@ -560,3 +560,24 @@ def test_words_become_filters_of_this_catalog(client, demo):
     assert body["filters"] == {"colour": "Red", "gender": "Women", "max_price": 50.0, "type": "Tshirts"}
     assert body["unknown"] == ["zebra"]
     assert client.get("/api/filters", params={"text": "x" * 500}).status_code == 422
+
+
+def test_http_statuses_are_decided_at_the_service_edge_only():
+    """The core's errors say what happened; the service alone says what that is in HTTP."""
+    from stylelens import errors
+    from stylelens.service.http import STATUS, bad, http_status
+
+    assert not hasattr(errors.StylelensError, "http_status")
+    assert http_status(errors.ImageError("x", code="truncated")) == 422
+    assert http_status(errors.IndexNotFoundError("x")) == 404
+    assert http_status(errors.StorageError("x")) == 503
+    assert http_status(errors.MissingExtraError("faiss", "ann", "search")) == 501
+
+    class Narrower(errors.IndexBusyError):
+        pass
+
+    assert http_status(Narrower("x")) == 409  # a subclass answers as its nearest kind in the table
+    made = bad("too big", code="too_large", status=413, kind=errors.ImageError)
+    assert isinstance(made, errors.ImageError) and made.code == "too_large" and http_status(made) == 413
+    every = [kind for kind in vars(errors).values() if isinstance(kind, type) and issubclass(kind, errors.StylelensError)]
+    assert all(any(k in STATUS for k in kind.__mro__) for kind in every)

@@ -95,6 +95,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("type_model", True, "Name a photo's item by the type model trained on real photos (models/weights/typemodel) and "
                 "search it within that type, when the index is built with the model's backbone (efficientnet-lite0); "
                 "--no-type-model: by the vote of its catalog neighbours alone.", _bool),
+        Setting("type_model_min_confidence", 0.3, "The type model's probability (of its type set) below which a photo's item is "
+                "named by the vote instead (on real photos the model is right 58 % of the time below 0.3, 98 % above 0.9).", float),
         Setting("type_boost", 0.05, "Score added to results of the identified type (0 turns type-consistent ranking off).", float),
         Setting("type_boost_min_confidence", 0.4, "Identification confidence needed before type_boost applies.", float),
         Setting("max_pixels", 50_000_000, "Largest image (width x height) accepted; guards against decompression bombs.", int),

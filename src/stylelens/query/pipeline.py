@@ -34,7 +34,7 @@ from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, search_again
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
-from .stages.typemodel import ModelType, model_types, narrowed
+from .stages.typemodel import ModelType, model_types, narrowed, shown_type
 
 
 Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
@@ -64,8 +64,8 @@ def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: Se
     ident = identified
     if ident is None and (request.identify or request.user is not None):
         ident = identify(snap, near, with_self=len(found.exact) > 0)
-        if model_type is not None:
-            ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)
+        if model_type is not None:  # the item is searched within the model's types: no lift for one of them
+            ident = replace(ident, type=None, type_confidence=model_type.confidence)
     query, mask, scores, rows = vector, found.mask, found.scores, found.rows
     if request.user is not None:
         query, disliked = personalise(snap, vector, history.liked, history.disliked, ident.type if ident else None)
@@ -77,7 +77,10 @@ def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: Se
         # The first pass cannot answer: another query vector, or filters that leave too few of its rows.
         scores, rows = search_again(snap, query, pool, mask, request.filters)
     scores, rows = rank(snap, scores, rows, ident, request.filters)
-    return diversify(snap, scores, rows, found.exact, request), ident
+    ranked = diversify(snap, scores, rows, found.exact, request)
+    if model_type is not None and ident is not None:
+        ident = replace(ident, type=shown_type(snap.columns, ranked.rows[:request.k]) or model_type.type)
+    return ranked, ident
 
 
 def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, sha: str | None = None,
@@ -108,7 +111,7 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     ``type_model``: names each item's type from its raw vector (``stages.typemodel``), None: the vote alone."""
     items = photo_items(photo, snap, embedder, box=request.box, colour=request.filters.colour, localise=localise,
                         max_items=max_items, locator=locator)
-    typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns)
+    typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
     results = []
     for i, (item, model_type) in enumerate(zip(items, typed)):
         item_request = request if i == 0 else replace(request, exact_first=False)
@@ -128,7 +131,7 @@ def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> I
     item = photo_items(photo, snap, embedder, localise=False)[0]
     near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, raw=item.raw)
     ident = identify(snap, near)
-    model_type = model_types(type_model, item.raw[None], snap.columns)[0]
+    model_type = model_types(type_model, item.raw[None], snap.columns, snap.settings.type_model_min_confidence)[0]
     if model_type is not None and not len(near.self_rows):
         ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)
     return ident

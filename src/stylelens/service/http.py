@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from .. import errors
 from ..errors import InvalidArgumentError, StylelensError, storage_error
 from ..query import Index, SearchResult
 from ..query.options import ALIASES, OPTIONS
@@ -36,10 +37,32 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def bad(message: str, code: str = "bad_filter", status: int | None = None) -> InvalidArgumentError:
-    exc = InvalidArgumentError(message, code=code)
-    if status is not None:
-        exc.http_status = status
+# The HTTP status of each kind of error, decided here at the edge: the core says what happened, not how HTTP says
+# it. The first class of an error's own classes (its MRO) found here wins; an error the edge makes itself may name
+# its status (``bad(..., status=413)``).
+STATUS: dict[type, int] = {
+    errors.ImageError: 422, errors.InvalidArgumentError: 422, errors.CatalogError: 400,
+    errors.IndexNotFoundError: 404, errors.ProductNotFoundError: 404,
+    errors.IndexMismatchError: 409, errors.IndexBusyError: 409,
+    errors.MissingExtraError: 501,
+    errors.ShoppersUnavailable: 503, errors.IndexDamagedError: 503, errors.WeightsError: 503,
+    errors.VectorStoreUnavailable: 503, errors.RayRunError: 503, errors.DatabaseUnavailable: 503,
+    errors.StorageError: 503,
+    errors.StylelensError: 400,
+}
+
+
+def http_status(exc: StylelensError) -> int:
+    named = getattr(exc, "edge_status", None)
+    if named is not None:
+        return named
+    return next(STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS)
+
+
+def bad(message: str, code: str = "bad_filter", status: int | None = None, kind=InvalidArgumentError) -> StylelensError:
+    """An error the HTTP edge itself finds (a request it cannot use), with its status when not its kind's."""
+    exc = kind(message, code=code)
+    exc.edge_status = status
     return exc
 
 
@@ -102,7 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StylelensError)
     async def _stylelens(request: Request, exc: StylelensError):
-        return error_response(exc.http_status, exc.code, exc.message)
+        return error_response(http_status(exc), exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -139,7 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _unexpected(request, exc)
         # A damaged database, a full or read-only disk: 503 in one line (the log has the detail for the shop).
         log.error("storage failure on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(storage.http_status, storage.code,
+        return error_response(http_status(storage), storage.code,
                               "The shop's catalog cannot be read right now (its storage failed). Try again later; "
                               "the shop's server log says what to repair.")
 

@@ -36,10 +36,8 @@ class Upload:
 def too_large(max_bytes: int, size: int | None = None) -> ImageError:
     """413 ``too_large``; ``size`` when the client declared it, else the body simply ran past the limit."""
     what = f"The photo is {human_size(size)}, over" if size is not None else "The photo is over"
-    exc = ImageError(f"{what} the {human_size(max_bytes)} upload limit. "
-                     "Upload a smaller photo (resize it or save it as JPEG).", code="too_large")
-    exc.http_status = 413
-    return exc
+    return bad(f"{what} the {human_size(max_bytes)} upload limit. Upload a smaller photo (resize it or save it as JPEG).",
+               code="too_large", status=413, kind=ImageError)
 
 
 def human_size(n: int) -> str:
