@@ -88,8 +88,10 @@ def main(argv=None):
     p.add_argument("--index", default="/work/cache/lite0-full")
     p.add_argument("--data", default=str(realdata.default_root()))
     p.add_argument("--street", type=int, default=150)
-    p.add_argument("--items-per-class", type=int, default=30)
+    p.add_argument("--items-per-class", type=int, default=0)
     p.add_argument("--precision", default="f32", help="The parser maps' precision for the 'parser' rows (f32, bf16).")
+    p.add_argument("--baselines", action="store_true", help="Also the whole frame and the contrast localiser "
+                   "(bench/real.py measures both; --items-per-class needs this).")
     p.add_argument("--out")
     args = p.parse_args(argv)
     root = Path(args.data)
@@ -98,8 +100,8 @@ def main(argv=None):
 
     parser = GarmentParser.load(embedder=frame.embedder, precision=args.precision)
     variants = {
-        "whole frame": frame,
-        "contrast": open_index(args.index, embedder=frame.embedder, parser=False),
+        **({"whole frame": frame, "contrast": open_index(args.index, embedder=frame.embedder, parser=False)}
+           if args.baselines else {}),
         "parser (mask on white)": open_index(args.index, embedder=frame.embedder, locator=partial(parse, parser=parser)),
         "parser (box crop)": open_index(args.index, embedder=frame.embedder,
                                         locator=partial(parse, parser=parser, masked=False)),
@@ -108,6 +110,12 @@ def main(argv=None):
     shots = realdata.street_photos(root, part="measure")[: args.street]
     report["street"] = street(shots, variants)
     print(json.dumps(report["street"], indent=1), file=sys.stderr)
+    if not args.items_per_class:
+        print(json.dumps(report, indent=1))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "shop_the_look.json").write_text(json.dumps(report, indent=1))
+        return
     by_class = defaultdict(list)
     for photo in realdata.real_items(root, part="measure"):
         if len(by_class[photo.cls]) < args.items_per_class:

@@ -49,8 +49,9 @@ def fashion_index(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def server(fashion_index, tmp_path_factory):
-    """`stylelens serve INDEX` as a subprocess on a free loopback port."""
-    yield from serve(fashion_index, tmp_path_factory)
+    """`stylelens serve INDEX` as a subprocess on a free loopback port. The contrast localiser: the page's box
+    tests search catalog shots pasted on a backdrop; the garment parser has ``look_server``."""
+    yield from serve(fashion_index, tmp_path_factory, "--no-parser")
 
 
 def serve(fashion_index, tmp_path_factory, *options):
@@ -908,10 +909,10 @@ LOOK_GROUPS = {"top": "Top", "outerwear": "Outerwear", "dress": "Dress", "bottom
 
 @pytest.fixture(scope="module")
 def look_server(fashion_index, tmp_path_factory):
-    """The same index served with the garment parser on (its default) for a real photo of a person."""
+    """The same index served as it is: a Lite0 index gets the garment parser (setting ``parser``, on by default)."""
     if not (FASHION_SMALL.parent / "street-ccp" / "labels.csv").exists():
         pytest.skip("needs ../shared/data/street-ccp")
-    yield from serve(fashion_index, tmp_path_factory, "--parser")
+    yield from serve(fashion_index, tmp_path_factory)
 
 
 def outfit_photo() -> Path:
@@ -938,13 +939,13 @@ def test_shop_the_look_outlines_and_rows(look_server, browser, device):
         page.set_input_files("#file-input", str(outfit_photo()))
     items = answer.value.json()["items"]
     assert len(items) >= 2 and all(item["group"] in LOOK_GROUPS and item["outline"] for item in items)
-    page.wait_for_selector("#look-rows .look-row >> nth=1")
+    page.wait_for_selector("#garment-rows .garment-row >> nth=1")
     idle(page)
-    assert page.is_hidden("#results") and page.is_visible("#look-rows")
-    rows = page.locator("#look-rows .look-row")
+    assert page.is_hidden("#results") and page.is_visible("#garment-rows")
+    rows = page.locator("#garment-rows .garment-row")
     assert rows.count() == len(items)
     for i, item in enumerate(items):
-        head = rows.nth(i).locator(".look-row-head").inner_text()
+        head = rows.nth(i).locator(".garment-row-head").inner_text()
         assert LOOK_GROUPS[item["group"]] in head
         shown = rows.nth(i).locator(".card").evaluate_all("cards => cards.map(c => c.dataset.id)")
         assert shown and shown == [p["id"] for p in item["results"]][: len(shown)]
@@ -964,10 +965,10 @@ def test_shop_the_look_outlines_and_rows(look_server, browser, device):
     shot(page, f"30-look-{device}.png", full_page=not phone)
 
     asked = len(searches)
-    second = page.locator("#look-rows .look-row-head[data-index='1']")
+    second = page.locator("#garment-rows .garment-row-head[data-index='1']")
     second.tap() if phone else second.click()
     page.wait_for_function("() => document.querySelector('#boxes svg.outlines polygon.selected').dataset.index === '1'")
-    assert page.get_attribute("#look-rows .look-row-head[data-index='1']", "aria-pressed") == "true"
+    assert page.get_attribute("#garment-rows .garment-row-head[data-index='1']", "aria-pressed") == "true"
     assert page.get_attribute("#boxes .box.selected", "data-index") == "1"
     assert len(searches) == asked and not problems
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -82,8 +82,10 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
     """neighbours → ... → hydrate for one item's vector (``raw``: its backbone vector; ``sha``: the photo's hash;
     ``types``: the catalog types it is searched within, None for all)."""
     allowed = within_types(snap.columns, request.filters.mask(snap.columns), types)  # checks the filter values first
+    # A garment of a known group is searched, and voted on, among that group's types alone (a worn top among tops).
+    within = None if types is None else within_types(snap.columns, np.ones(len(snap.columns.live), bool), types)
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
-                      exclude_rows=request.exclude_rows, raw=raw)
+                      exclude_rows=request.exclude_rows, raw=raw, within=within)
     ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified)
     products = hydrate(snap, ranked, vector)
     extra = {} if products else {"note": request.filters.explain_empty(snap.columns)}

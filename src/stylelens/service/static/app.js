@@ -17,7 +17,7 @@
     focusBuy: $("focus-buy"),
     message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"),
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
-    results: $("results"), lookRows: $("look-rows"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
+    results: $("results"), garmentRows: $("garment-rows"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
     forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"), forYouTitle: $("for-you-title"),
   };
 
@@ -431,21 +431,21 @@
   // the garment (its outline and box on the photo), as its chip does.
   function drawLookRows() {
     const look = isLook();
-    el.lookRows.hidden = !look;
+    el.garmentRows.hidden = !look;
     el.results.hidden = look;
     if (!look) {
-      el.lookRows.replaceChildren();
+      el.garmentRows.replaceChildren();
       return;
     }
     el.loadMore.hidden = true;  // each row shows the garment's first products; pick it and draw a box for more
     const garments = state.items.filter((item) => item.group).length;
     el.resultsMeta.textContent = `${garments} garments · ${Math.round(state.items[0].took_ms || 0)} ms`;
-    keepingFocus(el.lookRows, () => el.lookRows.replaceChildren(...state.items.map((item, i) => {
+    keepingFocus(el.garmentRows, () => el.garmentRows.replaceChildren(...state.items.map((item, i) => {
       const row = document.createElement("section");
-      row.className = i === state.selected ? "look-row selected" : "look-row";
+      row.className = i === state.selected ? "garment-row selected" : "garment-row";
       const head = document.createElement("button");
       head.type = "button";
-      head.className = "look-row-head";
+      head.className = "garment-row-head";
       head.dataset.index = String(i);
       head.setAttribute("aria-pressed", String(i === state.selected));
       const number = document.createElement("span");
@@ -453,15 +453,15 @@
       number.setAttribute("aria-hidden", "true");
       number.textContent = String(i + 1);
       const name = document.createElement("span");
-      name.className = "look-row-group";
+      name.className = "garment-row-group";
       name.textContent = GROUP_NAMES[item.group] || "Your box";
       const what = document.createElement("span");
-      what.className = "look-row-type muted";
+      what.className = "garment-row-type muted";
       what.textContent = itemLabel(item);
       head.append(number, name, what);
       head.addEventListener("click", () => selectItem(i));
       const cards = document.createElement("ul");
-      cards.className = "look-row-cards";
+      cards.className = "garment-row-cards";
       cards.setAttribute("aria-label", `Products like the ${name.textContent.toLowerCase()}`);
       const products = sorted(item.results || []).slice(0, LOOK_ROW);
       if (products.length) cards.append(...products.map((p) => card(p)));
