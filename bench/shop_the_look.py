@@ -90,8 +90,8 @@ def main(argv=None):
     p.add_argument("--street", type=int, default=150)
     p.add_argument("--items-per-class", type=int, default=0)
     p.add_argument("--precision", default="f32", help="The parser maps' precision for the 'parser' rows (f32, bf16).")
-    p.add_argument("--baselines", action="store_true", help="Also the whole frame and the contrast localiser "
-                   "(bench/real.py measures both; --items-per-class needs this).")
+    p.add_argument("--baselines", action="store_true", help="Also the whole frame and the contrast localiser on "
+                   "street photos (bench/real.py measures both).")
     p.add_argument("--out")
     args = p.parse_args(argv)
     root = Path(args.data)
@@ -102,8 +102,8 @@ def main(argv=None):
     variants = {
         **({"whole frame": frame, "contrast": open_index(args.index, embedder=frame.embedder, parser=False)}
            if args.baselines else {}),
-        "parser (mask on white)": open_index(args.index, embedder=frame.embedder, locator=partial(parse, parser=parser)),
-        "parser (box crop)": open_index(args.index, embedder=frame.embedder,
+        "parser (MASKED groups on white)": open_index(args.index, embedder=frame.embedder, locator=partial(parse, parser=parser)),
+        "parser (every garment a box crop)": open_index(args.index, embedder=frame.embedder,
                                         locator=partial(parse, parser=parser, masked=False)),
     }
     report = {"precision": args.precision}
@@ -121,7 +121,7 @@ def main(argv=None):
         if len(by_class[photo.cls]) < args.items_per_class:
             by_class[photo.cls].append(photo)
     singles = [p for c in sorted(by_class) for p in by_class[c]]
-    report["items"] = items(singles, {k: variants[k] for k in ("whole frame", "contrast", "parser (mask on white)")},
+    report["items"] = items(singles, {"whole frame": frame, "parser (MASKED groups on white)": variants["parser (MASKED groups on white)"]},
                             "whole frame")
     print(json.dumps(report, indent=1))
     if args.out:

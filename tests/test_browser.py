@@ -972,6 +972,6 @@ def test_shop_the_look_outlines_and_rows(look_server, browser, device):
     assert page.get_attribute("#boxes .box.selected", "data-index") == "1"
     assert len(searches) == asked and not problems
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    page.evaluate("() => window.scrollTo(0, 0)")
+    page.locator("#garment-rows").scroll_into_view_if_needed()  # on a phone the rows are below the photo
     shot(page, f"30-look-{device}-second.png", full_page=not phone)
     page.close()

@@ -32,7 +32,6 @@ from .stages.hydrate import hydrate
 from .stages.identify import attributes, identify
 from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, search_again
-from .stages.parse import outline
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
 
@@ -106,7 +105,7 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
             identified=item.identified, types=item.types)))
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
-                              **({"outline": outline(item.mask, photo.scale)} if item.mask is not None else {}),
+                              **({"outline": item.outline} if item.outline else {}),
                               "identified": r.identified.to_dict() if r.identified else None,
                               "results": r.products} for item, r in zip(items, results)]
     return result, items
