@@ -65,6 +65,12 @@ def test_a_garment_is_found_by_an_overlapping_row_of_its_type_and_one_row_finds_
     assert rs.garments_found([(top, shirts)], [(top, SHIRTS), (top, SHIRTS)]) == [True, False]
 
 
+def test_garments_typed_ignores_where_the_row_is_and_lets_one_row_serve_several():
+    shirts = ["Shirts"] * 4 + ["Jeans"]
+    assert rs.garments_typed([shirts], [SHIRTS, SHIRTS, SHOES]) == [True, True, False]
+    assert rs.garments_typed([], [SHIRTS]) == [False]
+
+
 def test_main_result_right_and_top1():
     worn = [SHIRTS, SHOES]
     assert rs.main_result_right(["Shirts", "Shirts", "Shirts", "Jeans", "Jeans"], worn)

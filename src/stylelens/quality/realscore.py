@@ -9,7 +9,8 @@ Definitions (issue 23; the bench prints them beside its tables):
   garment's box (a tight box around one shoe of a pair, or around the chest of a long coat, still points at it).
 - **a garment is found** when an item row that overlaps it has type P@5 >= 0.6 within the garment's catalog
   types; each row finds at most one garment (a row showing jeans cannot also be the shopper's top), so the
-  rows are matched one-to-one to the garments, as many as possible.
+  rows are matched one-to-one to the garments, as many as possible. The loose reading (``garments_typed``)
+  drops the box and the one-to-one rule: some row has type P@5 >= 0.6 within the garment's types.
 - **the main result is right** when the top-level results (the main item's) have type P@5 >= 0.6 for at least
   one worn garment; ``top1_right`` is the looser figure: the first result's type is one a worn garment has.
 """
@@ -106,6 +107,12 @@ def garments_found(rows: Sequence[tuple[Box, Sequence[str]]], garments: Sequence
               if overlaps(box, gbox) and type_p_at_k(types, wanted) >= threshold}
              for box, types in rows]
     return [o is not None for o in match_one_to_one(edges, len(garments))]
+
+
+def garments_typed(rows: Sequence[Sequence[str]], worn: Sequence[Collection[str]], threshold: float = FOUND_P5) -> list[bool]:
+    """Per worn garment (its catalog types), whether some result row (its types) is mostly of its types, wherever
+    that row's box lies and however many garments it serves: the loose reading of 'found', beside ``garments_found``."""
+    return [any(type_p_at_k(types, wanted) >= threshold for types in rows) for wanted in worn]
 
 
 def main_result_right(types: Sequence[str], worn: Sequence[Collection[str]], threshold: float = FOUND_P5) -> bool:
