@@ -119,4 +119,6 @@ def build(folder: Path, out: Path):
     from stylelens import build_index, open_index
 
     build_index(folder, out, embedder=lite_embedder(), workers=0, progress=False)
-    return open_index(out, embedder=lite_embedder())
+    # The contrast localiser, as these generated photos (catalog shots pasted on backdrops) were made for; the
+    # garment parser (setting parser, on by default) reads real people: tests/test_shop_the_look.py.
+    return open_index(out, embedder=lite_embedder(), parser=False)

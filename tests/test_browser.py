@@ -49,8 +49,9 @@ def fashion_index(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def server(fashion_index, tmp_path_factory):
-    """`stylelens serve INDEX` as a subprocess on a free loopback port."""
-    yield from serve(fashion_index, tmp_path_factory)
+    """`stylelens serve INDEX` as a subprocess on a free loopback port. The contrast localiser: the page's box
+    tests search catalog shots pasted on a backdrop; the garment parser has ``look_server``."""
+    yield from serve(fashion_index, tmp_path_factory, "--no-parser")
 
 
 def serve(fashion_index, tmp_path_factory, *options):
@@ -907,4 +908,78 @@ def test_words_in_the_describe_box_become_filters(server, browser, fashion_index
     types = page.eval_on_selector_all("#results .card .card-type", "els => els.map(e => e.textContent)")
     assert types and all(t.startswith("Shirts") for t in types)
     shot(page, "18-describe.png")
+    page.close()
+
+
+# ---- shop the look: a person's photo, one outline and one row per worn garment --------------------------
+LOOK_GROUPS = {"top": "Top", "outerwear": "Outerwear", "dress": "Dress", "bottom": "Bottom", "shoes": "Shoes", "bag": "Bag"}
+
+
+@pytest.fixture(scope="module")
+def look_server(fashion_index, tmp_path_factory):
+    """The same index served as it is: a Lite0 index gets the garment parser (setting ``parser``, on by default)."""
+    if not (FASHION_SMALL.parent / "street-ccp" / "labels.csv").exists():
+        pytest.skip("needs ../shared/data/street-ccp")
+    yield from serve(fashion_index, tmp_path_factory)
+
+
+def outfit_photo() -> Path:
+    """The first street-ccp measure photo of a person wearing three or more garments."""
+    from stylelens.quality import realdata
+
+    return next(p for p in realdata.street_photos(FASHION_SMALL.parent, part="measure") if len(p.worn) >= 3).path
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_shop_the_look_outlines_and_rows(look_server, browser, device):
+    """An outfit photo: each garment's outline on the photo and one row of its products; picking a row's
+    header picks its garment (outline, box, chip) from the same answer, with no new search."""
+    phone = device == "phone"
+    page = browser.new_page(viewport={"width": 390, "height": 844} if phone else {"width": 1366, "height": 900},
+                            is_mobile=phone, has_touch=phone)
+    page.set_default_timeout(TIMEOUT_MS)
+    problems, searches = [], []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("request", lambda r: r.url.endswith("/api/search") and searches.append(r))
+    page.goto(look_server)
+    page.wait_for_selector("body[data-ready='true']")
+    with page.expect_response(is_search) as answer:
+        page.set_input_files("#file-input", str(outfit_photo()))
+    items = answer.value.json()["items"]
+    assert len(items) >= 2 and all(item["group"] in LOOK_GROUPS and item["outline"] for item in items)
+    page.wait_for_selector("#garment-rows .garment-row >> nth=1")
+    idle(page)
+    assert page.is_hidden("#results") and page.is_visible("#garment-rows")
+    rows = page.locator("#garment-rows .garment-row")
+    assert rows.count() == len(items)
+    for i, item in enumerate(items):
+        head = rows.nth(i).locator(".garment-row-head").inner_text()
+        assert LOOK_GROUPS[item["group"]] in head
+        shown = rows.nth(i).locator(".card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+        assert shown and shown == [p["id"] for p in item["results"]][: len(shown)]
+
+    # Every garment's outline lies over the photo inside its box (both in the photo's pixels, scaled alike).
+    g = page.evaluate(PHOTO_ON_SCREEN_JS)
+    for i, item in enumerate(items):
+        polygons = page.locator(f"#boxes svg.outlines polygon[data-index='{i}']")
+        assert polygons.count() == len(item["outline"])
+        drawn = polygons.first.bounding_box()
+        x, y, w, h = item["box"]
+        left, top = g["left"] + x * g["s"], g["top"] + y * g["s"]
+        assert drawn["x"] >= left - 3 and drawn["y"] >= top - 3
+        assert drawn["x"] + drawn["width"] <= left + w * g["s"] + 3 and drawn["y"] + drawn["height"] <= top + h * g["s"] + 3
+    assert page.get_attribute("#boxes svg.outlines polygon[data-index='0']", "class") == "selected"
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shot(page, f"30-look-{device}.png", full_page=not phone)
+
+    asked = len(searches)
+    second = page.locator("#garment-rows .garment-row-head[data-index='1']")
+    second.tap() if phone else second.click()
+    page.wait_for_function("() => document.querySelector('#boxes svg.outlines polygon.selected').dataset.index === '1'")
+    assert page.get_attribute("#garment-rows .garment-row-head[data-index='1']", "aria-pressed") == "true"
+    assert page.get_attribute("#boxes .box.selected", "data-index") == "1"
+    assert len(searches) == asked and not problems
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.locator("#garment-rows").scroll_into_view_if_needed()  # on a phone the rows are below the photo
+    shot(page, f"30-look-{device}-second.png", full_page=not phone)
     page.close()

@@ -85,7 +85,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("k", 5, "Number of recommendations returned.", int),
         Setting("localise", True, "Find the item(s) in a shopper's photo and search with each one's crop (a shot on white is "
                 "searched as it is).", _bool),
-        Setting("max_items", 3, "Most items searched in one photo (each gets its own box and results).", int),
+        Setting("max_items", 6, "Most items searched in one photo (each gets its own box and results; a person wears ~3-4 "
+                "garments, the parser knows 6 groups).", int),
         Setting("tune", True, "Search the space of the head `stylelens tune` trained, when the index has one (--no-tune: the raw "
                 "backbone space).", _bool),
         Setting("tune_views", 2000, "Shopper-style photos `stylelens tune` composes from the catalog to train on (0: catalog shots only).", int),
@@ -140,6 +141,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("rocchio_dislike", 0.5, "Personalised search: weight c of the shopper's disliked items.", float),
         Setting("upload_total_s", 60.0, "Seconds a whole request body may take to arrive (however steadily it drips) before "
                 "the server answers 408.", float),
+        Setting("parser", True, "Shop the look: find each garment a person wears with the garment parser (its shipped weights, "
+                "over the index's own backbone) and search it within its group's types; a lone garment is searched whole. "
+                "Off, or an index on another backbone: the contrast localiser.", _bool),
     ]
 }
 

@@ -10,7 +10,7 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="Serve the web page and the HTTP API over an index.")
     p.add_argument("index", help="Index folder, or postgresql://[USER@]HOST[:PORT]/DB for an index in PostgreSQL that "
                                  "replicas on any machine serve together.")
-    add_setting_flags(p, "host", "port", "max_upload_bytes", "search", "tune", "runtime", "precision", "batch_wait_ms")
+    add_setting_flags(p, "host", "port", "max_upload_bytes", "search", "tune", "parser", "runtime", "precision", "batch_wait_ms")
     p.add_argument("--auth", action="store_true",
                    help="Shopper tokens: likes and 'For you' need the shopper's token (signed with STYLELENS_AUTH_SECRET, "
                         "or a secret made for this run when it is not set).")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from .results import SearchResult
 from .space import RawSpace, Snapshot, open_space
 from .stages.identify import identify
 from .stages.neighbours import neighbours
+from .stages.parse import parse
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ class Index:
         self.embedder = MicroBatcher(embedder, max_wait_ms=batch_wait_ms) if batch_wait_ms and batch_wait_ms > 0 else embedder
         self.locator = locator
         self.type_model = _type_model(built, self.settings)
+        self._parser = None  # the garment parser, loaded on the first photo searched with it (``parser_locator``)
+        self._parser_lock = threading.Lock()
+        self._parse_lock = threading.Lock()  # one parser model answers one photo at a time
         self._shoppers = None
         self._space = open_space(self.store, self.settings, self.settings.tune)
         self._space_manifest = self.store.manifest
@@ -119,11 +125,31 @@ class Index:
         history = self.shoppers.history(user) if user is not None else None
         result, items = pipeline.search_photo(snap, photo, request, self.embedder, history=history,
                                               localise=self.settings.localise, max_items=self.settings.max_items,
-                                              locator=self.locator, type_model=self.type_model)
+                                              locator=self.locator or self.parser_locator(), type_model=self.type_model)
         if user is not None:
             self.shoppers.record(user, "upload", vector=items[0].vector, sha256=photo.sha256)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
+
+    def parser_locator(self):
+        """The locate stage with the garment parser (``stages.parse``), or None for today's (``stages.locate``):
+        setting ``parser`` off or ``localise`` off, no shipped weights, or an index on another backbone than the
+        one the parser reads (its maps come from the index's own network: no second model in memory)."""
+        if not (self.settings.parser and self.settings.localise):
+            return None
+        parser = self.parser
+        if parser is None:
+            return None
+        return partial(parse, parser=parser, lock=self._parse_lock)
+
+    @property
+    def parser(self):
+        """The garment parser over this index's backbone, loaded once (None where it cannot serve this index)."""
+        if self._parser is None:
+            with self._parser_lock:
+                if self._parser is None:
+                    self._parser = _load_parser(self.embedder) or False
+        return self._parser or None
 
     def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
                 collapse: bool | None = None, **filters) -> SearchResult:
@@ -261,6 +287,24 @@ def _type_model(fingerprint: dict, settings: Settings):
         log.warning("%s Searching without the type model.", exc)
         return None
     return model if model.accepts(fingerprint) else None
+
+
+PARSER_PRECISION = "f32"  # the parser's maps (OpenVINO): see the README's "Shop the look" for bf16's numbers
+
+
+def _load_parser(embedder):
+    """``models.parser.GarmentParser`` over ``embedder``'s network when its shipped weights were trained on that
+    very backbone (same weights hash); None otherwise."""
+    from ..models import parser as garment_parser
+
+    embedder = getattr(embedder, "embedder", embedder)  # a MicroBatcher's model
+    meta_path = garment_parser.DEFAULT_WEIGHTS.with_suffix(".json")
+    if not (garment_parser.DEFAULT_WEIGHTS.is_file() and meta_path.is_file()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    if embedder.fingerprint()["weights"].get("sha256") != meta.get("backbone_weights_sha256"):
+        return None
+    return garment_parser.GarmentParser.load(embedder=embedder, precision=PARSER_PRECISION)
 
 
 def _space_key(manifest: dict) -> str:

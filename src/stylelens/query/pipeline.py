@@ -91,8 +91,10 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
     which the item is then searched within, unless the shopper filtered by type or the photo is a catalog
     product's own)."""
     allowed = request.filters.mask(snap.columns)  # checks the filter values first
+    # A garment of a known group is searched, and voted on, among that group's types alone (a worn top among tops).
+    within = None if types is None else within_types(snap.columns, np.ones(len(snap.columns.live), bool), types)
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
-                      exclude_rows=request.exclude_rows, raw=raw)
+                      exclude_rows=request.exclude_rows, raw=raw, within=within)
     if request.filters.type or len(near.self_rows):
         model_type = None
     allowed = within_types(snap.columns, allowed, narrowed(types, model_type, snap.columns, allowed, request.pool))
@@ -120,6 +122,7 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
             identified=item.identified, types=item.types, model_type=mt)))
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
+                              **({"outline": item.outline} if item.outline else {}),
                               "identified": r.identified.to_dict() if r.identified else None,
                               "results": r.products} for item, r in zip(items, results)]
     return result, items

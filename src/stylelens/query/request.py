@@ -76,6 +76,7 @@ class Item:
     raw: np.ndarray | None = None  # its backbone vector
     vector: np.ndarray | None = None  # its vector in the space searched
     identified: Identification | None = None
+    outline: list | None = None  # the item's outline for the page: polygons of [x, y] in the original photo's pixels
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ class Product(BaseModel):
 
 class Item(BaseModel):
     box: list[int] = Field(description="x, y, width, height of the item in the photo's pixels.")
+    group: str | None = Field(None, description="A worn garment's group (top, outerwear, dress, bottom, shoes, bag), "
+                                                "when the garment parser found it; it was searched within that group's types.")
+    outline: list[list[list[int]]] | None = Field(None, description="The garment's outline: a few polygons of [x, y] points "
+                                                                   "in the photo's pixels (from the parser's mask).")
     identified: Identification | None = None
     results: list[Product]
 

@@ -33,8 +33,11 @@ def filter_found(near: Neighbours, allowed: np.ndarray, request: SearchRequest) 
 
 def within_types(columns, allowed: np.ndarray, types) -> np.ndarray:
     """``allowed`` narrowed to the catalog types an item is searched within (a worn garment's group: a top among
-    tops). None: every type, as today. Types the catalog lacks match nothing."""
+    tops). None: every type, as today. Types the catalog lacks are left out; a catalog with none of them (another
+    shop's vocabulary) is searched over every type rather than answering nothing."""
     if types is None:
         return allowed
     codes = [c for c in (columns.code("type", t) for t in types) if c is not None]
+    if not codes:
+        return allowed
     return allowed & np.isin(columns.codes["type"], codes)

@@ -30,15 +30,16 @@ class Neighbours:
 
 
 def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = None, exclude_rows=(),
-               raw: np.ndarray | None = None) -> Neighbours:
-    """The n best live rows (minus ``exclude_rows``) and the query's own rows among them. ``raw``: the query's
-    backbone vector, which confirms a same-picture match in a tuned space (that space pulls a type together
-    on purpose)."""
+               raw: np.ndarray | None = None, within: np.ndarray | None = None) -> Neighbours:
+    """The n best live rows (minus ``exclude_rows``; only rows ``within`` allows, when given: a worn garment's
+    group, so that its vote and its results are of that group) and the query's own rows among them. ``raw``: the
+    query's backbone vector, which confirms a same-picture match in a tuned space (that space pulls a type
+    together on purpose)."""
     columns, space = snap.columns, snap.space
     exclude = np.asarray(list(exclude_rows), dtype=np.int64)
-    mask = None
+    mask = None if within is None else columns.live & within
     if len(exclude):
-        mask = columns.live.copy()
+        mask = columns.live.copy() if mask is None else mask
         mask[exclude] = False
     scores, rows = space.search(vector[None], n + SELF_SLACK, mask, columns=columns)
     scores, rows = scores[0], rows[0]

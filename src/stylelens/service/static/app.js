@@ -17,7 +17,7 @@
     focusBuy: $("focus-buy"),
     message: $("message"), messageTitle: $("message-title"), messageText: $("message-text"),
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
-    results: $("results"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
+    results: $("results"), garmentRows: $("garment-rows"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
     forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"), forYouTitle: $("for-you-title"),
   };
 
@@ -216,7 +216,8 @@
   // the whole photo again updates the items the server found, and leaves the boxes the shopper moved alone.
   function takeItems(body, { fresh, item, key }) {
     const answered = (body.items && body.items.length ? body.items : [{ box: null, identified: body.identified, results: body.results }])
-      .map((it) => ({ box: it.box, identified: it.identified, results: it.results || [], note: body.note, took_ms: body.took_ms, key }));
+      .map((it) => ({ box: it.box, group: it.group, outline: it.outline, identified: it.identified, results: it.results || [],
+        note: body.note, took_ms: body.took_ms, key }));
     if (fresh) {
       state.items = answered.map((it, i) => ({ ...it, origin: i }));
       state.selected = 0;
@@ -361,6 +362,7 @@
     // Fewer than asked for means there are no more to show.
     el.loadMore.hidden = n < state.k || state.k >= MAX_K;
     el.sortBox.hidden = n < 2 || !state.hasPrices;  // "Best match" alone is no choice
+    if (isLook()) drawLookRows();  // a look's rows say how many garments, and show no "more" button
     if (more) {
       // Keyboard and screen-reader users continue at the first product they have not seen.
       const fresh = Array.from(el.results.querySelectorAll(".card")).find((c) => !shown.has(c.dataset.id));
@@ -392,6 +394,85 @@
 
   function drawResults() {
     if (state.products.length) el.results.replaceChildren(...sorted(state.products).map((p) => card(p)));
+    drawLookRows();
+  }
+
+  // ---- shop the look: a person's photo answers one item per worn garment (``group``, ``outline``) -------------
+  const LOOK_ROW = 12;  // products in a garment's row (it scrolls sideways); the garment's own grid has them all
+  const GROUP_NAMES = { top: "Top", outerwear: "Outerwear", dress: "Dress", bottom: "Bottom", shoes: "Shoes", bag: "Bag" };
+
+  function isLook() {
+    return state.mode === "photo" && state.items.filter((item) => item.group).length >= 2;
+  }
+
+  // In a look, every garment gets its own row of products (the single grid holds one item's); its header picks
+  // the garment (its outline and box on the photo), as its chip does.
+  function drawLookRows() {
+    const look = isLook();
+    el.garmentRows.hidden = !look;
+    el.results.hidden = look;
+    if (!look) {
+      el.garmentRows.replaceChildren();
+      return;
+    }
+    el.loadMore.hidden = true;  // each row shows the garment's first products; pick it and draw a box for more
+    const garments = state.items.filter((item) => item.group).length;
+    el.resultsMeta.textContent = `${garments} garments · ${Math.round(state.items[0].took_ms || 0)} ms`;
+    keepingFocus(el.garmentRows, () => el.garmentRows.replaceChildren(...state.items.map((item, i) => {
+      const row = document.createElement("section");
+      row.className = i === state.selected ? "garment-row selected" : "garment-row";
+      const head = document.createElement("button");
+      head.type = "button";
+      head.className = "garment-row-head";
+      head.dataset.index = String(i);
+      head.setAttribute("aria-pressed", String(i === state.selected));
+      const number = document.createElement("span");
+      number.className = "item-no";
+      number.setAttribute("aria-hidden", "true");
+      number.textContent = String(i + 1);
+      const name = document.createElement("span");
+      name.className = "garment-row-group";
+      name.textContent = GROUP_NAMES[item.group] || "Your box";
+      const what = document.createElement("span");
+      what.className = "garment-row-type muted";
+      what.textContent = itemLabel(item);
+      head.append(number, name, what);
+      head.addEventListener("click", () => selectItem(i));
+      const cards = document.createElement("ul");
+      cards.className = "garment-row-cards";
+      cards.setAttribute("aria-label", `Products like the ${name.textContent.toLowerCase()}`);
+      const products = sorted(item.results || []).slice(0, LOOK_ROW);
+      if (products.length) cards.append(...products.map((p) => card(p)));
+      else {
+        const li = document.createElement("li");
+        li.className = "empty";
+        li.textContent = item.note || "No products match these filters.";
+        cards.append(li);
+      }
+      row.append(head, cards);
+      return row;
+    })));
+  }
+
+  // Each garment's outline over the photo (polygons in the photo's own pixels, like the boxes).
+  function outlineLayer(g) {
+    // The SVG namespace, read off the page's own inline icons (no URL in the script: the page fetches nothing).
+    const NS = document.querySelector("svg").namespaceURI;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("class", "outlines");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("viewBox", `0 0 ${g.w} ${g.h}`);
+    Object.assign(svg.style, { left: `${g.ox}px`, top: `${g.oy}px`, width: `${g.w * g.s}px`, height: `${g.h * g.s}px` });
+    state.items.forEach((item, i) => {
+      for (const polygon of item.outline || []) {
+        const shape = document.createElementNS(NS, "polygon");
+        shape.setAttribute("points", polygon.map(([x, y]) => `${x},${y}`).join(" "));
+        shape.setAttribute("class", i === state.selected ? "selected" : "");
+        shape.dataset.index = String(i);
+        svg.append(shape);
+      }
+    });
+    return svg;
   }
 
   function formatPrice(price, currency) {
@@ -638,10 +719,10 @@
     if (!g) return;
     const selected = state.items[state.selected];
     el.boxes.classList.toggle("unsure", Boolean(selected) && isUnsure(selected.identified));
-    keepingFocus(el.boxes, () => el.boxes.replaceChildren(...state.items.flatMap((item, i) => {
+    keepingFocus(el.boxes, () => el.boxes.replaceChildren(outlineLayer(g), ...state.items.flatMap((item, i) => {
       if (!item.box) return [];
       const node = document.createElement("div");
-      node.className = i === state.selected ? "box selected" : "box";
+      node.className = (i === state.selected ? "box selected" : "box") + (item.outline && item.outline.length ? " outlined" : "");
       node.dataset.index = String(i);
       node.tabIndex = 0;
       node.setAttribute("role", "button");

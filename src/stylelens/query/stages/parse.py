@@ -1,0 +1,97 @@
+"""Stage 1 with a garment parser: which items of the photo to search, main item first (shop the look).
+
+The parser (``models.parser.GarmentParser``, run once on the decoded pixels) reads each pixel as a garment
+group, the wearer's body or background. Then:
+
+- a box the shopper drew, setting ``localise`` off, or a shot on white: today's ``locate`` (the box, the
+  whole frame, the catalog's own framing);
+- a **person** wearing an outfit: one item per worn garment (top, outerwear, dress, bottom, shoes, bag), its
+  box (a coat or a dress: its mask cut out on white), searched within its group's catalog types
+  (``item.groups``), largest / most central first, up to ``max_items``;
+- **one garment**, or nobody: the whole frame as it is (the parser mistakes a bed or a floor for garments
+  beside a lone one), unless every garment it sees lies in a confident region much smaller than the frame.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ...item import localise
+from ...item.groups import GROUP_TYPES
+from ..request import Item, Photo
+from .locate import locate
+
+PAD = 0.05  # margin around a worn garment's box
+# Groups cut out on white (their mask); the others are searched as their box with a margin. Measured on 150
+# street measure photos (bench/shop_the_look.py): the mask wins for outerwear (type P@5 0.68 against 0.39: a
+# coat's box holds the top beneath it) and ties for dresses; a top's visible part under a coat, a bottom or a
+# shoe search better with their context (tops 0.33 against 0.16, bottoms 0.30 against 0.21).
+MASKED = frozenset({"outerwear", "dress"})
+# A person in view wearing an outfit: no one garment holds this share of the frame. Closer, it is one garment
+# worn or held up to the camera (real-items' photos the parser reads as worn have their largest garment at
+# 0.2-0.5 of the frame, street-ccp's outfits under 0.2), searched as a lone garment is: whole.
+OUTFIT_MAX_SHARE = 0.2
+# A lone garment is cut to the parser's region only when that region holds under this share of the frame
+# and the parser is this sure of its pixels: a garment filling the frame is searched as it is.
+SMALL_REGION = 0.25
+SURE = 0.8
+OUTLINE_POINTS = 24  # at most this many corners per outline polygon (the page draws it; the JSON stays small)
+
+
+def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int = 6, parser,
+          lock: threading.Lock | None = None, masked: bool = True) -> list[Item]:
+    """``parser``: ``analyse(rgb) -> Parsing``; ``lock``: held around it (one model, concurrent callers);
+    ``masked``: cut the ``MASKED`` groups out on white (False: every garment as its box with a margin)."""
+    rgb = photo.pixels
+    if box is not None or not localise_items or localise.on_white(rgb):
+        return locate(photo, box, localise_items=localise_items, max_items=max_items)
+    if lock is None:
+        parsing = parser.analyse(rgb)
+    else:
+        with lock:
+            parsing = parser.analyse(rgb)
+    height, width = rgb.shape[:2]
+    worn = [g for g in parsing.garments if g.group in GROUP_TYPES]
+    if parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE:
+        return [Item(box=_original(g.box, photo.scale), region=g.box, pad=PAD, score=g.score,
+                     mask=g.mask if masked and g.group in MASKED else None, group=g.group, types=GROUP_TYPES[g.group],
+                     outline=outline(g.mask, photo.scale))
+                for g in worn[:max_items]]
+    region = parsing.region
+    if (not parsing.person_present and region is not None and region[2] * region[3] < SMALL_REGION * width * height
+            and min(g.score for g in parsing.garments) >= SURE):
+        return [Item(box=_original(region, photo.scale), region=region, pad=0.1, score=parsing.garments[0].score)]
+    return [Item(box=photo_box(photo), pad=None)]
+
+
+def photo_box(photo: Photo) -> tuple[int, int, int, int]:
+    width, height = photo.size
+    return (0, 0, width, height)
+
+
+def _original(box, scale: float) -> tuple[int, int, int, int]:
+    return tuple(round(v * scale) for v in box)
+
+
+def outline(mask: np.ndarray, scale: float = 1.0, max_points: int = OUTLINE_POINTS) -> list[list[list[int]]]:
+    """A garment's mask as a few simplified polygons in the original photo's pixels (a pair of shoes: two)."""
+    import cv2
+
+    contours, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    largest = max(cv2.contourArea(c) for c in contours)
+    polygons = []
+    for c in sorted(contours, key=cv2.contourArea, reverse=True):
+        if cv2.contourArea(c) < 0.15 * largest or len(polygons) == 4:
+            break
+        eps = 0.01 * cv2.arcLength(c, True)
+        poly = cv2.approxPolyDP(c, eps, True)
+        while len(poly) > max_points:
+            eps *= 1.5
+            poly = cv2.approxPolyDP(c, eps, True)
+        if len(poly) >= 3:
+            polygons.append([[round(float(x) * scale), round(float(y) * scale)] for x, y in poly[:, 0]])
+    return polygons

