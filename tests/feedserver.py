@@ -46,6 +46,9 @@ class FeedServer:
             def do_GET(self):
                 route = server.routes.get(self.path.split("?", 1)[0])
                 status, headers, body = server.answer(route, self.headers)
+                # Logged before answering: a client that has its answer may look at the log at once.
+                with server._lock:
+                    server.log.append(("GET", self.path, status, len(body)))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -55,8 +58,6 @@ class FeedServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
-                with server._lock:
-                    server.log.append(("GET", self.path, status, len(body)))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
