@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,13 @@ def db_url(port: int, name: str) -> str:
 
 def cli(env, *args, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def eventually(check, timeout: float = 30.0):
+    """A store or replica that lags shows a write within seconds: poll until ``check()`` is truthy (its last value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.25)

@@ -13,14 +13,13 @@ protocol (no model): the tests hold the store's behaviour, not an embedder's.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
-from replica_fixtures import PASSWORD, db_url, milvus_server, postgres, postgres_server  # noqa: F401
+from replica_fixtures import PASSWORD, db_url, eventually, milvus_server, postgres, postgres_server  # noqa: F401
 from stylelens.errors import IndexBusyError, InvalidArgumentError, ProductNotFoundError
 from stylelens.index import create_store, open_store
 from stylelens.index.backend import exact_search
@@ -129,14 +128,6 @@ def ids(n, start=0, prefix="p"):
     return [f"{prefix}{i:05d}" for i in range(start, start + n)]
 
 
-def eventually(check, timeout=30.0):
-    """A store that lags shows a write within seconds: poll until ``check()`` is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
 
 
 def checks_ok(place) -> bool:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import write_catalog
-from replica_fixtures import (CLI, PASSWORD, cli, db_url, environment, milvus_server,  # noqa: F401
+from replica_fixtures import (CLI, PASSWORD, cli, db_url, environment, eventually, milvus_server,  # noqa: F401
                               postgres, postgres_server)
 from service_fixtures import free_port
 
@@ -65,14 +65,6 @@ class Replica:
                 self.proc.wait()
 
 
-def eventually(check, timeout=20.0):
-    """A replica sees a write within seconds: poll until ``check()`` is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.25)
 
 
 def set_price(catalog: Path, pid: str, price: str) -> None:

