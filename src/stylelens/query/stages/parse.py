@@ -34,9 +34,6 @@ MASKED = frozenset({"outerwear", "dress"})
 # worn or held up to the camera (real-items' photos the parser reads as worn have their largest garment at
 # 0.2-0.5 of the frame, street-ccp's outfits under 0.2), searched as a lone garment is: whole.
 OUTFIT_MAX_SHARE = 0.2
-# ... and the parser is this sure of the garments, on average: on the train parts, single garments at home that
-# it read as worn scored 0.55-0.76 (8 of 13 under 0.65), street outfits 0.58-0.89 (11 of 150 under 0.65).
-OUTFIT_MIN_SCORE = 0.65
 OUTLINE_POINTS = 24  # at most this many corners per outline polygon (the page draws it; the JSON stays small)
 
 
@@ -53,8 +50,7 @@ def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int
         with lock:
             parsing = parser.analyse(rgb)
     worn = [g for g in parsing.garments if g.group in GROUP_TYPES]
-    if (parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE
-            and np.mean([g.score for g in worn]) >= OUTFIT_MIN_SCORE):
+    if parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE:
         return [Item(box=_original(g.box, photo.scale), region=g.box, pad=PAD, score=g.score,
                      mask=g.mask if masked and g.group in MASKED else None, group=g.group, types=GROUP_TYPES[g.group],
                      outline=outline(g.mask, photo.scale))
