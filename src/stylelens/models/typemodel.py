@@ -15,6 +15,7 @@ otherwise the caller builds ``Embedder(**model.embedder_options())`` for it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -61,6 +62,11 @@ class TypeModel:
             raise ValueError("the last layer must have one output per type")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+
+    @functools.cached_property
+    def taught_sets(self) -> list[frozenset[str]]:
+        """The type sets the real photos were labelled with (the model cannot tell their members apart)."""
+        return [frozenset(s) for s in self.meta.get("taught_sets", ())]
 
     @property
     def dim(self) -> int:

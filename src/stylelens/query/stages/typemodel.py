@@ -36,7 +36,6 @@ def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0) -
         return [None] * len(raws)
     sold = columns.codes["type"][columns.live]
     stock = np.bincount(sold[sold >= 0], minlength=len(columns.vocab["type"]))
-    sets = [set(s) for s in model.meta.get("taught_sets", ())]
     out = []
     for p in model.probabilities(np.asarray(raws, np.float32)):
         prob = {model.types[i]: float(p[i]) for i in np.argsort(-p) if columns.code("type", model.types[i]) is not None}
@@ -44,7 +43,7 @@ def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0) -
             out.append(None)
             continue
         first = next(iter(prob))
-        holding = [s for s in sets if first in s]
+        holding = [s for s in model.taught_sets if first in s]
         group = [t for t in prob if t in min(holding, key=len)] if holding else [first]
         confidence = sum(prob[t] for t in group)
         if confidence < max(model.threshold, min_confidence):
