@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import socket
 import sys
 from pathlib import Path
 
@@ -68,6 +69,29 @@ def fashion_slice(root: Path, pick, fashion: Path = FASHION_SMALL) -> tuple[list
         writer.writerows(indexed)
     build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
     return rows, indexed
+
+
+def no_download_env(folder: Path) -> dict[str, str]:
+    """The environment of a machine that cannot download model weights, with the real download code: an empty
+    torch hub, and HTTP(S) through a proxy on a closed local port (every connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{s.getsockname()[1]}"
+    return {"TORCH_HOME": str(folder / "torch-hub"), "https_proxy": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
+            "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> dict[str, str]:
+    """This process cannot download weights (``no_download_env``); the environment it set, for subprocesses too."""
+    import urllib.request
+
+    env = no_download_env(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # urllib reads the proxies once, into the opener its first urlopen builds: have the next one read them again.
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    return env
 
 
 @pytest.fixture

