@@ -41,8 +41,10 @@ class BackboneMaps:
             try:
                 import openvino as ov
 
+                from .runtimes import openvino_convert
+
                 example = torch.zeros((1, self.pre.size, self.pre.size, 3), dtype=torch.uint8)
-                model = ov.convert_model(self.module, example_input=example)
+                model = openvino_convert(ov, self.module, example)
                 compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
                 request = compiled.create_infer_request()
 

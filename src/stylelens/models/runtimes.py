@@ -97,14 +97,18 @@ def _import_openvino():
     return import_extra("openvino", "openvino", "fast", "The OpenVINO runtime")
 
 
+def openvino_convert(ov, module, example):
+    """``ov.convert_model`` without torch's notice that the torch.jit.trace it runs is deprecated (nothing a user can act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
+        return ov.convert_model(module, example_input=example)
+
+
 def _openvino_ir(emb, ov) -> Path:
     size = emb.preprocess.size
 
     def write(path: Path):
-        with warnings.catch_warnings():
-            # OpenVINO traces the model with torch.jit.trace, which torch now announces as deprecated.
-            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated", category=FutureWarning)
-            model = ov.convert_model(emb.net, example_input=_example_input(emb))
+        model = openvino_convert(ov, emb.net, _example_input(emb))
         model.reshape([-1, size, size, 3])  # any batch size
         ov.save_model(model, str(path), compress_to_fp16=False)
 
