@@ -13,11 +13,20 @@ if [ ! -d .venv/lib ] || ! ls .venv/lib/python*/site-packages/torch >/dev/null 2
         exit 1
     fi
 fi
+# One line per step with its time: a first install takes minutes, and pip -q alone shows nothing meanwhile.
+step() {
+    local what="$1"; shift
+    local start=$SECONDS
+    echo "setup: ${what} ..."
+    "$@"
+    echo "setup: ${what}: done in $((SECONDS - start)) s"
+}
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    step "creating .venv" python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+step "1/3 upgrading pip" .venv/bin/python -m pip install -q --upgrade pip
 # torch/torchvision pinned: the versions tested here (and served from local disk on the build machines).
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
-echo "stylelens installed in .venv with extras [${extras}]"
+step "2/3 installing torch and torchvision (the largest step: a few minutes the first time)" \
+    .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+step "3/3 installing stylelens with extras [${extras}]" .venv/bin/python -m pip install -q -e ".[${extras}]"
+echo "stylelens installed in .venv with extras [${extras}] in ${SECONDS} s"
