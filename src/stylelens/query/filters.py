@@ -47,7 +47,8 @@ class Filters:
                 raise InvalidArgumentError(f"{name} must be a number of 0 or more, got {value}.")
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise InvalidArgumentError(f"min_price ({self.min_price}) is above max_price ({self.max_price}). Swap them.")
-        prices = {} if has_prices(columns) else {"min_price": None, "max_price": None}
+        priced = self.min_price is None and self.max_price is None or has_prices(columns)
+        prices = {} if priced else {"min_price": None, "max_price": None}
         return replace(self, **labels, **prices)
 
     def notes(self, columns: Columns) -> list[str]:
