@@ -36,6 +36,8 @@ class Filters:
                 continue
             values: list[str] = []
             for word in str(wanted).split(","):
+                if not word.strip():  # "Tshirts," from a form that joined its choices
+                    continue
                 found = catalog_values(column, word, columns.vocab[column])
                 if not found:
                     raise InvalidArgumentError(unknown_value_message(column, word.strip(), columns.vocab[column]))
