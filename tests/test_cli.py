@@ -223,7 +223,7 @@ def test_index_offline_falls_back_to_efficientnet_lite0_with_one_warning_line(tm
     assert "Could not download the ResNet-50" in named.stderr and not (tmp_path / "j" / "manifest.json").exists()
 
 
-def test_a_catalog_without_prices_or_links_hides_those_columns_and_explains_an_empty_price_filter(tmp_path, capsys):
+def test_a_catalog_without_prices_or_links_hides_those_columns_and_says_a_price_filter_is_not_applied(tmp_path, capsys):
     from conftest import write_catalog
 
     write_catalog(tmp_path / "c", n=6, feed=False)  # images only: no prices, no links
@@ -233,9 +233,15 @@ def test_a_catalog_without_prices_or_links_hides_those_columns_and_explains_an_e
     assert main(["search", str(tmp_path / "i"), photo, "-k", "3"]) == 0
     header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rank"))
     assert header.split() == ["rank", "id", "name", "score"] or header.split() == ["rank", "id", "score"]
-    assert main(["search", str(tmp_path / "i"), photo, "--max-price", "50", "--json"]) == 0
+    # A price filter this catalog cannot apply is left out, said in one line beside the results (not an empty page).
+    assert main(["search", str(tmp_path / "i"), photo, "-k", "3", "--max-price", "50", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
-    assert body["results"] == [] and body["note"].startswith("This catalog has no prices")
+    assert len(body["results"]) == 3 and body["notes"] == ["Price filter not applied: this catalog has no prices."]
+    assert main(["search", str(tmp_path / "i"), photo, "-k", "3", "--max-price", "50"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "note: Price filter not applied: this catalog has no prices." and "rank" in lines[1] + lines[2]
+    assert main(["search", str(tmp_path / "i"), photo, "-k", "3"]) == 0
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_json_image_paths_are_absolute_whatever_folder_indexing_ran_in(tmp_path, monkeypatch, capsys):

@@ -62,6 +62,8 @@ def print_search_result(result, as_json: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
+    for note in result.notes:  # a filter the catalog could not apply: said before the results it did not narrow
+        print(f"note: {note}")
     items = result.extra.get("items") or []
     if len(items) <= 1:
         print_identified(result.identified)

@@ -596,14 +596,15 @@ class MilvusRows(VectorRows):
 
 
 def filter_expression(filters, columns) -> str:
-    """Filters -> Milvus boolean expression over the scalar fields. Call ``filters.mask`` first to validate."""
+    """Filters -> Milvus boolean expression over the scalar fields, as the catalog applies them (``filters.applied``:
+    shoppers' words as its values, a price filter it cannot apply left out), the same rows as ``filters.mask``."""
+    filters = filters.applied(columns)
     parts = []
     for column in FILTER_LABELS:
         wanted = getattr(filters, column)
         if wanted in (None, ""):
             continue
-        values = [columns.vocab[column][columns.code(column, v)] for v in str(wanted).split(",")]
-        parts.append(f"{column} in {json.dumps(values)}")
+        parts.append(f"{column} in {json.dumps(wanted.split(','))}")
     if filters.min_price is not None:
         parts.append(f"price >= {float(filters.min_price)!r}")
     if filters.max_price is not None:

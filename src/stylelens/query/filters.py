@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
 from ..index import Columns
-from ..index.catalog_db import label_key
 from .options import LABEL_FILTERS, check_k  # noqa: F401  (check_k: the k row of the options table)
+from .vocabulary import catalog_values, meant, suggestions
 
 
 @dataclass(frozen=True)
 class Filters:
-    """The filter rows of ``options.OPTIONS`` (a test keeps the two the same)."""
+    """The filter rows of ``options.OPTIONS`` (a test keeps the two the same). Label values are shoppers' words,
+    read through ``vocabulary`` ("sneakers", "female", "gray"); ``applied`` gives the catalog's own values."""
 
     gender: str | None = None
     type: str | None = None
@@ -25,32 +25,55 @@ class Filters:
     max_price: float | None = None
     include_out_of_stock: bool = False
 
-    def mask(self, columns: Columns) -> np.ndarray:
-        """Rows that pass, as one vectorised bool array; unknown label values are an error, not an empty result."""
-        mask = columns.live.copy()
+    def applied(self, columns: Columns) -> "Filters":
+        """These filters as this catalog applies them: each label word as the catalog's values, comma-separated
+        ('sneakers' -> 'Casual Shoes,Sports Shoes'); a price filter left out where the catalog has no prices
+        (``notes`` says so). An unknown word or a bad price is an error, not an empty result."""
+        labels = {}
         for column in LABEL_FILTERS:
             wanted = getattr(self, column)
             if wanted in (None, ""):
                 continue
-            codes = []
-            for value in str(wanted).split(","):
-                code = columns.code(column, value)
-                if code is None:
-                    raise InvalidArgumentError(unknown_value_message(column, value.strip(), columns.vocab[column]))
-                codes.append(code)
-            mask &= np.isin(columns.codes[column], codes)
+            values: list[str] = []
+            for word in str(wanted).split(","):
+                if not word.strip():  # "Tshirts," from a form that joined its choices
+                    continue
+                found = catalog_values(column, word, columns.vocab[column])
+                if not found:
+                    raise InvalidArgumentError(unknown_value_message(column, word.strip(), columns.vocab[column]))
+                values += [v for v in found if v not in values]
+            labels[column] = ",".join(values)
         for name in ("min_price", "max_price"):
             value = getattr(self, name)
             if value is not None and (not np.isfinite(value) or value < 0):
                 raise InvalidArgumentError(f"{name} must be a number of 0 or more, got {value}.")
         if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
             raise InvalidArgumentError(f"min_price ({self.min_price}) is above max_price ({self.max_price}). Swap them.")
+        priced = self.min_price is None and self.max_price is None or has_prices(columns)
+        prices = {} if priced else {"min_price": None, "max_price": None}
+        return replace(self, **labels, **prices)
+
+    def notes(self, columns: Columns) -> list[str]:
+        """One line for each filter given that this catalog cannot apply (and so left out), shown beside the results."""
+        if (self.min_price is not None or self.max_price is not None) and not has_prices(columns):
+            return ["Price filter not applied: this catalog has no prices."]
+        return []
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        """Rows that pass, as one vectorised bool array (``applied`` first: unknown words are an error)."""
+        applied = self.applied(columns)
+        mask = columns.live.copy()
+        for column in LABEL_FILTERS:
+            wanted = getattr(applied, column)
+            if wanted:
+                codes = [columns.vocab[column].index(v) for v in wanted.split(",")]
+                mask &= np.isin(columns.codes[column], codes)
         with np.errstate(invalid="ignore"):  # NaN prices never pass a price filter
-            if self.min_price is not None:
-                mask &= columns.price >= self.min_price
-            if self.max_price is not None:
-                mask &= columns.price <= self.max_price
-        if not self.include_out_of_stock:
+            if applied.min_price is not None:
+                mask &= columns.price >= applied.min_price
+            if applied.max_price is not None:
+                mask &= columns.price <= applied.max_price
+        if not applied.include_out_of_stock:
             mask &= columns.in_stock
         return mask
 
@@ -60,47 +83,49 @@ class Filters:
 
     def explain_empty(self, columns: Columns) -> str:
         """Why no product passes, by its real cause (checked one filter at a time)."""
-        asked_price = self.min_price is not None or self.max_price is not None
-        if asked_price and not np.isfinite(columns.price[columns.live]).any():
-            return "This catalog has no prices, so a price filter matches nothing: leave out min_price and max_price."
-        labels = Filters(**{c: getattr(self, c) for c in LABEL_FILTERS}, include_out_of_stock=True).mask(columns)
+        applied = self.applied(columns)
+        labels = Filters(**{c: getattr(applied, c) for c in LABEL_FILTERS}, include_out_of_stock=True).mask(columns)
         if not labels.any():
             chosen = ", ".join(f"{c} {getattr(self, c)}" for c in LABEL_FILTERS if getattr(self, c))
             return f"No product is {chosen} together: loosen one of them."
-        priced = Filters(**{c: getattr(self, c) for c in LABEL_FILTERS}, min_price=self.min_price,
-                         max_price=self.max_price, include_out_of_stock=True).mask(columns)
+        priced = replace(applied, include_out_of_stock=True).mask(columns)
         if not priced.any():
             return "No product of that kind is in the price range: widen min_price or max_price."
         return (f"{int(priced.sum())} matching products are out of stock: add include_out_of_stock to see them."
                 if not self.include_out_of_stock else "No product matches these filters.")
 
 
+def has_prices(columns: Columns) -> bool:
+    """Whether any product of the catalog has a price (a feed without prices: a price filter cannot apply)."""
+    return bool(np.isfinite(columns.price[columns.live]).any())
+
+
 KNOWN_SHOWN = 40
 
 
 def unknown_value_message(column: str, value: str, vocab: list[str]) -> str:
-    """'Unknown type 'tshrt'. Did you mean Tshirts? Known values: ...' (all of them, or the first 40 and a count)."""
+    """'Unknown type 'tshrt'. Did you mean Tshirts? Known values: ...' (all of them, or the first 40 and a count);
+    the words suggested are this catalog's values and the synonyms it has (``vocabulary``); a synonym for values
+    this catalog lacks says so ('sneakers': no Casual Shoes or Sports Shoes) rather than suggest a look-alike."""
     known = sorted(vocab, key=str.lower)
-    close = difflib.get_close_matches(label_key(value), {label_key(v): v for v in known}, n=3, cutoff=0.6)
-    by_key = {label_key(v): v for v in known}
-    hint = f" Did you mean {' or '.join(by_key[c] for c in close)}?" if close else ""
+    if meant(column, value):  # a word the table knows, for values this catalog does not sell
+        hint = f" This catalog has no {' or '.join(meant(column, value))}."
+    else:
+        close = suggestions(column, value, vocab)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
     listed = ", ".join(known[:KNOWN_SHOWN]) or "none in this catalog"
     if len(known) > KNOWN_SHOWN:
         listed += f", … and {len(known) - KNOWN_SHOWN} more (stylelens info, or GET /api/facets, lists them all)"
     return f"Unknown {column} '{value}'.{hint} Known values: {listed}."
 
 
-# Words shoppers use for catalog types that the catalog names otherwise (checked against its own values).
-TYPE_WORDS = {"sneakers": ["Casual Shoes", "Sports Shoes"], "trainers": ["Sports Shoes"], "tee": ["Tshirts"],
-              "tees": ["Tshirts"], "t-shirt": ["Tshirts"], "pants": ["Trousers"], "purse": ["Handbags", "Clutches"],
-              "bag": ["Handbags"], "bags": ["Handbags"], "sunglasses": ["Sunglasses"], "jumper": ["Sweaters"]}
 _PRICE = re.compile(r"\b(under|below|less than|max|up to|over|above|more than|min|from)\s*[$€£₹]?\s*(\d+(?:[.,]\d+)?)", re.I)
 
 
 def filters_from_text(text: str, columns: Columns) -> tuple[dict, list[str]]:
     """Words -> filter values of this catalog: "red women under 50 sneakers" -> colour Red, gender Women,
-    max_price 50, type Casual Shoes,Sports Shoes. Matched like the filters themselves (case, plural,
-    punctuation), longest phrase first. Returns (filters, words that matched nothing)."""
+    max_price 50, type Casual Shoes,Sports Shoes. Read like the filters themselves (``vocabulary``), longest
+    phrase first. Returns (filters, words that matched nothing)."""
     text = str(text or "")[:200]
     found: dict = {}
     for word, amount in _PRICE.findall(text):
@@ -114,7 +139,7 @@ def filters_from_text(text: str, columns: Columns) -> tuple[dict, list[str]]:
                 continue
             phrase = " ".join(words[start:start + size])
             for column in LABEL_FILTERS:
-                values = _label_values(phrase, column, columns)
+                values = catalog_values(column, phrase, columns.vocab[column])
                 if values:
                     found[column] = ",".join(dict.fromkeys(found.get(column, "").split(",") + values).keys()).strip(",")
                     used[start:start + size] = [True] * size
@@ -125,11 +150,3 @@ def filters_from_text(text: str, columns: Columns) -> tuple[dict, list[str]]:
 
 STOP_WORDS = {"a", "an", "the", "in", "for", "and", "with", "of", "but", "this", "like", "similar", "same", "style"}
 
-
-def _label_values(phrase: str, column: str, columns: Columns) -> list[str]:
-    code = columns.code(column, phrase)
-    if code is not None:
-        return [columns.vocab[column][code]]
-    if column == "type" and phrase in TYPE_WORDS:
-        return [v for v in TYPE_WORDS[phrase] if columns.code("type", v) is not None]
-    return []

@@ -115,12 +115,13 @@ class Option:
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("k", "count", whole, "How many products to return (1-1000, default from the 'k' setting).", int, check=check_k),
-    Option("gender", "filter", text, "Only this gender (comma-separated for several); values from /api/facets."),
-    Option("type", "filter", text, "Only this product type, e.g. Tshirts (comma-separated for several)."),
-    Option("colour", "filter", text, "Only this colour (comma-separated for several). 'color' is accepted too.",
-           aliases=("color",)),
-    Option("min_price", "filter", number, "Lowest price.", float),
-    Option("max_price", "filter", number, "Highest price.", float),
+    Option("gender", "filter", text, "Only this gender, e.g. Women or female (comma-separated for several); "
+                                     "values from /api/facets."),
+    Option("type", "filter", text, "Only this product type, e.g. Tshirts, tee or sneakers (comma-separated for several)."),
+    Option("colour", "filter", text, "Only this colour, e.g. Grey or gray (comma-separated for several). 'color' is "
+                                     "accepted too.", aliases=("color",)),
+    Option("min_price", "filter", number, "Lowest price (left out, with a note, where the catalog has no prices).", float),
+    Option("max_price", "filter", number, "Highest price (left out, with a note, where the catalog has no prices).", float),
     Option("include_out_of_stock", "filter", yes_no,
            "Also return products that are out of stock (yes/no; default no).", None),
     Option("user", "ranking", text, "Shopper id, for personalised ranking (their likes and dislikes)."),

@@ -102,7 +102,7 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
                                model_type=model_type)
     products = hydrate(snap, ranked, vector)
     extra = {} if products else {"note": request.filters.explain_empty(snap.columns)}
-    return SearchResult(products, ident if request.identify else None, 0.0, extra)
+    return SearchResult(products, ident if request.identify else None, 0.0, extra, request.filters.notes(snap.columns))
 
 
 def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder, *, history=None,
@@ -111,7 +111,8 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     """A photo's search: every item searched; the main item's results on top, each item's in ``extra["items"]``.
     The main item is the one that may be the photo of a catalog product itself (same bytes or picture).
     ``type_model``: names each item's type from its raw vector (``stages.typemodel``), None: the vote alone."""
-    items = photo_items(photo, snap, embedder, box=request.box, colour=request.filters.colour, localise=localise,
+    colour = request.filters.applied(snap.columns).colour  # the catalog's values: "gray" asks for its Grey
+    items = photo_items(photo, snap, embedder, box=request.box, colour=colour, localise=localise,
                         max_items=max_items, locator=locator)
     typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
     results = []
@@ -154,11 +155,13 @@ def recommend(snap: Snapshot, history, request: SearchRequest) -> SearchResult:
     liked, disliked = rows_of(snap, history.liked), rows_of(snap, history.disliked)
     seeds = profile_seeds(snap, liked, disliked, history.uploads, history.viewed)
     mask = request.filters.mask(cols)
+    notes = request.filters.notes(cols)
     mask[liked] = False
     mask[disliked] = False
     if not seeds:
         return SearchResult([], None, 0.0,
-                            extra={"note": "No history for this shopper yet: like, view or search for a few products first."})
+                            extra={"note": "No history for this shopper yet: like, view or search for a few products first."},
+                            notes=notes)
     depth = pool_size(request.k, None, request.collapse)
     per_seed = [search_again(snap, seed, depth, mask) for seed in seeds]
     chosen: dict[int, float] = {}
@@ -170,7 +173,7 @@ def recommend(snap: Snapshot, history, request: SearchRequest) -> SearchResult:
     rows = np.array(list(chosen), np.int64)
     scores = np.array(list(chosen.values()), np.float32)
     ranked = diversify(snap, scores, rows, np.zeros(0, np.int64), replace(request, diversity=None))
-    return SearchResult(hydrate(snap, ranked), None, 0.0)
+    return SearchResult(hydrate(snap, ranked), None, 0.0, notes=notes)
 
 
 def on_a_view(snap: Snapshot, answer):

@@ -46,6 +46,9 @@ class SearchResponse(BaseModel):
     results: list[Product] = Field(description="For a photo: the main item's results (the first of 'items').")
     took_ms: float
     note: str | None = Field(None, description="Why there are no results, when there are none.")
+    notes: list[str] = Field(default_factory=list, description="One line for each filter given that this catalog "
+                             "cannot apply, left out of the search (a price filter on a catalog without prices): "
+                             "show them beside the results.")
     items: list[Item] | None = Field(None, description="For a photo: every item found in it, main item first, each "
                                                          "with its box, identification and results.")
 
