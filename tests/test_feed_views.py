@@ -175,3 +175,59 @@ def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server,
             assert (first["id"], first["price"], first["price_max"], first["colours"], first["sizes"]) == (
                 "TEE", 15.0, 17.5, ["Red", "Blue"], ["M", "L"])
             assert len(first["image_urls"]) == 2
+
+
+def test_demo_takes_a_feed_url(tmp_path, server, capsys):
+    from stylelens.cli import main
+
+    feed = shop(server, tmp_path)
+    args = ["demo", feed, "--out", str(tmp_path / "ix"), "--no-serve", "--weights", "random"]
+    assert main(args) == 2 and "allow_private_hosts" in capsys.readouterr().err  # a private host, refused in one line
+    assert main(args + ["--allow-private-hosts"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 12, unchanged 0, skipped 0" in out and (tmp_path / "ix" / "sample-search.png").is_file()
+
+
+def test_demo_serves_a_feed_while_it_downloads(tmp_path, server):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from service_fixtures import free_port
+
+    rows = [merchant_row("P", server.route("/p-front.jpg", jpeg(1)), more=server.route("/p-back.jpg", jpeg(2)))]
+    rows += [merchant_row(f"S{s}", server.route(f"/s{s}.jpg", jpeg(s), delay_s=0.2)) for s in range(40, 64)]
+    feed = write_tsv(tmp_path / "feed.tsv", rows)
+    port = free_port()
+    log = open(tmp_path / "demo.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "stylelens", "demo", str(feed), "--out", str(tmp_path / "ix"),
+                             "--port", str(port), "--weights", "random", "--allow-private-hosts"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health, during, deadline = None, None, time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"{url}/api/health", timeout=5).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+                continue
+            if health["indexing"] is not None:
+                during = health["indexing"]  # the page answers before the feed is all in
+            if health["indexing"] is None and health["products"] == 25:
+                break
+            time.sleep(0.5)
+        text = (tmp_path / "demo.log").read_text()
+        assert proc.poll() is None and health and health["products"] == 25, text
+        assert during is not None and during["expected"] == 25 and during["indexed"] < 25, text
+        assert text.splitlines()[0].startswith(f"stylelens: open {url}/") and "25 catalog products" in text.splitlines()[0]
+        answer = httpx.post(f"{url}/api/search", files={"image": ("q.png", as_png(jpeg(2)), "image/png")},
+                            data={"k": "3"}, timeout=30).json()
+        first = answer["results"][0]
+        assert first["id"] == "P" and len(first["image_urls"]) == 2 and first["matched_image_url"] == first["image_urls"][1]
+        assert httpx.get(url + first["image_urls"][1], timeout=10).content == jpeg(2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
