@@ -143,6 +143,7 @@ def test_a_view_that_cannot_be_had_is_reported_under_its_product(tmp_path, serve
         # Q's main picture failed: Q is still found, by its other picture, under its own id.
         hit = index.search(as_png(jpeg(3)), k=1).products[0]
         assert hit["id"] == "Q" and hit["name"] == "Tee Q"
+        assert index.product("Q")["id"] == "Q" and index.image_path("Q").read_bytes() == jpeg(3)  # its page picture
         assert sorted(index.similar("Q", k=5).ids) == ["P"]
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..index import IndexStore
+from ..index.catalog_db import VIEW_MARK
 from ..index.manifest import check_compatible
 from ..models import Embedder, MicroBatcher
 from ..settings import Settings, settings_or_default
@@ -251,10 +252,14 @@ class Index:
         return pipeline.on_a_view(self.snapshot(), of)
 
     def product(self, product_id: str) -> dict:
-        return self.store.product(product_id)
+        """A product's record. One whose main picture could not be had is read from the view standing for it."""
+        row_id = self.store.columns.ids[self.row(product_id)] if VIEW_MARK not in str(product_id) else product_id
+        if row_id == product_id:
+            return self.store.product(product_id)
+        return dict(self.store.product(row_id), id=str(product_id))
 
     def image_path(self, product_id: str) -> Path:
-        return Path(self.store.product(product_id)["image_path"])
+        return Path(self.product(product_id)["image_path"])
 
     def facets(self) -> dict:
         cols = self.store.columns
