@@ -65,8 +65,8 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
         "FTP": "ftp://example.com/a.jpg",
     }
     server.route("/img/g0-copy.jpg", jpeg(12))
-    rows = [merchant_row(pid, url, more=f"{url}, {url}?side", group="T1" if pid in ("G0", "G1") else "")
-            for pid, url in good.items()]
+    # One picture per product here (feed_views=1): views and variant groups are tests/test_feed_views.py's.
+    rows = [merchant_row(pid, url, more=f"{url}, {url}?side") for pid, url in good.items()]
     rows[1][7] = "12.50 USD"  # a sale price
     rows[2][5] = "out_of_stock"
     rows += [merchant_row(pid, url) for pid, url in faults.items()]
@@ -75,7 +75,7 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
     rows.append(['"UNTERMINATED', "a quote that runs to the end of the file"])
     feed_url = server.route("/feeds/google.tsv", write_tsv(tmp_path / "g.tsv", rows).read_bytes(), content_type="text/plain")
     index = tmp_path / "index"
-    report = build_index(feed_url, index, embedder=random_embedder, fetch_max_image_bytes=1_000_000, **LOCAL)
+    report = build_index(feed_url, index, embedder=random_embedder, fetch_max_image_bytes=1_000_000, feed_views=1, **LOCAL)
 
     assert report.indexed == 6  # G0..G3, FLAKY (after a retry), MOVED (after the redirect)
     errors = errors_csv(index)
@@ -89,7 +89,7 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
     store = open_store(index)
     g1, g2 = store.product("G1"), store.product("G2")
     assert (g1["price"], g1["currency"], g1["type"], g1["category"], g1["colour"]) == (12.5, "USD", "T-Shirts", "Apparel", "Red")
-    assert g1["extra"]["regular_price"] == "15.00 USD" and g1["extra"]["group"] == "T1" and g1["extra"]["brand"] == "Acme"
+    assert g1["extra"]["regular_price"] == "15.00 USD" and g1["extra"]["brand"] == "Acme"
     assert g1["extra"]["google_product_category"] == "Apparel & Accessories > Clothing > Shirts & Tops"
     assert g1["extra"]["images"] == [good["G1"], good["G1"] + "?side"]  # main first, each once
     assert g2["in_stock"] is False and "group" not in g2["extra"]
@@ -102,7 +102,7 @@ def test_merchant_center_feed_over_http_with_faults_then_a_refresh(tmp_path, ser
     server.route("/feeds/google.tsv", write_tsv(tmp_path / "g.tsv", rows).read_bytes(), content_type="text/plain")
     server.route("/img/g1.jpg", jpeg(21))
     mark = len(server.log)
-    report = build_index(feed_url, index, embedder=random_embedder, fetch_max_image_bytes=1_000_000, **LOCAL)
+    report = build_index(feed_url, index, embedder=random_embedder, fetch_max_image_bytes=1_000_000, feed_views=1, **LOCAL)
     assert (report.indexed, report.unchanged, report.removed) == (1, 4, 1)
     sent_again = {path for _, path, status, _ in server.log[mark:] if status == 200 and path.startswith("/img/")}
     # Only the changed image and the ones that failed (nothing cached to ask about) are sent with a body.
@@ -172,9 +172,10 @@ def test_merchant_center_xml_rss_and_atom(tmp_path):
     rss.write_text(GOOGLE_RSS)
     assert feed_format(rss) == "merchant_xml"
     products, issues = read_feed(rss)
-    assert list(products) == ["X1", "X3"]  # the item that is not well-formed is skipped, the others read
+    # The item that is not well-formed is skipped, the others read; X1 names a variant group (D1): the group's card.
+    assert list(products) == ["D1", "X3"]
     assert [(w.code, w.line) for w in issues] == [("bad_line", 13)]
-    x1, x3 = products["X1"], products["X3"]
+    x1, x3 = products["D1"], products["X3"]
     assert x1["images"] == ["https://cdn.example/x1.jpg", "https://cdn.example/x1-back.jpg", "https://cdn.example/x1-side.jpg"]
     assert (x1["name"], x1["type"], x1["category"], x1["group"], x1["price"], x1["currency"], x1["in_stock"]) == (
         "Linen dress", "Summer Dresses", "Women", "D1", 49.9, "EUR", True)
@@ -275,7 +276,7 @@ def test_woocommerce_export_groups_variations_under_their_parent(tmp_path):
     assert products["106"]["group"] == "id:999"
 
 
-def test_shopify_export_indexed_over_http_one_vector_per_handle(tmp_path, server, random_embedder):
+def test_shopify_export_indexed_over_http_one_card_per_handle(tmp_path, server, random_embedder):
     rows = [list(r) for r in SHOPIFY]
     for r in rows[1:]:
         for col in (17, 19):
@@ -283,13 +284,14 @@ def test_shopify_export_indexed_over_http_one_vector_per_handle(tmp_path, server
                 r[col] = server.route("/" + r[col].rsplit("/", 1)[1], jpeg(len(r[col]) + col))
     feed = write_csv(tmp_path / "products_export.csv", rows)
     report = build_index(feed, tmp_path / "index", embedder=random_embedder, **LOCAL)
-    assert report.indexed == 2 and not report.errors
+    assert report.indexed == 4 and not report.errors  # two products, the tee's two further pictures its views
     store = open_store(tmp_path / "index")
     tee = store.product("classic-tee")
     assert Path(tee["image_path"]).read_bytes() == server.routes["/tee-front.jpg"].body
     assert len(tee["extra"]["images"]) == 3 and tee["extra"]["group"] == "classic-tee"
+    assert store.counts()["products"] == 2
     store.close()
-    assert server.bodies_sent() == 2  # only each product's main image is downloaded (one vector per product)
+    assert server.bodies_sent() == 4  # every picture once
 
 
 KILL_SCRIPT = """

@@ -134,6 +134,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("fetch_backoff_s", 0.5, "Wait before the first retry of a download; doubled for each next one.", float),
         Setting("fetch_max_image_bytes", 20 * 1024**2, "An image URL whose body is larger than this is refused.", int),
         Setting("fetch_max_images", 1_000_000, "Most image URLs downloaded for one feed; the rest are refused.", int),
+        Setting("feed_views", 5, "Pictures indexed per feed product: its main image and up to this many minus one more, each "
+                "a view of the product (1: the main image only).", int),
         Setting("fetch_max_total_bytes", 50 * 1024**3, "Most bytes downloaded for one feed's images; the rest are refused.", int),
         Setting("duplicate_cosine", 0.97, "Cosine at or above which two products count as near-duplicates (collapse, eval).", float),
         Setting("rocchio_query", 1.0, "Personalised search: weight a of the query in q' = a*q + b*mean(liked) - c*mean(disliked).", float),

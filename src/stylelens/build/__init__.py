@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..intake.catalog import WARNING_KEYS, Catalog, FeedLimits, load_catalog
 from ..errors import IndexMismatchError
+from ..index.catalog_db import product_of
 from ..index.store import create_store, read_manifest_at
 from ..models import Embedder, embedder_for_settings, library_versions
 from ..models.precision import catalog_probe
@@ -86,8 +87,8 @@ def build_index(catalog_dir, out, products=None, *, settings: Settings | None = 
             from .local import run_local
 
             runtime_name = run_local(build, embedder, settings.workers, settings.max_pixels)
-        if downloads is not None:  # known once the downloads are done
-            report.without_image = catalog.without_image
+        if downloads is not None:  # known once the downloads are done; a view without its picture is an error row
+            report.without_image = [pid for pid in catalog.without_image if product_of(pid) == pid]
         report.skipped = len(report.errors)
         report.seconds = time.perf_counter() - started
         store.maintain()  # the ANN file, sealed Milvus segments

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from ..errors import CatalogError
 from ..intake.catalog import Catalog, FeedLimits, _inside, read_feed
+from ..index.catalog_db import product_of, view_id
 from ..intake.fetch import FetchPolicy, Fetcher, is_url, url_scheme
 
 DOWNLOADS = "downloads"  # inside the index folder
@@ -62,9 +63,9 @@ class FeedImages:
         try:
             for got in itertools.chain(done.values(), self.fetcher.stream([u for u in self.wanted if u not in done])):
                 for pid in self.wanted[got.url]:
-                    if got.code:
-                        skip(pid, got.url, got.code, got.message + ("; the copy downloaded before is kept"
-                                                                    if got.path is not None else ""))
+                    if got.code:  # named by its product: a view's id is not the shop's
+                        skip(product_of(pid), got.url, got.code, got.message + _view_note(pid) + (
+                            "; the copy downloaded before is kept" if got.path is not None else ""))
                     if got.path is not None:
                         self.catalog.images[pid] = got.path
                         yield pid, got.path
@@ -74,6 +75,23 @@ class FeedImages:
 
     def close(self) -> None:
         self.fetcher.close()
+
+
+def _view_note(pid: str) -> str:
+    view = pid[len(product_of(pid)):]
+    return f" (a further picture of the product, view {view.rsplit('view', 1)[1]})" if view else ""
+
+
+def with_views(products: dict[str, dict], most: int) -> dict[str, dict]:
+    """Each product's further pictures (up to ``most`` pictures in all) as views: rows of their own, ids
+    ``index.catalog_db.view_id``, with the product's fields (so filters, prices and stock apply to them as they
+    are, and a refresh updates them too), and the picture as their one image. The product keeps its main one."""
+    out: dict[str, dict] = {}
+    for pid, rec in products.items():
+        out[pid] = rec
+        for n, image in enumerate(rec["images"][1:max(1, most)], 1):
+            out[view_id(pid, n)] = dict(rec, id=view_id(pid, n), images=[image], extra=dict(rec["extra"], view_of=pid, view=n))
+    return out
 
 
 def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, str, str, str]], FeedImages]:
@@ -100,9 +118,9 @@ def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, s
         if not products:  # an export gone wrong must not empty the index: every product would be removed
             raise CatalogError(f"The feed {source} holds no product (see its warnings: {'; '.join(map(str, issues[:3])) or 'none'}). "
                                "The index is left as it is; check the export.")
-        catalog = Catalog(products=products, feed=feed, issues=issues)
+        catalog = Catalog(products=with_views(products, settings.feed_views), feed=feed, issues=issues)
         wanted: dict[str, list[str]] = {}
-        for pid, rec in products.items():
+        for pid, rec in catalog.products.items():
             if not rec["images"]:
                 continue
             main = rec["images"][0]
@@ -120,6 +138,7 @@ def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, s
                 errors.append((pid, main, "image_missing", f"no file {main} under {base}"))
             else:
                 catalog.images[pid] = base / main
+        errors = [(product_of(pid), path, code, message + _view_note(pid)) for pid, path, code, message in errors]
     except BaseException:
         fetcher.close()
         raise

@@ -14,12 +14,14 @@ DEFAULT_CATALOG = Path("..") / "shared" / "data" / "fashion-small"
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="Index a catalog (default: ../shared/data/fashion-small), run a sample search, serve the page.")
-    p.add_argument("catalog", nargs="?", default=None, help="Catalog folder (images + optional feed).")
+    p.add_argument("catalog", nargs="?", default=None, help="Catalog folder (images + optional feed), or a shop's product "
+                   "feed: a file or an http(s) URL (Merchant Center, Shopify, WooCommerce; see docs/feeds.md).")
     p.add_argument("--out", default="demo-index", help="Index folder (default: demo-index).")
     add_setting_flags(p, "backbone", "weights")
     p.add_argument("--no-serve", action="store_true", help="Stop after the sample search.")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
+    add_setting_flags(p, "allow_private_hosts")
     p.set_defaults(func=cmd_demo, interrupted=RESUMABLE)
 
 
@@ -33,26 +35,29 @@ def choose_embedder(args, out: Path):
 
 
 def cmd_demo(args) -> int:
-    catalog = Path(args.catalog) if args.catalog else DEFAULT_CATALOG
-    if not catalog.is_dir():
+    from ..build.feed import is_feed_source
+
+    catalog = args.catalog if args.catalog and is_feed_source(args.catalog) else Path(args.catalog or DEFAULT_CATALOG)
+    if isinstance(catalog, Path) and not catalog.is_dir():
         from ..errors import CatalogError
 
-        raise CatalogError(f"No catalog folder at {catalog}. Pass one: stylelens demo PATH/TO/CATALOG")
+        raise CatalogError(f"No catalog folder or feed at {catalog}. Pass one: stylelens demo PATH/TO/CATALOG, "
+                           "or a product feed's file or URL")
     out = Path(args.out)
     if args.no_serve:
         embedder = choose_embedder(args, out)
         print(f"indexing {catalog} with {embedder.spec.name} ({embedder.runtime_name}) into {out}", flush=True)
-        _build_then_sample(catalog, out, embedder)
+        _build_then_sample(catalog, out, embedder, settings_from(args))
         return 0
     return _serve_while_indexing(args, catalog, out)
 
 
-def _build_then_sample(catalog: Path, out: Path, embedder) -> None:
+def _build_then_sample(catalog, out: Path, embedder, settings) -> None:
     from ..build import build_index
     from ..query import open_index
     from .render import results_grid
 
-    report = build_index(catalog, out, embedder=embedder)
+    report = build_index(catalog, out, settings=settings, embedder=embedder)
     print(report.summary(), flush=True)
     index = open_index(out, embedder=embedder)
     first = next(iter(index.store.columns.row_of))
@@ -73,7 +78,6 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
 
     import uvicorn
 
-    from ..intake.catalog import load_catalog
     from ..index.manifest import read_manifest
     from ..service import create_app
     from .serve import check_port_free
@@ -81,15 +85,16 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
     settings = settings_from(args)
     host, port = settings.host, settings.port
     check_port_free(host, port)
-    total = len(load_catalog(catalog).images)
+    total = _products_expected(catalog, settings)
+    what = f"{total:,} products" if total is not None else "the feed's products"
     embedder = choose_embedder(args, out)
-    print(f"indexing {catalog} ({total:,} images) with {embedder.spec.name} ({embedder.runtime_name}) into {out}; "
+    print(f"indexing {catalog} ({what}) with {embedder.spec.name} ({embedder.runtime_name}) into {out}; "
           "the page opens after the first batch", flush=True)
     failure: list[BaseException] = []
 
     def build() -> None:
         try:
-            _build_then_sample(catalog, out, embedder)
+            _build_then_sample(catalog, out, embedder, settings)
         except Exception as exc:  # shown as one line; the page keeps serving what was indexed
             failure.append(exc)
             print(f"error: indexing stopped: {getattr(exc, 'message', exc)}", file=sys.stderr, flush=True)
@@ -105,7 +110,7 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
     app.state.expected_products = total
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     announce = (f"stylelens: open http://{host}:{port}/  — the page searches what is indexed so far while the "
-                f"{total:,} catalog images are indexed (Ctrl-C stops; indexed work is kept)")
+                f"{what} are indexed (Ctrl-C stops; indexed work is kept)")
     threading.Thread(target=_announce_when_answering, args=(host, port, announce, server), name="stylelens-demo-url",
                      daemon=True).start()
     server.run()
@@ -129,3 +134,18 @@ def _announce_when_answering(host: str, port: int, line: str, server) -> None:
         except OSError:  # not listening yet (refused), or still starting
             pass
         time.sleep(0.2)
+
+
+def _products_expected(catalog, settings) -> int | None:
+    """How many products the page waits for while indexing: a folder's images, a local feed's products; None for
+    a feed URL (known once it is downloaded, by the build)."""
+    from ..build.feed import is_feed_source
+    from ..intake.catalog import FeedLimits, load_catalog, read_feed
+    from ..intake.fetch import is_url
+
+    if not is_feed_source(catalog):
+        return len(load_catalog(catalog).images)
+    if is_url(str(catalog)):
+        return None
+    products, _ = read_feed(Path(catalog), FeedLimits.of(settings))
+    return len(products)

@@ -25,6 +25,11 @@ PRODUCT_COLUMNS = ("id", "name", "type", "gender", "colour", "price", "currency"
 LABEL_COLUMNS = ("type", "gender", "colour", "category", "subcategory", "season", "usage")
 _STORED = PRODUCT_COLUMNS + ("row", "image_path", "image_sha256", "extra")
 _SQL_VARIABLES = 900  # below SQLite's bound-parameter limit
+# A product's further pictures (a feed's additional images) are rows of their own, "views", with the product's
+# fields copied (filters work on them unchanged) and the id PRODUCT_ID + VIEW_MARK + n. Queries fold a product's
+# views into one result (``Columns.owner``). The mark holds a unit separator, which no feed id may hold
+# (ids with control characters are refused), so a shop's own id is never read as a view.
+VIEW_MARK = "\x1fview"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -52,6 +57,22 @@ class Columns:
     row_of: dict[str, int]
     generation: int = 0  # of the vectors file these rows index
     version: tuple = ()  # the catalog state they were read at (CatalogDB.version)
+    owner: np.ndarray | None = None  # int64: the row standing for each row's product (its own row but for a view)
+    views_per_product: int = 1  # the most rows one product has (1: no views); searches fetch that many times more
+
+    def owners(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's product row (a view's product; -1 padding stays)."""
+        rows = np.asarray(rows, np.int64)
+        if self.owner is None or self.views_per_product == 1:
+            return rows
+        return np.where(rows >= 0, self.owner[np.maximum(rows, 0)], rows)
+
+    def rows_of_product(self, row: int) -> np.ndarray:
+        """A product's live rows: its own first, then its views in row order."""
+        if self.owner is None or self.views_per_product == 1:
+            return np.asarray([row], np.int64)
+        others = np.flatnonzero((self.owner == row) & self.live)
+        return np.concatenate([[row], others[others != row]]).astype(np.int64)
 
     @property
     def n_rows(self) -> int:
@@ -108,7 +129,36 @@ def columns_from(records, n: int, generation: int, version: tuple, where) -> Col
                     vocab[c].append(value)
                 codes[c][r] = code
     row_of = {pid: r for r, pid in enumerate(ids) if pid is not None}
-    return Columns(ids, live, price, in_stock, codes, vocab, row_of, generation, version)
+    owner, most = view_owners(ids, row_of)
+    return Columns(ids, live, price, in_stock, codes, vocab, row_of, generation, version, owner, most)
+
+
+def view_id(pid: str, n: int) -> str:
+    """The id of a product's n-th further picture (n >= 1: the feed's images after the main one)."""
+    return f"{pid}{VIEW_MARK}{n}"
+
+
+def product_of(row_id: str) -> str:
+    """The product a row's id belongs to: a view's product, else the id itself."""
+    return row_id.split(VIEW_MARK, 1)[0] if VIEW_MARK in row_id else row_id
+
+
+def view_owners(ids: np.ndarray, row_of: dict[str, int]) -> tuple[np.ndarray | None, int]:
+    """(row -> the row standing for its product, the most rows of one product). A view whose product has no
+    row of its own (its main picture could not be had) stands for the product: its product's lowest view row."""
+    views = [(r, pid) for r, pid in enumerate(ids) if pid is not None and VIEW_MARK in pid]
+    if not views:
+        return None, 1
+    owner = np.arange(len(ids), dtype=np.int64)
+    count: dict[int, int] = {}
+    for r, pid in views:
+        product = product_of(pid)
+        main = row_of.get(product)
+        if main is None:
+            main = row_of[product] = r  # the first view found (lowest row) stands for it; later ones join it
+        owner[r] = main
+        count[main] = count.get(main, 1) + (main != r)
+    return owner, max(count.values())
 
 
 def label_key(value: str) -> str:

@@ -123,8 +123,12 @@ class IndexStore:
         return self.catalog.ids_with_hash(sha256)
 
     def counts(self) -> dict:
-        products = len(self)
-        return {"products": products, "vector_rows": self.n_rows, "dead_rows": self.n_rows - products}
+        """Products (a product's further pictures, its views, are rows too: counted apart), rows, dead rows."""
+        rows = len(self)
+        cols = self.columns
+        views = 0 if cols.owner is None else int((cols.live & (cols.owner != np.arange(cols.n_rows))).sum())
+        counts = {"products": rows - views, "vector_rows": self.n_rows, "dead_rows": self.n_rows - rows}
+        return dict(counts, views=views) if views else counts
 
     # ---- writing -------------------------------------------------------------------------
     def add(self, records: list[dict], vectors: np.ndarray) -> None:

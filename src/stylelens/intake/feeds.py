@@ -65,15 +65,18 @@ def read_format(path: Path, kind: str, limits: FeedLimits | None = None) -> tupl
     issues: list[CatalogWarning] = []
     if kind == "merchant_xml":
         records = Records(path, "item", limits, issues)
-        for n, values, too_long, names in _xml_items(path, limits, issues):
-            records.add(n, _merchant(values, names), too_long)
+        _merchant_cards(((n, _merchant(values, names), too_long)
+                         for n, values, too_long, names in _xml_items(path, limits, issues)), records)
         return records.products, issues
     rows = _FeedRows(path, issues, limits, sniff_delimiter(path))
     records = Records(path, rows.unit, limits, issues)
     if kind == "merchant":
-        for n, row in rows:
-            values, too_long = _clipped(row, limits)
-            records.add(n, _merchant({k: [v] for k, v in values.items() if v}, _names(row)), too_long)
+        def items():
+            for n, row in rows:
+                values, too_long = _clipped(row, limits)
+                yield n, _merchant({k: [v] for k, v in values.items() if v}, _names(row)), too_long
+
+        _merchant_cards(items(), records)
     elif kind == "shopify":
         _shopify(rows, records)
     elif kind == "woocommerce":
@@ -148,6 +151,56 @@ def _merchant(values: dict[str, list[str]], names: dict[str, str]) -> dict:
         rec["extra"]["regular_price"] = regular
     rec["images"] = main + more
     return rec
+
+
+def _merchant_cards(items, records: Records) -> None:
+    """Merchant Center products, one per row or item, except variants: the rows of one ``item_group_id`` are one
+    product (one card, id = the group's id) with its colours, sizes, price range and every variant's pictures,
+    in stock when any variant is, as a Shopify handle or a WooCommerce parent is. At the first row of its group."""
+    order: list = []
+    groups: dict[str, list] = {}
+    for n, rec, too_long in items:
+        group = (rec.get("group") or "").strip()
+        if not group:
+            order.append((n, rec, too_long))
+            continue
+        if group not in groups:
+            groups[group] = []
+            order.append(group)
+        groups[group].append((n, rec, too_long))
+    for entry in order:
+        records.add(*(_variant_card(entry, groups[entry]) if isinstance(entry, str) else entry))
+
+
+def _variant_card(group: str, members: list) -> tuple[int, dict, list]:
+    """The rows of one variant group -> (its first row's position, one record, the fields too long in any)."""
+    first = members[0][1]
+    variants = [rec for _, rec, _ in members]
+    rec = {key: first.get(key) for key in ("name", "type", "category", "gender")}
+    rec.update(id=group, group=group, name=_common_title([v.get("name") or "" for v in variants]) or first.get("name"))
+    in_stock = [read_stock(v.get("in_stock")) is not False for v in variants]
+    # The shop's page to send a shopper to: the first variant that can be bought.
+    rec["url"] = next((v.get("url") for v, ok in zip(variants, in_stock) if ok and v.get("url")), first.get("url"))
+    rec["extra"] = {k: v for k, v in first["extra"].items() if k not in ("size", "regular_price")}
+    rec["extra"]["variants"] = [{"id": v.get("id"), "colour": v.get("colour"), "size": v["extra"].get("size"),
+                                 "price": v.get("price"), "availability": v.get("in_stock"), "url": v.get("url")}
+                                for v in variants]
+    _options([("color", v.get("colour") or "") for v in variants] + [("size", str(v["extra"].get("size") or ""))
+                                                                        for v in variants], rec)
+    _finish_prices(rec, [v.get("price") or "" for v in variants], in_stock)
+    rec["images"] = list(dict.fromkeys(url for v in variants for url in v.get("images") or []))
+    return members[0][0], rec, [name for _, _, too_long in members for name in too_long]
+
+
+def _common_title(titles: list[str]) -> str:
+    """The words every variant's title starts with ("Tee - Red - M", "Tee - Blue - S" -> "Tee"), or ""."""
+    words = [t.split() for t in titles if t]
+    common = []
+    for column in zip(*words):
+        if len(set(column)) > 1:
+            break
+        common.append(column[0])
+    return " ".join(common).rstrip(" -|/,:") if len(words) > 1 else (titles[0] if titles else "")
 
 
 def _xml_items(path: Path, limits: FeedLimits, issues: list[CatalogWarning]):

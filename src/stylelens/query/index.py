@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..index import IndexStore
+from ..index.catalog_db import VIEW_MARK
 from ..index.manifest import check_compatible
 from ..models import Embedder, MicroBatcher
 from ..settings import Settings, settings_or_default
@@ -153,17 +154,19 @@ class Index:
 
     def similar(self, product_id: str, k: int | None = None, *, user: str | None = None, diversity: float | None = None,
                 collapse: bool | None = None, **filters) -> SearchResult:
-        """'More like this' for a catalog product, without uploading its picture again."""
+        """'More like this' for a catalog product, without uploading its picture again. A product with several
+        pictures (views) is searched with the mean of its views (see ``views_query``)."""
         started = time.perf_counter()
         snap = self.snapshot()
         row = self.row(product_id)
         request = SearchRequest.make(self.settings.k, k, user=user, diversity=diversity, collapse=collapse,
                                      exclude_rows=[row], **filters)
         history = self.shoppers.history(user) if user is not None else None
-        sha = self.store.product(product_id).get("image_sha256")
+        sha = self.store.products([snap.columns.ids[row]])[0].get("image_sha256")
         raw = self.store.vectors([row])[0]
         result = pipeline.on_a_view(snap, lambda s: pipeline.search_item(
-            s, s.space.vectors([row], s.columns)[0], request, sha=sha, raw=raw, history=history))
+            s, views_query(s.space.vectors(s.columns.rows_of_product(row), s.columns)), request, sha=sha, raw=raw,
+            history=history))
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -201,7 +204,7 @@ class Index:
         """What this index serves, for a health check: products, model, storage, space and catalog generation."""
         manifest = self.store.manifest["embedder"]
         generation = self.store.generation
-        return {"products": len(self.store), "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
+        return {"products": self.store.counts()["products"], "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
                 "dimension": self.store.dim, "pooling": manifest["pooling"], "search": self.store.backend.name,
                 "runtime": self.embedder.runtime_name, "space": self.space.name,
                 "generation": {"vectors": generation[0], "rows": generation[1]}}
@@ -249,10 +252,14 @@ class Index:
         return pipeline.on_a_view(self.snapshot(), of)
 
     def product(self, product_id: str) -> dict:
-        return self.store.product(product_id)
+        """A product's record. One whose main picture could not be had is read from the view standing for it."""
+        row_id = self.store.columns.ids[self.row(product_id)] if VIEW_MARK not in str(product_id) else product_id
+        if row_id == product_id:
+            return self.store.product(product_id)
+        return dict(self.store.product(row_id), id=str(product_id))
 
     def image_path(self, product_id: str) -> Path:
-        return Path(self.store.product(product_id)["image_path"])
+        return Path(self.product(product_id)["image_path"])
 
     def facets(self) -> dict:
         cols = self.store.columns
@@ -272,6 +279,20 @@ class Index:
         manifest["runtime"] = self.embedder.runtime_name
         manifest["space"] = {"searched": space.name, "dim": space.dim, **space.calibration.to_dict()}
         return manifest
+
+
+def views_query(vectors: np.ndarray) -> np.ndarray:
+    """One query for a product's views (its pictures, main first): their mean, made a unit vector again.
+
+    The mean rather than a search per view merged by best score: "more like this" asks for products like this
+    one as a whole, and the mean of a product's shots is its centroid (average query expansion, Chum et al.
+    2007), so one detail shot cannot pull in products that only resemble that shot. Each candidate still
+    answers with its best view (``stages.neighbours.best_views``). One view: its own vector, as before."""
+    if len(vectors) == 1:
+        return vectors[0]
+    mean = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm).astype(vectors.dtype) if norm > 0 else vectors[0]
 
 
 def _type_model(fingerprint: dict, settings: Settings):

@@ -76,6 +76,12 @@ def public_product(product: dict) -> dict:
     if isinstance(out.get("price"), float) and not math.isfinite(out["price"]):
         out["price"] = None
     out["image_url"] = image_url(product["id"])
+    # A product with several pictures (views): every one, main first, and the one that matched the query.
+    views = out.pop("views", None)
+    if views:
+        out["image_urls"] = [image_url(v) for v in views]
+    if out.get("matched_view"):
+        out["matched_image_url"] = image_url(out.pop("matched_view"))
     return out
 
 

@@ -29,6 +29,13 @@ class Product(BaseModel):
     similarity: float | None = Field(None, description="Cosine similarity to the query, at most 1.")
     exact_match: bool | None = Field(None, description="True when the query photo is this product's own picture.")
     similar_count: int | None = Field(None, description="Near-identical products folded into this one (collapse).")
+    price_max: float | None = Field(None, description="Variants: the top of the price range ('price' is its lowest).")
+    colours: list[str] | None = Field(None, description="Variants: every colour the product comes in.")
+    sizes: list[str] | None = Field(None, description="Variants: every size the product comes in.")
+    variants: int | None = Field(None, description="Variants: how many the product's card stands for.")
+    image_urls: list[str] | None = Field(None, description="Every picture of a product with several (its views), main first.")
+    matched_image_url: str | None = Field(None, description="The product's picture that matched the query, when it is not "
+                                                            "the main one.")
 
 
 class Item(BaseModel):

@@ -41,16 +41,36 @@ def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = 
     if len(exclude):
         mask = columns.live.copy() if mask is None else mask
         mask[exclude] = False
-    scores, rows = space.search(vector[None], n + SELF_SLACK, mask, columns=columns)
+        if columns.views_per_product > 1:  # a product left out is left out with its views
+            mask[np.isin(columns.owners(np.arange(columns.n_rows)), columns.owners(exclude))] = False
+    scores, rows = space.search(vector[None], (n + SELF_SLACK) * columns.views_per_product, mask, columns=columns)
     scores, rows = scores[0], rows[0]
     same = space.same_picture(rows[(rows >= 0) & (scores >= space.calibration.same_picture)], raw, columns)
     if sha:
         row_of = columns.row_of
         same = np.union1d(same, [row_of[p] for p in snap.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
-    return Neighbours(scores, rows, same)
+    scores, rows = best_views(columns, scores, rows)
+    return Neighbours(scores[:n + SELF_SLACK], rows[:n + SELF_SLACK], np.unique(columns.owners(same)))
 
 
 def search_again(snap: Snapshot, query: np.ndarray, n: int, mask: np.ndarray, filters=None) -> tuple[np.ndarray, np.ndarray]:
     """A second pass over the rows ``mask`` allows (a backend that filters itself is given ``filters`` too)."""
-    scores, rows = snap.space.search(query[None], n, mask, filters=filters, columns=snap.columns)
-    return scores[0], rows[0]
+    columns = snap.columns
+    scores, rows = snap.space.search(query[None], n * columns.views_per_product, mask, filters=filters, columns=columns)
+    scores, rows = best_views(columns, scores[0], rows[0])
+    if mask is not None and columns.views_per_product > 1:  # a product masked out by its own row (left out, disliked)
+        keep = columns.fit(mask)[rows]
+        scores, rows = scores[keep], rows[keep]
+    return scores[:n], rows[:n]
+
+
+def best_views(columns, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows found (best first) as products: each product once, at its best view's score, by the row standing for
+    it (``Columns.owner``). Every later stage then sees products; a catalog without views is returned as it is."""
+    if columns.views_per_product == 1:
+        return scores, rows
+    owners = columns.owners(rows)
+    found = owners >= 0
+    _, first = np.unique(owners[found], return_index=True)  # the first (best) time each product is found
+    keep = np.sort(first)
+    return scores[found][keep], owners[found][keep]

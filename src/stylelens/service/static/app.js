@@ -490,11 +490,48 @@
     const name = p.name || `Product ${p.id}`;
     node.dataset.id = p.id;
     const img = node.querySelector(".card-img");
-    img.src = p.image_url;
+    // A product with several pictures (a feed's views) shows the one that matched the photo first.
+    img.src = p.matched_image_url || p.image_url;
     img.alt = name;
     node.querySelector(".card-type").textContent = [p.type, p.gender].filter(Boolean).join(" · ");
     node.querySelector(".card-title").textContent = name;
-    node.querySelector(".card-price").textContent = formatPrice(p.price, p.currency);
+    // Variants: one card with its price range ("from 15.00 to 19.00"), colours and sizes.
+    const price = formatPrice(p.price, p.currency);
+    node.querySelector(".card-price").textContent = price && typeof p.price_max === "number" && p.price_max > p.price
+      ? `${price} – ${formatPrice(p.price_max, p.currency)}` : price;
+    const options = [(p.colours || []).join(", "), (p.sizes || []).join(" · ")].filter(Boolean);
+    if (options.length) {
+      const line = document.createElement("p");
+      line.className = "card-variants";
+      line.textContent = options.join(" | ");
+      line.title = [p.colours && p.colours.length ? `Colours: ${p.colours.join(", ")}` : "",
+        p.sizes && p.sizes.length ? `Sizes: ${p.sizes.join(", ")}` : ""].filter(Boolean).join(". ");
+      node.querySelector(".card-row").after(line);
+    }
+    if (Array.isArray(p.image_urls) && p.image_urls.length > 1) {
+      const strip = document.createElement("div");
+      strip.className = "card-views";
+      strip.setAttribute("role", "group");
+      strip.setAttribute("aria-label", `Pictures of ${name}`);
+      p.image_urls.forEach((src, i) => {
+        const thumb = document.createElement("button");
+        thumb.type = "button";
+        thumb.className = "card-view";
+        thumb.setAttribute("aria-label", `Picture ${i + 1} of ${p.image_urls.length}`);
+        thumb.setAttribute("aria-pressed", String(src === img.getAttribute("src")));
+        const small = document.createElement("img");
+        small.src = src;
+        small.alt = "";
+        small.loading = "lazy";
+        thumb.append(small);
+        thumb.addEventListener("click", () => {
+          img.src = src;
+          for (const b of strip.children) b.setAttribute("aria-pressed", String(b === thumb));
+        });
+        strip.append(thumb);
+      });
+      node.querySelector(".card-media").after(strip);
+    }
     node.querySelector(".card-stock").hidden = p.in_stock !== false;
     const similar = node.querySelector(".card-similar");
     if (p.similar_count > 0) {
