@@ -222,7 +222,8 @@ def test_demo_serves_a_feed_while_it_downloads(tmp_path, server):
         text = (tmp_path / "demo.log").read_text()
         assert proc.poll() is None and health and health["products"] == 25, text
         assert during is not None and during["expected"] == 25 and during["indexed"] < 25, text
-        assert text.splitlines()[0].startswith(f"stylelens: open {url}/") and "25 catalog products" in text.splitlines()[0]
+        opened = [line for line in text.splitlines() if line.startswith("stylelens: open")]
+        assert opened and opened[0].startswith(f"stylelens: open {url}/") and "25 products" in opened[0], text
         answer = httpx.post(f"{url}/api/search", files={"image": ("q.png", as_png(jpeg(2)), "image/png")},
                             data={"k": "3"}, timeout=30).json()
         first = answer["results"][0]
