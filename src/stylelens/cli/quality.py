@@ -200,7 +200,8 @@ def _print_side_by_side(report: dict, ks) -> None:
     if max(ks) != k:
         for row, c in zip(rows, ("type", "gender", "colour")):
             row["raw_k"], row["tuned_k"] = raw[c].get(f"precision@{max(ks)}"), report[c].get(f"precision@{max(ks)}")
-    print("raw space vs tuned space (same queries)")
+    print("raw space vs tuned space (same queries)" + ("" if report["space"] == "tuned" else
+          f"; the tuned head serves the colour vote only, searched in the {report['space']} space"))
     cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"tuned P@{k}")]
     if max(ks) != k:
         cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"tuned P@{max(ks)}")]
