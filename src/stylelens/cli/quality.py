@@ -200,12 +200,13 @@ def _print_side_by_side(report: dict, ks) -> None:
     if max(ks) != k:
         for row, c in zip(rows, ("type", "gender", "colour")):
             row["raw_k"], row["tuned_k"] = raw[c].get(f"precision@{max(ks)}"), report[c].get(f"precision@{max(ks)}")
-    print("raw space vs tuned space (same queries)" + ("" if report["space"] == "tuned" else
+    served = "tuned" if report["space"] == "tuned" else "served"
+    print("raw space vs tuned space (same queries)" + ("" if served == "tuned" else
           f"; the tuned head serves the colour vote only, searched in the {report['space']} space"))
-    cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"tuned P@{k}")]
+    cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"{served} P@{k}")]
     if max(ks) != k:
-        cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"tuned P@{max(ks)}")]
-    print_table(rows, cols + [("raw_id", "raw identify"), ("tuned_id", "tuned identify")])
+        cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"{served} P@{max(ks)}")]
+    print_table(rows, cols + [("raw_id", "raw identify"), ("tuned_id", f"{served} identify")])
     if raw.get("per_variant"):
         by = {r["variant"]: r for r in raw["per_variant"]}
         table = [{"variant": r["variant"], "raw": by.get(r["variant"], {}).get(f"precision@{k}"), "tuned": r.get(f"precision@{k}")}
