@@ -84,11 +84,14 @@ def searchers(raw: Path, tuned: Path | None, methods) -> dict:
     """One opened index per method, sharing one embedder."""
     from stylelens import open_index
 
+    from stylelens.query.space import ASPECTS
+
     out, embedder = {}, None
     for name in methods:
         localise, tune = METHODS[name]
         path = tuned if tune else raw
-        out[name] = open_index(path, embedder=embedder, localise=localise, tune=tune)
+        # The tuned methods search the head for every aspect, whatever tune adopted: raw against tuned.
+        out[name] = open_index(path, embedder=embedder, localise=localise, tune=tune, aspects=ASPECTS if tune else ())
         embedder = out[name].embedder
         if tune and out[name].space.name == "raw":
             raise SystemExit(f"{path} has no tuned head: delete it to have it tuned again")
@@ -259,22 +262,26 @@ def composites(bench: Path, indexes: dict) -> dict:
 def steps(photos: list[Path], index) -> dict:
     """p50 ms of each step of a search as shipped, each run on its own: decode, locate (item finding), embed
     (the items' crops in one batch), search (one neighbour pass, vote, ranking and records for the main item)."""
-    from stylelens.intake.images import load_image
-    from stylelens.item.localise import item_crops
+    from stylelens.query import pipeline
+    from stylelens.query.request import Photo
+    from stylelens.query.stages.embed import embed
 
     s, t = index.settings, defaultdict(list)
+    if photos:
+        search(index, photos[0].read_bytes())  # warm-up: lazy loading (the parser) is not a step
     for path in photos:
         data = path.read_bytes()
         t0 = time.perf_counter()
-        photo = load_image(data, max_pixels=s.max_pixels, target=index.embedder.preprocess.size)
+        photo = Photo.decode(data, max_pixels=s.max_pixels, target=index.embedder.preprocess.size)
         t1 = time.perf_counter()
-        crops = [c for _, c in item_crops(photo, s.max_items)]
+        # The locate stage the search uses (the garment parser where it serves this index), then the cut-outs.
+        items = pipeline.cut_items(photo, localise=s.localise, max_items=s.max_items,
+                                   locator=index.locator or index.parser_locator())
         t2 = time.perf_counter()
-        index.embedder.embed(crops)
-        t3 = time.perf_counter()
-        vector, _ = index.embed(crops[0])
-        t4 = time.perf_counter()
-        index.search_vector(vector, rs.K)
+        snap = index.snapshot()
+        items = embed(items, index.embedder, snap.space, colour_space=snap.colour_space)
+        t3 = t4 = time.perf_counter()
+        index.search_vector(items[0].vector, rs.K, raw=items[0].raw)
         t5 = time.perf_counter()
         _, total = search(index, data)
         for k, v in (("decode", t1 - t0), ("locate", t2 - t1), ("embed", t3 - t2), ("search", t5 - t4)):

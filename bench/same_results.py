@@ -57,6 +57,13 @@ def build(work: Path) -> None:
         shutil.rmtree(work / "tuned", ignore_errors=True)
         shutil.copytree(work / "raw", work / "tuned")
         tune_index(work / "tuned", tune_views=0, progress=False)
+        # The head serves every aspect, measured or not: this copy exists to exercise the tuned space (a manifest
+        # key older commits ignore, where a head always served).
+        from stylelens.index import open_store
+
+        store = open_store(work / "tuned", writable=True)
+        store.set_manifest(head=dict(store.manifest["head"], adopted={"type": True, "colour": True}))
+        store.close()
 
 
 def brief(result) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT.parent / "shared" / "data" / "fashion-small"
 HELD_OUT = 1000
+SPACES = {"served": None, "raw": (), "tuned": ("type", "colour")}  # --space: what a tuned head serves (query.space.ASPECTS)
 
 
 def split(styles: Path, held_out: int = HELD_OUT, seed: int = 0) -> tuple[list[dict], list[str], list[str]]:
@@ -99,7 +100,7 @@ def make_methods(index, args, indexed: list[str]) -> dict:
                 head = ML.HeatmapHead.load(path, maps)
             else:
                 started = time.perf_counter()
-                head = ML.HeatmapHead.train(maps, list(training_photos(FASHION, indexed, args.train_photos)))
+                head = ML.HeatmapHead.train(maps, list(training_photos(Path(args.fashion), indexed, args.train_photos)))
                 head.save(path)
                 print(f"trained the localiser head on {args.train_photos} composites in {time.perf_counter() - started:.0f} s -> {path}", file=sys.stderr)
             methods["learned"] = lambda rgb: L.locate(rgb, heatmap=head)
@@ -112,8 +113,10 @@ def make_methods(index, args, indexed: list[str]) -> dict:
             img = Image.fromarray(rgb)
             cands = [L.Box(0, 0, w, h), L.Box(int(w * 0.2), int(h * 0.2), int(w * 0.6), int(h * 0.6)),
                      *L.locate(rgb, heatmap=L.contrast_map)]
-            vecs = index.embedder.embed([img if i == 0 else L.crop(img, b) for i, b in enumerate(cands)])
-            conf = [index.identify_vector(v).type_confidence for v in vecs]
+            crops = [img if i == 0 else L.crop(img, b) for i, b in enumerate(cands)]
+            raws = index.embedder.embed(crops)
+            vecs = index.snapshot().space.query(raws, crops)  # into the space searched (a tuned head's, when it serves)
+            conf = [index.identify_vector(v, raw=r).type_confidence for v, r in zip(vecs, raws)]
             return [cands[i] for i in np.argsort(conf, kind="stable")[::-1]]
 
         methods["multicrop"] = multicrop
@@ -140,13 +143,13 @@ def run(args) -> None:
     from stylelens.item.composite import read_labels, write_benchmark
     from stylelens.item.localise import crop, iou, on_white
 
-    index_dir = Path(args.index)
+    index_dir, fashion = Path(args.index), Path(args.fashion)
     if not (index_dir / "manifest.json").is_file():
-        build_heldout_index(FASHION, index_dir, args.held_out, args.seed)
+        build_heldout_index(fashion, index_dir, args.held_out, args.seed)
     if args.build_only:
         return
-    _, indexed, held = split(FASHION / "styles.csv", args.held_out, args.seed)
-    index = open_index(index_dir)
+    _, indexed, held = split(fashion / "styles.csv", args.held_out, args.seed)
+    index = open_index(index_dir, aspects=SPACES[args.space])
     assert not set(held) & set(index.store.columns.ids), "a held-out product is in the index"
     queries = held[: args.per_variant]
     bench = Path(args.bench or f"/work/cache/shopper-bench-s{args.seed}-n{args.per_variant}")
@@ -154,7 +157,7 @@ def run(args) -> None:
         queries = queries[: args.limit]
     variants = args.variants.split(",")
     if not (bench / "labels.csv").is_file() or args.regenerate:
-        write_benchmark(FASHION, bench, queries, seed=args.seed, variants=variants, pool=held)
+        write_benchmark(fashion, bench, queries, seed=args.seed, variants=variants, pool=held)
     wanted = {f"{v}-{q}" for v in variants for q in queries}  # a bigger benchmark folder serves a smaller run
     labels = [r for r in read_labels(bench / "labels.csv") if r["id"] in wanted]
     photos: dict[str, list[dict]] = {}
@@ -197,7 +200,7 @@ def run(args) -> None:
                 s["n"] += 1
                 s["iou"].append(crops[j][1])
     names = list(methods)
-    print(f"\nindex {index_dir} ({len(index)} products, {args.held_out} held out, seed {args.seed}); "
+    print(f"\nindex {index_dir} ({len(index)} products, {args.held_out} held out, seed {args.seed}; space {index.space.name}); "
           f"queries: {args.per_variant} held-out products per variant; articleType P@5 / n / locate+crop p50 ms / IoU>=0.5 share")
     print("| variant | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -223,10 +226,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", default="/work/cache/fs-heldout-lite0", help="Index of fashion-small minus the held-out products (built if missing).")
     p.add_argument("--bench", help="Benchmark folder (default /work/cache/shopper-bench-s<seed>-n<per-variant>).")
+    p.add_argument("--fashion", default=str(FASHION), help="The fashion-small folder (default: ../shared/data/fashion-small).")
     p.add_argument("--per-variant", type=int, default=300)
     p.add_argument("--limit", type=int, default=0, help="Query only the first N of the benchmark's products (a quick look).")
     p.add_argument("--held-out", type=int, default=HELD_OUT)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", choices=sorted(SPACES), default="served",
+                   help="With a tuned head: the aspects tune adopted (served), the raw space, or the tuned one for every aspect.")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--methods", default="contrast,grabcut,scda,learned")
     p.add_argument("--train-photos", type=int, default=600)

@@ -2,7 +2,9 @@
 
 Generated catalogs (shapes_catalog): three shapes in two shades of two hues, with random dark lines. The raw
 space (random-weight ResNet-50) is ruled by shapes and lines; the tuned head must learn the shades from the
-labels, measured on held-out products that are neither indexed nor trained on.
+labels, measured on held-out products that are neither indexed nor trained on. ``tune`` holds a share of the
+indexed products out (never trained on) and ``quality.tuning.adopt`` measures raw against tuned on them; tests of
+the tuned space itself open it for every aspect (``TUNED``), whatever the small measurement adopted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ from quality_catalog import seed_for
 from stylelens import build_index, open_index
 from stylelens.cli import main
 from stylelens.errors import IndexDamagedError
+from stylelens.query.space import ASPECTS
+
+TUNED = {"aspects": ASPECTS}  # the tuned space for every aspect, whatever tune adopted
+
+
+def adopt_all(index_path: Path) -> None:
+    """Record the head as adopted for every aspect, as a measurement that found it better would."""
+    from stylelens.index import open_store
+
+    store = open_store(index_path, writable=True)
+    store.set_manifest(head=dict(store.manifest["head"], adopted={a: True for a in ASPECTS}))
+    store.close()
 
 PALETTE = {"Blue": (40, 70, 210), "Navy Blue": (20, 35, 105), "Red": (205, 35, 45), "Maroon": (105, 20, 25)}
 SHAPES = {"tshirt": "Tshirts", "dress": "Dresses", "bag": "Handbags"}
@@ -58,7 +72,9 @@ def shapes_catalog(folder: Path, n: int, start: int, seed: int) -> dict[str, dic
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, random_embedder):
-    """(index folder, held-out queries folder): 72 indexed products, tuned; 24 held-out products."""
+    """(index folder, held-out queries folder): 72 indexed products, tuned (7 of them held out) and measured; 24
+    products neither indexed nor tuned on."""
+    from stylelens.quality.tuning import adopt
     from stylelens.tune.train import tune_index
 
     root = tmp_path_factory.mktemp("tune")
@@ -67,6 +83,7 @@ def tuned(tmp_path_factory, random_embedder):
     build_index(root / "catalog", root / "raw", embedder=random_embedder, workers=0, progress=False)
     shutil.copytree(root / "raw", root / "index")
     report = tune_index(root / "index", tune_views=12, progress=False, runtime="torch")
+    adopt(root / "index", real_root=None, embedder=random_embedder)
     return root, report
 
 
@@ -74,8 +91,8 @@ def evaluate_both(root: Path, random_embedder) -> tuple[dict, dict]:
     from stylelens.quality.evaluate import evaluate
 
     out = []
-    for tune in (False, True):
-        index = open_index(root / "index", embedder=random_embedder, tune=tune)
+    for aspects in ((), ASPECTS):
+        index = open_index(root / "index", embedder=random_embedder, aspects=aspects)
         out.append(evaluate(index, root / "queries", root / "queries" / "products.csv", ks=(5,), latency_samples=0,
                             duplicates=False))
         index.close()
@@ -84,7 +101,7 @@ def evaluate_both(root: Path, random_embedder) -> tuple[dict, dict]:
 
 def test_tuning_lifts_held_out_precision(tuned, random_embedder):
     root, report = tuned
-    assert report.products == 72 and report.views == 12
+    assert report.products + report.held_out == 72 and report.held_out == 7 and report.views == 12
     raw, tuned_report = evaluate_both(root, random_embedder)
     assert raw["space"] == "raw" and tuned_report["space"] == "tuned"
     assert tuned_report["queries"] == raw["queries"] == 24
@@ -99,7 +116,7 @@ def test_head_and_calibration_are_recorded_per_space(tuned):
     manifest = json.loads((root / "index" / "manifest.json").read_text())
     head = manifest["head"]
     assert (root / "index" / head["artifact"]).is_file() and head["dim"] == 256
-    assert head["trained_on"]["products"] == 72 and head["trained_on"]["labels"]["type"] == 3
+    assert head["trained_on"]["products"] == 65 and head["trained_on"]["labels"]["type"] == 3
     raw, tuned_space = manifest["spaces"]["raw"], manifest["spaces"]["tuned"]
     # Thresholds are measured in each space, not one constant for both.
     assert tuned_space["near_duplicate"] != raw["near_duplicate"]
@@ -111,7 +128,7 @@ def test_head_and_calibration_are_recorded_per_space(tuned):
 
 def test_same_picture_found_after_tuning(tuned, random_embedder, tmp_path):
     root, _ = tuned
-    index = open_index(root / "index", embedder=random_embedder)
+    index = open_index(root / "index", embedder=random_embedder, **TUNED)
     assert index.space.name == "tuned"
     photo = root / "catalog" / "images" / "p0007.jpg"
     first = index.search(photo, k=3).products[0]
@@ -145,7 +162,7 @@ def test_products_added_after_tuning_are_projected(tuned, random_embedder, tmp_p
         shutil.copy(tmp_path / "more" / "images" / f"{pid}.jpg", tmp_path / "catalog" / "images" / f"{pid}.jpg")
     with open(tmp_path / "catalog" / "products.csv", "a", newline="") as fh:
         csv.DictWriter(fh, fieldnames=HEADER).writerows(rows.values())
-    index = open_index(tmp_path / "index", embedder=random_embedder)  # open before the build: it must follow it
+    index = open_index(tmp_path / "index", embedder=random_embedder, **TUNED)  # open before the build: it must follow it
     build_index(tmp_path / "catalog", tmp_path / "index", embedder=random_embedder, workers=0, progress=False, replace=True)
     assert len(index) == 75 and index.space.name == "tuned"
     first = index.search(tmp_path / "catalog" / "images" / "p0901.jpg", k=3).products[0]
@@ -158,10 +175,10 @@ def test_the_tuned_space_projects_in_bounded_chunks_with_the_same_result(tuned, 
     import stylelens.query.space as space
 
     root, _ = tuned
-    whole = open_index(root / "index", embedder=random_embedder)
+    whole = open_index(root / "index", embedder=random_embedder, **TUNED)
     monkeypatch.setattr(space, "PROJECT_CHUNK", 5)  # 72 rows in 15 steps
     reads = []
-    chunked = open_index(root / "index", embedder=random_embedder)
+    chunked = open_index(root / "index", embedder=random_embedder, **TUNED)
     store_vectors = chunked.store.vectors
     chunked.store.vectors = lambda rows, columns=None: reads.append(len(rows)) or store_vectors(rows, columns)
     np.testing.assert_allclose(chunked.space.matrix(), whole.space.matrix(), atol=1e-6)
@@ -177,8 +194,15 @@ def test_info_says_when_the_head_is_stale(tuned, random_embedder, tmp_path, caps
     assert main(["info", str(tmp_path / "index")]) == 0
     out = capsys.readouterr().out
     assert "tuned head 256-d" in out and "up to date" in out
+    trained = json.loads((tmp_path / "index" / "head-split.json").read_text())["trained"]
+    held = json.loads((tmp_path / "index" / "head-split.json").read_text())["held_out"]
     store = open_store(tmp_path / "index", writable=True)
-    store.update_records([{"id": "p0001", "type": "Tops"}])  # a label changed after training
+    store.update_records([{"id": held[0], "type": "Tops"}])  # a product the head never saw: nothing it learnt changed
+    store.close()
+    assert main(["info", str(tmp_path / "index")]) == 0
+    assert "up to date" in capsys.readouterr().out
+    store = open_store(tmp_path / "index", writable=True)
+    store.update_records([{"id": trained[0], "type": "Tops"}])  # a label changed after training
     store.close()
     assert main(["info", str(tmp_path / "index")]) == 0
     assert "STALE" in capsys.readouterr().out
@@ -189,7 +213,7 @@ def test_a_running_index_follows_a_new_tune(tuned, random_embedder, tmp_path):
 
     root, _ = tuned
     shutil.copytree(root / "raw", tmp_path / "index")
-    index = open_index(tmp_path / "index", embedder=random_embedder)
+    index = open_index(tmp_path / "index", embedder=random_embedder, **TUNED)
     assert index.space.name == "raw"
     tune_index(tmp_path / "index", tune_views=0, progress=False)
     assert index.space.name == "tuned"  # the next query searches the new head, no restart
@@ -205,7 +229,7 @@ def test_a_tune_landing_mid_query_waits_for_the_next_query(tuned, random_embedde
 
     root, _ = tuned
     shutil.copytree(root / "raw", tmp_path / "index")
-    index = open_index(tmp_path / "index", embedder=random_embedder)
+    index = open_index(tmp_path / "index", embedder=random_embedder, **TUNED)
     photo = root / "catalog" / "images" / "p0005.jpg"
     expected = [p["id"] for p in index.search(photo, k=5).products]
     embed = index.embedder.embed
@@ -227,6 +251,7 @@ def test_a_tune_landing_mid_query_waits_for_the_next_query(tuned, random_embedde
 def test_damaged_head_is_named_and_no_tune_still_serves(tuned, random_embedder, tmp_path, capsys):
     root, _ = tuned
     shutil.copytree(root / "index", tmp_path / "index")
+    adopt_all(tmp_path / "index")
     (tmp_path / "index" / "head.npz").write_bytes(b"not a head")
     with pytest.raises(IndexDamagedError, match="tune"):
         open_index(tmp_path / "index", embedder=random_embedder)
@@ -260,17 +285,21 @@ def test_tune_refuses_an_index_without_labels(tmp_path, random_embedder):
     # A column the user names that has nothing to teach is refused, naming what could be used.
     with pytest.raises(InvalidArgumentError, match=r"'fabric' has fewer than two values.*Columns with values: name\."):
         tune_index(tmp_path / "index", labels=feed, extra_labels=["fabric"], tune_views=0, progress=False)
-    assert tune_index(tmp_path / "index", labels=feed, extra_labels=["productDisplayName"], tune_views=0,
-                      progress=False).labels["name"] == len({r["productDisplayName"] for r in rows.values()})  # the feed's spelling of a column is understood
+    learnt = tune_index(tmp_path / "index", labels=feed, extra_labels=["productDisplayName"], tune_views=0, progress=False)
+    trained = json.loads((tmp_path / "index" / "head-split.json").read_text())["trained"]
+    # The feed's spelling of a column is understood; the values learnt are those of the products trained on.
+    assert learnt.labels["name"] == len({rows[pid]["productDisplayName"] for pid in trained})
 
 
-def test_cli_eval_shows_raw_and_tuned_side_by_side(tuned, capsys):
+def test_cli_eval_shows_raw_and_tuned_side_by_side(tuned, capsys, tmp_path):
     root, _ = tuned
-    code = main(["eval", str(root / "index"), "--queries", str(root / "queries"), "--labels",
-                 str(root / "queries" / "products.csv"), "--k", "5", "--out", str(root / "report")])
+    shutil.copytree(root / "index", tmp_path / "index")
+    adopt_all(tmp_path / "index")
+    code = main(["eval", str(tmp_path / "index"), "--queries", str(root / "queries"), "--labels",
+                 str(root / "queries" / "products.csv"), "--k", "5", "--out", str(tmp_path / "report")])
     out = capsys.readouterr().out
     assert code == 0 and "raw space vs tuned space" in out
-    report = json.loads((root / "report" / "eval.json").read_text())
+    report = json.loads((tmp_path / "report" / "eval.json").read_text())
     assert report["space"] == "tuned" and report["raw"]["space"] == "raw"
 
 
@@ -293,9 +322,98 @@ def test_same_style_in_another_colour(tuned, random_embedder):
                 n += len(found)
         return hits / n
 
-    index = open_index(root / "index", embedder=random_embedder)
+    index = open_index(root / "index", embedder=random_embedder, **TUNED)
     asked = same_type_share(index)
     index.space._label_colour = lambda colour: None  # the photo's own colour in the query, as before
     photo = same_type_share(index)
     index.close()
     assert asked > photo and asked >= 0.85, (asked, photo)  # measured 0.89 against 0.83-0.87
+
+
+def test_the_head_serves_only_the_aspects_it_measured_better_on(tuned, random_embedder):
+    """tune measured raw against tuned on the products it held out and recorded the choice; an index opened as
+    served searches the tuned space only for what was adopted."""
+    from stylelens.quality.tuning import decide
+
+    root, _ = tuned
+    head = json.loads((root / "index" / "manifest.json").read_text())["head"]
+    catalog = head["measured"]["kinds"]["catalog"]
+    assert catalog["queries"] == 7 and not head["measured"]["real_data"]
+    assert set(head["adopted"]) == set(ASPECTS)
+    raw = {k: v["raw"] for k, v in head["measured"]["kinds"].items()}
+    tuned_ = {k: v["tuned"] for k, v in head["measured"]["kinds"].items()}
+    assert head["adopted"] == decide(raw, tuned_)
+    index = open_index(root / "index", embedder=random_embedder)
+    assert index.space.name == ("tuned" if head["adopted"]["type"] else "raw")
+    assert index.info()["space"]["colour_vote"] == ("tuned" if head["adopted"]["colour"] else "raw")
+    index.close()
+
+
+def test_the_adoption_rule():
+    from stylelens.quality.tuning import decide
+
+    raw = {"catalog": {"type": 0.80, "colour": 0.50}, "real-items": {"type": 0.60}, "worn": {"type": 0.30}}
+    # Better on the real sets on average, but one kind loses more than 0.01: types stay raw; colour is better.
+    worse = {"catalog": {"type": 0.85, "colour": 0.60}, "real-items": {"type": 0.70}, "worn": {"type": 0.28}}
+    assert decide(raw, worse) == {"type": False, "colour": True}
+    better = {"catalog": {"type": 0.795, "colour": 0.40}, "real-items": {"type": 0.65}, "worn": {"type": 0.31}}
+    assert decide(raw, better) == {"type": True, "colour": False}
+    # Better on catalog shots alone is not enough where real photos were measured.
+    catalog_only = {"catalog": {"type": 0.95, "colour": 0.5}, "real-items": {"type": 0.60}, "worn": {"type": 0.30}}
+    assert decide(raw, catalog_only)["type"] is False
+    # Without real photos, the catalog's held-out products decide.
+    assert decide({"catalog": raw["catalog"]}, {"catalog": catalog_only["catalog"]})["type"] is True
+
+
+def test_type_from_the_raw_space_colour_from_the_tuned(tuned, random_embedder):
+    """Adopted for colour alone: the results and the type are the raw space's, the colour the tuned space's vote."""
+    root, _ = tuned
+    raw = open_index(root / "index", embedder=random_embedder, aspects=())
+    both = open_index(root / "index", embedder=random_embedder, aspects=ASPECTS)
+    mixed = open_index(root / "index", embedder=random_embedder, aspects=("colour",))
+    assert mixed.space.name == "raw" and mixed.snapshot().colour_space.name == "tuned"
+    differs = 0
+    for pid in ("p0501", "p0505", "p0510", "p0517", "p0522"):
+        photo = root / "queries" / "images" / f"{pid}.jpg"
+        r, b, m = raw.search(photo, k=5), both.search(photo, k=5), mixed.search(photo, k=5)
+        assert [p["id"] for p in m.products] == [p["id"] for p in r.products]
+        assert (m.identified.type, m.identified.gender) == (r.identified.type, r.identified.gender)
+        assert (m.identified.colour, m.identified.colour_confidence) == (b.identified.colour, b.identified.colour_confidence)
+        differs += r.identified.colour != b.identified.colour
+        # The same for a catalog product's "more like this" and for identify().
+        assert mixed.identify(photo).colour == both.identify(photo).colour
+    similar = mixed.similar("p0003", k=5)
+    assert [p["id"] for p in similar.products] == [p["id"] for p in raw.similar("p0003", k=5).products]
+    assert similar.identified.colour == both.similar("p0003", k=5).identified.colour
+    assert differs  # the two spaces do vote differently here: the test can tell them apart
+    for index in (raw, both, mixed):
+        index.close()
+
+
+def test_eval_measures_on_products_the_head_never_saw(tuned, random_embedder, capsys, tmp_path):
+    """Leave-one-out on a tuned index queries only the products tune held out, in the raw space too (the same
+    queries); --include-trained measures them all and says the figures flatter the head."""
+    from stylelens.quality.evaluate import evaluate
+
+    root, _ = tuned
+    split = json.loads((root / "index" / "head-split.json").read_text())
+    for aspects in (ASPECTS, ()):
+        index = open_index(root / "index", embedder=random_embedder, aspects=aspects)
+        honest = evaluate(index, ks=(5,), latency_samples=0, duplicates=False)
+        assert honest["queries"] == len(split["held_out"]) == 7 and honest["head"]["left_out"] == 65
+        everything = evaluate(index, ks=(5,), latency_samples=0, duplicates=False, include_trained=True)
+        assert everything["queries"] == 72 and everything["head"]["queries_trained_on"] == 65
+        index.close()
+    # Photos labelled with the ids of products it trained on are left out too.
+    index = open_index(root / "index", embedder=random_embedder, **TUNED)
+    photos = evaluate(index, root / "catalog", root / "catalog" / "products.csv", ks=(5,), latency_samples=0, duplicates=False)
+    assert photos["queries"] == 7 and photos["head"]["left_out"] == 65
+    index.close()
+    shutil.copytree(root / "index", tmp_path / "index")
+    adopt_all(tmp_path / "index")
+    assert main(["eval", str(tmp_path / "index"), "--k", "5", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "65 products the tuned head trained on left out" in out and "7 queries" in out
+    assert main(["eval", str(tmp_path / "index"), "--k", "5", "--include-trained", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 65 queries are products the tuned head trained on" in out and "72 queries" in out

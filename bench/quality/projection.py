@@ -50,7 +50,7 @@ def train(vectors: np.ndarray, labels: dict[str, np.ndarray], vocab_sizes: dict[
 
 
 def held_out_metrics(space: np.ndarray, live: np.ndarray, query_rows: np.ndarray, codes: dict, k: int = 10) -> dict:
-    _, rows, _ = neighbours(space, live, space[query_rows], k, self_rows=query_rows)
+    _, rows, _, _ = neighbours(space, live, space[query_rows], k, self_rows=query_rows)
     out = {}
     for c in LABELS:
         q = codes[c][query_rows]

@@ -66,16 +66,17 @@ def simulate(index, shoppers: int, rounds: int, seed: int, min_items: int) -> di
         same_type = np.flatnonzero(cols.live & (cols.codes["type"] == taste[1]))
         query_id = cols.ids[int(rng.choice(same_type))]
         query_row = index.row(query_id)
-        vector = index.store.vectors([query_row])[0]
+        vector = index.vector(query_id)  # in the space searched (a tuned head's, when it serves)
+        raw = index.store.vectors([query_row])[0]  # the backbone's, which the colour vote's space may project
 
         plain = [index.row(p) for p in index.similar(query_id, K).ids]
         rated: set[int] = set()
         for r in range(rounds + 1):
             personal = [index.row(p) for p in index.similar(query_id, K, user=user).ids]
             nxt = [index.row(p) for p in index.search_vector(vector, K, exclude_rows=[query_row, *rated],
-                                                              filters=Filters(), identify=False).ids]
+                                                              filters=Filters(), identify=False, raw=raw).ids]
             unseen = [index.row(p) for p in index.search_vector(vector, K, exclude_rows=[query_row, *rated], filters=Filters(),
-                                                                 identify=False, user=user).ids]
+                                                                 identify=False, user=user, raw=raw).ids]
             curves["personalised_unseen"][s, r] = matches(cols, unseen, taste).mean() if unseen else 0.0
             curves["plain"][s, r] = matches(cols, plain, taste).mean()
             curves["personalised"][s, r] = matches(cols, personal, taste).mean()

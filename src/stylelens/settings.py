@@ -87,8 +87,8 @@ SETTINGS: dict[str, Setting] = {
                 "searched as it is).", _bool),
         Setting("max_items", 6, "Most items searched in one photo (each gets its own box and results; a person wears ~3-4 "
                 "garments, the parser knows 6 groups).", int),
-        Setting("tune", True, "Search the space of the head `stylelens tune` trained, when the index has one (--no-tune: the raw "
-                "backbone space).", _bool),
+        Setting("tune", True, "Search the space of the head `stylelens tune` trained, when the index has one, for the aspects "
+                "(type, colour) it measured better on (--no-tune: the raw backbone space).", _bool),
         Setting("tune_views", 2000, "Shopper-style photos `stylelens tune` composes from the catalog to train on (0: catalog shots only).", int),
         Setting("tune_dim", 256, "Dimension of the tuned space `stylelens tune` learns.", int),
         Setting("identify_k", 10, "Labelled neighbours that vote on the item's type, gender and colour.", int),

@@ -155,6 +155,10 @@ def cmd_info(args) -> int:
         state = "STALE: labels changed since; run stylelens tune again" if head.get("stale") else "up to date"
         print(f"tuned head {head['dim']}-d, trained {head['created']} on {trained.get('products', 0):,} products + "
               f"{trained.get('views', 0):,} shopper views ({', '.join(trained.get('labels') or {})}); {state}")
+        if "adopted" in head:  # tuned since heads are measured (older ones serve every aspect)
+            serves = [a for a, on in (head["adopted"] or {}).items() if on]
+            print(f"           serves {', '.join(serves) if serves else 'nothing (measured no better than the raw space)'}; "
+                  f"{trained.get('held_out', 0):,} products held out to measure it")
     else:
         print("tuned head none (stylelens tune INDEX trains one on the catalog's labels)")
     for name, cal in (info.get("spaces") or {}).items():

@@ -22,8 +22,10 @@ def register(sub) -> None:
     p.add_argument("--search", default=None, help="Search method to evaluate (auto, exact, ann...).")
     p.add_argument("--json", action="store_true", help="Print the report as JSON.")
     p.add_argument("--tune", dest="tune", action=argparse.BooleanOptionalAction, default=None,
-                   help="With a tuned head: --tune evaluates the tuned space only, --no-tune the raw space only "
+                   help="With a tuned head: --tune evaluates the spaces it serves only, --no-tune the raw space only "
                         "(default: both, side by side).")
+    p.add_argument("--include-trained", action="store_true",
+                   help="With a tuned head: also query the products it trained on (left out by default; counted in the report).")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tune", help="Train a head on the frozen vectors from the catalog's own labels (type, colour...).")
@@ -32,7 +34,11 @@ def register(sub) -> None:
     p.add_argument("--label", action="append", default=[], metavar="COLUMN",
                    help="Another label column of the feed to learn (repeat for several), besides type, gender, colour and category.")
     add_setting_flags(p, "tune_views", "tune_dim", "workers")
-    p.add_argument("--seed", type=int, default=0, help="Seed of the training run and its shopper views (default 0).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the training run, its held-out products and shopper views (default 0).")
+    p.add_argument("--real-data", metavar="DIR", default="auto",
+                   help="Folder with real-items/ and street-ccp/ to measure the head on (default: ../shared/data where it is found).")
+    p.add_argument("--photos", type=int, default=None, metavar="N",
+                   help="Real photos measured per set, raw against tuned (default 300).")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
     p.set_defaults(func=cmd_tune)
 
@@ -78,6 +84,7 @@ def _open(args, search=None, tune=None):
 
 
 def cmd_tune(args) -> int:
+    from ..quality.tuning import PHOTOS, adopt, table
     from ..tune.train import tune_index
 
     settings = settings_from(args).replace(progress=False if args.no_progress else None)
@@ -85,13 +92,23 @@ def cmd_tune(args) -> int:
     s = report.seconds
     print(f"tuned {args.index}: a head trained on {report.products:,} products + {report.views:,} shopper views "
           f"({', '.join(f'{c} {n}' for c, n in report.labels.items())} values) in {s['total']} s "
-          f"(colours {s['colours']} s, views {s['views']} s, training {s['train']} s, calibration {s['calibrate']} s)")
+          f"(colours {s['colours']} s, views {s['views']} s, training {s['train']} s, calibration {s['calibrate']} s); "
+          f"{report.held_out:,} products held out to measure it")
     if report.skipped_images:
         print(f"warning: {report.skipped_images:,} product images could not be read; those products learnt without their colour")
-    tuned = report.calibration["tuned"]
-    print(f"tuned space: same picture >= {tuned['same_picture']}, near-duplicate >= {tuned['near_duplicate']}, "
-          f"vote temperature {tuned['vote_temperature']}. Search uses it now (--no-tune: the raw space); "
-          f"compare with stylelens eval {args.index}")
+    real = None if args.real_data in ("", "none") else args.real_data
+    measured = adopt(args.index, real_root=real, photos=args.photos or PHOTOS, settings=settings)
+    where = "held-out catalog products and real photos (measure parts)" if measured["real_data"] else \
+        "held-out catalog products (no real photos found: --real-data DIR)"
+    print(f"raw space against tuned space, as served, on {where}:")
+    print_table(table(measured), [("kind", "kind"), ("aspect", "aspect"), ("queries", "queries"), ("raw", "raw"),
+                                  ("tuned", "tuned"), ("change", "change")])
+    adopted = [a for a, on in measured["adopted"].items() if on]
+    if adopted:
+        print(f"the tuned space serves: {', '.join(adopted)} (the raw space the rest); recorded in the manifest. "
+              f"Compare with stylelens eval {args.index}")
+    else:
+        print("the tuned space measured no better: the raw space serves every aspect (recorded in the manifest)")
     return 0
 
 
@@ -105,10 +122,10 @@ def cmd_eval(args) -> int:
         raise InvalidArgumentError("Choose either --queries DIR --labels FEED or --leave-one-out, not both.")
     ks = parse_ks(args.k)
     index = _open(args, search=args.search, tune=args.tune)
-    report = evaluate(index, args.queries, args.labels, ks=ks, sample=args.sample)
-    if report["space"] == "tuned" and args.tune is None:  # the raw space beside it, same queries
+    report = evaluate(index, args.queries, args.labels, ks=ks, sample=args.sample, include_trained=args.include_trained)
+    if (report["space"] == "tuned" or report.get("colour_vote_space")) and args.tune is None:  # raw beside it, same queries
         raw = evaluate(_open(args, search=args.search, tune=False), args.queries, args.labels, ks=ks, sample=args.sample,
-                       latency_samples=0, duplicates=False)
+                       latency_samples=0, duplicates=False, include_trained=args.include_trained)
         report["raw"] = {key: raw[key] for key in ("type", "gender", "colour", "per_variant", "space") if key in raw}
     json_path, png_path = write_report(report, args.out)
     if args.json:
@@ -116,6 +133,7 @@ def cmd_eval(args) -> int:
         return 0
     print(f"{report['mode']} on {report['index']}: {report['queries']:,} queries, {report['products']:,} products, "
           f"{report['backbone']} ({report['runtime']} runtime), search {report['search']}")
+    _print_head_note(report.get("head"))
     rows = []
     for label in ("type", "gender", "colour"):
         rows.append(dict(report[label], label=label))
@@ -158,6 +176,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _print_head_note(head: dict | None) -> None:
+    """What the tuned head saw among the queries: left out (the default), or counted and said loudly."""
+    if not head:
+        return
+    if not head["trained_on_known"]:
+        print("warning: the tuned head did not record the products it trained on (tuned by an older stylelens): these "
+              "figures may include them. Run stylelens tune again to measure on products it never saw.")
+    elif head["queries_trained_on"]:
+        print(f"warning: {head['queries_trained_on']:,} queries are products the tuned head trained on "
+              f"(--include-trained): its figures flatter it")
+    elif head["left_out"]:
+        print(f"{head['left_out']:,} products the tuned head trained on left out: measured on products it never saw")
+
+
 def _print_side_by_side(report: dict, ks) -> None:
     """Raw backbone space vs tuned head, same queries: what tuning changed."""
     raw = report["raw"]
@@ -168,11 +200,13 @@ def _print_side_by_side(report: dict, ks) -> None:
     if max(ks) != k:
         for row, c in zip(rows, ("type", "gender", "colour")):
             row["raw_k"], row["tuned_k"] = raw[c].get(f"precision@{max(ks)}"), report[c].get(f"precision@{max(ks)}")
-    print("raw space vs tuned space (same queries)")
-    cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"tuned P@{k}")]
+    served = "tuned" if report["space"] == "tuned" else "served"
+    print("raw space vs tuned space (same queries)" + ("" if served == "tuned" else
+          f"; the tuned head serves the colour vote only, searched in the {report['space']} space"))
+    cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"{served} P@{k}")]
     if max(ks) != k:
-        cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"tuned P@{max(ks)}")]
-    print_table(rows, cols + [("raw_id", "raw identify"), ("tuned_id", "tuned identify")])
+        cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"{served} P@{max(ks)}")]
+    print_table(rows, cols + [("raw_id", "raw identify"), ("tuned_id", f"{served} identify")])
     if raw.get("per_variant"):
         by = {r["variant"]: r for r in raw["per_variant"]}
         table = [{"variant": r["variant"], "raw": by.get(r["variant"], {}).get(f"precision@{k}"), "tuned": r.get(f"precision@{k}")}

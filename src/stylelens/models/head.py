@@ -21,6 +21,19 @@ from ..errors import IndexDamagedError
 HEAD_ARTIFACT = "head.npz"
 HEAD_FORMAT = 1
 COLOURS_ARTIFACT = "head-colours.npz"  # product id -> colour descriptor, made by tune
+SPLIT_ARTIFACT = "head-split.json"  # the products the head trained on and those held out to measure it
+
+
+def read_split(data: bytes | None) -> dict | None:
+    """{"trained": [ids], "held_out": [ids], "seed": n} of the head's split, None without one (tuned before it was kept)."""
+    if not data:
+        return None
+    try:
+        split = json.loads(data)
+        return {"trained": list(split["trained"]), "held_out": list(split["held_out"]), "seed": split.get("seed")}
+    except (ValueError, KeyError, TypeError):
+        raise IndexDamagedError("The tuned head's record of the products it trained on is damaged. Run stylelens tune "
+                                "again.") from None
 
 
 def unit(x: np.ndarray) -> np.ndarray:

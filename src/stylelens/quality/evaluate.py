@@ -24,6 +24,10 @@ very same picture as the query (the space's same-picture cosine) are left out. M
 
 Also: a per-type table (top 20 by support), the most confused type pairs, ANN recall@10 against
 exact search when the index searches with ANN, query latency, and near-duplicate groups.
+
+A tuned index is measured on products its head never saw: the products ``tune`` trained on (its split,
+``models.head.SPLIT_ARTIFACT``) are left out as queries, in every space, so raw and tuned answer the same
+queries (``include_trained`` keeps them, and the report says how many there are: ``report["head"]``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, InvalidArgumentError, MissingExtraError
+from ..models.head import SPLIT_ARTIFACT, read_split
 from ..index.backend import exact_search, top_k
 from ..query import pipeline
 from ..query.diversity import group_pairs, near_duplicate_groups, near_duplicate_pairs, summarise_groups
@@ -108,9 +113,19 @@ def _codes_for(columns, column: str, values) -> np.ndarray:
     return np.array([-1 if not v else lookup.get(str(v).lower(), -2) for v in values], np.int64)
 
 
+def trained_on(store) -> set[str] | None:
+    """The products the index's tuned head trained on; None without a head, or one that did not record them."""
+    if not store.manifest.get("head"):
+        return None
+    split = read_split(store.read_artifact(SPLIT_ARTIFACT))
+    return None if split is None else set(split["trained"])
+
+
 def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None = None, seed: int = 0,
-             latency_samples: int = 50, duplicates: bool = True, batch: int = 1024) -> dict:
-    """Evaluate an opened index: leave-one-out (no ``queries``) or on a folder of labelled photos."""
+             latency_samples: int = 50, duplicates: bool = True, batch: int = 1024, query_ids=None,
+             include_trained: bool = False) -> dict:
+    """Evaluate an opened index: leave-one-out (no ``queries``; over ``query_ids`` only, when given) or on a folder
+    of labelled photos. Queries the tuned head trained on are left out unless ``include_trained`` (then counted)."""
     ks = tuple(sorted(ks))
     started = time.perf_counter()
     snap = index.snapshot()  # one space and catalog view for the whole evaluation, as for one served query
@@ -125,10 +140,25 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
                     "products": len(store), "ks": list(ks), "search": store.backend.name if space.name == "raw" else "exact",
                     "space": space.name, "runtime": index.embedder.runtime_name}
     all_vectors = space.matrix(cols)[:cols.n_rows]  # evaluation reads every vector once (from Milvus too), on purpose
+    colour_space = snap.colour_space
+    if colour_space is not None:
+        report["colour_vote_space"] = colour_space.name
+    taught = trained_on(store)
+    if store.manifest.get("head"):
+        report["head"] = {"trained_on_known": taught is not None, "queries_trained_on": 0, "left_out": 0}
+        taught = taught or set()
 
     if queries is None:
         report["mode"] = "leave-one-out"
         query_rows = np.flatnonzero(live)
+        if query_ids is not None:
+            wanted = {str(i) for i in query_ids}
+            query_rows = np.array([r for r in query_rows if cols.ids[r] in wanted], np.int64)
+        if taught:
+            seen = np.isin(cols.ids[query_rows], list(taught))
+            report["head"]["queries_trained_on" if include_trained else "left_out"] = int(seen.sum())
+            if not include_trained:
+                query_rows = query_rows[~seen]
         if sample is not None and sample < len(query_rows):
             query_rows = np.sort(np.random.default_rng(seed).choice(query_rows, sample, replace=False))
         qvecs = all_vectors[query_rows]
@@ -137,21 +167,39 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         image_paths = [p["image_path"] for p in store.products(cols.ids[query_rows[:latency_samples]])]
         t0 = time.perf_counter()
         scores, rows, same_rows, pairs = neighbours(all_vectors, live, qvecs, depth, self_rows=query_rows, batch=batch,
-                                                    duplicate_cosine=dup_cos if duplicates and sample is None else None,
+                                                    duplicate_cosine=dup_cos if duplicates and sample is None
+                                                    and query_ids is None and not taught else None,
                                                     same_picture=same)
+        if colour_space is not None:
+            colour_vectors = colour_space.matrix(cols)[:cols.n_rows]
+            colour_near = neighbours(colour_vectors, live, colour_vectors[query_rows], identify_k + SELF_SLACK,
+                                     self_rows=query_rows, batch=batch, same_picture=colour_space.calibration.same_picture)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     else:
         report["mode"] = "queries"
         query_rows = None
-        qvecs, qraw, qrecords, skipped = _embed_queries(index, snap, queries, labels)
+        qvecs, qraw, qrecords, skipped, qcolour = _embed_queries(index, snap, queries, labels)
         report["queries_skipped"] = skipped
+        if taught:  # a query photo labelled with a product id the head trained on
+            seen = np.array([str(r.get("id")) in taught for r in qrecords], bool)
+            report["head"]["queries_trained_on" if include_trained else "left_out"] = int(seen.sum())
+            if not include_trained and seen.any():
+                keep = ~seen
+                qvecs, qraw, qcolour = qvecs[keep], qraw[keep], None if qcolour is None else qcolour[keep]
+                qrecords = [r for r, k in zip(qrecords, keep) if k]
         qlabels = {c: _codes_for(cols, c, [r.get(c) for r in qrecords]) for c in LABELS}
         image_paths = [r["_path"] for r in qrecords[:latency_samples]]
         t0 = time.perf_counter()
         scores, rows, same_rows, pairs = neighbours(all_vectors, live, qvecs, depth, batch=batch, same_picture=same)
+        if colour_space is not None:
+            colour_near = neighbours(colour_space.matrix(cols)[:cols.n_rows], live, qcolour, identify_k + SELF_SLACK,
+                                     batch=batch, same_picture=colour_space.calibration.same_picture)
         report["neighbour_seconds"] = round(time.perf_counter() - t0, 2)
     report["queries"] = int(len(qvecs))
     if len(qvecs) == 0:
+        if (report.get("head") or {}).get("left_out"):
+            raise InvalidArgumentError("No queries to evaluate: the tuned head trained on every one of them. Evaluate on "
+                                       "products or photos it never saw, or pass --include-trained to measure them anyway.")
         raise InvalidArgumentError("No queries to evaluate: the index is empty or no query image could be read.")
 
     # What Index.search serves for each k, and what it identifies: the pipeline after its neighbour pass.
@@ -170,7 +218,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
         for k in ks:
             request = SearchRequest(k=k, filters=catalog, exclude_rows=exclude)
             n = max(request.pool, identify_k) + SELF_SLACK
-            near = Neighbours(scores[i, :n], rows[i, :n], found[np.isin(found, rows[i, :n])])
+            near = Neighbours(scores[i, :n], rows[i, :n], found[np.isin(found, rows[i, :n])],
+                              None if colour_space is None else Neighbours(colour_near[0][i], colour_near[1][i], found))
             ranked, ident = pipeline.rank_found(snap, near, qvecs[i], request, allowed)
             served[k][i, :min(k, len(ranked.rows))] = ranked.rows[:k]
         others = near.others()[1][:max(ks)]
@@ -256,7 +305,8 @@ def _variant_table(cols, variants, truth: np.ndarray, predicted: np.ndarray, ser
 
 def _embed_queries(index, snap, folder, labels):
     """Query vectors as ``Index.search`` makes them (the pipeline's locate, cut out and embed stages): each
-    photo's main item, in the space searched, embedded QUERY_CHUNK at a time; and their backbone vectors."""
+    photo's main item, in the space searched, embedded QUERY_CHUNK at a time; their backbone vectors; and their
+    vectors in the colour vote's space where that is another one (else None)."""
     from ..intake.catalog import load_catalog
 
     settings = index.settings
@@ -271,15 +321,20 @@ def _embed_queries(index, snap, folder, labels):
             continue
         records.append(dict(catalog.record(pid), _path=str(path)))
         if len(items) == QUERY_CHUNK:
-            chunks.append(embed(items, index.embedder, snap.space))
+            chunks.append(embed(items, index.embedder, snap.space, colour_space=snap.colour_space))
             items = []
     if items:
-        chunks.append(embed(items, index.embedder, snap.space))
+        chunks.append(embed(items, index.embedder, snap.space, colour_space=snap.colour_space))
     done = [item for chunk in chunks for item in chunk]
+    colour = None
     if not done:
         empty = np.zeros((0, snap.space.dim), np.float32)
-        return empty, empty, records, skipped
-    return np.stack([i.vector for i in done]), np.stack([i.raw for i in done]), records, skipped
+        if snap.colour_space is not None:
+            colour = np.zeros((0, snap.colour_space.dim), np.float32)
+        return empty, empty, records, skipped, colour
+    if snap.colour_space is not None:
+        colour = np.stack([i.colour_vector for i in done])
+    return np.stack([i.vector for i in done]), np.stack([i.raw for i in done]), records, skipped, colour
 
 
 def ann_recall(index, all_vectors: np.ndarray, queries: np.ndarray, n: int = 500, k: int = 10, seed: int = 0) -> float:

@@ -31,7 +31,7 @@ from .look import LookResult, look
 from .personalize import Shoppers, feedback
 from .request import Photo, SearchRequest
 from .results import SearchResult
-from .space import RawSpace, Snapshot, open_space
+from .space import RawSpace, Snapshot, open_spaces
 from .stages.identify import identify
 from .stages.neighbours import neighbours
 from .stages.parse import parse
@@ -46,10 +46,11 @@ class Index:
     setting (``type_boost=0``, ``search="exact"``...) stay with this instance. ``batch_wait_ms`` above 0
     embeds concurrent callers' photos together in one model call (``models.MicroBatcher``; a server's choice).
     ``locator`` replaces the locate stage (``query.stages.locate.locate``'s signature), e.g. a garment parser.
+    ``aspects``: what a tuned head serves ("type", "colour"; ``query.space.ASPECTS``) instead of what tune adopted.
     """
 
     def __init__(self, path, settings: Settings | None = None, *, embedder: Embedder | None = None,
-                 batch_wait_ms: float | None = None, locator=None, **overrides):
+                 batch_wait_ms: float | None = None, locator=None, aspects=None, **overrides):
         self.settings = settings_or_default(settings).replace(**overrides)
         self.store = IndexStore(path, settings=self.settings)
         built = self.store.manifest["embedder"]
@@ -66,7 +67,8 @@ class Index:
         self._parser_lock = threading.Lock()
         self._parse_lock = threading.Lock()  # one parser model answers one photo at a time
         self._shoppers = None
-        self._space = open_space(self.store, self.settings, self.settings.tune)
+        self._aspects = None if aspects is None else tuple(aspects)
+        self._spaces = open_spaces(self.store, self.settings, self.settings.tune, self._aspects)
         self._space_manifest = self.store.manifest
         self._space_key = _space_key(self._space_manifest)
 
@@ -75,18 +77,22 @@ class Index:
         """The space searched now: the tuned head's (``stylelens tune``; setting ``tune``) or the raw backbone's.
         A writer that tunes (or re-tunes) the index while this one serves is followed on the next call; a call
         in progress keeps the one in its ``snapshot``."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[RawSpace, RawSpace | None]:
         self.store.columns  # noqa: B018 -- a new view re-reads the manifest a writer saved since
         manifest = self.store.manifest
         if manifest is not self._space_manifest:
             self._space_manifest = manifest
             if _space_key(manifest) != self._space_key:
-                self._space, self._space_key = open_space(self.store, self.settings, self.settings.tune), _space_key(manifest)
-        return self._space
+                self._spaces = open_spaces(self.store, self.settings, self.settings.tune, self._aspects)
+                self._space_key = _space_key(manifest)
+        return self._spaces
 
     def snapshot(self) -> Snapshot:
-        """The space and catalog view one call works on from start to end."""
-        space = self.space
-        return Snapshot(space, self.store.columns, self.store, self.settings)
+        """The spaces and catalog view one call works on from start to end."""
+        space, colour_space = self._current()
+        return Snapshot(space, self.store.columns, self.store, self.settings, colour_space)
 
     @property
     def path(self) -> Path:
@@ -166,7 +172,9 @@ class Index:
         raw = self.store.vectors([row])[0]
         result = pipeline.on_a_view(snap, lambda s: pipeline.search_item(
             s, views_query(s.space.vectors(s.columns.rows_of_product(row), s.columns)), request, sha=sha, raw=raw,
-            history=history))
+            history=history,
+            colour_vector=views_query(s.colour_space.vectors(s.columns.rows_of_product(row), s.columns))
+            if s.colour_space else None))
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -278,6 +286,8 @@ class Index:
         manifest["search"] = self.store.backend.name
         manifest["runtime"] = self.embedder.runtime_name
         manifest["space"] = {"searched": space.name, "dim": space.dim, **space.calibration.to_dict()}
+        colour_space = self._current()[1]
+        manifest["space"]["colour_vote"] = (colour_space or space).name
         return manifest
 
 
@@ -329,13 +339,15 @@ def _load_parser(embedder):
 
 
 def _space_key(manifest: dict) -> str:
-    """What decides the space searched: the head's file and each space's calibration."""
-    return json.dumps([(manifest.get("head") or {}).get("sha256"), manifest.get("spaces")], sort_keys=True)
+    """What decides the spaces searched: the head's file, what it was adopted for and each space's calibration."""
+    head = manifest.get("head") or {}
+    return json.dumps([head.get("sha256"), head.get("adopted"), manifest.get("spaces")], sort_keys=True)
 
 
 def open_index(path, settings: Settings | None = None, *, embedder: Embedder | None = None,
-               batch_wait_ms: float | None = None, locator=None, **overrides) -> Index:
+               batch_wait_ms: float | None = None, locator=None, aspects=None, **overrides) -> Index:
     """Open an index for searching. The embedder is rebuilt from the manifest unless one is given;
     ``overrides`` are settings (``search="exact"``, ``type_boost=0``, ``device="cuda"``...);
     ``batch_wait_ms`` > 0 batches concurrent callers' photos (see ``Index``)."""
-    return Index(path, settings, embedder=embedder, batch_wait_ms=batch_wait_ms, locator=locator, **overrides)
+    return Index(path, settings, embedder=embedder, batch_wait_ms=batch_wait_ms, locator=locator, aspects=aspects,
+                 **overrides)

@@ -50,7 +50,7 @@ def photo_items(photo: Photo, snap: Snapshot, embedder, *, box=None, colour: str
                 localise: bool = True, max_items: int = 3, locator: Locator | None = None) -> list[Item]:
     """locate → cut out → embed: the items of one decoded photo, main item first, with their vectors."""
     items = cut_items(photo, box=box, localise=localise, max_items=max_items, locator=locator)
-    return embed(items, embedder, snap.space, colour=colour)
+    return embed(items, embedder, snap.space, colour=colour, colour_space=snap.colour_space)
 
 
 def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: SearchRequest, allowed: np.ndarray, *,
@@ -85,16 +85,16 @@ def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: Se
 
 def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, sha: str | None = None,
                 raw: np.ndarray | None = None, history=None, identified: Identification | None = None,
-                types=None, model_type: ModelType | None = None) -> SearchResult:
+                types=None, model_type: ModelType | None = None, colour_vector: np.ndarray | None = None) -> SearchResult:
     """neighbours → ... → hydrate for one item's vector (``raw``: its backbone vector; ``sha``: the photo's hash;
     ``types``: the catalog types it is searched within, None for all; ``model_type``: the type model's answer,
     which the item is then searched within, unless the shopper filtered by type or the photo is a catalog
-    product's own)."""
+    product's own; ``colour_vector``: its vector in the colour vote's space, where that is another one)."""
     allowed = request.filters.mask(snap.columns)  # checks the filter values first
     # A garment of a known group is searched, and voted on, among that group's types alone (a worn top among tops).
     within = None if types is None else within_types(snap.columns, np.ones(len(snap.columns.live), bool), types)
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
-                      exclude_rows=request.exclude_rows, raw=raw, within=within)
+                      exclude_rows=request.exclude_rows, raw=raw, within=within, colour_vector=colour_vector)
     if request.filters.type or len(near.self_rows):
         model_type = None
     allowed = within_types(snap.columns, allowed, narrowed(types, model_type, snap.columns, allowed, request.pool))
@@ -120,7 +120,7 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
         item_request = request if i == 0 else replace(request, exact_first=False)
         results.append(on_a_view(snap, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
-            identified=item.identified, types=item.types, model_type=mt)))
+            identified=item.identified, types=item.types, model_type=mt, colour_vector=item.colour_vector)))
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
                               **({"outline": item.outline} if item.outline else {}),
@@ -133,7 +133,8 @@ def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> I
     """What the whole photo shows (not localised): the vote of its neighbours, the type from ``type_model`` when
     it is sure (and the photo is not a catalog product's own)."""
     item = photo_items(photo, snap, embedder, localise=False)[0]
-    near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, raw=item.raw)
+    near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, raw=item.raw,
+                      colour_vector=item.colour_vector)
     ident = identify(snap, near)
     model_type = model_types(type_model, item.raw[None], snap.columns, snap.settings.type_model_min_confidence)[0]
     if model_type is not None and not len(near.self_rows):
@@ -144,7 +145,7 @@ def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> I
 def photo_attributes(snap: Snapshot, photo: Photo, embedder) -> tuple[Item, dict]:
     """The whole photo's item and every label of it by the same vote (complete-the-look's source)."""
     item = photo_items(photo, snap, embedder, localise=False)[0]
-    near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256)
+    near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, colour_vector=item.colour_vector)
     return item, {"id": None, **attributes(snap, near)}
 
 

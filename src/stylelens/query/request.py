@@ -75,6 +75,7 @@ class Item:
     image: Image.Image | None = None  # the cut-out the embedder sees
     raw: np.ndarray | None = None  # its backbone vector
     vector: np.ndarray | None = None  # its vector in the space searched
+    colour_vector: np.ndarray | None = None  # its vector in the colour vote's space, where that is another one
     identified: Identification | None = None
     outline: list | None = None  # the item's outline for the page: polygons of [x, y] in the original photo's pixels
 

@@ -6,6 +6,10 @@ same-picture, near-duplicate and vote-confidence settings are measured per space
 (``build.calibrate``) and read from the manifest. The index keeps raw vectors only; the tuned space
 projects them in memory per catalog view (new rows projected as they arrive), so switching the head
 off, or retraining it, never needs a rebuild.
+
+A head is adopted per aspect (``ASPECTS``), only where ``stylelens tune`` measured it better (``tune.measure``):
+"type" is the space products are searched and ranked in (and the type and gender vote), "colour" the space
+whose neighbours vote the item's colour. The two may differ: the colour vote then makes its own small pass.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, re
 log = logging.getLogger(__name__)
 
 PROJECT_CHUNK = 32_768  # raw rows projected per step (256 MB of 2048-d float32)
+ASPECTS = ("type", "colour")  # what a tuned head may be adopted for (see the module's docstring)
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -38,10 +43,11 @@ class Snapshot:
     columns: object
     store: object
     settings: object
+    colour_space: "RawSpace | None" = None  # the colour vote's space where it is not ``space`` (see ASPECTS)
 
     def with_columns(self, columns) -> "Snapshot":
         """The same space on a newer catalog view (after a compaction replaced the vectors file)."""
-        return Snapshot(self.space, columns, self.store, self.settings)
+        return Snapshot(self.space, columns, self.store, self.settings, self.colour_space)
 
 
 class RawSpace:
@@ -173,15 +179,36 @@ class TunedSpace(RawSpace):
         return out
 
 
-def open_space(store, settings, use_head: bool = True) -> RawSpace:
-    """The tuned space when the index has a head and ``use_head`` (setting ``tune``), else the raw one."""
+def adopted_aspects(manifest: dict) -> tuple[str, ...]:
+    """The aspects ``tune`` adopted the head for; a head tuned before adoption was measured: every aspect."""
+    head = manifest.get("head") or {}
+    adopted = head.get("adopted")
+    return tuple(ASPECTS) if adopted is None else tuple(a for a in ASPECTS if adopted.get(a))
+
+
+def open_spaces(store, settings, use_head: bool = True, aspects=None) -> tuple[RawSpace, RawSpace | None]:
+    """(the space searched, the colour vote's space or None where it is the same). The head serves the aspects it
+    was adopted for (``adopted_aspects``; ``aspects`` names them instead), and none without ``use_head``."""
     manifest = store.manifest
     head_info = manifest.get("head")
-    if use_head and head_info:
-        data = store.read_artifact(head_info.get("artifact", HEAD_ARTIFACT))
-        if data is not None:
-            head = Head.from_bytes(data, str(store.path))
-            return TunedSpace(store, Calibration.read(manifest, "tuned", settings), head,
-                              read_colours(store.read_artifact(COLOURS_ARTIFACT)))
+    raw = RawSpace(store, Calibration.read(manifest, "raw", settings))
+    wanted = set(adopted_aspects(manifest) if aspects is None else aspects)
+    unknown = wanted - set(ASPECTS)
+    if unknown:
+        raise ValueError(f"unknown aspects {sorted(unknown)}; the head may serve {', '.join(ASPECTS)}")
+    if not (use_head and head_info and wanted):
+        return raw, None
+    data = store.read_artifact(head_info.get("artifact", HEAD_ARTIFACT))
+    if data is None:
         log.warning("the index names a tuned head but its file is missing; searching the raw space (run stylelens tune)")
-    return RawSpace(store, Calibration.read(manifest, "raw", settings))
+        return raw, None
+    tuned = TunedSpace(store, Calibration.read(manifest, "tuned", settings), Head.from_bytes(data, str(store.path)),
+                       read_colours(store.read_artifact(COLOURS_ARTIFACT)))
+    main = tuned if "type" in wanted else raw
+    colour = tuned if "colour" in wanted else raw
+    return main, None if colour is main else colour
+
+
+def open_space(store, settings, use_head: bool = True, aspects=None) -> RawSpace:
+    """The space searched (see ``open_spaces``)."""
+    return open_spaces(store, settings, use_head, aspects)[0]

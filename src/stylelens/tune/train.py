@@ -8,6 +8,11 @@ like. A two-layer MLP is trained with one proxy (normalised-softmax) loss per la
 (type, gender, colour, category, sub-category and any ``extra_labels``); its output, L2-normalised,
 is the tuned space. The space's thresholds are calibrated (``calibrate``), the head and the colour
 descriptors are stored with the index and the manifest records what they were trained on.
+
+A seeded share of the products is held out (``held_out``): the head never trains on them, nor do the shopper
+views show them, so ``quality.tuning`` can measure the head against the raw space on products it never saw, and
+``stylelens eval`` measures there by default. The head is written adopted for nothing (the raw space serves); the
+measurement decides which aspects it serves (``query.space.ASPECTS``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..item.colour import colour_descriptor
 from ..errors import CatalogError, ImageError, InvalidArgumentError
 from ..index.store import open_store
 from ..models import Embedder
-from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Head, sha256, write_colours
+from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, SPLIT_ARTIFACT, Head, read_split, sha256, write_colours
 from ..settings import Settings, settings_or_default
 from ..build.calibrate import calibrate_raw, calibrate_tuned
 from ..build.plan import progress_bar
@@ -38,11 +43,13 @@ VIEW_VARIANTS = ("textured-70", "textured-70-degraded", "small-offcentre", "dist
 HIDDEN, SCALE, BATCH, LR, EPOCHS, MIN_STEPS, MAX_STEPS = 512, 20.0, 256, 1e-2, 40, 300, 3000
 RAW_COMPONENTS, COLOUR_COMPONENTS = 192, 64  # whitened PCA components of the backbone vector and of the colour
 MIN_LABELLED = 20
+HELD_OUT_SHARE, HELD_OUT_MIN, HELD_OUT_MAX = 0.1, 5, 2000  # products the head never sees, to measure it on
 
 
 @dataclass
 class TuneReport:
-    products: int = 0
+    products: int = 0  # trained on
+    held_out: int = 0  # never seen by the head: where it is measured
     views: int = 0
     labels: dict = field(default_factory=dict)  # column -> number of values learnt
     skipped_images: int = 0
@@ -59,6 +66,15 @@ def labels_hash(records: list[dict], columns) -> str:
     for r in sorted(records, key=lambda r: r["id"]):
         h.update(json.dumps([r["id"], *[label_of(r, c) for c in columns]]).encode())
     return h.hexdigest()
+
+
+def held_out(ids, seed: int = 0) -> set[str]:
+    """The products a head tuned with ``seed`` never trains on: a stable share of the ids (by hash, so the same
+    products on every machine), at least ``HELD_OUT_MIN`` and at most ``HELD_OUT_MAX``."""
+    ids = [str(i) for i in ids]
+    n = min(HELD_OUT_MAX, max(HELD_OUT_MIN, round(HELD_OUT_SHARE * len(ids))))
+    rank = sorted(ids, key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).digest())
+    return set(rank[:n])
 
 
 def label_of(record: dict, column: str):
@@ -82,11 +98,13 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
     store = open_store(index_path, writable=True, settings=settings)
     try:
         cols = store.columns
-        rows = np.flatnonzero(cols.live)
-        if len(rows) < MIN_LABELLED:
-            raise InvalidArgumentError(f"The index holds {len(rows)} products; tuning needs at least {MIN_LABELLED}. "
+        live_rows = np.flatnonzero(cols.live)
+        if len(live_rows) < MIN_LABELLED:
+            raise InvalidArgumentError(f"The index holds {len(live_rows)} products; tuning needs at least {MIN_LABELLED}. "
                                        "Index more of the catalog first.", code="too_few_products")
-        records = {p["id"]: p for p in store.products(cols.ids[rows])}
+        unseen = held_out(cols.ids[live_rows], seed)
+        rows = np.array([r for r in live_rows if cols.ids[r] not in unseen], np.int64)
+        records = {p["id"]: p for p in store.products(cols.ids[live_rows])}
         if labels is not None:
             records = _with_feed_labels(records, labels)
         ordered = [records[pid] for pid in cols.ids[rows]]
@@ -99,8 +117,12 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
                                        code="no_labels")
         _check_named_labels(ordered, extra_labels, targets)
         report.products, report.labels = len(rows), {c: len(v) for c, (v, _) in targets.items()}
+        report.held_out = len(unseen)
         raw = store.all_vectors()
-        colours, report.skipped_images = _colours(ordered, settings)
+        # Every live product's colour (the held-out ones are searched in the tuned space too); labels are not read.
+        others = [records[pid] for pid in cols.ids[live_rows] if pid in unseen]
+        colours, report.skipped_images = _colours(ordered + others, settings)
+        other_colours, colours = colours[len(ordered):], colours[:len(ordered)]
         report.seconds["colours"] = round(time.perf_counter() - started, 1)
         t0 = time.perf_counter()
         view_x, view_c, view_of = _views(store, ordered, settings, seed)
@@ -113,9 +135,10 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         head = _train(x, c, y, settings, seed)
         report.seconds["train"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        colour_of = dict(zip([r["id"] for r in ordered], colours))
+        colour_of = dict(zip([r["id"] for r in ordered + others], np.concatenate([colours, other_colours])))
         all_colours = np.zeros((cols.n_rows, COLOUR_DIM), np.float32)
         all_colours[rows] = colours
+        all_colours[[cols.row_of[r["id"]] for r in others]] = other_colours
         tuned = head.project(raw, all_colours)
         type_codes = cols.codes["type"].astype(np.int64)
         spaces = {"raw": calibrate_raw(raw, cols.live, type_codes, settings, seed),
@@ -124,16 +147,20 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         report.calibration = spaces
         report.seconds["calibrate"] = round(time.perf_counter() - t0, 1)
         head.info = {"trained_on": {"products": len(rows), "views": report.views, "labels": report.labels,
-                                    "labels_sha256": labels_hash(ordered, columns), "columns": columns},
+                                    "labels_sha256": labels_hash(ordered, columns), "columns": columns,
+                                    "held_out": len(unseen), "split": SPLIT_ARTIFACT},
                      "settings": {"hidden": HIDDEN, "dim": settings.tune_dim, "epochs": EPOCHS, "max_steps": MAX_STEPS,
                                   "tune_views": settings.tune_views, "seed": seed}}
         data = head.to_bytes()
         store.write_artifact(COLOURS_ARTIFACT, write_colours(colour_of))
+        store.write_artifact(SPLIT_ARTIFACT, json.dumps({"seed": seed, "trained": [r["id"] for r in ordered],
+                                                         "held_out": sorted(unseen)}).encode())
         store.write_artifact(HEAD_ARTIFACT, data)
         report.seconds["total"] = round(time.perf_counter() - started, 1)
+        # Adopted for nothing until measured (quality.tuning.adopt): a server never serves an unmeasured head.
         store.set_manifest(head={"artifact": HEAD_ARTIFACT, "sha256": sha256(data), "dim": head.dim,
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **head.info,
-                                 "seconds": report.seconds["total"]},
+                                 "seconds": report.seconds["total"], "adopted": {}, "measured": None},
                            spaces=spaces)
     finally:
         store.close()
@@ -147,7 +174,12 @@ def head_status(store) -> dict | None:
         return None
     trained = head.get("trained_on") or {}
     cols = store.columns
-    records = store.products(cols.ids[np.flatnonzero(cols.live)])
+    ids = cols.ids[np.flatnonzero(cols.live)]
+    split = read_split(store.read_artifact(SPLIT_ARTIFACT))
+    if split is not None:  # the products it trained on (held-out ones may change their labels freely)
+        taught = set(split["trained"])
+        ids = [pid for pid in ids if pid in taught]
+    records = store.products(ids)
     now = labels_hash(records, trained.get("columns") or LABELS)
     return dict(head, stale=now != trained.get("labels_sha256"))
 

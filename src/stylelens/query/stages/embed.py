@@ -10,8 +10,11 @@ from ..request import Item
 from ..space import RawSpace
 
 
-def embed(items: list[Item], embedder, space: RawSpace, colour: str | None = None) -> list[Item]:
+def embed(items: list[Item], embedder, space: RawSpace, colour: str | None = None,
+          colour_space: RawSpace | None = None) -> list[Item]:
+    """``colour_space``: the colour vote's space where it is another one (``query.space.ASPECTS``)."""
     images = [item.image for item in items]
     raw = embedder.embed(images)
     vectors = space.query(raw, images, colour=colour)
-    return [replace(item, raw=r, vector=v) for item, r, v in zip(items, raw, vectors)]
+    colours = colour_space.query(raw, images) if colour_space is not None else [None] * len(items)
+    return [replace(item, raw=r, vector=v, colour_vector=c) for item, r, v, c in zip(items, raw, vectors, colours)]

@@ -18,7 +18,11 @@ from .neighbours import Neighbours
 def identify(snap: Snapshot, near: Neighbours, *, with_self: bool = False) -> Identification:
     scores, rows = _voters(near, with_self)
     k = snap.settings.identify_k
-    return vote(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature)
+    ident = vote(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature)
+    colour = _colour_vote(snap, near, with_self)
+    if colour is not None:
+        ident.colour, ident.colour_confidence = colour
+    return ident
 
 
 def attributes(snap: Snapshot, near: Neighbours) -> dict:
@@ -26,7 +30,20 @@ def attributes(snap: Snapshot, near: Neighbours) -> dict:
     scores, rows = _voters(near, False)
     k = snap.settings.identify_k
     votes = vote_labels(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature, LABEL_COLUMNS)
+    colour = _colour_vote(snap, near, False)
+    if colour is not None:
+        votes["colour"] = colour
     return {label: value for label, (value, _) in votes.items()}
+
+
+def _colour_vote(snap: Snapshot, near: Neighbours, with_self: bool) -> tuple[str | None, float] | None:
+    """The colour by the vote of the colour space's neighbours, where the colour vote has its own space."""
+    if near.colour is None or snap.colour_space is None:
+        return None
+    scores, rows = _voters(near.colour, with_self)
+    k = snap.settings.identify_k
+    return vote_labels(snap.columns, rows[:k], scores[:k], snap.colour_space.calibration.vote_temperature,
+                       ("colour",))["colour"]
 
 
 def _voters(near: Neighbours, with_self: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ class Neighbours:
     scores: np.ndarray
     rows: np.ndarray
     self_rows: np.ndarray
+    colour: "Neighbours | None" = None  # the pass in the colour vote's space, where that is another one
 
     def others(self) -> tuple[np.ndarray, np.ndarray]:
         keep = (self.rows >= 0) & ~np.isin(self.rows, self.self_rows)
@@ -30,11 +31,13 @@ class Neighbours:
 
 
 def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = None, exclude_rows=(),
-               raw: np.ndarray | None = None, within: np.ndarray | None = None) -> Neighbours:
+               raw: np.ndarray | None = None, within: np.ndarray | None = None,
+               colour_vector: np.ndarray | None = None) -> Neighbours:
     """The n best live rows (minus ``exclude_rows``; only rows ``within`` allows, when given: a worn garment's
     group, so that its vote and its results are of that group) and the query's own rows among them. ``raw``: the
     query's backbone vector, which confirms a same-picture match in a tuned space (that space pulls a type
-    together on purpose)."""
+    together on purpose). Where the colour vote has its own space (``snap.colour_space``), a second pass of the
+    vote's size in it (``colour_vector``, else the projection of ``raw``)."""
     columns, space = snap.columns, snap.space
     exclude = np.asarray(list(exclude_rows), dtype=np.int64)
     mask = None if within is None else columns.live & within
@@ -50,7 +53,18 @@ def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = 
         row_of = columns.row_of
         same = np.union1d(same, [row_of[p] for p in snap.store.ids_with_hash(sha) if p in row_of]).astype(np.int64)
     scores, rows = best_views(columns, scores, rows)
-    return Neighbours(scores[:n + SELF_SLACK], rows[:n + SELF_SLACK], np.unique(columns.owners(same)))
+    same = np.unique(columns.owners(same))
+    colour = None
+    if snap.colour_space is not None:
+        if colour_vector is None and raw is not None:
+            colour_vector = snap.colour_space.query(np.asarray(raw)[None])[0]
+        if colour_vector is not None:
+            cscores, crows = snap.colour_space.search(colour_vector[None],
+                                                      (snap.settings.identify_k + SELF_SLACK) * columns.views_per_product,
+                                                      mask, columns=columns)
+            # The query's own rows are the same in every space: the vote leaves them out (or counts them) alike.
+            colour = Neighbours(*best_views(columns, cscores[0], crows[0]), same)
+    return Neighbours(scores[:n + SELF_SLACK], rows[:n + SELF_SLACK], same, colour)
 
 
 def search_again(snap: Snapshot, query: np.ndarray, n: int, mask: np.ndarray, filters=None) -> tuple[np.ndarray, np.ndarray]:
