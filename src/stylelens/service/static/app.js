@@ -260,6 +260,7 @@
       return body;
     }
     if (photo) acceptPhoto(photo);
+    el.photoStale.hidden = true;  // the photo shown is the one these results answer
     takeItems(body, { fresh: Boolean(photo), item: box ? item : null, key });
     showItem({ more });
     if (reveal) revealResults();
@@ -432,17 +433,15 @@
     const total = types.reduce((n, [, c]) => n + c, 0);
     const mine = ident && ident.type ? (types.find(([t]) => t === ident.type) || [null, 0])[1] : 0;
     const unsure = isUnsure(ident);
-    // A type filter makes the grid one type on purpose: nothing to say then.
-    const disagree = Boolean(ident && ident.type) && !el.type.value && total >= 3 && mine * 2 < total;
+    // The grid's most common type is another: they disagree (a type filter makes the grid one type on purpose).
+    const disagree = Boolean(ident && ident.type) && !el.type.value && total >= 3 && types[0][1] > mine;
     el.identNote.hidden = !unsure && !disagree;
     if (el.identNote.hidden) return;
     const pct = Math.round((ident.type_confidence || 0) * 100);
     let text = `Looks like ${ident.type} (${pct} %${unsure ? ", not sure" : ""})`;
     if (disagree) {
       const [top, count] = types[0];
-      text += mine ? `, but only ${mine} of these ${total} results ${mine === 1 ? "is" : "are"} ${ident.type}`
-        : `, but none of these ${total} results is ${ident.type}`;
-      text += top !== ident.type ? `; most are ${top} (${count}).` : ".";
+      text += `, but more of these results are ${top} (${count} of ${total}) than ${ident.type} (${mine}).`;
     } else {
       text += ".";
     }
