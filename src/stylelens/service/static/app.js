@@ -89,7 +89,7 @@
     feedback: new Map(),   // product id -> "like" | "dislike"
     k: PAGE,               // how many products are asked for; grows with "Show more products"
     products: [],          // the last answer, in the server's order (sorting re-orders a copy)
-    hasPrices: false,      // the catalog has prices (/api/facets): only then price filters and sorting
+    hasPrices: false,      // the catalog has prices (/api/facets): only then price controls and sorting
     forYouIds: "",         // what "For you" showed last, to say when a like changed it
     // The items in the photo, main item first: {box: [x, y, w, h] in the photo's own pixels, identified,
     // results, note, took_ms, origin: its place among the items the server found (null once the shopper
@@ -137,8 +137,9 @@
     const params = new URLSearchParams();
     params.set("k", String(state.k));
     for (const name of ["gender", "type", "colour"]) if (el[name].value) params.set(name, el[name].value);
-    if (state.hasPrices && el.min.value !== "") params.set("min_price", el.min.value);
-    if (state.hasPrices && el.max.value !== "") params.set("max_price", el.max.value);
+    // Sent even where the catalog has no prices (the describe box's "under 50"): the answer's notes say it was not applied.
+    if (el.min.value !== "") params.set("min_price", el.min.value);
+    if (el.max.value !== "") params.set("max_price", el.max.value);
     params.set("include_out_of_stock", el.stock.checked ? "false" : "true");
     if (el.collapse.checked) params.set("collapse", "true");
     if (Number(el.variety.value) > 0) params.set("diversity", el.variety.value);
@@ -823,7 +824,8 @@
   function itemLabel(item) {
     const ident = item.identified;
     if (!ident || !ident.type) return item.key ? "Unknown item" : "Your box";
-    return `${ident.type} · ${Math.round((ident.type_confidence || 0) * 100)} %`;
+    // "not sure" wherever the item's results are shown (its chip, its row in a look), not only in the side panel.
+    return `${ident.type} · ${Math.round((ident.type_confidence || 0) * 100)} %${isUnsure(ident) ? " · not sure" : ""}`;
   }
 
   function itemName(item, i) {
@@ -1055,8 +1057,8 @@
       const first = f[name] ? String(f[name]).split(",")[0] : null;
       if (first && [...select.options].some((o) => o.value === first)) select.value = first;
     }
-    if (state.hasPrices && f.max_price != null) el.max.value = f.max_price;
-    if (state.hasPrices && f.min_price != null) el.min.value = f.min_price;
+    if (f.max_price != null) el.max.value = f.max_price;
+    if (f.min_price != null) el.min.value = f.min_price;
     el.wordsNote.textContent = body.unknown && body.unknown.length ? `Not found in this shop: ${body.unknown.join(", ")}` : "";
     el.words.value = "";
     renderChips();
@@ -1098,8 +1100,8 @@
     for (const [name, title] of [["gender", "Gender"], ["type", "Type"], ["colour", "Colour"]]) {
       if (el[name].value) out.push([`${title}: ${label(el[name])}`, () => { el[name].value = ""; }]);
     }
-    if (state.hasPrices && el.min.value !== "") out.push([`From ${el.min.value}`, () => { el.min.value = ""; }]);
-    if (state.hasPrices && el.max.value !== "") out.push([`Up to ${el.max.value}`, () => { el.max.value = ""; }]);
+    if (el.min.value !== "") out.push([`From ${el.min.value}`, () => { el.min.value = ""; }]);
+    if (el.max.value !== "") out.push([`Up to ${el.max.value}`, () => { el.max.value = ""; }]);
     if (!el.stock.checked) out.push(["Including out of stock", () => { el.stock.checked = true; }]);
     if (!el.collapse.checked) out.push(["Showing near-duplicates", () => { el.collapse.checked = true; }]);
     if (Number(el.variety.value) > 0) {
