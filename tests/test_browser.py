@@ -128,14 +128,15 @@ def in_stock_catalog_product(fashion_index) -> tuple[str, Path]:
     return row["id"], catalog / f"{row['id']}.jpg"
 
 
-def serve_in_thread(app):
-    """A uvicorn server for ``app`` on a free port in a daemon thread: (url, stop)."""
+def serve_in_thread(app, **config):
+    """A uvicorn server for ``app`` on a free port in a daemon thread: (url, stop). ``config``: more of uvicorn's
+    Config (``limit_concurrency``...)."""
     import threading
 
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -685,7 +686,8 @@ def test_items_in_a_shopper_photo(server, browser, fashion_index, tmp_path):
     assert chips.count() == 2 and selected_chip(page) == 0
     for i, item in enumerate(items):
         ident = item["identified"]
-        assert chips.nth(i).inner_text().endswith(f"{ident['type']} · {round(ident['type_confidence'] * 100)} %")
+        unsure = " · not sure" if ident["type_confidence"] < 0.5 else ""
+        assert chips.nth(i).inner_text().endswith(f"{ident['type']} · {round(ident['type_confidence'] * 100)} %{unsure}")
     assert "main item" in chips.nth(0).get_attribute("aria-label")
     assert page.get_attribute("#boxes .box.selected", "data-index") == "0"
     first = card_ids(page)
@@ -983,3 +985,299 @@ def test_shop_the_look_outlines_and_rows(look_server, browser, device):
     page.locator("#garment-rows").scroll_into_view_if_needed()  # on a phone the rows are below the photo
     shot(page, f"30-look-{device}-second.png", full_page=not phone)
     page.close()
+
+
+# ---- issue 25: scores that explain themselves, a doubtful identification said, errors never hidden -------------
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+# What the page sends with a photo by default (collapse on, in stock only, the page's first page of products).
+PAGE_SEARCH = {"k": "24", "collapse": "true", "include_out_of_stock": "false"}
+
+
+def outside_photos(fashion_index, limit: int):
+    """Up to ``limit`` fashion-small photos outside the indexed catalog, in styles.csv order."""
+    with open(fashion_index[1] / "products.csv", newline="") as fh:
+        indexed = {r["id"] for r in csv.DictReader(fh)}
+    found = 0
+    with open(FASHION_SMALL / "styles.csv", newline="") as fh:
+        for rec in csv.DictReader(fh):
+            path = FASHION_SMALL / "images" / f"{rec['id']}.jpg"
+            if rec["id"] in indexed or not path.is_file():
+                continue
+            yield path
+            found += 1
+            if found >= limit:
+                return
+
+
+def first_answer(url: str, fashion_index, wanted, limit: int = 300):
+    """The first outside photo whose search (as the page asks it) answers ``wanted(body)``: (photo, body)."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for photo in outside_photos(fashion_index, limit):
+            body = client.post("/api/search", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")},
+                               data=PAGE_SEARCH).json()
+            if wanted(body):
+                return photo, body
+    raise AssertionError(f"none of {limit} photos gave the answer looked for")
+
+
+def phone_page(browser, url: str):
+    page = browser.new_page(**PHONE)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='true']")
+    return page
+
+
+def match_percents(page) -> list[int]:
+    texts = page.eval_on_selector_all("#results .card .match-text", "ts => ts.map(t => t.textContent)")
+    return [100 if t == "Exact match" else int(t.split("%")[0]) for t in texts]
+
+
+def test_the_cards_percentages_follow_their_order_where_a_boost_reorders(browser, fashion_index):
+    """Issue 25: "a 69 % card below 65 % cards" — the card showed the raw similarity, the order the boosted score."""
+    from stylelens import open_index
+    from stylelens.service.app import create_app
+
+    index = open_index(fashion_index[0], type_boost=0.2, type_boost_min_confidence=0.0, type_model=False, precision="fp32")
+    url, stop = serve_in_thread(create_app(index))
+    try:
+        def reordered(body):
+            sims = [p["similarity"] for p in body["results"] if not p.get("exact_match")]
+            return sims != sorted(sims, reverse=True)
+
+        photo, body = first_answer(url, fashion_index, reordered)
+        page = phone_page(browser, url)
+        answer = upload_photo(page, photo)
+        idle(page)
+        results = answer.json()["results"]
+        sims = [p["similarity"] for p in results]
+        assert sims != sorted(sims, reverse=True)  # the boost reordered this answer
+        shown = match_percents(page)
+        assert len(shown) == len(results) >= 5
+        assert shown == sorted(shown, reverse=True), shown
+        assert shown == [min(100, round(p["score"] * 100)) for p in results]
+        # Where the two differ, the card says both.
+        lifted = page.locator("#results .card .match-text[title]")
+        assert lifted.count() >= 1 and "alike" in lifted.first.get_attribute("title")
+        page.close()
+    finally:
+        stop()
+
+
+def test_a_doubtful_identification_is_said_beside_its_results_on_a_phone(server, browser, fashion_index):
+    """Issue 25: "Looks like: Tshirts 37 %, not sure" above a grid led by kurtas, without a word. Beside the results
+    (in view on a phone) the page says the grid is mostly another type, and offers its types as one-tap filters."""
+    def disagrees(body):
+        ident = body["identified"] or {}
+        types = [p["type"] for p in body["results"] if not p.get("exact_match")]
+        return ident.get("type") and len(types) >= 3 and Counter(types).most_common(1)[0][1] > types.count(ident["type"])
+
+    photo, body = first_answer(server, fashion_index, disagrees)
+    page = phone_page(browser, server)
+    upload_photo(page, photo)
+    idle(page)
+    page.wait_for_timeout(700)  # the page has scrolled to its results
+    ident = body["identified"]
+    note = page.locator("#ident-note")
+    assert note.is_visible()
+    box = note.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 844, box  # in view with the results, not up at the photo
+    text = page.inner_text("#ident-note-text")
+    types = Counter(p["type"] for p in body["results"] if not p.get("exact_match"))
+    top = types.most_common(1)[0][0]
+    assert f"Looks like {ident['type']}" in text and f"more of these results are {top}" in text, text
+    assert ("not sure" in text) == (ident["type_confidence"] < 0.5), text
+    shot(page, "25-disagreeing-identification-phone.png", full_page=False)
+    picks = page.eval_on_selector_all("#ident-note-types button", "bs => bs.map(b => b.dataset.type)")
+    assert picks[0] == top and len(picks) >= 2
+    # One tap: the grid's most common type as the filter, the same photo searched again.
+    with page.expect_response(is_search) as answer:
+        page.locator("#ident-note-types button").first.click()
+    assert answer.value.status == 200
+    idle(page)
+    assert page.input_value("#f-type") == top
+    shown = page.eval_on_selector_all("#results .card .card-type", "els => els.map(e => e.textContent)")
+    assert shown and all(t.startswith(top) for t in shown), shown
+    assert page.is_hidden("#ident-note") or "more of these" not in page.inner_text("#ident-note-text")
+    assert page.locator("#chips .chip").count() == 1
+    page.close()
+
+
+def error_in_view(page, code: str) -> str:
+    """The error ``code`` is shown and on the screen (the page brought it there); its headline."""
+    page.wait_for_function("""(code) => {
+        const m = document.querySelector('#message');
+        if (m.hidden || m.dataset.code !== code) return false;
+        const r = m.getBoundingClientRect();
+        return r.top >= -1 && r.bottom <= window.innerHeight + 1;
+    }""", arg=code)
+    title = page.inner_text("#message-title")
+    assert title and title != "Something went wrong", (code, title)
+    assert len(page.inner_text("#message-text")) > 20
+    return title
+
+
+def browse_down(page) -> None:
+    """The shopper scrolls far down the grid, as on a phone after one search."""
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("() => window.scrollY > 600")
+
+
+def assert_stale(page, before: list[str], words: str) -> None:
+    assert card_ids(page) == before
+    assert "stale" in page.get_attribute("#results", "class")
+    assert page.is_visible("#stale-note") and words in page.inner_text("#stale-note")
+
+
+def test_phone_errors_for_the_next_photo_are_in_view_and_mark_the_old_results(server, browser, fashion_index, tmp_path):
+    """Issue 25: on a phone an error for the next upload appeared off-screen, the old photo and results staying as
+    if it worked. Every error a photo can meet: the API's image errors (each code of the bad-file corpus), the
+    page's own size check, and a filter the API refuses."""
+    from imagegen import make_bad_corpus
+
+    photo, _ = query_photo(fashion_index)
+    bad = make_bad_corpus(tmp_path / "bad")
+    page = phone_page(browser, server)
+    upload_photo(page, photo)
+    idle(page)
+    before, good = card_ids(page), page.get_attribute("#preview", "src")
+    codes = {}
+    for name, code in sorted(bad.items()):
+        codes.setdefault(code, name)  # one file per code
+    titles = {}
+    for code, name in sorted(codes.items()):
+        browse_down(page)
+        with page.expect_response(is_search) as answer:
+            page.set_input_files("#file-input", files=[{"name": name, "mimeType": "image/jpeg",
+                                                        "buffer": (tmp_path / "bad" / name).read_bytes()}])
+        assert answer.value.status in (413, 422) and answer.value.json()["error"]["code"] == code, (name, code)
+        titles[code] = error_in_view(page, code)
+        idle(page)
+        assert_stale(page, before, "previous photo")
+        # The photo on the page is the one its results answer, and says it is the previous one.
+        page.wait_for_function("(src) => document.querySelector('#preview').getAttribute('src') === src", arg=good)
+        assert page.is_visible("#preview") and page.is_visible("#photo-stale")
+        if code == "not_an_image":
+            shot(page, "25-phone-error-not-an-image.png", full_page=False)
+    assert set(codes) >= {"empty", "not_an_image", "truncated", "corrupt", "too_many_pixels", "unsupported_format"}
+    assert len(set(titles.values())) == len(titles), titles  # each says what went wrong in its own words
+
+    # Over the upload limit: the page says so itself, in view, and sends nothing.
+    sent = []
+    page.on("request", lambda r: is_search(r) and sent.append(r.url))
+    browse_down(page)
+    page.set_input_files("#file-input", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": bytes(11 * 1024 * 1024)}])
+    error_in_view(page, "too_large")
+    assert_stale(page, before, "previous photo")
+    assert sent == []
+
+    # A filter the API refuses (lowest price above the highest), set in the folded filters up at the photo: the
+    # message comes into view below them.
+    page.click("#filters-toggle")
+    page.evaluate("document.querySelector('#f-min').value = '500'")  # typed, no search yet (one search for both)
+    with page.expect_response(lambda r: is_search(r) and r.status == 422) as answer:
+        page.fill("#f-max", "10")
+    assert answer.value.json()["error"]["code"] == "bad_filter"
+    error_in_view(page, "bad_filter")
+    assert_stale(page, before, "before your last change")
+    shot(page, "25-phone-error-bad-filter.png", full_page=False)
+    # Fixed: fresh results, nothing marked.
+    with page.expect_response(lambda r: is_search(r) and r.status == 200):
+        page.click("#clear-filters")
+    idle(page)
+    assert page.is_hidden("#message") and page.is_hidden("#stale-note") and page.is_hidden("#photo-stale")
+    assert "stale" not in page.get_attribute("#results", "class")
+    page.close()
+
+
+def test_phone_errors_from_a_busy_changed_or_gone_server(browser, bare_index, fashion_index, tmp_path):
+    """The errors a phone meets from the server rather than its photo: the server at its connection limit (503
+    without the API's JSON, as uvicorn's limit_concurrency answers), a product removed since it was shown (404
+    unknown_product on "More like this"), and no server at all (the network)."""
+    import shutil
+    import socket
+
+    from stylelens.cli import main as cli_main
+    from stylelens.service.app import create_app
+
+    index = tmp_path / "index"
+    shutil.copytree(bare_index, index)
+    limit = 4
+    url, stop = serve_in_thread(create_app(index), limit_concurrency=limit)
+    held = []
+    try:
+        photo, _ = query_photo(fashion_index)
+        page = phone_page(browser, url)
+        upload_photo(page, photo)
+        idle(page)
+        before = card_ids(page)
+
+        # Busy: idle connections fill the server's limit; the next photo is answered 503 in plain text.
+        host, port = url.rsplit("/", 1)[-1].split(":")
+        for _ in range(limit):
+            held.append(socket.create_connection((host, int(port))))
+        assert httpx.get(url + "/api/health").status_code == 503
+        browse_down(page)
+        with page.expect_response(is_search) as answer:
+            page.set_input_files("#file-input", str(photo))
+        assert answer.value.status == 503
+        assert error_in_view(page, "busy") == "The shop is busy"
+        assert_stale(page, before, "previous photo")
+        shot(page, "25-phone-error-busy.png", full_page=False)
+        for sock in held:
+            sock.close()
+        held.clear()
+        time.sleep(0.5)
+
+        # A product removed since its card was shown: "More like this" says so, in view, the grid marked.
+        gone = before[3]
+        assert cli_main(["remove", str(index), gone]) == 0
+        browse_down(page)
+        with page.expect_response(lambda r: "/similar" in r.url) as answer:
+            page.locator(f"#results .card[data-id='{gone}'] button.more").click()
+        assert answer.value.status == 404
+        error_in_view(page, "unknown_product")
+        assert_stale(page, before, "before your last change")
+
+        # No server at all.
+        stop()
+        browse_down(page)
+        page.set_input_files("#file-input", str(photo))
+        assert error_in_view(page, "network") == "Can't reach the shop"
+        assert_stale(page, before, "previous photo")
+        shot(page, "25-phone-error-network.png", full_page=False)
+        page.close()
+    finally:
+        for sock in held:
+            sock.close()
+        stop()
+
+
+def test_a_price_the_catalog_cannot_apply_is_said_beside_the_results(browser, bare_index, fashion_index):
+    """Issue 25: "under 50" on the demo catalog (no prices) gave an empty grid, the reason hidden. The describe box's
+    price is sent, shown as a chip, and the answer's ``notes`` are lines beside the results."""
+    from stylelens.service.app import create_app
+
+    url, stop = serve_in_thread(create_app(bare_index))
+    try:
+        page = ready_page(browser, url, 1280, 900)
+        assert page.is_hidden("#price-range")  # no price controls on this catalog
+        upload_photo(page, query_photo(fashion_index)[0])
+        idle(page)
+        assert page.is_hidden("#notes")  # an answer without notes shows none
+        page.fill("#f-words", "under 50")
+        with page.expect_response(is_search) as answer:
+            page.press("#f-words", "Enter")
+        assert answer.value.status == 200
+        idle(page)
+        assert [c.strip(" ×") for c in page.eval_on_selector_all("#chips .chip", "cs => cs.map(c => c.textContent)")] == ["Up to 50"]
+        body = answer.value.json()
+        if "notes" not in body:
+            pytest.skip("this API has no 'notes' yet (the vocabulary helper's change): the lines are not checked")
+        assert body["notes"] and body["results"]  # the filter is left out, said, and the results stay
+        assert page.eval_on_selector_all("#notes li", "ls => ls.map(l => l.textContent)") == body["notes"]
+        assert len(card_ids(page)) == len(body["results"])
+        shot(page, "25-price-note.png", full_page=False)
+        page.close()
+    finally:
+        stop()

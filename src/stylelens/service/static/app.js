@@ -19,6 +19,8 @@
     resultsTitle: $("results-title"), resultsMeta: $("results-meta"), back: $("back-to-photo"), welcome: $("welcome"),
     results: $("results"), garmentRows: $("garment-rows"), look: $("complete-look"), lookGroups: $("look-groups"), forYou: $("for-you"),
     forYouGrid: $("for-you-grid"), cardTemplate: $("card-template"), forget: $("forget-me"), forYouTitle: $("for-you-title"),
+    photoStale: $("photo-stale"), staleNote: $("stale-note"), notes: $("notes"),
+    identNote: $("ident-note"), identNoteText: $("ident-note-text"), identNoteTypes: $("ident-note-types"),
   };
 
   // Friendly headlines per error code; the server's message (what happened, what to do) goes below.
@@ -38,11 +40,35 @@
     unsupported_option: "That option isn't available here",
     network: "Can't reach the shop",
     internal_error: "Something went wrong on our side",
+    busy: "The shop is busy",
+    index_busy: "The shop is busy",
+    unavailable: "The shop can't answer right now",
+    storage_error: "The shop can't search right now",
+    index_damaged: "The shop can't search right now",
+    database_unavailable: "The shop can't search right now",
+    vector_store_unavailable: "The shop can't search right now",
+    weights_unavailable: "The shop can't search right now",
+    users_unavailable: "Your likes can't be saved right now",
+    missing_extra: "That option isn't available here",
+    upload_timeout: "The upload took too long",
+    client_disconnected: "The upload was interrupted",
+    unsupported_media_type: "The shop didn't understand that request",
+    not_your_shopper: "Your session has changed",
+    shopper_token: "Your session has changed",
+    csrf: "Your session has changed",
   };
 
-  // Errors that mean the photo itself cannot be used: it is dropped, so filters do not resend it.
-  const PHOTO_ERRORS = new Set(["not_an_image", "empty", "too_large", "too_many_pixels", "unsupported_format",
-    "truncated", "corrupt", "no_image"]);
+  // An answer that is not the API's JSON (a proxy's or the server's own 429/502/503/504): its code and message.
+  function statusError(status) {
+    if (status === 429 || status === 503) {
+      return ["busy", "The shop is busy right now. Wait a moment and try again."];
+    }
+    if (status === 502 || status === 504) {
+      return ["unavailable", "The shop's server did not answer in time. Try again in a moment."];
+    }
+    if (status === 413) return ["too_large", "The photo is over the shop's upload limit. Upload a smaller photo."];
+    return ["internal_error", `The server answered ${status}. Try again in a moment.`];
+  }
 
   const PAGE = 24;          // products per "page"; "Show more products" asks for PAGE more
   const MAX_K = 1000;       // the API's limit on k
@@ -63,7 +89,7 @@
     feedback: new Map(),   // product id -> "like" | "dislike"
     k: PAGE,               // how many products are asked for; grows with "Show more products"
     products: [],          // the last answer, in the server's order (sorting re-orders a copy)
-    hasPrices: false,      // the catalog has prices (/api/facets): only then price filters and sorting
+    hasPrices: false,      // the catalog has prices (/api/facets): only then price controls and sorting
     forYouIds: "",         // what "For you" showed last, to say when a like changed it
     // The items in the photo, main item first: {box: [x, y, w, h] in the photo's own pixels, identified,
     // results, note, took_ms, origin: its place among the items the server found (null once the shopper
@@ -94,8 +120,8 @@
     try { body = await response.json(); } catch (e) { /* not JSON */ }
     if (!response.ok) {
       const error = (body && body.error) || {};
-      throw apiError(response.status, error.code || "internal_error",
-        error.message || `The server answered ${response.status}. Try again in a moment.`);
+      const [code, message] = statusError(response.status);
+      throw apiError(response.status, error.code || code, error.message || message);
     }
     return body;
   }
@@ -111,8 +137,9 @@
     const params = new URLSearchParams();
     params.set("k", String(state.k));
     for (const name of ["gender", "type", "colour"]) if (el[name].value) params.set(name, el[name].value);
-    if (state.hasPrices && el.min.value !== "") params.set("min_price", el.min.value);
-    if (state.hasPrices && el.max.value !== "") params.set("max_price", el.max.value);
+    // Sent even where the catalog has no prices (the describe box's "under 50"): the answer's notes say it was not applied.
+    if (el.min.value !== "") params.set("min_price", el.min.value);
+    if (el.max.value !== "") params.set("max_price", el.max.value);
     params.set("include_out_of_stock", el.stock.checked ? "false" : "true");
     if (el.collapse.checked) params.set("collapse", "true");
     if (Number(el.variety.value) > 0) params.set("diversity", el.variety.value);
@@ -122,11 +149,39 @@
 
   // ---- messages and loading -----------------------------------------------------------------
   function showError(err) {
-    el.messageTitle.textContent = ERROR_TITLES[err.code] || "Something went wrong";
+    el.messageTitle.textContent = ERROR_TITLES[err.code] || (err.status >= 500 ? "The shop can't answer right now"
+      : "Something went wrong");
     el.messageText.textContent = err.message;
     el.message.hidden = false;
     el.message.dataset.code = err.code || "";
+    // Never off-screen: on a phone the shopper may be far down the grid, or up at the photo.
+    bringIntoView(el.message);
   }
+
+  function bringIntoView(node) {
+    const box = node.getBoundingClientRect();
+    if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    node.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+  }
+
+  // A search failed: what is still on the page answers an earlier one, and says so (dimmed, one line).
+  function markStale(text) {
+    if (!el.results.querySelector(".card:not(.skeleton)") && el.garmentRows.hidden) return;
+    el.staleNote.textContent = text;
+    el.staleNote.hidden = false;
+    el.results.classList.add("stale");
+    el.garmentRows.classList.add("stale");
+  }
+
+  function clearStale() {
+    el.staleNote.hidden = true;
+    el.results.classList.remove("stale");
+    el.garmentRows.classList.remove("stale");
+  }
+
+  const STALE_PHOTO = "These results are for your previous photo, not the one you just chose.";
+  const STALE_CHANGE = "These results are from before your last change.";
 
   function clearError() {
     el.message.hidden = true;
@@ -152,7 +207,8 @@
   }
 
   // ---- searching ----------------------------------------------------------------------------
-  async function run(request) {
+  // ``stale``: what the results still on the page are, should this search fail.
+  async function run(request, stale = STALE_CHANGE) {
     if (state.controller) state.controller.abort();
     const controller = new AbortController();
     state.controller = controller;
@@ -167,8 +223,9 @@
       return body;
     } catch (err) {
       if (err.name === "AbortError") return undefined;  // a newer search took over: nothing to undo
+      // An error never takes away what the shopper already had: the previous results stay, marked as such.
+      markStale(stale);
       showError(err);
-      // An error never takes away what the shopper already had: the previous results stay.
       el.resultsMeta.textContent = meta || "";
       if (el.results.querySelector(".skeleton")) el.results.replaceChildren();
       el.welcome.hidden = el.results.children.length > 0 || Boolean(state.file);
@@ -196,12 +253,15 @@
       if (box) form.append("box", box.join(","));
       for (const [name, value] of filterParams()) form.append(name, value);
       return api("/api/search", { method: "POST", body: form, signal });
-    });
+    }, photo ? STALE_PHOTO : STALE_CHANGE);
     if (!body) {
-      if (body === null && photo && PHOTO_ERRORS.has(el.message.dataset.code)) rejectPhoto(photo);
+      // Whatever the reason (the photo, the network, a busy shop), the new photo was not searched: the one
+      // whose results are on the page comes back, marked as the previous one. Choosing it again retries.
+      if (body === null && photo) rejectPhoto(photo);
       return body;
     }
     if (photo) acceptPhoto(photo);
+    el.photoStale.hidden = true;  // the photo shown is the one these results answer
     takeItems(body, { fresh: Boolean(photo), item: box ? item : null, key });
     showItem({ more });
     if (reveal) revealResults();
@@ -217,7 +277,7 @@
   function takeItems(body, { fresh, item, key }) {
     const answered = (body.items && body.items.length ? body.items : [{ box: null, identified: body.identified, results: body.results }])
       .map((it) => ({ box: it.box, group: it.group, outline: it.outline, identified: it.identified, results: it.results || [],
-        note: body.note, took_ms: body.took_ms, key }));
+        note: body.note, notes: body.notes, took_ms: body.took_ms, key }));
     if (fresh) {
       state.items = answered.map((it, i) => ({ ...it, origin: i }));
       state.selected = 0;
@@ -239,6 +299,7 @@
     renderIdentified(item ? item.identified : null);
     showPhotoView("Similar products");
     renderResults(item || { results: [] }, { more });
+    renderIdentNote(item);
     drawBoxes();
     drawItems();
   }
@@ -274,6 +335,7 @@
     state.similarTo = product;
     el.resultsTitle.textContent = "More like this";
     renderResults(body, { more });
+    renderIdentNote(null);
     if (!fresh) return;
     showFocusProduct(product);
     el.focusTitle.focus({ preventScroll: true });
@@ -307,6 +369,7 @@
   }
 
   function acceptPhoto(photo) {
+    el.photoStale.hidden = true;
     if (state.previewUrl && state.previewUrl !== photo.url) URL.revokeObjectURL(state.previewUrl);
     state.file = photo.file;
     state.previewUrl = photo.url;
@@ -319,6 +382,7 @@
     if (state.previewUrl) {
       el.preview.src = state.previewUrl;
       el.preview.hidden = false;
+      el.photoStale.hidden = false;
       el.dropHint.hidden = true;
       el.chooseLabel.textContent = "Choose another photo";
     } else {
@@ -352,12 +416,78 @@
     el.identified.hidden = false;
   }
 
+  // The grid's types, most common first: [[type, count], ...] (the shopper's own product left out).
+  function gridTypes(results) {
+    const counts = new Map();
+    for (const p of results || []) if (p.type && !p.exact_match) counts.set(p.type, (counts.get(p.type) || 0) + 1);
+    return [...counts].sort((a, b) => b[1] - a[1]);
+  }
+
+  const NOTE_TYPES = 4;  // one-tap type filters offered beside a doubtful identification
+
+  // Beside the results, where a phone shows them: "not sure" in words, and when most of the grid is another type
+  // than the identification, that said too, with the grid's types as one-tap filters.
+  function renderIdentNote(item) {
+    const ident = item && item.identified;
+    const results = (item && item.results) || [];
+    const types = gridTypes(results);
+    const total = types.reduce((n, [, c]) => n + c, 0);
+    const mine = ident && ident.type ? (types.find(([t]) => t === ident.type) || [null, 0])[1] : 0;
+    const unsure = isUnsure(ident);
+    // The grid's most common type is another: they disagree (a type filter makes the grid one type on purpose).
+    const disagree = Boolean(ident && ident.type) && !el.type.value && total >= 3 && types[0][1] > mine;
+    el.identNote.hidden = !unsure && !disagree;
+    if (el.identNote.hidden) return;
+    const pct = Math.round((ident.type_confidence || 0) * 100);
+    let text = `Looks like ${ident.type} (${pct} %${unsure ? ", not sure" : ""})`;
+    if (disagree) {
+      const [top, count] = types[0];
+      text += `, but more of these results are ${top} (${count} of ${total}) than ${ident.type} (${mine}).`;
+    } else {
+      text += ".";
+    }
+    el.identNoteText.textContent = `${text} ${unsure ? "Adjust the box around the item, or show" : "Show"} one type only:`;
+    const offered = new Set([...el.type.options].map((o) => o.value).filter(Boolean));
+    const picks = types.map(([t]) => t).filter((t) => t !== ident.type).slice(0, NOTE_TYPES - 1);
+    if (mine || offered.has(ident.type)) picks.push(ident.type);
+    el.identNoteTypes.replaceChildren(...picks.filter((t) => offered.has(t)).map((t) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "chip type-pick";
+      button.dataset.type = t;
+      const count = (types.find(([x]) => x === t) || [null, 0])[1];
+      button.textContent = count ? `${t} (${count})` : t;
+      button.setAttribute("aria-label", `Show ${t} only`);
+      button.addEventListener("click", () => {
+        el.type.value = t;
+        rerun();
+      });
+      return button;
+    }));
+    el.identNoteTypes.hidden = !el.identNoteTypes.children.length;
+  }
+
+  // One line each for what the server could not do as asked (a price filter on a catalog without prices...).
+  function renderNotes(notes) {
+    const lines = Array.isArray(notes) ? notes.filter((n) => typeof n === "string" && n) : [];
+    el.notes.replaceChildren(...lines.map((line) => {
+      const li = document.createElement("li");
+      li.textContent = line;
+      return li;
+    }));
+    el.notes.hidden = lines.length === 0;
+  }
+
   function renderResults(body, { more = false } = {}) {
     const shown = new Set(more ? state.products.map((p) => p.id) : []);
     state.products = body.results || [];
+    clearStale();
     drawResults();
+    renderNotes(body.notes);
     const n = state.products.length;
-    el.resultsMeta.textContent = `${n} product${n === 1 ? "" : "s"} · ${Math.round(body.took_ms || 0)} ms`;
+    // With variety the order trades the score for different styles: the percentages need not descend.
+    const mixed = Number(el.variety.value) > 0 && n > 1 ? " · mixed for variety" : "";
+    el.resultsMeta.textContent = `${n} product${n === 1 ? "" : "s"} · ${Math.round(body.took_ms || 0)} ms${mixed}`;
     state.meta = el.resultsMeta.textContent;
     // Fewer than asked for means there are no more to show.
     el.loadMore.hidden = n < state.k || state.k >= MAX_K;
@@ -540,10 +670,15 @@
       similar.title = `${p.similar_count} near-identical ${p.similar_count === 1 ? "product is" : "products are"} hidden behind this one`;
     }
     if (match) {
-      // The similarity (cosine), never the ranking score: a boost must not read as "105 % match".
-      const pct = Math.min(100, Math.max(0, Math.round((p.similarity ?? p.score ?? 0) * 100)));
+      // The ranking score, what the order follows (the look-alike's cosine plus the lift for the identified type),
+      // so the percentages descend with the cards; capped at 100 % (a lifted near-copy can pass 1).
+      const pct = Math.min(100, Math.max(0, Math.round((p.score ?? p.similarity ?? 0) * 100)));
+      const text = node.querySelector(".match-text");
       node.querySelector(".match-bar").style.setProperty("--value", `${pct}%`);
-      node.querySelector(".match-text").textContent = p.exact_match ? "Exact match" : `${pct}% match`;
+      text.textContent = p.exact_match ? "Exact match" : `${pct}% match`;
+      if (!p.exact_match && p.similarity != null && Math.round(p.similarity * 100) !== pct) {
+        text.title = `Ranked at ${pct} %: ${Math.round(p.similarity * 100)} % alike, adjusted for the identified type and your likes`;
+      }
       if (p.exact_match) node.classList.add("exact");
     } else {
       node.querySelector(".match").remove();
@@ -670,6 +805,8 @@
   function takeFile(file) {
     if (!file) return;
     if (file.size > state.maxUploadBytes) {
+      markStale(STALE_PHOTO);
+      el.photoStale.hidden = !state.previewUrl;
       showError(apiError(413, "too_large",
         `The photo is ${(file.size / 1048576).toFixed(1)} MB, over the ${(state.maxUploadBytes / 1048576).toFixed(1)} MB limit. Upload a smaller photo (resize it or save it as JPEG).`));
       return;
@@ -724,7 +861,8 @@
   function itemLabel(item) {
     const ident = item.identified;
     if (!ident || !ident.type) return item.key ? "Unknown item" : "Your box";
-    return `${ident.type} · ${Math.round((ident.type_confidence || 0) * 100)} %`;
+    // "not sure" wherever the item's results are shown (its chip, its row in a look), not only in the side panel.
+    return `${ident.type} · ${Math.round((ident.type_confidence || 0) * 100)} %${isUnsure(ident) ? " · not sure" : ""}`;
   }
 
   function itemName(item, i) {
@@ -956,8 +1094,8 @@
       const first = f[name] ? String(f[name]).split(",")[0] : null;
       if (first && [...select.options].some((o) => o.value === first)) select.value = first;
     }
-    if (state.hasPrices && f.max_price != null) el.max.value = f.max_price;
-    if (state.hasPrices && f.min_price != null) el.min.value = f.min_price;
+    if (f.max_price != null) el.max.value = f.max_price;
+    if (f.min_price != null) el.min.value = f.min_price;
     el.wordsNote.textContent = body.unknown && body.unknown.length ? `Not found in this shop: ${body.unknown.join(", ")}` : "";
     el.words.value = "";
     renderChips();
@@ -999,8 +1137,8 @@
     for (const [name, title] of [["gender", "Gender"], ["type", "Type"], ["colour", "Colour"]]) {
       if (el[name].value) out.push([`${title}: ${label(el[name])}`, () => { el[name].value = ""; }]);
     }
-    if (state.hasPrices && el.min.value !== "") out.push([`From ${el.min.value}`, () => { el.min.value = ""; }]);
-    if (state.hasPrices && el.max.value !== "") out.push([`Up to ${el.max.value}`, () => { el.max.value = ""; }]);
+    if (el.min.value !== "") out.push([`From ${el.min.value}`, () => { el.min.value = ""; }]);
+    if (el.max.value !== "") out.push([`Up to ${el.max.value}`, () => { el.max.value = ""; }]);
     if (!el.stock.checked) out.push(["Including out of stock", () => { el.stock.checked = true; }]);
     if (!el.collapse.checked) out.push(["Showing near-duplicates", () => { el.collapse.checked = true; }]);
     if (Number(el.variety.value) > 0) {
