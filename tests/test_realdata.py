@@ -1,11 +1,9 @@
 """On real labelled products: a fixed slice of fashion-small indexed with efficientnet-lite0."""
 
-import csv
-
 import numpy as np
 import pytest
 
-from conftest import FASHION_SMALL
+from conftest import FASHION_SMALL, link_slice
 from stylelens import build_index, open_index
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow,
@@ -18,20 +16,16 @@ CATALOG_SIZE, QUERIES = 3000, 300
 def real_slice(tmp_path_factory):
     """3,000 products (seeded permutation) linked into a catalog folder, and 300 other products as queries."""
     pytest.importorskip("efficientnet_lite_pytorch")
-    with open(FASHION_SMALL / "styles.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, rows = reader.fieldnames, list(reader)
-    order = np.random.default_rng(0).permutation(len(rows))
-    catalog_rows = [rows[i] for i in order[:CATALOG_SIZE]]
-    query_rows = [rows[i] for i in order[CATALOG_SIZE:CATALOG_SIZE + QUERIES]]
+    chosen: dict = {}
+
+    def pick(rows):
+        order = np.random.default_rng(0).permutation(len(rows))
+        chosen["queries"] = [rows[i] for i in order[CATALOG_SIZE:CATALOG_SIZE + QUERIES]]
+        return [rows[i] for i in order[:CATALOG_SIZE]]
+
     folder = tmp_path_factory.mktemp("fashion") / "catalog"
-    (folder / "images").mkdir(parents=True)
-    for row in catalog_rows:
-        (folder / "images" / f"{row['id']}.jpg").symlink_to(FASHION_SMALL / "images" / f"{row['id']}.jpg")
-    with open(folder / "styles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(catalog_rows)
+    link_slice(folder, pick)
+    query_rows = chosen["queries"]
     index_dir = folder.parent / "index"
     report = build_index(folder, index_dir, backbone="efficientnet-lite0", progress=False)
     assert report.indexed == CATALOG_SIZE and report.skipped == 0
