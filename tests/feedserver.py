@@ -49,6 +49,8 @@ class FeedServer:
                 # Logged before answering: a client that has its answer may look at the log at once.
                 with server._lock:
                     server.log.append(("GET", self.path, status, len(body)))
+                if route is not None and route.delay_s:  # after logging: a client that gave up has still asked
+                    time.sleep(route.delay_s)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -78,8 +80,6 @@ class FeedServer:
     def answer(self, route: Route | None, request_headers):
         if route is None:
             return 404, {"Content-Type": "text/html"}, b"<html><body>Not Found</body></html>"
-        if route.delay_s:
-            time.sleep(route.delay_s)
         with route.lock:
             route.served += 1
             failing = route.served <= route.fail_first

@@ -154,8 +154,11 @@ def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server,
                              price="19.00 USD", sale="17.50 USD")]
     variants[0][1], variants[1][1] = "Tee - Red - M", "Tee - Blue - L"
     variants[1][12] = "L"
+    cap = server.route("/cap.jpg", jpeg(33))
+    variants += [merchant_row("CAP-GREEN", cap, group="CAP", colour="Green"),
+                 merchant_row("CAP-BLACK", cap, group="CAP", colour="Black")]
     report = build_index(shop(server, tmp_path, variants), tmp_path / "index", embedder=random_embedder, **LOCAL)
-    assert report.indexed == 14 and not report.errors
+    assert report.indexed == 16 and not report.errors  # 11 + the tee's 2 pictures + the cap's picture, twice
     with opened(tmp_path / "index", random_embedder, localise=False) as index:
         card = index.product("TEE")
         assert (card["name"], card["price"], card["in_stock"], card["colour"]) == ("Tee", 15.0, True, "Red")
@@ -168,7 +171,16 @@ def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server,
         top = result.products[0]
         assert (top["price"], top["price_max"], top["colours"], top["sizes"], top["variants"]) == (
             15.0, 17.5, ["Red", "Blue"], ["M", "L"], 2)
-        assert index.facets()["colour"] == ["Red"]  # the card's first colour is its label
+        # Each variant's picture is labelled with its colour: a colour filter finds the card by either colour.
+        assert sorted(index.facets()["colour"]) == ["Black", "Blue", "Green", "Red"]
+        for colour in ("Blue", "Red"):
+            found = index.search(as_png(jpeg(31)), k=20, colour=colour).ids
+            assert found.count("TEE") == 1, colour
+        assert "TEE" not in index.search(as_png(jpeg(31)), k=20, colour="Green").ids  # the cap's colours only
+        # One picture for both colours of the cap: each colour it comes in still finds it, and no other does.
+        for colour in ("Green", "Black"):
+            assert index.search(as_png(jpeg(33)), k=20, colour=colour).ids.count("CAP") == 1, colour
+        assert "CAP" not in index.search(as_png(jpeg(33)), k=20, colour="Red").ids
         with TestClient(create_app(index), base_url="http://127.0.0.1") as client:
             body = client.post("/api/search", files={"image": ("q.png", as_png(jpeg(32)), "image/png")},
                                data={"k": "2"}).json()

@@ -82,6 +82,9 @@ def _view_note(pid: str) -> str:
     return f" (a further picture of the product, view {view.rsplit('view', 1)[1]})" if view else ""
 
 
+MORE_COLOURS = 24  # a card's colours given views of their own at most (each is one more row to embed)
+
+
 def with_views(products: dict[str, dict], most: int) -> dict[str, dict]:
     """Each product's further pictures (up to ``most`` pictures in all) as views: rows of their own, ids
     ``index.catalog_db.view_id``, with the product's fields (so filters, prices and stock apply to them as they
@@ -89,8 +92,16 @@ def with_views(products: dict[str, dict], most: int) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for pid, rec in products.items():
         out[pid] = rec
-        for n, image in enumerate(rec["images"][1:max(1, most)], 1):
-            out[view_id(pid, n)] = dict(rec, id=view_id(pid, n), images=[image], extra=dict(rec["extra"], view_of=pid, view=n))
+        shown = rec["extra"].get("picture_colours") or {}
+        pictures = [(image, shown.get(image)) for image in rec["images"][1:max(1, most)]]
+        # A colour of the card that no picture kept shows: a view of its main picture labelled with it, so that a
+        # colour filter finds the card by any of its colours (a picture's view carries the colour it shows).
+        seen = {rec.get("colour")} | {colour for _, colour in pictures}
+        pictures += [(rec["images"][0], colour) for colour in (rec["extra"].get("colours") or [])[:MORE_COLOURS]
+                     if colour not in seen and most > 1]
+        for n, (image, colour) in enumerate(pictures, 1):
+            out[view_id(pid, n)] = dict(rec, id=view_id(pid, n), images=[image], colour=colour or rec.get("colour"),
+                                        extra=dict(rec["extra"], view_of=pid, view=n))
     return out
 
 

@@ -189,6 +189,7 @@ def _variant_card(group: str, members: list) -> tuple[int, dict, list]:
                                                                         for v in variants], rec)
     _finish_prices(rec, [v.get("price") or "" for v in variants], in_stock)
     rec["images"] = list(dict.fromkeys(url for v in variants for url in v.get("images") or []))
+    _picture_colours(rec, [(url, v.get("colour")) for v in variants for url in v.get("images") or []])
     return members[0][0], rec, [name for _, _, too_long in members for name in too_long]
 
 
@@ -304,6 +305,18 @@ def _options(names_values: list[tuple[str, str]], rec: dict) -> None:
         rec["extra"]["sizes"] = sizes
 
 
+def _picture_colours(rec: dict, pictures: list[tuple[str, str | None]]) -> None:
+    """Which colour each variant's picture shows (``extra.picture_colours``, URL -> colour), where the variants
+    have more than one colour: the picture's view is labelled with it, so a colour filter finds the card by any
+    of its colours (``build.feed.with_views``)."""
+    shown: dict[str, str] = {}
+    for url, colour in pictures:
+        if url and colour:
+            shown.setdefault(url, colour)
+    if len(set(shown.values())) > 1 or len(rec["extra"].get("colours") or []) > 1:
+        rec["extra"]["picture_colours"] = shown
+
+
 def _finish_prices(rec: dict, prices: list[str], stock: list[bool]) -> None:
     low, high = _price_range(prices)
     rec["price"] = low
@@ -324,7 +337,7 @@ def _shopify(rows, records: Records) -> None:
         p = products.get(handle)
         if p is None:
             p = products[handle] = {"line": n, "first": values, "too_long": too_long, "images": [], "variant_images": [],
-                                    "prices": [], "stock": [], "options": []}
+                                    "picture_colours": [], "prices": [], "stock": [], "options": []}
         names = [p["first"].get(f"option{i}name", "") for i in (1, 2, 3)]
         if values.get("imagesrc"):
             position = values.get("imageposition", "")
@@ -337,6 +350,8 @@ def _shopify(rows, records: Records) -> None:
             p["options"] += [(name, values.get(f"option{i}value", "")) for i, name in zip((1, 2, 3), names)]
             if values.get("variantimage"):
                 p["variant_images"].append(values["variantimage"])
+                p["picture_colours"].append((values["variantimage"], next(
+                    (values.get(f"option{i}value") for i, name in zip((1, 2, 3), names) if _key(name) in _COLOUR_OPTIONS), None)))
     for handle, p in products.items():
         first = p["first"]
         status = first.get("status", "").lower()
@@ -353,6 +368,7 @@ def _shopify(rows, records: Records) -> None:
         _options(p["options"], rec)
         _finish_prices(rec, p["prices"], p["stock"])
         rec["images"] = [src for _, _, src in sorted(p["images"])] + p["variant_images"]
+        _picture_colours(rec, p["picture_colours"])
         records.add(p["line"], rec, p["too_long"])
 
 
@@ -415,4 +431,17 @@ def _woocommerce(rows, records: Records) -> None:
         if v.get("saleprice") and regular and not variations:
             rec["extra"]["regular_price"] = regular
         rec["images"] = _image_list(v.get("images", "")) + [url for x in variations for url in _image_list(x.get("images", ""))]
+        _picture_colours(rec, [(url, _attribute(x, _COLOUR_OPTIONS)) for x in variations
+                               for url in _image_list(x.get("images", ""))])
         records.add(entry["line"], rec, entry["too_long"])
+
+
+def _attribute(row: dict, names: set[str]) -> str | None:
+    """A WooCommerce row's value of the first attribute named one of ``names`` (a variation has one value)."""
+    for i in range(1, 10):
+        name = row.get(f"attribute{i}name")
+        if not name:
+            return None
+        if _key(name) in names:
+            return row.get(f"attribute{i}values") or None
+    return None

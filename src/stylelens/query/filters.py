@@ -75,6 +75,10 @@ class Filters:
                 mask &= columns.price <= applied.max_price
         if not applied.include_out_of_stock:
             mask &= columns.in_stock
+        if columns.views_per_product > 1:
+            # A product passes when any of its pictures does: a variant card's views carry their variant's colour
+            # (build.feed.with_views), and results are products at their row (stages.neighbours.best_views).
+            mask[columns.owners(np.flatnonzero(mask))] = True
         return mask
 
     @property
