@@ -15,6 +15,7 @@ from test_feeds import LOCAL, merchant_row, write_tsv
 from test_fetch import jpeg
 
 from stylelens import build_index, open_index
+from stylelens.cli.output import print_results
 from stylelens.index.catalog_db import VIEW_MARK
 from stylelens.service import create_app
 
@@ -147,7 +148,7 @@ def test_a_view_that_cannot_be_had_is_reported_under_its_product(tmp_path, serve
         assert sorted(index.similar("Q", k=5).ids) == ["P"]
 
 
-def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server, random_embedder):
+def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server, random_embedder, capsys):
     variants = [merchant_row("TEE-RED-M", server.route("/tee-red.jpg", jpeg(31)), group="TEE", colour="Red",
                              availability="out_of_stock", price="15.00 USD"),
                 merchant_row("TEE-BLUE-L", server.route("/tee-blue.jpg", jpeg(32)), group="TEE", colour="Blue",
@@ -171,6 +172,8 @@ def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server,
         top = result.products[0]
         assert (top["price"], top["price_max"], top["colours"], top["sizes"], top["variants"]) == (
             15.0, 17.5, ["Red", "Blue"], ["M", "L"], 2)
+        print_results(result.products[:1])  # the CLI's table says the range too
+        assert "15.00–17.50" in capsys.readouterr().out
         # Each variant's picture is labelled with its colour: a colour filter finds the card by either colour.
         assert sorted(index.facets()["colour"]) == ["Black", "Blue", "Green", "Red"]
         for colour in ("Blue", "Red"):

@@ -38,9 +38,17 @@ RESULT_COLUMNS = [("rank", "rank"), ("id", "id"), ("name", "name"), ("type", "ty
 
 def print_results(products: list[dict]) -> None:
     """The results table; columns the catalog never fills (a feed without prices or links) are left out."""
-    rows = [dict(p, rank=i + 1) for i, p in enumerate(products)]
+    rows = [dict(p, rank=i + 1, price=price_text(p)) for i, p in enumerate(products)]
     columns = [(k, h) for k, h in RESULT_COLUMNS if any(r.get(k) not in (None, "") for r in rows)] if rows else RESULT_COLUMNS
     print_table(rows, columns)
+
+
+def price_text(product: dict) -> str | None:
+    """A price as a shop writes it (two decimals), a variant card's as its range ("15.00–19.00")."""
+    low, high = product.get("price"), product.get("price_max")
+    if low is None:
+        return None
+    return f"{low:,.2f}" + (f"–{high:,.2f}" if high is not None and high != low else "")
 
 
 def print_identified(ident) -> None:
