@@ -11,7 +11,7 @@ import json
 import os
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,9 @@ CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
 """
 
 
+CODES_KEPT = 4096  # label values a view remembers the code of (``Columns.code``)
+
+
 @dataclass
 class Columns:
     """Per-row arrays for vectorised filtering and voting (row = the vector's handle)."""
@@ -52,6 +55,9 @@ class Columns:
     row_of: dict[str, int]
     generation: int = 0  # of the vectors file these rows index
     version: tuple = ()  # the catalog state they were read at (CatalogDB.version)
+    # (column, value) -> code, as ``code`` answered it: a view's vocabulary never changes, and a shop-the-look
+    # query asks for every type the type model knows per garment (a scan of the vocabulary each, ~50 ms a photo).
+    _codes: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -70,6 +76,15 @@ class Columns:
     def code(self, column: str, value: str) -> int | None:
         """A label value's code, matched leniently: case, punctuation and a plural 's' do not matter
         ('tshirt' finds 'Tshirts', 't-shirts' too). An exact (case-insensitive) match wins."""
+        key = (column, value)
+        if key in self._codes:
+            return self._codes[key]
+        code = self._find_code(column, value)
+        if len(self._codes) < CODES_KEPT:  # values typed by shoppers are unbounded: the memo is not
+            self._codes[key] = code
+        return code
+
+    def _find_code(self, column: str, value: str) -> int | None:
         wanted = value.strip().lower()
         forms = label_forms(wanted)
         loose = None
