@@ -34,7 +34,7 @@ from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, scored, search_again
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
-from .stages.typemodel import ModelType, model_types, narrowed, shown_type
+from .stages.typemodel import VOTED_GROUPS, ModelType, model_types, narrowed, shown_type
 
 
 Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
@@ -114,6 +114,7 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     items = photo_items(photo, snap, embedder, box=request.box, colour=request.filters.colour, localise=localise,
                         max_items=max_items, locator=locator)
     typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
+    typed = [None if item.group in VOTED_GROUPS else t for item, t in zip(items, typed)]
     # A worn outfit's garments are scored against the catalog in one pass; other photos search as they always did.
     views = scored(snap, [item.vector for item in items]) if any(item.group for item in items) else [snap] * len(items)
     results = []
