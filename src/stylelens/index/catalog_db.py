@@ -11,7 +11,7 @@ import json
 import os
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,9 @@ CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
 """
 
 
+CODES_KEPT = 4096  # label values a view remembers the code of (``Columns.code``)
+
+
 @dataclass
 class Columns:
     """Per-row arrays for vectorised filtering and voting (row = the vector's handle)."""
@@ -59,6 +62,10 @@ class Columns:
     version: tuple = ()  # the catalog state they were read at (CatalogDB.version)
     owner: np.ndarray | None = None  # int64: the row standing for each row's product (its own row but for a view)
     views_per_product: int = 1  # the most rows one product has (1: no views); searches fetch that many times more
+
+    # (column, value) -> code, as ``code`` answered it: a view's vocabulary never changes, and a shop-the-look
+    # query asks for every type the type model knows per garment (a scan of the vocabulary each, ~50 ms a photo).
+    _codes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def owners(self, rows: np.ndarray) -> np.ndarray:
         """Each row's product row (a view's product; -1 padding stays)."""
@@ -91,6 +98,15 @@ class Columns:
     def code(self, column: str, value: str) -> int | None:
         """A label value's code, matched leniently: case, punctuation and a plural 's' do not matter
         ('tshirt' finds 'Tshirts', 't-shirts' too). An exact (case-insensitive) match wins."""
+        key = (column, value)
+        if key in self._codes:
+            return self._codes[key]
+        code = self._find_code(column, value)
+        if len(self._codes) < CODES_KEPT:  # values typed by shoppers are unbounded: the memo is not
+            self._codes[key] = code
+        return code
+
+    def _find_code(self, column: str, value: str) -> int | None:
         wanted = value.strip().lower()
         forms = label_forms(wanted)
         loose = None

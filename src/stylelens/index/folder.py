@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IndexDamagedError, InvalidArgumentError
-from .backend import exact_search
+from .backend import all_scores, exact_search
 from .checkup import REINDEX, CheckedCatalog, Checkup, VectorRows
 
 LOCAL = "local"
@@ -124,6 +124,10 @@ class FolderBackend:
                 self._searcher = AnnSearcher(self, self.settings.ann_nprobe, self.settings.ann_candidates)
             return self._searcher.search(queries, k, mask)
         return exact_search(self.matrix_for(columns), queries, k, mask)
+
+    def scores(self, queries, columns) -> np.ndarray | None:
+        """Every row's cosine to each query (``backend.all_scores``) when this index searches exactly; None with ANN."""
+        return all_scores(self.matrix_for(columns), queries) if self.method == "exact" else None
 
     def _method(self, asked: str) -> str:
         if asked == "milvus":

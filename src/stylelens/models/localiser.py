@@ -23,7 +23,7 @@ class BackboneMaps:
     order (the largest stride's is the last map). The photo is letterboxed exactly as the embedder prepares
     it (``size`` px, white pad); the maps are cut back to the photo's part of the square. Built from an
     ``Embedder``'s torch network; runs in OpenVINO when it is installed (``runtime='auto'``), else torch;
-    ``precision`` is OpenVINO's inference precision hint ("f32", or "bf16" where the CPU has it).
+    ``precision`` is OpenVINO's inference precision hint ("f32", or "bf16": f32 where the CPU has no native bf16).
     """
 
     def __init__(self, embedder, size: int | None = None, runtime: str = "auto", strides: Sequence[int] | None = None,
@@ -41,11 +41,14 @@ class BackboneMaps:
             try:
                 import openvino as ov
 
-                from .runtimes import openvino_convert
+                from .runtimes import _native_bf16, openvino_convert
 
                 example = torch.zeros((1, self.pre.size, self.pre.size, 3), dtype=torch.uint8)
                 model = openvino_convert(ov, self.module, example)
-                compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+                core = ov.Core()
+                if precision == "bf16" and not _native_bf16(core):
+                    precision = "f32"  # emulated bf16 is slower than f32
+                compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
                 request = compiled.create_infer_request()
 
                 def run(pixels):

@@ -31,10 +31,10 @@ from .stages.filter import filter_found, within_types
 from .stages.hydrate import hydrate
 from .stages.identify import attributes, identify
 from .stages.locate import locate
-from .stages.neighbours import Neighbours, neighbours, search_again
+from .stages.neighbours import Neighbours, neighbours, scored, search_again
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
-from .stages.typemodel import ModelType, model_types, narrowed, shown_type
+from .stages.typemodel import VOTED_GROUPS, ModelType, model_types, narrowed, shown_type
 
 
 Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
@@ -115,10 +115,13 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     items = photo_items(photo, snap, embedder, box=request.box, colour=colour, localise=localise,
                         max_items=max_items, locator=locator)
     typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
+    typed = [None if item.group in VOTED_GROUPS else t for item, t in zip(items, typed)]
+    # A worn outfit's garments are scored against the catalog in one pass; other photos search as they always did.
+    views = scored(snap, [item.vector for item in items]) if any(item.group for item in items) else [snap] * len(items)
     results = []
-    for i, (item, model_type) in enumerate(zip(items, typed)):
+    for i, (item, model_type, view) in enumerate(zip(items, typed, views)):
         item_request = request if i == 0 else replace(request, exact_first=False)
-        results.append(on_a_view(snap, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
+        results.append(on_a_view(view, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
             identified=item.identified, types=item.types, model_type=mt, colour_vector=item.colour_vector)))
     result = results[0]

@@ -23,7 +23,7 @@ import numpy as np
 from ..item.colour import DIM as COLOUR_DIM
 from ..item.colour import colour_descriptor, colour_descriptors
 from ..errors import ImageError
-from ..index.backend import exact_search
+from ..index.backend import all_scores, exact_search
 from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, read_colours
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,10 @@ class RawSpace:
 
     def vectors(self, rows, columns=None) -> np.ndarray:
         return self.store.vectors(rows, columns)
+
+    def scores(self, queries, columns=None) -> np.ndarray | None:
+        """(Q, n_rows) every row's cosine to each query in one pass (None where the backend searches on its own)."""
+        return self.store.scores(queries, columns)
 
     def matrix(self, columns=None) -> np.ndarray:
         """Every row's vector of the view (evaluation reads them all on purpose)."""
@@ -152,6 +156,10 @@ class TunedSpace(RawSpace):
 
     def vectors(self, rows, columns=None) -> np.ndarray:
         return self.matrix(columns)[np.asarray(rows, dtype=np.int64)]
+
+    def scores(self, queries, columns=None) -> np.ndarray:
+        columns = columns or self.store.columns
+        return all_scores(self.matrix(columns)[:columns.n_rows], queries)
 
     def same_picture(self, rows: np.ndarray, raw: np.ndarray | None, columns=None) -> np.ndarray:
         """Confirmed on the raw vectors: the head pulls products of one type and colour together on purpose,

@@ -2,15 +2,17 @@
 found are the query picture itself (same bytes, or the space's calibrated same-picture cosine).
 
 Every later stage works from this one candidate list; ``search_again`` runs only when it cannot answer
-(filters that leave too few of its rows, or a personalised query vector).
+(filters that leave too few of its rows, or a personalised query vector). The worn garments of one photo are
+scored against the catalog in one pass (``scored``): each garment's passes then read its row of scores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ...index.backend import top_k
 from ..space import Snapshot
 
 SELF_SLACK = 3  # candidates fetched beyond what ranking and voting need, for copies of the query itself
@@ -88,3 +90,32 @@ def best_views(columns, scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarra
     _, first = np.unique(owners[found], return_index=True)  # the first (best) time each product is found
     keep = np.sort(first)
     return scores[found][keep], owners[found][keep]
+
+
+class Scored:
+    """The space of ``snap``, but a search for ``vector`` on the view ``columns`` is answered from ``scores``,
+    that vector's cosine to every row of the view (what the exact search computes, here made once for all of a
+    photo's items). Any other query, or another view (``on_a_view`` after a compaction), goes to the space."""
+
+    def __init__(self, space, vector: np.ndarray, scores: np.ndarray, columns):
+        self.space, self.vector, self.scores, self.columns = space, vector, scores, columns
+
+    def __getattr__(self, name):
+        return getattr(self.space, name)
+
+    def search(self, queries, k: int, mask=None, filters=None, columns=None):
+        queries = np.asarray(queries)
+        if columns is not self.columns or len(queries) != 1 or not np.array_equal(queries[0], self.vector):
+            return self.space.search(queries, k, mask, filters=filters, columns=columns)
+        mask = columns.live if mask is None else columns.fit(mask)
+        return top_k(np.where(mask, self.scores, np.float32(-np.inf))[None], k)
+
+
+def scored(snap: Snapshot, vectors: list[np.ndarray]) -> list[Snapshot]:
+    """One snapshot per query vector, each answering that vector's searches from one pass over the catalog made
+    for all of them (a photo's worn garments: one product of their vectors with the catalog, not one or two
+    each). Where the space does not search exactly in memory (ANN, Milvus), ``snap`` itself for each."""
+    scores = snap.space.scores(np.stack(vectors), snap.columns) if vectors else None
+    if scores is None:
+        return [snap] * len(vectors)
+    return [replace(snap, space=Scored(snap.space, v, s, snap.columns)) for v, s in zip(vectors, scores)]
