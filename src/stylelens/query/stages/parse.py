@@ -38,6 +38,13 @@ OUTFIT_MAX_SHARE = 0.2
 # and the parser is this sure of its pixels: a garment filling the frame is searched as it is.
 SMALL_REGION = 0.25
 SURE = 0.8
+SPLIT = True
+MODE = None
+SEPARATE_MAX = 0.5
+LONE_MAX = 0.0
+GAP = 0.25
+MIN_ITEM = 0.005
+MIN_REL = 0.15
 OUTLINE_POINTS = 24  # at most this many corners per outline polygon (the page draws it; the JSON stays small)
 
 
@@ -59,12 +66,75 @@ def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int
                      mask=g.mask if masked and g.group in MASKED else None, group=g.group, types=GROUP_TYPES[g.group],
                      outline=outline(g.mask, photo.scale))
                 for g in worn[:max_items]]
-    height, width = rgb.shape[:2]
+    return unworn(photo, parsing, max_items)
+
+
+def unworn(photo: Photo, parsing, max_items: int) -> list[Item]:
+    """One garment, or nobody wearing them (a flat lay, products on a backdrop): which items to search."""
+    height, width = photo.pixels.shape[:2]
+    if not parsing.person_present and SPLIT:
+        parts = separate_items(parsing, (height, width))
+        if MODE and parts and all(p[2] * p[3] < SEPARATE_MAX * width * height for p in parts):
+            found = [it for it in locate(photo, None, localise_items=True, max_items=max_items)]
+            if MODE == "locate":
+                return found
+            extra = [it.region for it in found if it.region is not None
+                     and not any(_overlap(it.region, p) > 0.1 for p in parts)]
+            parts = parts + [tuple(round(v) for v in r) for r in extra]
+        if len(parts) >= 2 and all(p[2] * p[3] < SEPARATE_MAX * width * height for p in parts):
+            return [Item(box=_original(p, photo.scale), region=p, pad=0.1) for p in parts[:max_items]]
+        if len(parts) == 1 and LONE_MAX and parts[0][2] * parts[0][3] < LONE_MAX * width * height:
+            return [Item(box=_original(parts[0], photo.scale), region=parts[0], pad=0.1)]
     region = parsing.region
     if (not parsing.person_present and region is not None and region[2] * region[3] < SMALL_REGION * width * height
             and min(g.score for g in parsing.garments) >= SURE):
         return [Item(box=_original(region, photo.scale), region=region, pad=0.1, score=parsing.garments[0].score)]
     return [Item(box=photo_box(photo), pad=None)]
+
+
+def separate_items(parsing, shape) -> list[tuple[int, int, int, int]]:
+    """x, y, w, h of each separate item the parser's garment pixels make, main (largest, most central) first."""
+    import cv2
+
+    height, width = shape
+    if not parsing.garments:
+        return []
+    union = np.logical_or.reduce([g.mask for g in parsing.garments]).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(union, connectivity=8)
+    parts = [list(map(int, s)) for s in stats[1:] if s[4] >= MIN_ITEM * width * height]
+    if not parts:
+        return []
+    largest = max(p[4] for p in parts)
+    parts = [p for p in parts if p[4] >= MIN_REL * largest]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(parts)):
+            for j in range(i + 1, len(parts)):
+                a, b = parts[i], parts[j]
+                gap = max(b[0] - a[0] - a[2], a[0] - b[0] - b[2], b[1] - a[1] - a[3], a[1] - b[1] - b[3], 0)
+                if gap < GAP * min(max(a[2], a[3]), max(b[2], b[3])):
+                    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+                    parts[i] = [x0, y0, x1 - x0, y1 - y0, a[4] + b[4]]
+                    del parts[j]
+                    merged = True
+                    break
+            if merged:
+                break
+
+    def rank(p):
+        off = np.hypot((p[0] + p[2] / 2) / width - 0.5, (p[1] + p[3] / 2) / height - 0.5) * 2 / np.sqrt(2)
+        return -p[4] * (1 - 0.5 * off)
+
+    return [tuple(p[:4]) for p in sorted(parts, key=rank)]
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller box."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h) / max(1, min(a[2] * a[3], b[2] * b[3]))
 
 
 def photo_box(photo: Photo) -> tuple[int, int, int, int]:
