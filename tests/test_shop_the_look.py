@@ -6,7 +6,6 @@ keeps the contrast localiser. The real-data tests use the measure parts of real-
 3,000-product EfficientNet-Lite0 index built here (``STYLELENS_SHARED_DATA`` points at another data folder).
 """
 
-import io
 import json
 import os
 from pathlib import Path
@@ -166,25 +165,3 @@ def test_item_finding_never_answers_worse_than_the_whole_frame_on_real_items(sho
     parser, whole = np.mean(scores["parser"]), np.mean(scores["whole"])
     print(f"\nreal-items {len(items)} photos, {INDEXED} indexed: type P@5 parser stage {parser:.3f}, whole frame {whole:.3f}")
     assert parser >= whole
-
-
-@real
-def test_separate_items_on_a_plain_backdrop_are_each_searched(shop):
-    """Issue 23: products laid side by side with nobody wearing them (a flat lay of a top and jeans) came back
-    as one item (the whole frame). Each of them must get its own row, its box on it."""
-    from stylelens.item.composite import compose, cut
-
-    indexes, _, _ = shop
-    rng = np.random.default_rng(23)
-    shots = sorted((DATA / "fashion-small" / "images").glob("*.jpg"))
-    separated, photos = 0, 0
-    for n in (2, 3, 2, 3, 2, 3, 2, 3):
-        picks = [shots[i] for i in rng.choice(len(shots), n, replace=False)]
-        made = compose([cut(p) for p in picks], rng, size=(320, 240), scale=(0.5, 0.65), layout="row", backdrop="solid")
-        data = io.BytesIO()
-        made.image.save(data, "JPEG", quality=90)
-        rows = indexes["parser"].search(data.getvalue(), k=5, include_out_of_stock=True).extra["items"]
-        found = [rs.row_for(box, [row["box"] for row in rows]) for box in made.boxes]
-        separated += len(rows) >= 2 and None not in found and len(set(found)) >= n - 1
-        photos += 1
-    assert separated >= 0.75 * photos, f"{separated} of {photos} photos of 2-3 separate products got a row per product"
