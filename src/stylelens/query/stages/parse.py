@@ -36,11 +36,13 @@ MASKED = frozenset({"outerwear", "dress"})
 OUTFIT_MAX_SHARE = 0.2
 # Nobody wearing them: the garment pixels' separate parts (a part: pixels that touch, and parts nearer each other
 # than GAP of the smaller one's longer side, e.g. a pair of shoes), parts under MIN_PART of the largest or
-# MIN_ITEM of the frame dropped. When every part's box holds under PART_MAX of the frame, each part is an item
-# (a flat lay of a top and jeans, a small item on a table); otherwise one garment fills the frame and is
-# searched as it is. Chosen on 30 composites per kind and 200 real-items measure photos (issue 23):
-# real single garments' part boxes hold 0.4-1.0 of the frame (median 0.85), composites' 0.06-0.45.
-PART_MAX = 0.6
+# MIN_ITEM of the frame dropped. Several parts each boxed in under PARTS_MAX of the frame are an item each (a
+# flat lay of a top and jeans); one part under LONE_MAX is cut out (a small item on a table); otherwise one
+# garment fills the frame and is searched as it is. Chosen on 30 composites per kind and 200 real-items measure
+# photos (issue 23): real single garments' part boxes hold 0.4-1.0 of the frame (median 0.85), composites'
+# 0.06-0.45; a lone garment at 0.5-0.6 of the frame is still searched whole.
+PARTS_MAX = 0.6
+LONE_MAX = 0.5
 GAP = 0.25
 MIN_PART = 0.05
 MIN_ITEM = 0.005
@@ -72,7 +74,8 @@ def unworn(photo: Photo, parsing, max_items: int) -> list[Item]:
     """One garment, or nobody wearing them (a flat lay, products on a backdrop): which items to search."""
     height, width = photo.pixels.shape[:2]
     parts = [] if parsing.person_present else separate_items(parsing, (height, width))
-    if parts and all(w * h < PART_MAX * width * height for _, _, w, h in parts):
+    most = PARTS_MAX if len(parts) >= 2 else LONE_MAX
+    if parts and all(w * h < most * width * height for _, _, w, h in parts):
         return [Item(box=_original(p, photo.scale), region=p, pad=0.1, score=_score(parsing, p)) for p in parts[:max_items]]
     return [Item(box=photo_box(photo), pad=None)]
 
