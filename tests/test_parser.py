@@ -130,3 +130,28 @@ def test_on_real_street_photos_the_parser_finds_worn_garments_better_than_the_co
             contrast.append(max(iou(b, item.box) for b in boxes))
     ours, contrast = np.asarray(ours) >= 0.5, np.asarray(contrast) >= 0.5
     assert ours.mean() >= contrast.mean() + 0.15, (ours.mean(), contrast.mean())
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.skipif(not (FASHION_SMALL / "images").is_dir(), reason="fashion-small is not beside the repo")
+def test_separate_products_on_a_plain_backdrop_are_each_an_item(parser):
+    """Issue 23: products laid side by side with nobody wearing them (a flat lay of a top and jeans) came back as
+    one item, the whole frame. Each must be its own item, its box on it."""
+    from stylelens.item.composite import compose, cut
+    from stylelens.quality.realscore import row_for
+    from stylelens.query import Photo
+    from stylelens.query.stages.parse import parse
+
+    rng = np.random.default_rng(23)
+    shots = sorted((FASHION_SMALL / "images").glob("*.jpg"))
+    separated, counts = 0, (2, 3) * 5
+    for n in counts:
+        made = compose([cut(shots[i]) for i in rng.choice(len(shots), n, replace=False)], rng, size=(320, 240),
+                       scale=(0.5, 0.65), layout="row", backdrop="solid")
+        photo = Photo.decode(made.image)
+        items = parse(photo, parser=parser, max_items=6)
+        rows = [item.box for item in items]
+        found = [row_for(box, rows) for box in made.boxes]
+        separated += None not in found and len(set(found)) == n
+    assert separated >= 0.7 * len(counts), f"{separated} of {len(counts)} photos of 2-3 products got an item per product"
