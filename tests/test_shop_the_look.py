@@ -151,7 +151,6 @@ def test_the_parser_off_falls_back_to_the_contrast_localiser(shop):
 
 
 @real
-@pytest.mark.xfail(reason="known regression, issue 23 open: with the type model naming the whole frame, one of these 60 single-garment photos (an outerwear photo the parser reads as worn) answers worse than the whole frame (0.617 vs 0.620)", strict=False)
 def test_item_finding_never_answers_worse_than_the_whole_frame_on_real_items(shop):
     """The regression issue 23 found (item finding lowered real-items' type P@5): on 60 measure photos of
     single garments the parser stage must do at least as well as searching the whole frame."""
