@@ -29,7 +29,12 @@ _EXPORTS = {
     "IndexStore": "index", "remove_products": "index",
 }
 
-__version__ = "0.1.0"
+try:  # one place for the version: pyproject.toml, as installed
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("stylelens")
+except PackageNotFoundError:  # a source tree on PYTHONPATH without an install
+    __version__ = "0+unknown"
 
 __all__ = sorted(_EXPORTS)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InvalidArgumentError, MissingExtraError, import_extra
 from ..files import write_json_atomic
 from .precision import CANDIDATES, MIN_COSINE, MIN_RECALL, MIN_RELATIVE, PRECISIONS, canonical, choose, keeps_quality, quality
@@ -39,21 +40,12 @@ CACHE_FORMAT = 1
 def cache_key(emb, runtime: str, variant: str) -> str:
     import torch
 
-    versions = {"torch": torch.__version__, "stylelens": _stylelens_version()}
+    versions = {"torch": torch.__version__, "stylelens": __version__}
     for module in ("openvino", "onnxruntime", "nncf"):
         versions[module] = _version_of(module)
     blob = json.dumps({"format": CACHE_FORMAT, "runtime": runtime, "variant": variant,
                        "fingerprint": emb.fingerprint(), "versions": versions}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _stylelens_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("stylelens")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def _version_of(module: str) -> str | None:
