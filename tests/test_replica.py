@@ -4,6 +4,7 @@ served by `stylelens serve` processes that share nothing but those two. All on 1
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import time
@@ -122,10 +123,15 @@ def test_two_replicas_share_one_index_and_lose_nothing_when_one_dies(postgres_se
             assert eventually(lambda r=replica: r.get("/api/products/1010").status_code == 404)
         # stylelens tune on the database, from a third process: both replicas search the new head within seconds
         # (B's two workers each follow it), and still agree.
-        assert a.get("/api/health").json()["space"] == "raw"
+        assert a.get("/api/health").json()["space"] == "raw" and a.get("/api/health").json()["head"] is None
         tuned = cli(environment, "tune", location, "--tune-views", "8")
         assert tuned.returncode == 0, tuned.stderr
-        assert eventually(lambda: all(r.get("/api/health").json()["space"] == "tuned" for r in (a, b, b, b, b)))
+        # The head serves only the aspects it measured better for (quality.tuning): every replica follows the head
+        # tune wrote, and searches the spaces it adopted.
+        head = json.loads(cli(environment, "info", location, "--json").stdout)["head"]
+        want = {"head": head["sha256"][:12], "space": "tuned" if head["adopted"].get("type") else "raw",
+                "colour_vote": "tuned" if head["adopted"].get("colour") else "raw"}
+        assert eventually(lambda: all({k: r.get("/api/health").json()[k] for k in want} == want for r in (a, b, b, b, b)))
         answers = [r.post("/api/search", files={"image": ("q.jpg", photo, "image/jpeg")}, data={"k": "5"}).json() for r in (a, b)]
         assert answers[0]["results"][0]["id"] == "1003"
         assert [p["id"] for p in answers[0]["results"]] == [p["id"] for p in answers[1]["results"]]

@@ -317,11 +317,12 @@ def test_a_corrupt_catalog_makes_health_503_and_searches_503_in_one_line(shop, t
     shutil.copytree(shop / "index", broken)
     damage_the_id_index(broken)
     with LiveServer(create_app(broken)) as server:
-        health = httpx.get(server.url + "/api/health")
+        # The first search builds the embedder's runtime: on a busy machine that outlasts httpx's 5 s default.
+        health = httpx.get(server.url + "/api/health", timeout=60)
         assert health.status_code == 503 and health.json()["status"] == "unhealthy", health.text
         assert "stylelens check" in health.json()["reason"] and str(broken) not in health.text
-        search = httpx.post(server.url + "/api/search", files={"image": ("a.jpg", make_jpeg())})
-        product = httpx.get(server.url + "/api/products/p003")
+        search = httpx.post(server.url + "/api/search", files={"image": ("a.jpg", make_jpeg())}, timeout=120)
+        product = httpx.get(server.url + "/api/products/p003", timeout=60)
         for r in (search, product):
             assert r.status_code == 503, r.text
             body = r.json()["error"]

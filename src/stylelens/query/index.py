@@ -212,9 +212,13 @@ class Index:
         """What this index serves, for a health check: products, model, storage, space and catalog generation."""
         manifest = self.store.manifest["embedder"]
         generation = self.store.generation
+        space, colour_space = self._current()
+        head = self.store.manifest.get("head") or {}
         return {"products": self.store.counts()["products"], "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
                 "dimension": self.store.dim, "pooling": manifest["pooling"], "search": self.store.backend.name,
-                "runtime": self.embedder.runtime_name, "space": self.space.name,
+                "runtime": self.embedder.runtime_name, "space": space.name, "colour_vote": (colour_space or space).name,
+                # the tuned head this replica follows (its file's hash): a tune elsewhere shows here once it is read
+                "head": (head.get("sha256") or "")[:12] or None,
                 "generation": {"vectors": generation[0], "rows": generation[1]}}
 
     # ---- from a vector (benchmarks, evaluation) ---------------------------------------------------

@@ -122,7 +122,7 @@ class Indexing(BaseModel):
 
 
 class Health(BaseModel):
-    """backbone, weights, dimension, pooling, search, runtime, space and generation: for clients on the server's
+    """backbone, weights, dimension, pooling, search, runtime, space, colour_vote, head and generation: for clients on the server's
     own machine only."""
 
     status: str
@@ -137,5 +137,8 @@ class Health(BaseModel):
     pooling: str | None = None
     search: str | None = None
     runtime: str | None = None
-    space: str | None = Field(None, description="The space searched: 'tuned' (the head stylelens tune trained) or 'raw'.")
+    space: str | None = Field(None, description="The space searched: 'tuned' (the head stylelens tune trained, where it "
+                              "measured better for the type) or 'raw'.")
+    colour_vote: str | None = Field(None, description="The space the colour vote is taken in: 'tuned' or 'raw'.")
+    head: str | None = Field(None, description="The tuned head followed (the start of its file's hash), or null.")
     generation: Generation | None = None
