@@ -5,7 +5,8 @@ group, the wearer's body or background. Then:
 
 - a box the shopper drew, setting ``localise`` off, or a shot on white: today's ``locate`` (the box, the
   whole frame, the catalog's own framing);
-- a **person** wearing an outfit: one item per worn garment (top, outerwear, dress, bottom, shoes, bag), its
+- a **person** wearing an outfit (no garment's pixels over a fifth of the frame, no two garments' boxes over a
+  fifth each): one item per worn garment (top, outerwear, dress, bottom, shoes, bag), its
   box (a coat or a dress: its mask cut out on white), searched within its group's catalog types
   (``item.groups``), largest / most central first, up to ``max_items``;
 - **one garment**, or nobody: the whole frame as it is (the parser mistakes a bed or a floor for garments
@@ -34,19 +35,27 @@ MASKED = frozenset({"outerwear", "dress"})
 # worn or held up to the camera (real-items' photos the parser reads as worn have their largest garment at
 # 0.2-0.5 of the frame, street-ccp's outfits under 0.2), searched as a lone garment is: whole.
 OUTFIT_MAX_SHARE = 0.2
+# ... and no two garments' boxes each hold this share of the frame: closer than that, it is one garment (worn, held
+# up, or on feet) that the parser read in parts of several groups. Chosen on the train parts (issue 23): the
+# second-largest box of real-items' photos that took the outfit path is median 0.31 of the frame, street-ccp's
+# outfits' 0.09 (90 % under 0.14); over 0.2 sends 25 of 31 such real-items photos and 3 of 585 street photos
+# whole. Measure parts: 16 of 19 and 2 of 388; real-items type P@5 0.867 -> see docs/shop-the-look.md.
+SECOND_BOX_MAX = 0.2
 # Nobody wearing them: the garment pixels' separate parts (a part: pixels that touch, and parts nearer each other
 # than GAP of the smaller one's longer side, e.g. a pair of shoes), parts under MIN_PART of the largest or
 # MIN_ITEM of the frame dropped. Several parts each boxed in under PARTS_MAX of the frame are an item each (a
 # flat lay of a top and jeans); one part under LONE_MAX is cut out (a small item on a table); otherwise one
-# garment fills the frame and is searched as it is. Chosen on 30 composites per kind and 200 real-items measure
-# photos (issue 23): real single garments' part boxes hold 0.4-1.0 of the frame (median 0.85), composites'
-# 0.06-0.45; a lone garment at 0.5-0.6 of the frame is still searched whole. Full measure (bench/real.py, 100
-# composites per kind): multi-2 type P@5 0.163 -> 0.575, multi-3 0.070 -> 0.595, small-offcentre 0.472 -> 0.590;
-# real-items' 1,227 measure photos 0.861 -> 0.862 (whole frame 0.871).
+# garment fills the frame and is searched as it is. First chosen on composites (issue 23: multi-2 type P@5 0.163
+# -> 0.575, multi-3 0.070 -> 0.595, small-offcentre 0.472 -> 0.590), then made stricter on real photos, which
+# it must never answer worse than the whole frame: real-items' lone garments cut out at 0.3-0.5 of the frame
+# gained on the whole catalog (+0.087 on 46 photos) but lost on a 3,000-product one (-0.034 on 48), so not
+# robustly; at 0.3-0.4 they tied on both. A second part under 0.15 of the first was a fold or a tag (4 photos,
+# -0.25). Now 5 of 1,227 real-items measure photos are cut (the rest whole); composites within 0.01 but
+# distractors (0.276 -> 0.242).
 PARTS_MAX = 0.6
-LONE_MAX = 0.5
+LONE_MAX = 0.3
 GAP = 0.25
-MIN_PART = 0.05
+MIN_PART = 0.15
 MIN_ITEM = 0.005
 OUTLINE_POINTS = 24  # at most this many corners per outline polygon (the page draws it; the JSON stays small)
 
@@ -64,12 +73,20 @@ def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int
         with lock:
             parsing = parser.analyse(rgb)
     worn = [g for g in parsing.garments if g.group in GROUP_TYPES]
-    if parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE:
+    if parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE \
+            and _second_box_share(worn, rgb.shape[:2]) < SECOND_BOX_MAX:
         return [Item(box=_original(g.box, photo.scale), region=g.box, pad=PAD, score=g.score,
                      mask=g.mask if masked and g.group in MASKED else None, group=g.group, types=GROUP_TYPES[g.group],
                      outline=outline(g.mask, photo.scale))
                 for g in worn[:max_items]]
     return unworn(photo, parsing, max_items)
+
+
+def _second_box_share(garments, shape) -> float:
+    """The share of the frame the second-largest garment's box holds (0 with one garment)."""
+    height, width = shape
+    shares = sorted((g.box[2] * g.box[3] / (width * height) for g in garments), reverse=True)
+    return shares[1] if len(shares) > 1 else 0.0
 
 
 def unworn(photo: Photo, parsing, max_items: int) -> list[Item]:
