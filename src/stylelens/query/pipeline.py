@@ -32,6 +32,7 @@ from .stages.hydrate import hydrate
 from .stages.identify import attributes, identify
 from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, scored, search_again
+from .stages.order import main_first
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
 from .stages.typemodel import VOTED_GROUPS, ModelType, model_types, narrowed, shown_type
@@ -109,7 +110,8 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
                  localise: bool = True, max_items: int = 3, locator: Locator | None = None,
                  type_model=None) -> tuple[SearchResult, list[Item]]:
     """A photo's search: every item searched; the main item's results on top, each item's in ``extra["items"]``.
-    The main item is the one that may be the photo of a catalog product itself (same bytes or picture).
+    The main item is the one that may be the photo of a catalog product itself (same bytes or picture); of a worn
+    outfit, the garment most likely answered right (``stages.order``), its row first.
     ``type_model``: names each item's type from its raw vector (``stages.typemodel``), None: the vote alone."""
     colour = request.filters.applied(snap.columns).colour  # the catalog's values: "gray" asks for its Grey
     items = photo_items(photo, snap, embedder, box=request.box, colour=colour, localise=localise,
@@ -124,6 +126,9 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
         results.append(on_a_view(view, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
             identified=item.identified, types=item.types, model_type=mt, colour_vector=item.colour_vector)))
+    # A worn outfit's main item is the garment most likely answered right, once all are searched (stages.order).
+    first = main_first(items, results, photo.size)
+    items, results = [items[i] for i in first], [results[i] for i in first]
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
                               **({"outline": item.outline} if item.outline else {}),
