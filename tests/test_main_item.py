@@ -15,7 +15,8 @@ FRAME = (600, 900)
 
 
 def answered(types, confidence):
-    return SearchResult([{"id": str(i), "type": t} for i, t in enumerate(types)], Identification(type=types[0], type_confidence=confidence))
+    return SearchResult([{"id": str(i), "type": t} for i, t in enumerate(types)],
+                        Identification(type=types[0], type_confidence=confidence))
 
 
 def outfit(boxes, groups=("outerwear", "bottom", "shoes")):
