@@ -164,3 +164,61 @@ def test_lite1_and_lite2_are_registered_with_their_own_preprocessing(name, size)
     v = emb.embed_prepared(pixels)
     assert v.shape == (2, spec.dim) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert emb.fingerprint()["preprocess"]["size"] == size
+
+
+# ---- how the pipeline uses its answer (query.stages.typemodel) -------------------------------------------------
+def shop_columns():
+    from stylelens.index import Columns
+
+    vocab = ["Tshirts", "Shirts", "Tops", "Jeans"]
+    codes = np.array([0] * 5 + [1] * 4 + [2] * 3 + [3] * 6, np.int32)  # stock: Jeans > Tshirts > Shirts > Tops
+    n = len(codes)
+    return Columns(ids=np.array([str(i) for i in range(n)], object), live=np.ones(n, bool), price=np.zeros(n),
+                   in_stock=np.ones(n, bool), codes={"type": codes}, vocab={"type": vocab}, row_of={})
+
+
+def answering(probabilities: dict[str, float], taught=(("Shirts", "Tops"),), threshold: float = 0.3):
+    """A type model whose every answer is ``probabilities`` (over TYPES order), taught ``taught`` sets."""
+    types = ("Jeans", "Shirts", "Tops", "Tshirts")
+    logits = np.log(np.array([probabilities.get(t, 1e-9) for t in types], np.float32))
+    model = TypeModel("efficientnet-lite0", "max", 224, types, np.zeros(2, np.float32), np.ones(2, np.float32),
+                      [(np.zeros((2, 4), np.float32), logits)], threshold=threshold,
+                      meta={"taught_sets": [list(s) for s in taught]})
+    return model
+
+
+def test_a_top_named_with_its_neighbours_takes_the_blend():
+    from stylelens.query.stages.typemodel import for_groups, model_types, with_vote
+
+    cols = shop_columns()
+    model = answering({"Tshirts": 0.45, "Shirts": 0.35, "Tops": 0.15, "Jeans": 0.05}, taught=(("Tshirts",), ("Shirts",)))
+    alone = model_types(model, np.zeros((2, 2)), cols)
+    assert alone[0].type == "Tshirts" and alone[0].likely[:1] == ("Tshirts",)
+    top, bottom = for_groups(alone, ["top", "bottom"])
+    assert top.vote_weight == 0.25 and bottom.vote_weight == 0.0
+    assert for_groups(alone, ["outerwear", None]) == [None, alone[1]]  # outerwear: the vote alone; a lone item: the model
+    shirts = {"Shirts": 0.9, "Tshirts": 0.1}
+    # Unsure between Tshirts and Shirts, the neighbours' clear Shirts tips it; the bottom keeps the model's answer.
+    blended = with_vote(top, shirts, types=frozenset({"Tshirts", "Shirts", "Tops"}))
+    assert blended.type == "Shirts" and blended.likely[0] == "Shirts"
+    assert with_vote(bottom, shirts) is bottom
+    # A model that is sure outweighs the vote at that weight.
+    sure = for_groups(model_types(answering({"Tshirts": 0.97, "Shirts": 0.01, "Tops": 0.01, "Jeans": 0.01},
+                                            taught=(("Tshirts",),)), np.zeros((1, 2)), cols), ["top"])[0]
+    assert with_vote(sure, shirts, types=frozenset({"Tshirts", "Shirts", "Tops"})).type == "Tshirts"
+
+
+def test_a_photo_as_close_as_a_catalog_shot_is_named_by_the_vote():
+    from types import SimpleNamespace
+
+    from stylelens.query.stages.neighbours import Neighbours
+    from stylelens.query.stages.typemodel import CATALOG_SHOT_COSINE, looks_like_a_catalog_shot
+
+    raw, tuned = SimpleNamespace(name="raw"), SimpleNamespace(name="tuned")
+    rows = np.array([4, 7, -1])
+    close = Neighbours(np.array([CATALOG_SHOT_COSINE + 0.01, 0.6, 0.0], np.float32), rows, np.zeros(0, np.int64))
+    far = Neighbours(np.array([CATALOG_SHOT_COSINE - 0.05, 0.6, 0.0], np.float32), rows, np.zeros(0, np.int64))
+    itself = Neighbours(np.array([1.0, 0.6, 0.0], np.float32), rows, np.array([4]))  # its own shot does not count
+    assert looks_like_a_catalog_shot(raw, close)
+    assert not looks_like_a_catalog_shot(raw, far) and not looks_like_a_catalog_shot(raw, itself)
+    assert not looks_like_a_catalog_shot(tuned, close)

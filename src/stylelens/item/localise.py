@@ -68,6 +68,15 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def frame_share(box, size: tuple[int, int]) -> float:
+    """Share of a (width, height) frame that an (x, y, w, h) box covers (the part inside the frame)."""
+    x, y, w, h = box
+    fw, fh = size
+    iw = max(0.0, min(x + w, fw) - max(x, 0))
+    ih = max(0.0, min(y + h, fh) - max(y, 0))
+    return iw * ih / (fw * fh) if fw * fh else 0.0
+
+
 def _rgb(image) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from ..item.localise import iou
+from ..item.localise import frame_share, iou
 
 K = 5
 FOUND_P5 = 0.6  # a garment's results must be mostly of its type to count as found
@@ -58,15 +58,6 @@ def centre_inside(box: Box, outer: Box) -> bool:
 def overlaps(box: Box, garment: Box, min_iou: float = OVERLAP_IOU) -> bool:
     """Whether a located item's box points at a garment (see the module's definitions)."""
     return iou(tuple(box), tuple(garment)) >= min_iou or centre_inside(box, garment)
-
-
-def frame_share(box: Box, size: tuple[int, int]) -> float:
-    """Share of a (width, height) frame that a box covers (the part inside the frame)."""
-    x, y, w, h = box
-    fw, fh = size
-    iw = max(0.0, min(x + w, fw) - max(x, 0))
-    ih = max(0.0, min(y + h, fh) - max(y, 0))
-    return iw * ih / (fw * fh) if fw * fh else 0.0
 
 
 def is_cut(box: Box, size: tuple[int, int], share: float = CUT_SHARE) -> bool:

@@ -34,16 +34,26 @@ def vote_labels(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperatur
     out: dict[str, tuple[str | None, float]] = {label: (None, 0.0) for label in labels}
     if len(sims) == 0:
         return out
-    weights = np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
     for label in labels:
-        codes = columns.codes[label][rows]
-        known = codes >= 0
-        if not known.any() or weights[known].sum() <= 0:
+        shares = tally(columns, rows, sims, temperature, label)
+        if shares is None:
             continue
-        tally = np.bincount(codes[known], weights=weights[known], minlength=len(columns.vocab[label]))
-        best = int(np.argmax(tally))
-        out[label] = (columns.vocab[label][best], round(float(tally[best] / weights[known].sum()), 4))
+        best = int(np.argmax(shares))
+        out[label] = (columns.vocab[label][best], round(float(shares[best]), 4))
     return out
+
+
+def tally(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: float, label: str) -> np.ndarray | None:
+    """Each value's share of the vote on ``label`` (indexed like ``columns.vocab[label]``); None when no neighbour
+    has the label."""
+    if len(sims) == 0:
+        return None
+    weights = np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
+    codes = columns.codes[label][rows]
+    known = codes >= 0
+    if not known.any() or weights[known].sum() <= 0:
+        return None
+    return np.bincount(codes[known], weights=weights[known], minlength=len(columns.vocab[label])) / weights[known].sum()
 
 
 def vote(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: float) -> Identification:

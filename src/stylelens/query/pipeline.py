@@ -29,12 +29,14 @@ from .stages.diversify import Ranked, diversify
 from .stages.embed import embed
 from .stages.filter import filter_found, within_types
 from .stages.hydrate import hydrate
-from .stages.identify import attributes, identify
+from .stages.identify import attributes, identify, type_shares
 from .stages.locate import locate
 from .stages.neighbours import Neighbours, neighbours, scored, search_again
+from .stages.order import main_first
 from .stages.personalise import personalise, profile_seeds, rows_of
 from .stages.rank import rank
-from .stages.typemodel import VOTED_GROUPS, ModelType, model_types, narrowed, shown_type
+from .stages.typemodel import (ModelType, for_groups, looks_like_a_catalog_shot, model_types, narrowed, shown_type,
+                               with_vote)
 
 
 Locator = Callable[..., "list[Item]"]  # (photo, box, *, localise_items, max_items) -> items, main first: stages.locate
@@ -95,8 +97,11 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
     within = None if types is None else within_types(snap.columns, np.ones(len(snap.columns.live), bool), types)
     near = neighbours(snap, vector, max(request.pool, snap.settings.identify_k), sha=sha,
                       exclude_rows=request.exclude_rows, raw=raw, within=within, colour_vector=colour_vector)
-    if request.filters.type or len(near.self_rows):
+    # (A worn garment, searched within its group's types, is never taken for a catalog shot: bottoms lose by it.)
+    if request.filters.type or len(near.self_rows) or (types is None and looks_like_a_catalog_shot(snap.space, near)):
         model_type = None
+    if model_type is not None and model_type.vote_weight:  # named by the model and the neighbours together
+        model_type = with_vote(model_type, type_shares(snap, near), types)
     allowed = within_types(snap.columns, allowed, narrowed(types, model_type, snap.columns, allowed, request.pool))
     ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified,
                                model_type=model_type)
@@ -109,13 +114,14 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
                  localise: bool = True, max_items: int = 3, locator: Locator | None = None,
                  type_model=None) -> tuple[SearchResult, list[Item]]:
     """A photo's search: every item searched; the main item's results on top, each item's in ``extra["items"]``.
-    The main item is the one that may be the photo of a catalog product itself (same bytes or picture).
+    The main item is the one that may be the photo of a catalog product itself (same bytes or picture); of a worn
+    outfit, the garment most likely answered right (``stages.order``), its row first.
     ``type_model``: names each item's type from its raw vector (``stages.typemodel``), None: the vote alone."""
     colour = request.filters.applied(snap.columns).colour  # the catalog's values: "gray" asks for its Grey
     items = photo_items(photo, snap, embedder, box=request.box, colour=colour, localise=localise,
                         max_items=max_items, locator=locator)
     typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
-    typed = [None if item.group in VOTED_GROUPS else t for item, t in zip(items, typed)]
+    typed = for_groups(typed, [item.group for item in items])
     # A worn outfit's garments are scored against the catalog in one pass; other photos search as they always did.
     views = scored(snap, [item.vector for item in items]) if any(item.group for item in items) else [snap] * len(items)
     results = []
@@ -124,6 +130,9 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
         results.append(on_a_view(view, lambda s, item=item, r=item_request, main=i == 0, mt=model_type: search_item(
             s, item.vector, r, sha=photo.sha256 if main else None, raw=item.raw, history=history,
             identified=item.identified, types=item.types, model_type=mt, colour_vector=item.colour_vector)))
+    # A worn outfit's main item is the garment most likely answered right, once all are searched (stages.order).
+    first = main_first(items, results, photo.size)
+    items, results = [items[i] for i in first], [results[i] for i in first]
     result = results[0]
     result.extra["items"] = [{"box": list(item.box), **({"group": item.group} if item.group else {}),
                               **({"outline": item.outline} if item.outline else {}),
@@ -140,7 +149,7 @@ def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> I
                       colour_vector=item.colour_vector)
     ident = identify(snap, near)
     model_type = model_types(type_model, item.raw[None], snap.columns, snap.settings.type_model_min_confidence)[0]
-    if model_type is not None and not len(near.self_rows):
+    if model_type is not None and not len(near.self_rows) and not looks_like_a_catalog_shot(snap.space, near):
         ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)
     return ident
 

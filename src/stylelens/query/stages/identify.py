@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...index import LABEL_COLUMNS
-from ..identify import Identification, vote, vote_labels
+from ..identify import Identification, tally, vote, vote_labels
 from ..space import Snapshot
 from .neighbours import Neighbours
 
@@ -23,6 +23,15 @@ def identify(snap: Snapshot, near: Neighbours, *, with_self: bool = False) -> Id
     if colour is not None:
         ident.colour, ident.colour_confidence = colour
     return ident
+
+
+def type_shares(snap: Snapshot, near: Neighbours) -> dict[str, float]:
+    """Each type's share of the vote of the item's neighbours (the others, as ``identify`` counts them)."""
+    scores, rows = _voters(near, False)
+    k = snap.settings.identify_k
+    shares = tally(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature, "type")
+    vocab = snap.columns.vocab["type"]
+    return {} if shares is None else {vocab[i]: float(shares[i]) for i in np.flatnonzero(shares)}
 
 
 def attributes(snap: Snapshot, near: Neighbours) -> dict:
