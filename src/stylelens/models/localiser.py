@@ -27,10 +27,7 @@ class BackboneMaps:
     """
 
     def __init__(self, embedder, size: int | None = None, runtime: str = "auto", strides: Sequence[int] | None = None,
-                 precision: str = "f32", fit: bool = False):
-        """``fit``: the photo is not letterboxed into the square but scaled to ``size`` on its longer side and
-        padded on white to the next multiple of the largest stride on the other: no network time on the
-        letterbox's bands (a 3:2 street photo: 384x256 instead of 384x384, 2/3 of the pixels)."""
+                 precision: str = "f32"):
         import dataclasses
 
         import torch
@@ -38,7 +35,6 @@ class BackboneMaps:
         pre = embedder.preprocess
         self.pre = dataclasses.replace(pre, size=size or pre.size)
         self.module = _split_net(embedder.net.trunk, pre, strides).eval()
-        self.fit, self.step = fit, max(strides or (32,))
         n_out = len(strides) if strides else 2
         self._run = None
         if runtime in ("auto", "openvino"):
@@ -52,23 +48,13 @@ class BackboneMaps:
                 core = ov.Core()
                 if precision == "bf16" and not _native_bf16(core):
                     precision = "f32"  # emulated bf16 is slower than f32
-                compiled_for: dict[tuple, object] = {}
-
-                def compiled(shape):
-                    # One compiled model per input shape (a fitted photo's: a few aspect ratios), made on first use:
-                    # OpenVINO's static shapes run faster than one dynamic model.
-                    if shape not in compiled_for:
-                        model.reshape(list(shape))
-                        net = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
-                        compiled_for[shape] = (net, net.create_infer_request())
-                    return compiled_for[shape]
+                compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+                request = compiled.create_infer_request()
 
                 def run(pixels):
-                    net, request = compiled(pixels.shape)
                     out = request.infer({0: pixels})
-                    return [np.asarray(out[net.output(i)]) for i in range(n_out)]
+                    return [np.asarray(out[compiled.output(i)]) for i in range(n_out)]
 
-                compiled(tuple(example.shape))
                 self._run, self.runtime = run, "openvino"
             except ImportError:
                 if runtime == "openvino":
@@ -86,17 +72,16 @@ class BackboneMaps:
         size = self.pre.size
         s = size / max(w, h)
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
-        width, height = (-(-nw // self.step) * self.step, -(-nh // self.step) * self.step) if self.fit else (size, size)
-        x0, y0 = (width - nw) // 2, (height - nh) // 2
-        pixels = np.full((1, height, width, 3), 255, np.uint8)
+        x0, y0 = (size - nw) // 2, (size - nh) // 2
+        pixels = np.full((1, size, size, 3), 255, np.uint8)
         pixels[0, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR))
         maps = []
         for fmap in self._run(np.ascontiguousarray(pixels)):
             fmap = fmap[0]
-            gx, gy = fmap.shape[-1] / width, fmap.shape[-2] / height  # cells per pixel
+            g = fmap.shape[-1] / size  # cells per pixel
             # Cells mostly inside the photo (the map is then off by under half a cell at the edges).
-            cx0, cy0 = int(round(x0 * gx)), int(round(y0 * gy))
-            cx1, cy1 = max(cx0 + 1, int(round((x0 + nw) * gx))), max(cy0 + 1, int(round((y0 + nh) * gy)))
+            cx0, cy0 = int(round(x0 * g)), int(round(y0 * g))
+            cx1, cy1 = max(cx0 + 1, int(round((x0 + nw) * g))), max(cy0 + 1, int(round((y0 + nh) * g)))
             maps.append(fmap[:, cy0:cy1, cx0:cx1])
         return maps
 

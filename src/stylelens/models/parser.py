@@ -136,13 +136,11 @@ class GarmentParser:
         self.meta = meta
 
     @classmethod
-    def load(cls, path=None, embedder=None, runtime: str = "auto", precision: str = "f32", size: int | None = None,
-             fit: bool = False) -> "GarmentParser":
+    def load(cls, path=None, embedder=None, runtime: str = "auto", precision: str = "f32") -> "GarmentParser":
         """The shipped weights (or ``path``) over ``embedder`` (default: the backbone they were trained on).
 
         ``precision`` is the OpenVINO maps' precision: "f32" as trained; "bf16" measured as good on 80 street
-        photos and ~20 % faster (scripts/measure_parser.py). ``size``: the maps' input size (default: the one
-        trained at); ``fit``: the photo scaled to it without the letterbox's bands (``BackboneMaps``)."""
+        photos and ~20 % faster (scripts/measure_parser.py)."""
         import torch
 
         from .localiser import BackboneMaps
@@ -169,8 +167,7 @@ class GarmentParser:
             embedder = Embedder(meta["backbone"], runtime="torch", batch_size=1)
         elif embedder.settings.backbone != meta["backbone"]:
             raise WeightsError(f"The garment parser was trained on {meta['backbone']}, not {embedder.settings.backbone}. {redo}")
-        maps = BackboneMaps(embedder, size=size or meta["input_size"], runtime=runtime, strides=tuple(meta["strides"]),
-                            precision=precision, fit=fit)
+        maps = BackboneMaps(embedder, size=meta["input_size"], runtime=runtime, strides=tuple(meta["strides"]), precision=precision)
         return cls(maps, decoder, meta)
 
     def logits(self, fmaps) -> np.ndarray:
@@ -245,7 +242,7 @@ def parse_logits(logits: np.ndarray, shape: tuple[int, int], classes=CLASSES, ce
         n, comp, stats, _ = cv2.connectedComponentsWithStats(sel.astype(np.uint8), connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
         kept = np.concatenate([[False], areas >= MIN_PART * areas.max()])
-        if not kept.all():  # else every component is kept: ``sel`` as it is
+        if not kept[1:].all():  # else every component is kept: ``sel`` as it is
             sel = kept[comp]
         if sel.sum() < MIN_SHARE * h * w:
             continue

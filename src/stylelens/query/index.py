@@ -328,7 +328,6 @@ def _type_model(fingerprint: dict, settings: Settings):
 # (2-core AMD EPYC), and as good on the real measure parts: street-ccp (401 photos) main result right 0.581 ->
 # 0.601, every worn garment found 0.227 -> 0.242, garments found 0.606 -> 0.617; real-items served 0.861 -> 0.864.
 PARSER_PRECISION = "bf16"
-PARSER_FIT = False  # the parser's maps without the letterbox's bands (``BackboneMaps`` fit)
 
 
 def _load_parser(embedder):
@@ -343,7 +342,7 @@ def _load_parser(embedder):
     meta = json.loads(meta_path.read_text())
     if embedder.fingerprint()["weights"].get("sha256") != meta.get("backbone_weights_sha256"):
         return None
-    return garment_parser.GarmentParser.load(embedder=embedder, precision=PARSER_PRECISION, fit=PARSER_FIT)
+    return garment_parser.GarmentParser.load(embedder=embedder, precision=PARSER_PRECISION)
 
 
 def _space_key(manifest: dict) -> str:
