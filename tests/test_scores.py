@@ -4,12 +4,15 @@ the same answers as the plain numpy they replace."""
 import numpy as np
 import pytest
 
-from stylelens.index.backend import all_scores
+from stylelens.index import backend
+from stylelens.index.backend import all_scores, exact_search
 from stylelens.models.parser import _best_class, mask_box
 
 
 @pytest.mark.parametrize("queries", [1, 2, 5, 9])
-def test_all_scores_is_every_rows_cosine_to_each_query(tmp_path, queries):
+@pytest.mark.parametrize("parallel_rows", [1000, 10**9])  # a catalog searched in halves at once, and in one call
+def test_all_scores_is_every_rows_cosine_to_each_query(tmp_path, monkeypatch, queries, parallel_rows):
+    monkeypatch.setattr(backend, "PARALLEL_ROWS", parallel_rows)
     rng = np.random.default_rng(queries)
     rows = rng.standard_normal((5003, 96)).astype(np.float32)
     path = tmp_path / "vectors.f32"
@@ -21,6 +24,11 @@ def test_all_scores_is_every_rows_cosine_to_each_query(tmp_path, queries):
         assert got.shape == (queries, len(matrix)) and got.dtype == np.float32 and got.flags.c_contiguous
         np.testing.assert_allclose(got, q @ np.asarray(matrix).T, rtol=0, atol=1e-4)
     assert all_scores(rows[:0], q).shape == (queries, 0)
+    mask = rng.random(len(rows)) < 0.5
+    scores, found = exact_search(mapped, q, 7, mask)
+    want = np.where(mask, q @ rows.T, -np.inf)
+    assert mask[found].all()
+    np.testing.assert_allclose(scores, -np.sort(-want, axis=1)[:, :7], rtol=0, atol=1e-4)
 
 
 def test_best_class_is_argmax_and_max_with_ties_to_the_first_class():

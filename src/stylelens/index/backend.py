@@ -132,18 +132,27 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_scores(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(Q, N) cosines of every row to each query, in one pass over the rows. One query: OpenBLAS's
-    matrix-vector product, which streams the rows once. Several (a photo's garments): OpenBLAS multiplies a few
-    queries by the whole matrix 3-4x slower than one query, nowhere near the one read of the rows the product
-    needs; torch's single-threaded product on each half of the rows, both halves at once, is ~2x faster than it
-    (5 queries x 39,665 x 1280, 2-core AMD EPYC Zen 4, busy: 35-41 ms against 67-79 ms; scripts are in the
-    s8-cost session's notes). The rows are read in place (no copy of a memory-mapped matrix)."""
+    """(Q, N) cosines of every row to each query, in one pass over the rows (``product``)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
     if not len(vectors):
         return np.zeros((len(queries), 0), np.float32)
-    if len(queries) == 1 or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
-        return np.ascontiguousarray((vectors @ queries.T).T)
-    return _parallel_product(vectors, queries)
+    return product(vectors, queries)
+
+
+# From this many rows the product runs as two single-threaded halves at once (``product``); fewer: one BLAS call.
+PARALLEL_ROWS = 8192
+
+
+def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """(Q, N) ``queries @ vectors.T`` for a catalog's rows. A large catalog's: torch's single-threaded product on each
+    half of the rows, both halves at once, the rows read in place (no copy of a memory-mapped matrix). OpenBLAS
+    multiplies a few queries by the whole matrix 3-4x slower than one query, and after any call its threads spin
+    for a while, starving the next OpenVINO inference on 2 cores: measured on 40 street photos, quiet 2-core AMD
+    EPYC Zen 4, an outfit query right after a whole-frame one 99 ms with OpenBLAS's product, 75 ms without;
+    5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms (busy)."""
+    if len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
+        return np.ascontiguousarray(queries @ vectors.T)
+    return np.ascontiguousarray(_parallel_product(vectors, queries))
 
 
 _POOL = None
@@ -182,7 +191,7 @@ def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force cosine (inner product of unit vectors) with BLAS over float32 rows."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
-    scores = queries @ vectors.T if len(vectors) else np.zeros((len(queries), 0), np.float32)
+    scores = product(vectors, queries) if len(vectors) else np.zeros((len(queries), 0), np.float32)
     if mask is not None:
         scores = np.where(mask, scores, np.float32(-np.inf))
     return top_k(scores, k)
