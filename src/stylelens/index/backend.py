@@ -14,6 +14,7 @@ tests/test_conformance.py passes on it.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -156,6 +157,8 @@ def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 _POOL = None
+# One product at a time: it uses every core already, and torch's thread count is one setting for the process.
+_PRODUCT_LOCK = threading.Lock()
 
 
 def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -165,26 +168,27 @@ def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     import torch
 
     global _POOL
-    parts = max(1, min(torch.get_num_threads(), 8, len(vectors) // 1024 or 1))
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(8, thread_name_prefix="all-scores")
     with warnings.catch_warnings():  # a read-only memory map: torch only reads it
         warnings.simplefilter("ignore", UserWarning)
         rows = torch.from_numpy(np.asarray(vectors))
     q = torch.from_numpy(queries).T
     out = np.empty((len(vectors), len(queries)), np.float32)
-    bounds = np.linspace(0, len(vectors), parts + 1).astype(int)
+    with _PRODUCT_LOCK:
+        threads = torch.get_num_threads()
+        parts = max(1, min(threads, 8, len(vectors) // 1024 or 1))
+        bounds = np.linspace(0, len(vectors), parts + 1).astype(int)
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(8, thread_name_prefix="catalog-product")
 
-    def part(i: int) -> None:
-        a, b = bounds[i], bounds[i + 1]
-        torch.mm(rows[a:b], q, out=torch.from_numpy(out[a:b]))
+        def part(i: int) -> None:
+            a, b = bounds[i], bounds[i + 1]
+            torch.mm(rows[a:b], q, out=torch.from_numpy(out[a:b]))
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # each part on one thread: the parts are the parallelism
-    try:
-        list(_POOL.map(part, range(parts)))
-    finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(1)  # each part on one thread: the parts are the parallelism
+        try:
+            list(_POOL.map(part, range(parts)))
+        finally:
+            torch.set_num_threads(threads)
     return np.ascontiguousarray(out.T)
 
 
