@@ -149,8 +149,9 @@ def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     half of the rows, both halves at once, the rows read in place (no copy of a memory-mapped matrix). OpenBLAS
     multiplies a few queries by the whole matrix 3-4x slower than one query, and after any call its threads spin
     for a while, starving the next OpenVINO inference on 2 cores: measured on 40 street photos, quiet 2-core AMD
-    EPYC Zen 4, an outfit query right after a whole-frame one 99 ms with OpenBLAS's product, 75 ms without;
-    5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms (busy)."""
+    EPYC Zen 4, an outfit query right after a whole-frame one 100-107 ms with OpenBLAS's product, 74-76 ms without;
+    5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms busy, the same quiet. One query's pass alone is slower
+    (16 ms against OpenBLAS's 8.5, quiet), which the spin saved pays for (docs/shop-the-look.md)."""
     if len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
         return np.ascontiguousarray(queries @ vectors.T)
     return np.ascontiguousarray(_parallel_product(vectors, queries))
