@@ -14,6 +14,7 @@ tests/test_conformance.py passes on it.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -132,20 +133,70 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_scores(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(Q, N) cosines of every row to each query, in one pass over the rows. As rows x queries: OpenBLAS
-    multiplies a few queries by the whole matrix (queries x rows) no faster than one query at a time, and slices
-    of rows stall its threads on a busy machine; rows x queries in one call is 1.5-1.9x faster than a pass per
-    query (5 queries x 39,665 x 1280, 2-core AMD EPYC, with one BLAS thread or two, quiet or busy)."""
+    """(Q, N) cosines of every row to each query, in one pass over the rows (``product``)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
     if not len(vectors):
         return np.zeros((len(queries), 0), np.float32)
-    return np.ascontiguousarray((vectors @ queries.T).T)
+    return product(vectors, queries)
+
+
+# From this many rows the product runs as two single-threaded halves at once (``product``); fewer: one BLAS call.
+PARALLEL_ROWS = 8192
+
+
+def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """(Q, N) ``queries @ vectors.T`` for a catalog's rows. A large catalog's: torch's single-threaded product on each
+    half of the rows, both halves at once, the rows read in place (no copy of a memory-mapped matrix). OpenBLAS
+    multiplies a few queries by the whole matrix 3-4x slower than one query, and after any call its threads spin
+    for a while, starving the next OpenVINO inference on 2 cores: measured on 40 street photos, quiet 2-core AMD
+    EPYC Zen 4, an outfit query right after a whole-frame one 100-107 ms with OpenBLAS's product, 74-76 ms without;
+    5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms busy, the same quiet. One query's pass alone is slower
+    (16 ms against OpenBLAS's 8.5, quiet), which the spin saved pays for (docs/shop-the-look.md)."""
+    if len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
+        return np.ascontiguousarray(queries @ vectors.T)
+    return np.ascontiguousarray(_parallel_product(vectors, queries))
+
+
+_POOL = None
+# One product at a time: it uses every core already, and torch's thread count is one setting for the process.
+_PRODUCT_LOCK = threading.Lock()
+
+
+def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    global _POOL
+    with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        rows = torch.from_numpy(np.asarray(vectors))
+    q = torch.from_numpy(queries).T
+    out = np.empty((len(vectors), len(queries)), np.float32)
+    with _PRODUCT_LOCK:
+        threads = torch.get_num_threads()
+        parts = max(1, min(threads, 8, len(vectors) // 1024 or 1))
+        bounds = np.linspace(0, len(vectors), parts + 1).astype(int)
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(8, thread_name_prefix="catalog-product")
+
+        def part(i: int) -> None:
+            a, b = bounds[i], bounds[i + 1]
+            torch.mm(rows[a:b], q, out=torch.from_numpy(out[a:b]))
+
+        torch.set_num_threads(1)  # each part on one thread: the parts are the parallelism
+        try:
+            list(_POOL.map(part, range(parts)))
+        finally:
+            torch.set_num_threads(threads)
+    return np.ascontiguousarray(out.T)
 
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force cosine (inner product of unit vectors) with BLAS over float32 rows."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
-    scores = queries @ vectors.T if len(vectors) else np.zeros((len(queries), 0), np.float32)
+    scores = product(vectors, queries) if len(vectors) else np.zeros((len(queries), 0), np.float32)
     if mask is not None:
         scores = np.where(mask, scores, np.float32(-np.inf))
     return top_k(scores, k)

@@ -1,0 +1,51 @@
+"""The one scoring pass over the catalog (``index.backend.all_scores``) and the parser's whole-map helpers:
+the same answers as the plain numpy they replace."""
+
+import numpy as np
+import pytest
+
+from stylelens.index import backend
+from stylelens.index.backend import all_scores, exact_search
+from stylelens.models.parser import _best_class, mask_box
+
+
+@pytest.mark.parametrize("queries", [1, 2, 5, 9])
+@pytest.mark.parametrize("parallel_rows", [1000, 10**9])  # a catalog searched in halves at once, and in one call
+def test_all_scores_is_every_rows_cosine_to_each_query(tmp_path, monkeypatch, queries, parallel_rows):
+    monkeypatch.setattr(backend, "PARALLEL_ROWS", parallel_rows)
+    rng = np.random.default_rng(queries)
+    rows = rng.standard_normal((5003, 96)).astype(np.float32)
+    path = tmp_path / "vectors.f32"
+    rows.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=rows.shape)  # as an index folder keeps them
+    q = rng.standard_normal((queries, 96)).astype(np.float32)
+    for matrix in (rows, mapped, rows[::2]):  # a strided view too
+        got = all_scores(matrix, q)
+        assert got.shape == (queries, len(matrix)) and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, q @ np.asarray(matrix).T, rtol=0, atol=1e-4)
+    assert all_scores(rows[:0], q).shape == (queries, 0)
+    mask = rng.random(len(rows)) < 0.5
+    scores, found = exact_search(mapped, q, 7, mask)
+    want = np.where(mask, q @ rows.T, -np.inf)
+    assert mask[found].all()
+    np.testing.assert_allclose(scores, -np.sort(-want, axis=1)[:, :7], rtol=0, atol=1e-4)
+
+
+def test_best_class_is_argmax_and_max_with_ties_to_the_first_class():
+    rng = np.random.default_rng(0)
+    maps = [np.round(rng.random((37, 23)), 1).astype(np.float32) for _ in range(8)]  # rounded: many ties
+    labels, best = _best_class(maps)
+    stacked = np.stack(maps)
+    assert labels.dtype == np.uint8
+    assert (labels == stacked.argmax(axis=0)).all() and (best == stacked.max(axis=0)).all()
+
+
+def test_mask_box_is_the_box_of_the_masks_pixels():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        mask = np.zeros((60, 90), bool)
+        for _ in range(rng.integers(1, 4)):
+            y, x = rng.integers(0, 55), rng.integers(0, 85)
+            mask[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = True
+        ys, xs = np.nonzero(mask)
+        assert mask_box(mask) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
