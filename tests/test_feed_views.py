@@ -148,6 +148,18 @@ def test_a_view_that_cannot_be_had_is_reported_under_its_product(tmp_path, serve
         assert sorted(index.similar("Q", k=5).ids) == ["P"]
 
 
+def test_a_card_with_colours_but_no_picture_is_reported_and_the_feed_still_loads(tmp_path, server, random_embedder):
+    """Colours without a picture get a view of the main picture; a card with no picture at all has none to give
+    (this once stopped the whole feed with an IndexError)."""
+    rows = [merchant_row("P", server.route("/p.jpg", jpeg(1))),
+            merchant_row("NOPIC-RED", "", group="NOPIC", colour="Red"),
+            merchant_row("NOPIC-BLUE", "", group="NOPIC", colour="Blue")]
+    feed = server.route("/feed.tsv", write_tsv(tmp_path / "feed.tsv", rows).read_bytes(), content_type="text/plain")
+    report = build_index(feed, tmp_path / "index", embedder=random_embedder, **LOCAL)
+    assert report.indexed == 1
+    assert [(pid, code) for pid, _, code, _ in report.errors] == [("NOPIC", "no_image")]
+
+
 def test_variants_of_one_group_are_one_card_with_a_price_range(tmp_path, server, random_embedder, capsys):
     variants = [merchant_row("TEE-RED-M", server.route("/tee-red.jpg", jpeg(31)), group="TEE", colour="Red",
                              availability="out_of_stock", price="15.00 USD"),

@@ -98,7 +98,7 @@ def with_views(products: dict[str, dict], most: int) -> dict[str, dict]:
         # colour filter finds the card by any of its colours (a picture's view carries the colour it shows).
         seen = {rec.get("colour")} | {colour for _, colour in pictures}
         pictures += [(rec["images"][0], colour) for colour in (rec["extra"].get("colours") or [])[:MORE_COLOURS]
-                     if colour not in seen and most > 1]
+                     if colour not in seen and most > 1 and rec["images"]]
         for n, (image, colour) in enumerate(pictures, 1):
             out[view_id(pid, n)] = dict(rec, id=view_id(pid, n), images=[image], colour=colour or rec.get("colour"),
                                         extra=dict(rec["extra"], view_of=pid, view=n))
@@ -132,7 +132,8 @@ def load_feed(source, cache: Path, settings) -> tuple[Catalog, list[tuple[str, s
         catalog = Catalog(products=with_views(products, settings.feed_views), feed=feed, issues=issues)
         wanted: dict[str, list[str]] = {}
         for pid, rec in catalog.products.items():
-            if not rec["images"]:
+            if not rec["images"]:  # said, not skipped in silence: the shop sees which products are missing
+                errors.append((pid, "", "no_image", "no picture in the feed: add an image link to index this product"))
                 continue
             main = rec["images"][0]
             scheme = url_scheme(main)
