@@ -156,7 +156,9 @@ def cmd_info(args) -> int:
         print(f"tuned head {head['dim']}-d, trained {head['created']} on {trained.get('products', 0):,} products + "
               f"{trained.get('views', 0):,} shopper views ({', '.join(trained.get('labels') or {})}); {state}")
         if "adopted" in head:  # tuned since heads are measured (older ones serve every aspect)
-            serves = [a for a, on in (head["adopted"] or {}).items() if on]
+            from ..query.space import adopted_aspects
+
+            serves = adopted_aspects(info)  # what open_spaces serves, read the one way
             print(f"           serves {', '.join(serves) if serves else 'nothing (measured no better than the raw space)'}; "
                   f"{trained.get('held_out', 0):,} products held out to measure it")
     else:

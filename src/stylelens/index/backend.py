@@ -154,7 +154,7 @@ def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     (16 ms against OpenBLAS's 8.5, quiet), which the spin saved pays for (docs/shop-the-look.md)."""
     if len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
         return np.ascontiguousarray(queries @ vectors.T)
-    return np.ascontiguousarray(_parallel_product(vectors, queries))
+    return _parallel_product(vectors, queries)
 
 
 _POOL = None
@@ -195,8 +195,7 @@ def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force cosine (inner product of unit vectors) with BLAS over float32 rows."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
-    scores = product(vectors, queries) if len(vectors) else np.zeros((len(queries), 0), np.float32)
+    scores = all_scores(vectors, queries)
     if mask is not None:
         scores = np.where(mask, scores, np.float32(-np.inf))
     return top_k(scores, k)

@@ -170,11 +170,13 @@ class Index:
         history = self.shoppers.history(user) if user is not None else None
         sha = self.store.products([snap.columns.ids[row]])[0].get("image_sha256")
         raw = self.store.vectors([row])[0]
-        result = pipeline.on_a_view(snap, lambda s: pipeline.search_item(
-            s, views_query(s.space.vectors(s.columns.rows_of_product(row), s.columns)), request, sha=sha, raw=raw,
-            history=history,
-            colour_vector=views_query(s.colour_space.vectors(s.columns.rows_of_product(row), s.columns))
-            if s.colour_space else None))
+        def answer(s):
+            rows = s.columns.rows_of_product(row)
+            return pipeline.search_item(
+                s, views_query(s.space.vectors(rows, s.columns)), request, sha=sha, raw=raw, history=history,
+                colour_vector=views_query(s.colour_space.vectors(rows, s.columns)) if s.colour_space else None)
+
+        result = pipeline.on_a_view(snap, answer)
         result.took_ms = (time.perf_counter() - started) * 1000
         return result
 

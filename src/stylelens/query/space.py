@@ -216,7 +216,3 @@ def open_spaces(store, settings, use_head: bool = True, aspects=None) -> tuple[R
     colour = tuned if "colour" in wanted else raw
     return main, None if colour is main else colour
 
-
-def open_space(store, settings, use_head: bool = True, aspects=None) -> RawSpace:
-    """The space searched (see ``open_spaces``)."""
-    return open_spaces(store, settings, use_head, aspects)[0]

@@ -47,7 +47,7 @@ def neighbours(snap: Snapshot, vector: np.ndarray, n: int, *, sha: str | None = 
         mask = columns.live.copy() if mask is None else mask
         mask[exclude] = False
         if columns.views_per_product > 1:  # a product left out is left out with its views
-            mask[np.isin(columns.owners(np.arange(columns.n_rows)), columns.owners(exclude))] = False
+            mask[np.isin(columns.owner, columns.owners(exclude))] = False
     scores, rows = space.search(vector[None], (n + SELF_SLACK) * columns.views_per_product, mask, columns=columns)
     scores, rows = scores[0], rows[0]
     same = space.same_picture(rows[(rows >= 0) & (scores >= space.calibration.same_picture)], raw, columns)

@@ -85,7 +85,7 @@ def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int
 def _second_box_share(garments, shape) -> float:
     """The share of the frame the second-largest garment's box holds (0 with one garment)."""
     height, width = shape
-    shares = sorted((g.box[2] * g.box[3] / (width * height) for g in garments), reverse=True)
+    shares = sorted((localise.frame_share(g.box, (width, height)) for g in garments), reverse=True)
     return shares[1] if len(shares) > 1 else 0.0
 
 

@@ -369,7 +369,6 @@
   }
 
   function acceptPhoto(photo) {
-    el.photoStale.hidden = true;
     if (state.previewUrl && state.previewUrl !== photo.url) URL.revokeObjectURL(state.previewUrl);
     state.file = photo.file;
     state.previewUrl = photo.url;
@@ -431,8 +430,9 @@
     const ident = item && item.identified;
     const results = (item && item.results) || [];
     const types = gridTypes(results);
+    const counts = new Map(types);
     const total = types.reduce((n, [, c]) => n + c, 0);
-    const mine = ident && ident.type ? (types.find(([t]) => t === ident.type) || [null, 0])[1] : 0;
+    const mine = ident && ident.type ? counts.get(ident.type) || 0 : 0;
     const unsure = isUnsure(ident);
     // The grid's most common type is another: they disagree (a type filter makes the grid one type on purpose).
     const disagree = Boolean(ident && ident.type) && !el.type.value && total >= 3 && types[0][1] > mine;
@@ -449,13 +449,13 @@
     el.identNoteText.textContent = `${text} ${unsure ? "Adjust the box around the item, or show" : "Show"} one type only:`;
     const offered = new Set([...el.type.options].map((o) => o.value).filter(Boolean));
     const picks = types.map(([t]) => t).filter((t) => t !== ident.type).slice(0, NOTE_TYPES - 1);
-    if (mine || offered.has(ident.type)) picks.push(ident.type);
+    picks.push(ident.type);  // kept below only where the type filter offers it, as every pick
     el.identNoteTypes.replaceChildren(...picks.filter((t) => offered.has(t)).map((t) => {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "chip type-pick";
       button.dataset.type = t;
-      const count = (types.find(([x]) => x === t) || [null, 0])[1];
+      const count = counts.get(t) || 0;
       button.textContent = count ? `${t} (${count})` : t;
       button.setAttribute("aria-label", `Show ${t} only`);
       button.addEventListener("click", () => {
