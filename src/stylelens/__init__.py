@@ -29,17 +29,24 @@ _EXPORTS = {
     "IndexStore": "index", "remove_products": "index",
 }
 
-try:  # one place for the version: pyproject.toml, as installed
-    from importlib.metadata import PackageNotFoundError, version as _version
-
-    __version__ = _version("stylelens")
-except PackageNotFoundError:  # a source tree on PYTHONPATH without an install
-    __version__ = "0+unknown"
-
 __all__ = sorted(_EXPORTS)
 
 
+def _installed_version() -> str:
+    """One place for the version: pyproject.toml, as installed. Read when first asked for (``__version__``):
+    importlib.metadata costs most of a bare ``import stylelens``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stylelens")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH without an install
+        return "0+unknown"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _installed_version()
+        return value
     if name not in _EXPORTS:
         raise AttributeError(f"module 'stylelens' has no attribute {name!r}")
     import importlib
@@ -50,4 +57,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | {"__version__"})

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..errors import InvalidArgumentError, MissingExtraError, import_extra
 from ..files import write_json_atomic
 from .precision import CANDIDATES, MIN_COSINE, MIN_RECALL, MIN_RELATIVE, PRECISIONS, canonical, choose, keeps_quality, quality
@@ -39,6 +38,8 @@ CACHE_FORMAT = 1
 # ---- cache ----------------------------------------------------------------------------------
 def cache_key(emb, runtime: str, variant: str) -> str:
     import torch
+
+    from .. import __version__
 
     versions = {"torch": torch.__version__, "stylelens": __version__}
     for module in ("openvino", "onnxruntime", "nncf"):
