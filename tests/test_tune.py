@@ -342,10 +342,12 @@ def test_the_head_serves_only_the_aspects_it_measured_better_on(tuned, random_em
     assert set(head["adopted"]) == set(ASPECTS)
     raw = {k: v["raw"] for k, v in head["measured"]["kinds"].items()}
     tuned_ = {k: v["tuned"] for k, v in head["measured"]["kinds"].items()}
-    assert head["adopted"] == decide(raw, tuned_)
+    probed = {k: v["probe"] for k, v in head["measured"]["kinds"].items()}  # tune trained a type probe: measured too
+    assert head["adopted"] == decide(raw, tuned_, probed)
     index = open_index(root / "index", embedder=random_embedder)
     assert index.space.name == ("tuned" if head["adopted"]["type"] else "raw")
     assert index.info()["space"]["colour_vote"] == ("tuned" if head["adopted"]["colour"] else "raw")
+    assert (index.snapshot().type_probe is not None) == head["adopted"]["vote"] == index.status()["type_probe"]
     index.close()
 
 
@@ -355,9 +357,13 @@ def test_the_adoption_rule():
     raw = {"catalog": {"type": 0.80, "colour": 0.50}, "real-items": {"type": 0.60}, "worn": {"type": 0.30}}
     # Better on the real sets on average, but one kind loses more than 0.01: types stay raw; colour is better.
     worse = {"catalog": {"type": 0.85, "colour": 0.60}, "real-items": {"type": 0.70}, "worn": {"type": 0.28}}
-    assert decide(raw, worse) == {"type": False, "colour": True}
+    assert decide(raw, worse) == {"type": False, "colour": True, "vote": False}
     better = {"catalog": {"type": 0.795, "colour": 0.40}, "real-items": {"type": 0.65}, "worn": {"type": 0.31}}
-    assert decide(raw, better) == {"type": True, "colour": False}
+    assert decide(raw, better) == {"type": True, "colour": False, "vote": False}
+    # The type probe: better on the held-out catalog products, and no kind loses more than 0.01.
+    assert decide(raw, better, {"catalog": {"type": 0.83}, "real-items": {"type": 0.595}, "worn": {"type": 0.30}})["vote"]
+    assert not decide(raw, better, {"catalog": {"type": 0.83}, "real-items": {"type": 0.58}, "worn": {"type": 0.30}})["vote"]
+    assert not decide(raw, better, {"catalog": {"type": 0.80}, "real-items": {"type": 0.70}, "worn": {"type": 0.40}})["vote"]
     # Better on catalog shots alone is not enough where real photos were measured.
     catalog_only = {"catalog": {"type": 0.95, "colour": 0.5}, "real-items": {"type": 0.60}, "worn": {"type": 0.30}}
     assert decide(raw, catalog_only)["type"] is False
@@ -417,3 +423,50 @@ def test_eval_measures_on_products_the_head_never_saw(tuned, random_embedder, ca
     assert main(["eval", str(tmp_path / "index"), "--k", "5", "--include-trained", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "warning: 65 queries are products the tuned head trained on" in out and "72 queries" in out
+
+
+def test_the_type_probe_joins_the_neighbours_vote_half_and_half(tuned, random_embedder):
+    """tune trains a type probe on the products it trains on; where adopted, the identify stage names the type by
+    the mean of the neighbours' vote shares and the probe's probabilities, except for a catalog product's own
+    photo (named by its own rows) or without the item's raw vector."""
+    from stylelens.query.stages.identify import identify, type_shares
+    from stylelens.query.stages.neighbours import neighbours
+
+    root, _ = tuned
+    index = open_index(root / "index", embedder=random_embedder, aspects=("vote",))
+    snap = index.snapshot()
+    probe = snap.type_probe
+    assert probe is not None and snap.space.name == "raw"
+    cols = snap.columns
+    changed = 0
+    for row in np.flatnonzero(cols.live)[:20]:
+        raw = snap.space.vectors([row], cols)[0]
+        near = neighbours(snap, raw, index.settings.identify_k, exclude_rows=(int(row),))
+        shares = type_shares(snap, near)
+        p = dict(zip(probe.types, probe.probabilities(raw[None])[0].tolist()))
+        blend = {t: 0.5 * shares.get(t, 0.0) + 0.5 * p.get(t, 0.0) for t in set(shares) | set(p)}
+        named = identify(snap, near, raw=raw)
+        assert blend[named.type] == pytest.approx(max(blend.values()), abs=1e-6)
+        assert named.type_confidence == pytest.approx(max(blend.values()), abs=1e-4)
+        plain = identify(snap, near)  # no raw vector: the vote alone
+        assert plain.type == max(shares, key=shares.get)
+        changed += named.type != plain.type
+    # The probe is no copy of the vote: on these generated products it names some types otherwise (seeded).
+    assert changed >= 1
+    index.close()
+
+
+def test_a_damaged_type_probe_leaves_the_vote_naming_types(tuned, random_embedder, tmp_path, caplog):
+    from stylelens.index import open_store
+    from stylelens.models.head import TYPE_PROBE_ARTIFACT
+
+    root, _ = tuned
+    shutil.copytree(root / "index", tmp_path / "index")
+    store = open_store(tmp_path / "index", writable=True)
+    store.write_artifact(TYPE_PROBE_ARTIFACT, b"not an npz")
+    store.close()
+    index = open_index(tmp_path / "index", embedder=random_embedder, aspects=("vote",))
+    assert index.snapshot().type_probe is None
+    assert "Run stylelens tune again" in caplog.text
+    assert index.search(str(next((root / "queries").glob("*.jpg"))), k=3).products  # search still answers
+    index.close()

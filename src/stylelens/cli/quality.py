@@ -92,7 +92,8 @@ def cmd_tune(args) -> int:
     s = report.seconds
     print(f"tuned {args.index}: a head trained on {report.products:,} products + {report.views:,} shopper views "
           f"({', '.join(f'{c} {n}' for c, n in report.labels.items())} values) in {s['total']} s "
-          f"(colours {s['colours']} s, views {s['views']} s, training {s['train']} s, calibration {s['calibrate']} s); "
+          f"(colours {s['colours']} s, views {s['views']} s, training {s['train']} s, type probe {s['type_probe']} s, "
+          f"calibration {s['calibrate']} s); "
           f"{report.held_out:,} products held out to measure it")
     if report.skipped_images:
         print(f"warning: {report.skipped_images:,} product images could not be read; those products learnt without their colour")
@@ -100,15 +101,21 @@ def cmd_tune(args) -> int:
     measured = adopt(args.index, real_root=real, photos=args.photos or PHOTOS, settings=settings)
     where = "held-out catalog products and real photos (measure parts)" if measured["real_data"] else \
         "held-out catalog products (no real photos found: --real-data DIR)"
-    print(f"raw space against tuned space, as served, on {where}:")
-    print_table(table(measured), [("kind", "kind"), ("aspect", "aspect"), ("queries", "queries"), ("raw", "raw"),
-                                  ("tuned", "tuned"), ("change", "change")])
-    adopted = [a for a, on in measured["adopted"].items() if on]
+    rows = table(measured)
+    probe = any("raw + type probe" in r for r in rows)
+    print(f"raw space against tuned space{' and the type probe' if probe else ''}, as served, on {where}:")
+    print_table(rows, [("kind", "kind"), ("aspect", "aspect"), ("queries", "queries"), ("raw", "raw"), ("tuned", "tuned"),
+                       ("change", "change"), *([("raw + type probe", "raw + type probe"), ("probe change", "probe change")]
+                                               if probe else [])])
+    adopted = [a for a, on in measured["adopted"].items() if on and a != "vote"]
     if adopted:
         print(f"the tuned space serves: {', '.join(adopted)} (the raw space the rest); recorded in the manifest. "
               f"Compare with stylelens eval {args.index}")
     else:
         print("the tuned space measured no better: the raw space serves every aspect (recorded in the manifest)")
+    if probe:
+        print("the type probe joins the neighbours' type vote" if measured["adopted"].get("vote") else
+              "the type probe measured no better: the neighbours' vote alone names types (recorded in the manifest)")
     return 0
 
 

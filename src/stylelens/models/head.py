@@ -22,6 +22,7 @@ HEAD_ARTIFACT = "head.npz"
 HEAD_FORMAT = 1
 COLOURS_ARTIFACT = "head-colours.npz"  # product id -> colour descriptor, made by tune
 SPLIT_ARTIFACT = "head-split.json"  # the products the head trained on and those held out to measure it
+TYPE_PROBE_ARTIFACT = "type-probe.npz"  # the catalog's type probe (tune.typeprobe), trained beside the head
 
 
 def read_split(data: bytes | None) -> dict | None:

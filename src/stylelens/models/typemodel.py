@@ -116,9 +116,8 @@ class TypeModel:
                 and size == self.input_size and weights == "imagenet")
 
     # ---- files --------------------------------------------------------------------------------
-    def save(self, path: Path) -> dict:
-        """Write ``path`` (npz) and its metadata JSON beside it; returns the metadata."""
-        path = Path(path)
+    def to_bytes(self) -> tuple[bytes, dict]:
+        """(the npz's bytes, its metadata): what ``save`` writes, or an index keeps (``stylelens tune``'s probe)."""
         arrays = {"mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32)}
         for i, (w, b) in enumerate(self.layers):
             arrays[f"w{i}"], arrays[f"b{i}"] = w.astype(np.float32), b.astype(np.float32)
@@ -128,6 +127,12 @@ class TypeModel:
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backbone": self.backbone, "pooling": self.pooling,
                 "input_size": self.input_size, "layers": len(self.layers), "types": list(self.types),
                 "temperature": self.temperature, "threshold": self.threshold, "sha256": sha256(data), **self.meta}
+        return data, meta
+
+    def save(self, path: Path) -> dict:
+        """Write ``path`` (npz) and its metadata JSON beside it; returns the metadata."""
+        path = Path(path)
+        data, meta = self.to_bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         meta_path(path).write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n")
@@ -150,10 +155,15 @@ class TypeModel:
         except (ValueError, AttributeError) as exc:
             raise WeightsError(f"Type model metadata {meta_file} is damaged ({exc}). Rebuild it with {RETRAIN}.",
                                code="typemodel_damaged") from exc
-        data = path.read_bytes()
+        return cls.from_bytes(path.read_bytes(), meta, f"{path} (its sha256 is in {meta_file.name})")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, meta: dict, where: str, rebuild: str = f"Rebuild them with {RETRAIN}.") -> "TypeModel":
+        """The model from ``to_bytes``'s pair; WeightsError naming ``where`` (and what to do: ``rebuild``) when they do
+        not match or are damaged."""
         if sha256(data) != meta.get("sha256"):
-            raise WeightsError(f"Type model weights {path} do not match the sha256 in {meta_file.name} (damaged or "
-                               f"replaced). Rebuild both with {RETRAIN}.", code="typemodel_damaged")
+            raise WeightsError(f"Type model weights {where} do not match their sha256 (damaged or replaced). {rebuild}",
+                               code="typemodel_damaged")
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -164,5 +174,5 @@ class TypeModel:
                        arrays["scale"], layers, float(meta["temperature"]), float(meta["threshold"]),
                        {k: v for k, v in meta.items() if k not in known})
         except (KeyError, ValueError, OSError) as exc:
-            raise WeightsError(f"Type model weights {path} are damaged ({type(exc).__name__}: {exc}). Rebuild them with "
-                               f"{RETRAIN}.", code="typemodel_damaged") from exc
+            raise WeightsError(f"Type model weights {where} are damaged ({type(exc).__name__}: {exc}). {rebuild}",
+                               code="typemodel_damaged") from exc

@@ -209,6 +209,13 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     # Over every live product, out of stock too (as the relevant counts below): similar(include_out_of_stock=True).
     catalog = Filters(include_out_of_stock=True)
     allowed = catalog.mask(cols)
+    probe_raw = None  # the queries' backbone vectors, for the catalog's type probe (as a served query passes them)
+    if snap.type_probe is not None:
+        probe_raw = qvecs if space.name == "raw" else (qraw if qraw is not None else store.vectors(query_rows, cols))
+
+    def raw_of(i):
+        return None if probe_raw is None else probe_raw[i]
+
     for i in range(len(qvecs)):
         found = rows[i][same_rows[i]]
         if len(found) and space.name != "raw":  # confirmed on the raw vectors, as the served neighbour pass does
@@ -220,7 +227,7 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
             n = max(request.pool, identify_k) + SELF_SLACK
             near = Neighbours(scores[i, :n], rows[i, :n], found[np.isin(found, rows[i, :n])],
                               None if colour_space is None else Neighbours(colour_near[0][i], colour_near[1][i], found))
-            ranked, ident = pipeline.rank_found(snap, near, qvecs[i], request, allowed)
+            ranked, ident = pipeline.rank_found(snap, near, qvecs[i], request, allowed, raw=raw_of(i))
             served[k][i, :min(k, len(ranked.rows))] = ranked.rows[:k]
         others = near.others()[1][:max(ks)]
         bare[i, :len(others)] = others

@@ -14,8 +14,10 @@ The real photos are measured where the shared data is found (``realdata.default_
 each set (spread over the classes), seeded. The rule (``decide``): "type" (the space products are searched and
 ranked in) is adopted when the tuned space's type P@5 is higher on the real sets (their mean; the catalog's
 where there is none) and no kind loses more than ``TOLERANCE``; "colour" (the space of the colour vote) when
-its accuracy on the held-out catalog products is higher. The choice is made on the measure parts themselves:
-the figures recorded are those the choice was made on.
+its accuracy on the held-out catalog products is higher; "vote" (the catalog's type probe joining the neighbours'
+type vote, raw space otherwise) when the held-out catalog products' type P@5 is higher with it and no kind loses
+more than ``TOLERANCE``. The choice is made on the measure parts themselves: the figures recorded are those the
+choice was made on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ..index.store import open_store
 from ..models.head import SPLIT_ARTIFACT, read_split
 from ..query import open_index
 from ..query.space import ASPECTS
+
+SPACE_ASPECTS = tuple(a for a in ASPECTS if a != "vote")  # what the tuned space itself serves
 from . import realdata
 from . import realscore as rs
 from .evaluate import evaluate
@@ -72,15 +76,19 @@ def measure_index(index, *, catalog_ids=None, real_root=None, photos: int = PHOT
     return out
 
 
-def decide(raw: dict, tuned: dict) -> dict[str, bool]:
-    """Which aspects the tuned space serves, from the two measurements (see the module's rule)."""
+def decide(raw: dict, tuned: dict, probed: dict | None = None) -> dict[str, bool]:
+    """Which aspects the head serves, from the measurements of the raw space, the tuned one and the raw space with
+    the catalog's type probe (see the module's rule)."""
     kinds = [k for k in KINDS if k in raw and k in tuned and raw[k].get("type") is not None and tuned[k].get("type") is not None]
     real = [k for k in kinds if k != "catalog"] or kinds
     gain = float(np.mean([tuned[k]["type"] - raw[k]["type"] for k in real])) if real else 0.0
     kept = all(tuned[k]["type"] >= raw[k]["type"] - TOLERANCE for k in kinds)
     colour = (raw.get("catalog") or {}).get("colour"), (tuned.get("catalog") or {}).get("colour")
+    probe_kinds = [k for k in kinds if k in (probed or {}) and probed[k].get("type") is not None]
+    probe_gain = "catalog" in probe_kinds and probed["catalog"]["type"] > raw["catalog"]["type"]
     return {"type": bool(real) and gain > 0 and kept,
-            "colour": bool(None not in colour and colour[1] > colour[0])}
+            "colour": bool(None not in colour and colour[1] > colour[0]),
+            "vote": bool(probe_gain and all(probed[k]["type"] >= raw[k]["type"] - TOLERANCE for k in probe_kinds))}
 
 
 def adopt(index_path, *, real_root="auto", photos: int = PHOTOS, settings=None, embedder=None) -> dict:
@@ -102,16 +110,25 @@ def adopt(index_path, *, real_root="auto", photos: int = PHOTOS, settings=None, 
                                        code="no_head")
         held = split["held_out"]
         raw = measure_index(raw_index, catalog_ids=held, real_root=real_root, photos=photos)
-        tuned_index = open_index(index_path, settings, embedder=raw_index.embedder, aspects=ASPECTS)
+        tuned_index = open_index(index_path, settings, embedder=raw_index.embedder, aspects=SPACE_ASPECTS)
         try:
             tuned = measure_index(tuned_index, catalog_ids=held, real_root=real_root, photos=photos)
         finally:
             tuned_index.close()
+        probed = None
+        if raw_index.store.manifest["head"].get("type_probe"):
+            probe_index = open_index(index_path, settings, embedder=raw_index.embedder, aspects=("vote",))
+            try:
+                probed = measure_index(probe_index, catalog_ids=held, real_root=real_root, photos=photos)
+            finally:
+                probe_index.close()
     finally:
         raw_index.close()
-    adopted = decide(raw, tuned)
+    adopted = decide(raw, tuned, probed)
     measured = {"kinds": {k: {"queries": raw[k]["queries"], "raw": {m: v for m, v in raw[k].items() if m != "queries"},
-                              "tuned": {m: v for m, v in tuned[k].items() if m != "queries"}} for k in raw},
+                              "tuned": {m: v for m, v in tuned[k].items() if m != "queries"},
+                              **({"probe": {m: v for m, v in probed[k].items() if m != "queries"}} if probed else {})}
+                          for k in raw},
                 "real_data": real_root is not None, "photos": photos, "tolerance": TOLERANCE,
                 "seconds": round(time.perf_counter() - started, 1)}
     store = open_store(index_path, writable=True, settings=settings)
@@ -124,15 +141,20 @@ def adopt(index_path, *, real_root="auto", photos: int = PHOTOS, settings=None, 
 
 
 def table(measured: dict) -> list[dict]:
-    """Rows for the terminal: kind, aspect, queries, raw, tuned, change."""
+    """Rows for the terminal: kind, aspect, queries, raw, tuned, change (and, with a type probe, raw + probe and
+    its change, type P@5 only: the probe names types)."""
     rows = []
     for kind, m in measured["kinds"].items():
         for aspect in ("type", "colour"):
             if m["raw"].get(aspect) is None:
                 continue
             raw, tuned = m["raw"][aspect], m["tuned"][aspect]
-            rows.append({"kind": kind, "aspect": "type P@5" if aspect == "type" else "colour vote", "queries": m["queries"],
-                         "raw": round(raw, 3), "tuned": round(tuned, 3), "change": f"{tuned - raw:+.3f}"})
+            row = {"kind": kind, "aspect": "type P@5" if aspect == "type" else "colour vote", "queries": m["queries"],
+                   "raw": round(raw, 3), "tuned": round(tuned, 3), "change": f"{tuned - raw:+.3f}"}
+            if "probe" in m and aspect == "type":
+                probe = m["probe"]["type"]
+                row.update({"raw + type probe": round(probe, 3), "probe change": f"{probe - raw:+.3f}"})
+            rows.append(row)
     return rows
 
 

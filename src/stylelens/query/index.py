@@ -79,7 +79,7 @@ class Index:
         in progress keeps the one in its ``snapshot``."""
         return self._current()[0]
 
-    def _current(self) -> tuple[RawSpace, RawSpace | None]:
+    def _current(self) -> tuple[RawSpace, RawSpace | None, object]:
         self.store.columns  # noqa: B018 -- a new view re-reads the manifest a writer saved since
         manifest = self.store.manifest
         if manifest is not self._space_manifest:
@@ -91,8 +91,8 @@ class Index:
 
     def snapshot(self) -> Snapshot:
         """The spaces and catalog view one call works on from start to end."""
-        space, colour_space = self._current()
-        return Snapshot(space, self.store.columns, self.store, self.settings, colour_space)
+        space, colour_space, type_probe = self._current()
+        return Snapshot(space, self.store.columns, self.store, self.settings, colour_space, type_probe)
 
     @property
     def path(self) -> Path:
@@ -214,11 +214,12 @@ class Index:
         """What this index serves, for a health check: products, model, storage, space and catalog generation."""
         manifest = self.store.manifest["embedder"]
         generation = self.store.generation
-        space, colour_space = self._current()
+        space, colour_space, type_probe = self._current()
         head = self.store.manifest.get("head") or {}
         return {"products": self.store.counts()["products"], "backbone": manifest["backbone"], "weights": manifest["weights"]["source"],
                 "dimension": self.store.dim, "pooling": manifest["pooling"], "search": self.store.backend.name,
                 "runtime": self.embedder.runtime_name, "space": space.name, "colour_vote": (colour_space or space).name,
+                "type_probe": type_probe is not None,
                 # the tuned head this replica follows (its file's hash): a tune elsewhere shows here once it is read
                 "head": (head.get("sha256") or "")[:12] or None,
                 "generation": {"vectors": generation[0], "rows": generation[1]}}
@@ -242,7 +243,7 @@ class Index:
     def identify_vector(self, vector: np.ndarray, sha: str | None = None, exclude_rows=(), raw=None) -> Identification:
         snap = self.snapshot()
         near = neighbours(snap, vector, self.settings.identify_k, sha=sha, exclude_rows=exclude_rows, raw=raw)
-        return identify(snap, near)
+        return identify(snap, near, raw=None if len(near.self_rows) else raw)
 
     def _photo(self, image) -> Photo:
         # No more pixels than needed: at least twice the network input each way, to crop items from.
@@ -292,8 +293,9 @@ class Index:
         manifest["search"] = self.store.backend.name
         manifest["runtime"] = self.embedder.runtime_name
         manifest["space"] = {"searched": space.name, "dim": space.dim, **space.calibration.to_dict()}
-        colour_space = self._current()[1]
+        _, colour_space, type_probe = self._current()
         manifest["space"]["colour_vote"] = (colour_space or space).name
+        manifest["space"]["type_probe"] = type_probe is not None
         return manifest
 
 

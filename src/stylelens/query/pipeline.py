@@ -57,15 +57,16 @@ def photo_items(photo: Photo, snap: Snapshot, embedder, *, box=None, colour: str
 
 def rank_found(snap: Snapshot, near: Neighbours, vector: np.ndarray, request: SearchRequest, allowed: np.ndarray, *,
                history=None, identified: Identification | None = None,
-               model_type: ModelType | None = None) -> tuple[Ranked, Identification | None]:
+               model_type: ModelType | None = None, raw: np.ndarray | None = None) -> tuple[Ranked, Identification | None]:
     """filter → identify → personalise → rank → diversify, from one neighbour pass. ``allowed``: the
     filters' row mask (``request.filters.mask(snap.columns)``); ``history``: the shopper's, with ``request.user``;
     ``identified``: an identification made elsewhere, used instead of the vote; ``model_type``: the type model's
-    answer, which names the type while the vote names the rest."""
+    answer, which names the type while the vote names the rest; ``raw``: the item's backbone vector, for the catalog's
+    type probe (``stages.identify``)."""
     found = filter_found(near, allowed, request)
     ident = identified
     if ident is None and (request.identify or request.user is not None):
-        ident = identify(snap, near, with_self=len(found.exact) > 0)
+        ident = identify(snap, near, with_self=len(found.exact) > 0, raw=raw)
         if model_type is not None:  # the item is searched within the model's types: no lift for one of them
             ident = replace(ident, type=None, type_confidence=model_type.confidence)
     query, mask, scores, rows = vector, found.mask, found.scores, found.rows
@@ -103,8 +104,9 @@ def search_item(snap: Snapshot, vector: np.ndarray, request: SearchRequest, *, s
     if model_type is not None and model_type.vote_weight:  # named by the model and the neighbours together
         model_type = with_vote(model_type, type_shares(snap, near), types)
     allowed = within_types(snap.columns, allowed, narrowed(types, model_type, snap.columns, allowed, request.pool))
+    # A worn garment is voted on within its group's types, which the catalog's probe (catalog shots) knows nothing of.
     ranked, ident = rank_found(snap, near, vector, request, allowed, history=history, identified=identified,
-                               model_type=model_type)
+                               model_type=model_type, raw=raw if types is None else None)
     products = hydrate(snap, ranked, vector)
     extra = {} if products else {"note": request.filters.explain_empty(snap.columns)}
     return SearchResult(products, ident if request.identify else None, 0.0, extra, request.filters.notes(snap.columns))
@@ -147,7 +149,7 @@ def identify_photo(snap: Snapshot, photo: Photo, embedder, type_model=None) -> I
     item = photo_items(photo, snap, embedder, localise=False)[0]
     near = neighbours(snap, item.vector, snap.settings.identify_k, sha=photo.sha256, raw=item.raw,
                       colour_vector=item.colour_vector)
-    ident = identify(snap, near)
+    ident = identify(snap, near, raw=None if len(near.self_rows) else item.raw)
     model_type = model_types(type_model, item.raw[None], snap.columns, snap.settings.type_model_min_confidence)[0]
     if model_type is not None and not len(near.self_rows) and not looks_like_a_catalog_shot(snap.space, near):
         ident = replace(ident, type=model_type.type, type_confidence=model_type.confidence)

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..item.colour import DIM as COLOUR_DIM
 from ..item.colour import colour_descriptor, colour_descriptors
-from ..errors import ImageError
+from ..errors import ImageError, WeightsError
 from ..index.backend import all_scores, exact_search
-from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, Calibration, Head, read_colours
+from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, TYPE_PROBE_ARTIFACT, Calibration, Head, read_colours
 
 log = logging.getLogger(__name__)
 
 PROJECT_CHUNK = 32_768  # raw rows projected per step (256 MB of 2048-d float32)
-ASPECTS = ("type", "colour")  # what a tuned head may be adopted for (see the module's docstring)
+# What a tuned head may be adopted for (see the module's docstring); "vote": the catalog's type probe, trained with
+# the head (``tune.typeprobe``), joins the neighbours' type vote.
+ASPECTS = ("type", "colour", "vote")
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -44,10 +46,11 @@ class Snapshot:
     store: object
     settings: object
     colour_space: "RawSpace | None" = None  # the colour vote's space where it is not ``space`` (see ASPECTS)
+    type_probe: object = None  # the catalog's type probe (a models.typemodel.TypeModel) where adopted, else None
 
     def with_columns(self, columns) -> "Snapshot":
         """The same space on a newer catalog view (after a compaction replaced the vectors file)."""
-        return Snapshot(self.space, columns, self.store, self.settings, self.colour_space)
+        return replace(self, columns=columns)
 
 
 class RawSpace:
@@ -194,9 +197,10 @@ def adopted_aspects(manifest: dict) -> tuple[str, ...]:
     return tuple(ASPECTS) if adopted is None else tuple(a for a in ASPECTS if adopted.get(a))
 
 
-def open_spaces(store, settings, use_head: bool = True, aspects=None) -> tuple[RawSpace, RawSpace | None]:
-    """(the space searched, the colour vote's space or None where it is the same). The head serves the aspects it
-    was adopted for (``adopted_aspects``; ``aspects`` names them instead), and none without ``use_head``."""
+def open_spaces(store, settings, use_head: bool = True, aspects=None) -> tuple[RawSpace, RawSpace | None, object]:
+    """(the space searched, the colour vote's space or None where it is the same, the catalog's type probe or None).
+    The head serves the aspects it was adopted for (``adopted_aspects``; ``aspects`` names them instead), and none
+    without ``use_head``."""
     manifest = store.manifest
     head_info = manifest.get("head")
     raw = RawSpace(store, Calibration.read(manifest, "raw", settings))
@@ -205,14 +209,36 @@ def open_spaces(store, settings, use_head: bool = True, aspects=None) -> tuple[R
     if unknown:
         raise ValueError(f"unknown aspects {sorted(unknown)}; the head may serve {', '.join(ASPECTS)}")
     if not (use_head and head_info and wanted):
-        return raw, None
+        return raw, None, None
+    probe = _type_probe(store, head_info) if "vote" in wanted else None
+    if not wanted & {"type", "colour"}:
+        return raw, None, probe
     data = store.read_artifact(head_info.get("artifact", HEAD_ARTIFACT))
     if data is None:
         log.warning("the index names a tuned head but its file is missing; searching the raw space (run stylelens tune)")
-        return raw, None
+        return raw, None, probe
     tuned = TunedSpace(store, Calibration.read(manifest, "tuned", settings), Head.from_bytes(data, str(store.path)),
                        read_colours(store.read_artifact(COLOURS_ARTIFACT)))
     main = tuned if "type" in wanted else raw
     colour = tuned if "colour" in wanted else raw
-    return main, None if colour is main else colour
+    return main, None if colour is main else colour, probe
+
+
+def _type_probe(store, head_info: dict):
+    """The type probe tune trained beside the head (``tune.typeprobe``), None where it made none."""
+    from ..models.typemodel import TypeModel
+
+    record = head_info.get("type_probe")
+    if not record:
+        return None
+    data = store.read_artifact(record.get("artifact", TYPE_PROBE_ARTIFACT))
+    if data is None:
+        log.warning("the index names a type probe but its file is missing; types are named by the vote (run stylelens tune)")
+        return None
+    try:
+        return TypeModel.from_bytes(data, {k: v for k, v in record.items() if k != "artifact"}, f"in {store.path}",
+                                    "Run stylelens tune again.")
+    except WeightsError as exc:  # search still works, its types named by the vote alone
+        log.warning("%s Types are named by the vote meanwhile.", exc)
+        return None
 

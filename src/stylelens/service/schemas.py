@@ -140,5 +140,7 @@ class Health(BaseModel):
     space: str | None = Field(None, description="The space searched: 'tuned' (the head stylelens tune trained, where it "
                               "measured better for the type) or 'raw'.")
     colour_vote: str | None = Field(None, description="The space the colour vote is taken in: 'tuned' or 'raw'.")
+    type_probe: bool | None = Field(None, description="True: the type probe stylelens tune trained on the catalog joins "
+                                    "the neighbours' type vote (where it measured better).")
     head: str | None = Field(None, description="The tuned head followed (the start of its file's hash), or null.")
     generation: Generation | None = None

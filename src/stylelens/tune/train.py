@@ -31,10 +31,12 @@ from ..item.colour import colour_descriptor
 from ..errors import CatalogError, ImageError, InvalidArgumentError
 from ..index.store import open_store
 from ..models import Embedder
-from ..models.head import COLOURS_ARTIFACT, HEAD_ARTIFACT, SPLIT_ARTIFACT, Head, read_split, sha256, write_colours
+from ..models.head import (COLOURS_ARTIFACT, HEAD_ARTIFACT, SPLIT_ARTIFACT, TYPE_PROBE_ARTIFACT, Head, read_split, sha256,
+                           write_colours)
 from ..settings import Settings, settings_or_default
 from ..build.calibrate import calibrate_raw, calibrate_tuned
 from ..build.plan import progress_bar
+from .typeprobe import fit_type_probe
 
 LABELS = ("type", "gender", "colour", "category", "subcategory")
 LOSS_WEIGHTS = {"type": 1.0, "gender": 0.5, "colour": 1.0, "category": 0.3, "subcategory": 0.5}
@@ -135,6 +137,11 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         head = _train(x, c, y, settings, seed)
         report.seconds["train"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
+        probe = None
+        if "type" in targets:  # on the catalog's own shots (no composed views): it names catalog-like photos
+            probe = fit_type_probe(raw[rows], targets["type"][1], targets["type"][0], store.manifest["embedder"], seed)
+        report.seconds["type_probe"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
         colour_of = dict(zip([r["id"] for r in ordered + others], np.concatenate([colours, other_colours])))
         all_colours = np.zeros((cols.n_rows, COLOUR_DIM), np.float32)
         all_colours[rows] = colours
@@ -156,11 +163,17 @@ def tune_index(index_path, *, labels=None, extra_labels=(), settings: Settings |
         store.write_artifact(SPLIT_ARTIFACT, json.dumps({"seed": seed, "trained": [r["id"] for r in ordered],
                                                          "held_out": sorted(unseen)}).encode())
         store.write_artifact(HEAD_ARTIFACT, data)
+        probe_record = None
+        if probe is not None:
+            probe_data, probe_record = probe.to_bytes()
+            store.write_artifact(TYPE_PROBE_ARTIFACT, probe_data)
+            probe_record = {"artifact": TYPE_PROBE_ARTIFACT, **probe_record}
         report.seconds["total"] = round(time.perf_counter() - started, 1)
         # Adopted for nothing until measured (quality.tuning.adopt): a server never serves an unmeasured head.
         store.set_manifest(head={"artifact": HEAD_ARTIFACT, "sha256": sha256(data), "dim": head.dim,
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **head.info,
-                                 "seconds": report.seconds["total"], "adopted": {}, "measured": None},
+                                 "seconds": report.seconds["total"], "adopted": {}, "measured": None,
+                                 "type_probe": probe_record},
                            spaces=spaces)
     finally:
         store.close()

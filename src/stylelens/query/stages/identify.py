@@ -15,14 +15,37 @@ from ..space import Snapshot
 from .neighbours import Neighbours
 
 
-def identify(snap: Snapshot, near: Neighbours, *, with_self: bool = False) -> Identification:
+# The type probe's share of the blend with the vote (``tune.typeprobe``): the two equally, fixed before measuring.
+PROBE_WEIGHT = 0.5
+
+
+def identify(snap: Snapshot, near: Neighbours, *, with_self: bool = False, raw: np.ndarray | None = None) -> Identification:
+    """``raw``: the item's backbone vector, for the catalog's type probe where the index adopted one (a catalog
+    product's own photo is named by its own rows, without it)."""
     scores, rows = _voters(near, with_self)
     k = snap.settings.identify_k
     ident = vote(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature)
+    if snap.type_probe is not None and raw is not None and not with_self:
+        blended = _with_probe(snap, tally(snap.columns, rows[:k], scores[:k], snap.space.calibration.vote_temperature,
+                                          "type"), raw)
+        best = int(np.argmax(blended))
+        ident.type, ident.type_confidence = snap.columns.vocab["type"][best], round(float(blended[best]), 4)
     colour = _colour_vote(snap, near, with_self)
     if colour is not None:
         ident.colour, ident.colour_confidence = colour
     return ident
+
+
+def _with_probe(snap: Snapshot, shares: np.ndarray | None, raw: np.ndarray) -> np.ndarray:
+    """The vote's type shares (indexed like the type vocabulary) blended with the probe's probabilities of the types
+    the catalog has."""
+    columns, probe = snap.columns, snap.type_probe
+    p = probe.probabilities(np.asarray(raw, np.float32)[None])[0]
+    codes = np.array([-1 if (c := columns.code("type", t)) is None else c for t in probe.types])
+    known = codes >= 0
+    prob = np.bincount(codes[known], weights=p[known], minlength=len(columns.vocab["type"]))
+    prob = prob / max(prob.sum(), 1e-12)
+    return prob if shares is None else (1 - PROBE_WEIGHT) * shares + PROBE_WEIGHT * prob
 
 
 def type_shares(snap: Snapshot, near: Neighbours) -> dict[str, float]:
