@@ -13,7 +13,7 @@ import stylelens.intake.images as images
 from stylelens.errors import InvalidArgumentError
 from stylelens.index import Columns
 from stylelens.query import Filters, Photo, SearchRequest, open_index, pipeline
-from stylelens.query.identify import Identification
+from stylelens.query.identify import Identification, tally, vote
 from stylelens.query.options import FILTER_FIELDS, OPTIONS
 from stylelens.query.stages.locate import locate
 from stylelens.query.stages.neighbours import neighbours
@@ -205,3 +205,22 @@ def test_no_result_is_said_by_its_real_cause_and_a_product_passes_by_any_of_its_
     assert Filters(colour="blue", include_out_of_stock=True).mask(cols).tolist() == [True, True, False, True]
     assert Filters(colour="blue").mask(cols).tolist() == [False, False, False, True]
     assert Filters(colour="blue", max_price=50, include_out_of_stock=True).mask(cols).tolist() == [True, True, False, False]
+
+
+def test_the_vote_weighs_the_closest_most_and_reads_each_label_over_the_neighbours_that_have_it():
+    """Three neighbours at cosines 0.9, 0.8, 0.1 (temperature 0.1: weights 1, e^-1, e^-8): the closest names the
+    type against two others; the colour is read over the two that have one; no gender is None, not a guess."""
+    vocab = {"gender": ["Women"], "type": ["Dresses", "Tshirts"], "colour": ["Red", "Blue"]}
+    cols = Columns(ids=np.array(["a", "b", "c"], object), live=np.ones(3, bool), price=np.zeros(3),
+                   in_stock=np.ones(3, bool), codes={"gender": np.full(3, -1, np.int32),
+                                                     "type": np.array([0, 1, 1], np.int32),
+                                                     "colour": np.array([-1, 1, 0], np.int32)},
+                   vocab=vocab, row_of={"a": 0, "b": 1, "c": 2})
+    rows, sims = np.array([0, 1, 2]), np.array([0.9, 0.8, 0.1], np.float32)
+    w = np.exp([0.0, -1.0, -8.0])
+    ident = vote(cols, rows, sims, 0.1)
+    assert (ident.type, ident.colour, ident.gender, ident.gender_confidence) == ("Dresses", "Blue", None, 0.0)
+    assert ident.type_confidence == round(w[0] / w.sum(), 4)
+    assert ident.colour_confidence == round(w[1] / (w[1] + w[2]), 4)
+    assert np.allclose(tally(cols, rows, sims, 0.1, "type"), [w[0] / w.sum(), (w[1] + w[2]) / w.sum()])
+    assert tally(cols, rows, sims, 0.1, "gender") is None and tally(cols, rows[:0], sims[:0], 0.1, "type") is None
