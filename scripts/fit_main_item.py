@@ -20,20 +20,13 @@ import numpy as np
 from stylelens import open_index
 from stylelens.quality import realdata
 from stylelens.quality import realscore as rs
-from stylelens.query import pipeline
-from stylelens.query.request import SearchRequest
 from stylelens.query.stages import order
 
 
 def examples(index, photos):
     """Per photo: (the features of each garment answered, whether each one's results are right)."""
-    s = index.settings
     for photo in photos:
-        decoded = index._photo(photo.path.read_bytes())
-        request = SearchRequest.make(s.k, rs.K, exact_first=True, include_out_of_stock=True)
-        result, items = pipeline.search_photo(index.snapshot(), decoded, request, index.embedder, localise=s.localise,
-                                              max_items=s.max_items, locator=index.locator or index.parser_locator(),
-                                              type_model=index.type_model)
+        result, decoded, items = index.search_items(photo.path.read_bytes(), rs.K, include_out_of_stock=True)
         wanted = [g.catalog_types for g in photo.worn]
         rows = result.extra["items"]
         x = [order.features(item.score, (row["identified"] or {}).get("type_confidence", 0.0), row["results"],

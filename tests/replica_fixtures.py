@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -81,26 +82,62 @@ def postgres(postgres_server) -> int:
     return postgres_server.port
 
 
-_MILVUS: dict = {"users": 0}
+_MILVUS: dict = {"users": 0, "server": None}
 
 
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
-    """The embedded Milvus 2.3 server (`pip install milvus`): its port. ``default_server`` is one per process,
-    and each test module that imports this fixture gets its own copy of it: the first starts the server,
-    the last to finish stops it."""
+    """The embedded Milvus 2.3.5 server (`pip install milvus`): its port. One per test session, on ports of its own
+    and in its own data folder, so that two sessions beside each other (two checkouts, two helpers) never meet. The
+    package's ``default_server`` cannot: its embedded etcd always listens on 2380, so a second server dies at start
+    (the session waits 180 s, then "Milvus not started"); started at the same moment, both pick the same free ports
+    and the second session's health check finds the first's server, which it then uses, and loses when that one
+    stops. Each test module that imports this fixture gets its own copy of it: the first starts the server, the
+    last to finish stops it."""
     milvus = pytest.importorskip("milvus", reason="the embedded Milvus server is not installed: pip install 'stylelens[milvus-server]'")
-    server = milvus.default_server
     if _MILVUS["users"] == 0:
-        server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
-        server.start()
+        _MILVUS["server"] = _own_milvus(milvus, tmp_path_factory.mktemp("milvus"))
+        _MILVUS["server"].start()
     _MILVUS["users"] += 1
     try:
-        yield server.listen_port
+        yield _MILVUS["server"].listen_port
     finally:
         _MILVUS["users"] -= 1
         if _MILVUS["users"] == 0:
-            server.stop()
+            _MILVUS["server"].stop()
+            _MILVUS["server"] = None
+
+
+def _own_milvus(milvus, root: Path):
+    """A Milvus server whose every port is free now (grpc ports, metrics, embedded etcd's client and peer) and whose
+    files are under ``root``. The etcd ports are not in the package's template: an etcd config file names them
+    (Milvus reads ``etcd.config.path`` for its embedded etcd)."""
+    config = milvus.MilvusServerConfig()
+    keys = [key for key in config.configurable_items if key.endswith("_port")]
+    ports = dict(zip(keys + ["metrics", "etcd_peer"], _free_ports(len(keys) + 2)))
+    etcd = root / "etcd.yaml"
+    peer, client = f"http://127.0.0.1:{ports['etcd_peer']}", f"http://127.0.0.1:{ports['etcd_port']}"
+    etcd.write_text(f"name: default\nlisten-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+                    f"initial-cluster: default={peer}\nlisten-client-urls: {client}\nadvertise-client-urls: {client}\n")
+    # The package's own template with one line more (its template= argument is broken in 2.3.5: no glog.conf).
+    assert "\netcd:\n  endpoints:" in config.template_text, "the milvus package's config template changed: see _own_milvus"
+    config.template_text = config.template_text.replace("\netcd:\n  endpoints:",
+                                                        f"\netcd:\n  config:\n    path: {etcd}\n  endpoints:", 1)
+    server = milvus.MilvusServer(config, data_dir=str(root / "data"), **{key: ports[key] for key in keys})
+    server.webservice_port = ports["metrics"]  # where it answers its health check: ours, not another session's
+    return server
+
+
+def _free_ports(n: int) -> list[int]:
+    """n different ports free on 127.0.0.1 now (held together while chosen, so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def cli_environment() -> dict:

@@ -180,9 +180,11 @@ def test_serve_on_a_busy_port_says_so_in_one_line(cli_index, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["serve", str(root / "index"), "--port", str(port)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+        for workers in ("1", "2"):
+            assert main(["serve", str(root / "index"), "--port", str(port), "--workers", workers]) == 2
+            out, err = capsys.readouterr()
+            assert len(err.strip().splitlines()) == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+            assert out == ""  # nothing announced for workers that never start
     assert main(["serve", str(root / "index"), "--port", "70000"]) == 2
     assert "between 1 and 65535" in capsys.readouterr().err
 
@@ -190,12 +192,14 @@ def test_serve_on_a_busy_port_says_so_in_one_line(cli_index, capsys):
 def test_serve_says_there_is_no_index_before_looking_at_the_port(tmp_path, capsys):
     import socket
 
-    with socket.socket() as taken:  # a busy port (the demo serving, say) must not hide the missing index
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        assert main(["serve", str(tmp_path / "nosuchindex"), "--port", str(taken.getsockname()[1])]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "No stylelens index" in err and "port" not in err
+    for workers in ("1", "2"):  # one server, or N workers: the same check, before the port and the workers start
+        with socket.socket() as taken:  # a busy port (the demo serving, say) must not hide the missing index
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            assert main(["serve", str(tmp_path / "nosuchindex"), "--port", str(taken.getsockname()[1]),
+                         "--workers", workers]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "No stylelens index" in err and "port" not in err
 
 
 def test_index_offline_falls_back_to_efficientnet_lite0_with_one_warning_line(tmp_path, offline):

@@ -276,6 +276,35 @@ def test_woocommerce_export_groups_variations_under_their_parent(tmp_path):
     assert products["106"]["group"] == "id:999"
 
 
+def test_a_variants_picture_is_labelled_with_its_own_colour_whichever_option_holds_it(tmp_path):
+    """Shopify: the colour is the product's second option (named on its first row only); WooCommerce: a variation's
+    colour attribute comes after its size. Each variant picture is labelled with that variant's colour."""
+    shopify = [SHOPIFY[0]] + [
+        ["polo", "Polo", "", "Acme", "Polos", "", "TRUE", "Size", "S", "Colour", "Red", "P-R-S", "", "", "deny", "20.00", "",
+         "https://cdn.shopify.example/polo.jpg", "1", "https://cdn.shopify.example/polo-red.jpg", "", "active"],
+        ["polo", "", "", "", "", "", "", "", "M", "", "Blue", "P-B-M", "", "", "deny", "20.00", "", "", "",
+         "https://cdn.shopify.example/polo-blue.jpg", "", ""]]
+    products, _ = read_feed(write_csv(tmp_path / "products_export.csv", shopify))
+    polo = products["polo"]
+    assert (polo["colour"], polo["extra"]["colours"], polo["extra"]["sizes"]) == ("Red", ["Red", "Blue"], ["S", "M"])
+    assert polo["extra"]["picture_colours"] == {"https://cdn.shopify.example/polo-red.jpg": "Red",
+                                                "https://cdn.shopify.example/polo-blue.jpg": "Blue"}
+    woo = [WOO_HEADER,
+           ["201", "variable", "SCARF", "Scarf", "1", "1", "", "", "15", "Accessories > Scarves", "https://shop.example/s.jpg",
+            "", "Size", "One", "Colour", "Green, Plum"],
+           ["202", "variation", "SCARF-G", "Scarf - Green", "1", "1", "", "", "15", "", "https://shop.example/s-g.jpg",
+            "id:201", "Size", "One", "Colour", "Green"],
+           ["203", "variation", "SCARF-P", "Scarf - Plum", "1", "1", "", "", "15", "",
+            "https://shop.example/s-p.jpg, https://shop.example/s-p2.jpg", "id:201", "Size", "One", "Colour", "Plum"]]
+    products, _ = read_feed(write_csv(tmp_path / "wc-product-export.csv", woo))
+    scarf = products["201"]
+    assert scarf["images"] == ["https://shop.example/s.jpg", "https://shop.example/s-g.jpg", "https://shop.example/s-p.jpg",
+                               "https://shop.example/s-p2.jpg"]
+    assert (scarf["colour"], scarf["extra"]["colours"], scarf["extra"]["sizes"]) == ("Green", ["Green", "Plum"], ["One"])
+    assert scarf["extra"]["picture_colours"] == {"https://shop.example/s-g.jpg": "Green", "https://shop.example/s-p.jpg": "Plum",
+                                                 "https://shop.example/s-p2.jpg": "Plum"}
+
+
 def test_shopify_export_indexed_over_http_one_card_per_handle(tmp_path, server, random_embedder):
     rows = [list(r) for r in SHOPIFY]
     for r in rows[1:]:

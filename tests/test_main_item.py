@@ -9,7 +9,7 @@ import pytest
 from stylelens.query.identify import Identification
 from stylelens.query.request import Item
 from stylelens.query.results import SearchResult
-from stylelens.query.stages.order import WHOLE_OUTFIT_MAX_BOX, agreement, main_first
+from stylelens.query.stages.order import WHOLE_OUTFIT_MAX_LARGEST_BOX, agreement, main_first
 
 FRAME = (600, 900)
 
@@ -37,7 +37,7 @@ def test_an_outfit_seen_whole_puts_the_surest_answered_garment_first():
 
 
 def test_a_close_up_keeps_the_parsers_order():
-    side = int(np.sqrt(WHOLE_OUTFIT_MAX_BOX * FRAME[0] * FRAME[1])) + 20  # one box over the share of a close-up
+    side = int(np.sqrt(WHOLE_OUTFIT_MAX_LARGEST_BOX * FRAME[0] * FRAME[1])) + 20  # one box over the share of a close-up
     items, results = outfit([(0, 0, side, side), *SMALL[1:]])
     assert main_first(items, results, FRAME) == [0, 1, 2]
 

@@ -5,13 +5,15 @@ import dataclasses
 import io
 import threading
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import stylelens.intake.images as images
 from stylelens.errors import InvalidArgumentError
+from stylelens.index import Columns
 from stylelens.query import Filters, Photo, SearchRequest, open_index, pipeline
-from stylelens.query.identify import Identification
+from stylelens.query.identify import Identification, tally, vote
 from stylelens.query.options import FILTER_FIELDS, OPTIONS
 from stylelens.query.stages.locate import locate
 from stylelens.query.stages.neighbours import neighbours
@@ -180,3 +182,45 @@ def test_micro_batching_is_a_construction_option(built_index, random_embedder):
         plain.close()
         batched.close()
     assert batched.embedder is random_embedder  # closing stops the batcher and keeps the model
+
+
+def test_no_result_is_said_by_its_real_cause_and_a_product_passes_by_any_of_its_views():
+    """Rows: a red dress (10, out of stock) with a blue view of it, a red T-shirt (90, out of stock) and a blue
+    one (95, in stock). Each filter is checked once, in order: labels, then price, then stock."""
+    vocab = {"gender": ["Women"], "type": ["Dresses", "Tshirts"], "colour": ["Red", "Blue", "Grey"]}
+    cols = Columns(ids=np.array(["a", "a~blue", "b", "c"], object), live=np.ones(4, bool),
+                   price=np.array([10.0, 10.0, 90.0, 95.0]), in_stock=np.array([False, False, False, True]),
+                   codes={"gender": np.zeros(4, np.int32), "type": np.array([0, 0, 1, 1], np.int32),
+                          "colour": np.array([0, 1, 0, 1], np.int32)},
+                   vocab=vocab, row_of={"a": 0, "b": 2, "c": 3}, owner=np.array([0, 0, 2, 3]), views_per_product=2)
+    assert Filters(type="dress", colour="grey").explain_empty(cols) == \
+        "No product is type dress, colour grey together: loosen one of them."
+    assert Filters(type="dress", min_price=50).explain_empty(cols) == \
+        "No product of that kind is in the price range: widen min_price or max_price."
+    assert Filters(type="tshirt", colour="red").explain_empty(cols) == \
+        "1 matching products are out of stock: add include_out_of_stock to see them."
+    assert Filters(type="tshirt", colour="red", include_out_of_stock=True).explain_empty(cols) == \
+        "No product matches these filters."
+    # The dress passes a blue filter through its blue view: its own row is where results are ranked.
+    assert Filters(colour="blue", include_out_of_stock=True).mask(cols).tolist() == [True, True, False, True]
+    assert Filters(colour="blue").mask(cols).tolist() == [False, False, False, True]
+    assert Filters(colour="blue", max_price=50, include_out_of_stock=True).mask(cols).tolist() == [True, True, False, False]
+
+
+def test_the_vote_weighs_the_closest_most_and_reads_each_label_over_the_neighbours_that_have_it():
+    """Three neighbours at cosines 0.9, 0.8, 0.1 (temperature 0.1: weights 1, e^-1, e^-8): the closest names the
+    type against two others; the colour is read over the two that have one; no gender is None, not a guess."""
+    vocab = {"gender": ["Women"], "type": ["Dresses", "Tshirts"], "colour": ["Red", "Blue"]}
+    cols = Columns(ids=np.array(["a", "b", "c"], object), live=np.ones(3, bool), price=np.zeros(3),
+                   in_stock=np.ones(3, bool), codes={"gender": np.full(3, -1, np.int32),
+                                                     "type": np.array([0, 1, 1], np.int32),
+                                                     "colour": np.array([-1, 1, 0], np.int32)},
+                   vocab=vocab, row_of={"a": 0, "b": 1, "c": 2})
+    rows, sims = np.array([0, 1, 2]), np.array([0.9, 0.8, 0.1], np.float32)
+    w = np.exp([0.0, -1.0, -8.0])
+    ident = vote(cols, rows, sims, 0.1)
+    assert (ident.type, ident.colour, ident.gender, ident.gender_confidence) == ("Dresses", "Blue", None, 0.0)
+    assert ident.type_confidence == round(w[0] / w.sum(), 4)
+    assert ident.colour_confidence == round(w[1] / (w[1] + w[2]), 4)
+    assert np.allclose(tally(cols, rows, sims, 0.1, "type"), [w[0] / w.sum(), (w[1] + w[2]) / w.sum()])
+    assert tally(cols, rows, sims, 0.1, "gender") is None and tally(cols, rows[:0], sims[:0], 0.1, "type") is None

@@ -198,3 +198,15 @@ def test_every_word_of_the_table_names_values_a_real_catalog_has():
         for word, targets in words.items():
             assert set(targets) <= vocab[column], (column, word, set(targets) - vocab[column])
             assert catalog_values(column, word, sorted(vocab[column])), (column, word)
+
+
+def test_a_word_names_each_catalogs_own_values_when_catalogs_take_turns():
+    """Word forms are kept between queries: one catalog's answer must never stand for another's, and a word
+    read once reads the same the next time (the catalogs here spell the same types three ways)."""
+    catalogs = [(["Dresses", "Tops"], ["Dresses"], ["Tops"]), (["Dress", "Top"], ["Dress"], ["Top"]),
+                (["Tops", "Gray Dress"], [], ["Tops"])]
+    for _ in range(2):
+        for vocab, dresses, tops in catalogs:
+            assert catalog_values("type", "dresses", vocab) == dresses
+            assert catalog_values("type", "tops", vocab) == tops
+    assert catalog_values("colour", "grey dress", ["Gray Dress"]) == ["Gray Dress"]

@@ -111,29 +111,22 @@ def _serve_while_indexing(args, catalog: Path, out: Path) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     announce = (f"stylelens: open http://{host}:{port}/  — the page searches what is indexed so far while the "
                 f"{what} are indexed (Ctrl-C stops; indexed work is kept)")
-    threading.Thread(target=_announce_when_answering, args=(host, port, announce, server), name="stylelens-demo-url",
+    threading.Thread(target=_announce_when_started, args=(announce, server), name="stylelens-demo-url",
                      daemon=True).start()
     server.run()
     return 0
 
 
-def _announce_when_answering(host: str, port: int, line: str, server) -> None:
-    """Print the URL once the page answers there: a URL printed earlier is a dead link for the first seconds."""
+def _announce_when_started(line: str, server) -> None:
+    """Print the URL once the server is listening, its warm-up done (uvicorn's ``started``): a URL printed
+    earlier is a dead link for the first seconds. Read from the server itself, so no request reaches the page."""
     import time
-    import urllib.request
 
-    probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    url = f"http://[{probe_host}]:{port}/" if ":" in probe_host else f"http://{probe_host}:{port}/"
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an http_proxy
     while not server.should_exit:
-        try:
-            with direct.open(url, timeout=2) as answer:
-                if answer.status == 200:
-                    print(line, flush=True)
-                    return
-        except OSError:  # not listening yet (refused), or still starting
-            pass
-        time.sleep(0.2)
+        if server.started:
+            print(line, flush=True)
+            return
+        time.sleep(0.05)
 
 
 def _products_expected(catalog, settings) -> int | None:

@@ -25,6 +25,7 @@ def register(sub) -> None:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    from ..index import open_store
     from ..service import create_app
 
     settings = settings_from(args)
@@ -35,10 +36,17 @@ def cmd_serve(args) -> int:
         settings = settings.replace(auth_secret=secrets.token_hex(32))
     host, port = settings.host, settings.port
     warn_if_exposed(settings)
-    check_index(args.index, settings)  # first: "no index" is the news, even while another server holds the port
-    check_port_free(host, port)  # before loading the model: a busy port fails in a second, with a hint
-    if args.workers < 1:
-        raise InvalidArgumentError(f"--workers must be 1 or more, got {args.workers}.", code="bad_option")
+    # Opened first: "no index" (a wrong path, location or password) is the news, in one line, even while another
+    # server holds the port; the port is checked before the model loads, so a busy one fails in a second.
+    store = open_store(args.index, settings=settings)
+    try:
+        check_port_free(host, port)
+        if args.workers < 1:
+            raise InvalidArgumentError(f"--workers must be 1 or more, got {args.workers}.", code="bad_option")
+        if args.workers > 1:
+            settle_workers(args, settings, store)
+    finally:
+        store.close()  # the server (or each worker) opens its own
     if args.workers > 1:
         return serve_workers(args, settings)
     app = create_app(args.index, settings)
@@ -50,6 +58,16 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def settle_workers(args, settings, store) -> None:
+    """What N workers must agree on, decided once here with the store the command checked: the shopper secret
+    (the workers starting together then read the same one), and one line of what they serve."""
+    from ..service.auth import shopper_secret
+
+    shopper_secret(settings, store.database)
+    print(f"stylelens: {len(store):,} products from {store.path} ({store.backend.name} search), {args.workers} workers",
+          flush=True)
+
+
 def serve_workers(args, settings) -> int:
     """N uvicorn worker processes: each builds its app from the location and settings handed down in
     its environment (settings.py's STYLELENS_* names), so they serve the same index the same way."""
@@ -57,18 +75,8 @@ def serve_workers(args, settings) -> int:
 
     import uvicorn
 
-    from ..index import open_store
     from ..service.app import SERVE_ENV, serve_value
 
-    from ..service.auth import shopper_secret
-
-    store = open_store(args.index, settings=settings)  # a wrong location or password fails here, once, in one line
-    try:
-        shopper_secret(settings, store.database)  # made once here, so the workers starting together read the same one
-        print(f"stylelens: {len(store):,} products from {store.path} ({store.backend.name} search), {args.workers} workers",
-              flush=True)
-    finally:
-        store.close()
     os.environ[SERVE_ENV] = serve_value(args.index, settings)
     print(f"stylelens: open http://{settings.host}:{settings.port}/  (API docs at http://{settings.host}:{settings.port}/docs)",
           flush=True)
@@ -87,13 +95,6 @@ def warn_if_exposed(settings) -> None:
         print(f"stylelens: warning: serving on {settings.host} without --auth: each browser is an anonymous shopper "
               "(a signed cookie); put it behind a TLS proxy and set allowed_hosts (see docs/security.md).",
               file=sys.stderr, flush=True)
-
-
-def check_index(location, settings) -> None:
-    """Open the index and close it again: a wrong path, location or password fails here, in one line."""
-    from ..index import open_store
-
-    open_store(location, settings=settings).close()
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -294,9 +294,12 @@ def _price_range(prices: list[str]) -> tuple[str | None, str | None]:
 
 def _options(names_values: list[tuple[str, str]], rec: dict) -> None:
     """Colour and size options of a product's variants -> colour (the first), extra colours / sizes (all)."""
-    colours = [v for name, v in names_values if _key(name) in _COLOUR_OPTIONS and v]
-    sizes = [v for name, v in names_values if _key(name) in _SIZE_OPTIONS and v]
-    colours, sizes = list(dict.fromkeys(colours)), list(dict.fromkeys(sizes))
+    found: dict[str, dict[str, None]] = {"colour": {}, "size": {}}  # values in order, once each
+    for name, value in names_values:
+        key = _key(name) if value else ""
+        if key in _COLOUR_OPTIONS or key in _SIZE_OPTIONS:
+            found["colour" if key in _COLOUR_OPTIONS else "size"][value] = None
+    colours, sizes = list(found["colour"]), list(found["size"])
     if colours:
         rec.setdefault("colour", colours[0])
         if len(colours) > 1:
@@ -336,9 +339,11 @@ def _shopify(rows, records: Records) -> None:
             continue
         p = products.get(handle)
         if p is None:
+            names = [values.get(f"option{i}name", "") for i in (1, 2, 3)]  # the product's first row names its options
             p = products[handle] = {"line": n, "first": values, "too_long": too_long, "images": [], "variant_images": [],
-                                    "picture_colours": [], "prices": [], "stock": [], "options": []}
-        names = [p["first"].get(f"option{i}name", "") for i in (1, 2, 3)]
+                                    "picture_colours": [], "prices": [], "stock": [], "options": [], "names": names,
+                                    "colour": next((i for i, name in enumerate(names, 1) if _key(name) in _COLOUR_OPTIONS), None)}
+        names = p["names"]
         if values.get("imagesrc"):
             position = values.get("imageposition", "")
             p["images"].append((int(position) if position.isdigit() else 1 << 30, len(p["images"]), values["imagesrc"]))
@@ -350,8 +355,8 @@ def _shopify(rows, records: Records) -> None:
             p["options"] += [(name, values.get(f"option{i}value", "")) for i, name in zip((1, 2, 3), names)]
             if values.get("variantimage"):
                 p["variant_images"].append(values["variantimage"])
-                p["picture_colours"].append((values["variantimage"], next(
-                    (values.get(f"option{i}value") for i, name in zip((1, 2, 3), names) if _key(name) in _COLOUR_OPTIONS), None)))
+                colour = values.get(f"option{p['colour']}value") if p["colour"] else None
+                p["picture_colours"].append((values["variantimage"], colour))
     for handle, p in products.items():
         first = p["first"]
         status = first.get("status", "").lower()
@@ -414,15 +419,22 @@ def _woocommerce(rows, records: Records) -> None:
         for key, name in (("categories", "categories"), ("tags", "tags"), ("brands", "brand"), ("sku", "sku")):
             if v.get(key):
                 rec["extra"][name] = v[key]
-        options = []
+        options, pictures = [], []  # pictures: (URL, the colour its variation is) for each variation's picture
         for x in [v] + variations:
+            colour: str | None = None
+            colour_named = False  # a variation's colour: its first colour attribute's value (one value)
             for i in range(1, 10):
                 name, value = x.get(f"attribute{i}name"), x.get(f"attribute{i}values")
                 if not name:
                     break
-                if _key(name) == "gender":
+                key = _key(name)
+                if key == "gender":
                     rec.setdefault("gender", value)
+                elif key in _COLOUR_OPTIONS and not colour_named:
+                    colour, colour_named = value or None, True
                 options += [(name, part) for part in _CATEGORY_LIST.split(value or "") if part]
+            if x is not v:
+                pictures += [(url, colour) for url in _image_list(x.get("images", ""))]
         _options(options, rec)
         priced = variations or [v]
         _finish_prices(rec, [x.get("saleprice") or x.get("regularprice", "") for x in priced],
@@ -430,18 +442,6 @@ def _woocommerce(rows, records: Records) -> None:
         regular = v.get("regularprice")
         if v.get("saleprice") and regular and not variations:
             rec["extra"]["regular_price"] = regular
-        rec["images"] = _image_list(v.get("images", "")) + [url for x in variations for url in _image_list(x.get("images", ""))]
-        _picture_colours(rec, [(url, _attribute(x, _COLOUR_OPTIONS)) for x in variations
-                               for url in _image_list(x.get("images", ""))])
+        rec["images"] = _image_list(v.get("images", "")) + [url for url, _ in pictures]
+        _picture_colours(rec, pictures)
         records.add(entry["line"], rec, entry["too_long"])
-
-
-def _attribute(row: dict, names: set[str]) -> str | None:
-    """A WooCommerce row's value of the first attribute named one of ``names`` (a variation has one value)."""
-    for i in range(1, 10):
-        name = row.get(f"attribute{i}name")
-        if not name:
-            return None
-        if _key(name) in names:
-            return row.get(f"attribute{i}values") or None
-    return None

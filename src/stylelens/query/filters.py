@@ -62,41 +62,57 @@ class Filters:
     def mask(self, columns: Columns) -> np.ndarray:
         """Rows that pass, as one vectorised bool array (``applied`` first: unknown words are an error)."""
         applied = self.applied(columns)
-        mask = columns.live.copy()
+        rows = applied._labelled(columns) & applied._priced(columns)
+        if not applied.include_out_of_stock:
+            rows &= columns.in_stock
+        return _whole_products(columns, rows)
+
+    def _labelled(self, columns: Columns) -> np.ndarray:
+        """The live rows of the label values asked for (filters already ``applied``): a new array."""
+        rows = columns.live.copy()
         for column in LABEL_FILTERS:
-            wanted = getattr(applied, column)
+            wanted = getattr(self, column)
             if wanted:
                 codes = [columns.vocab[column].index(v) for v in wanted.split(",")]
-                mask &= np.isin(columns.codes[column], codes)
+                rows &= np.isin(columns.codes[column], codes)
+        return rows
+
+    def _priced(self, columns: Columns) -> np.ndarray | bool:
+        """The rows in the price range (filters already ``applied``); True when there is no range."""
+        rows: np.ndarray | bool = True
         with np.errstate(invalid="ignore"):  # NaN prices never pass a price filter
-            if applied.min_price is not None:
-                mask &= columns.price >= applied.min_price
-            if applied.max_price is not None:
-                mask &= columns.price <= applied.max_price
-        if not applied.include_out_of_stock:
-            mask &= columns.in_stock
-        if columns.views_per_product > 1:
-            # A product passes when any of its pictures does: a variant card's views carry their variant's colour
-            # (build.feed.with_views), and results are products at their row (stages.neighbours.best_views).
-            mask[columns.owners(np.flatnonzero(mask))] = True
-        return mask
+            if self.min_price is not None:
+                rows = rows & (columns.price >= self.min_price)
+            if self.max_price is not None:
+                rows = rows & (columns.price <= self.max_price)
+        return rows
 
     @property
     def is_default(self) -> bool:
         return self == Filters()
 
     def explain_empty(self, columns: Columns) -> str:
-        """Why no product passes, by its real cause (checked one filter at a time)."""
+        """Why no product passes, by its real cause (checked one filter at a time, each filter's rows read once)."""
         applied = self.applied(columns)
-        labels = Filters(**{c: getattr(applied, c) for c in LABEL_FILTERS}, include_out_of_stock=True).mask(columns)
-        if not labels.any():
+        labelled = applied._labelled(columns)
+        # A product passes when one of its rows does (``_whole_products``): "any" needs no spreading.
+        if not labelled.any():
             chosen = ", ".join(f"{c} {getattr(self, c)}" for c in LABEL_FILTERS if getattr(self, c))
             return f"No product is {chosen} together: loosen one of them."
-        priced = replace(applied, include_out_of_stock=True).mask(columns)
+        priced = labelled & applied._priced(columns)
         if not priced.any():
             return "No product of that kind is in the price range: widen min_price or max_price."
-        return (f"{int(priced.sum())} matching products are out of stock: add include_out_of_stock to see them."
-                if not self.include_out_of_stock else "No product matches these filters.")
+        return (f"{int(_whole_products(columns, priced).sum())} matching products are out of stock: add "
+                "include_out_of_stock to see them." if not self.include_out_of_stock else "No product matches these filters.")
+
+
+def _whole_products(columns: Columns, rows: np.ndarray) -> np.ndarray:
+    """``rows`` (changed in place) with the product row of each row that passes: a product passes when any of its
+    pictures does: a variant card's views carry their variant's colour (build.feed.with_views), and results are
+    products at their row (stages.neighbours.best_views)."""
+    if columns.views_per_product > 1:
+        rows[columns.owners(np.flatnonzero(rows))] = True
+    return rows
 
 
 def has_prices(columns: Columns) -> bool:

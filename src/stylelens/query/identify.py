@@ -34,8 +34,9 @@ def vote_labels(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperatur
     out: dict[str, tuple[str | None, float]] = {label: (None, 0.0) for label in labels}
     if len(sims) == 0:
         return out
+    weights = vote_weights(sims, temperature)  # one set of weights for every label
     for label in labels:
-        shares = tally(columns, rows, sims, temperature, label)
+        shares = _shares(columns, rows, weights, label)
         if shares is None:
             continue
         best = int(np.argmax(shares))
@@ -48,12 +49,24 @@ def tally(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: flo
     has the label."""
     if len(sims) == 0:
         return None
-    weights = np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
+    return _shares(columns, rows, vote_weights(sims, temperature), label)
+
+
+def vote_weights(sims: np.ndarray, temperature: float) -> np.ndarray:
+    """Each neighbour's weight: softmax over the cosines (shifted by the best, so the largest weight is 1)."""
+    return np.exp((sims.astype(np.float64) - float(np.max(sims))) / temperature)
+
+
+def _shares(columns: Columns, rows: np.ndarray, weights: np.ndarray, label: str) -> np.ndarray | None:
     codes = columns.codes[label][rows]
     known = codes >= 0
-    if not known.any() or weights[known].sum() <= 0:
+    if not known.any():
         return None
-    return np.bincount(codes[known], weights=weights[known], minlength=len(columns.vocab[label])) / weights[known].sum()
+    weights = weights[known]
+    total = weights.sum()
+    if total <= 0:
+        return None
+    return np.bincount(codes[known], weights=weights, minlength=len(columns.vocab[label])) / total
 
 
 def vote(columns: Columns, rows: np.ndarray, sims: np.ndarray, temperature: float) -> Identification:

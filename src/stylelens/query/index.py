@@ -29,7 +29,7 @@ from .filters import Filters
 from .identify import Identification
 from .look import LookResult, look
 from .personalize import Shoppers, feedback
-from .request import Photo, SearchRequest
+from .request import Item, Photo, SearchRequest
 from .results import SearchResult
 from .space import RawSpace, Snapshot, open_spaces
 from .stages.identify import identify
@@ -123,6 +123,13 @@ class Index:
         identification and results in ``extra["items"]``; the top-level results are the main item's.
         ``box`` (x, y, w, h in the photo's pixels, or "x,y,w,h") searches that region alone.
         With ``user``, results are personalised and the search is remembered as the shopper's upload."""
+        return self.search_items(image, k, box=box, user=user, diversity=diversity, collapse=collapse, **filters)[0]
+
+    def search_items(self, image, k: int | None = None, *, box=None, user: str | None = None,
+                     diversity: float | None = None, collapse: bool | None = None,
+                     **filters) -> tuple[SearchResult, Photo, list[Item]]:
+        """``search`` as served, with the decoded photo and the items found in it (box, parser score, group),
+        main item first: for the scripts that fit what items are ordered by (scripts/fit_main_item.py)."""
         started = time.perf_counter()
         # The options are checked before the image is decoded and embedded.
         request = SearchRequest.make(self.settings.k, k, box=box, user=user, diversity=diversity, collapse=collapse,
@@ -136,7 +143,7 @@ class Index:
         if user is not None:
             self.shoppers.record(user, "upload", vector=items[0].vector, sha256=photo.sha256)
         result.took_ms = (time.perf_counter() - started) * 1000
-        return result
+        return result, photo, items
 
     def parser_locator(self):
         """The locate stage with the garment parser (``stages.parse``), or None for today's (``stages.locate``):

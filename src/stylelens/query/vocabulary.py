@@ -11,6 +11,7 @@ catalog with its own "Sneakers" type is searched by it, not by the table's guess
 from __future__ import annotations
 
 import difflib
+import functools
 
 from ..index.catalog_db import label_forms, label_key
 
@@ -66,9 +67,12 @@ def spelled(value: str) -> str:
     return key
 
 
-def forms(value: str) -> set[str]:
+# Cached: every word a query reads is compared with each value of the catalog's vocabulary, whose forms never
+# change (141 types in fashion-small); the bound only keeps the shoppers' own words from growing it without end.
+@functools.lru_cache(maxsize=8192)
+def forms(value: str) -> frozenset[str]:
     """The spellings under which a word and a catalog value are the same label (case, punctuation, plural)."""
-    return label_forms(spelled(value))
+    return frozenset(label_forms(spelled(value)))
 
 
 def catalog_values(column: str, word: str, vocab: list[str]) -> list[str]:

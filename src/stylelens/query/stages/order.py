@@ -7,7 +7,7 @@ the search already knows: the parser's confidence in the garment, the confidence
 the vote's where the vote named it), how many of its first results are of one type, and its share of the frame.
 The weights are fitted on street-ccp's train part by ``scripts/fit_main_item.py``.
 
-Only an outfit seen whole is reordered (no garment's box covers ``WHOLE_OUTFIT_MAX_BOX`` of the frame): a
+Only an outfit seen whole is reordered (no garment's box covers ``WHOLE_OUTFIT_MAX_LARGEST_BOX`` of the frame): a
 close-up the parser still reads as an outfit (shoes on a bed, a shirt on a chair) is mostly a photo of its
 largest garment, which keeps its place.
 """
@@ -23,7 +23,10 @@ from ...item.localise import frame_share
 from .typemodel import VOTED_GROUPS
 
 AGREE_K = 5  # the first results whose types are counted
-WHOLE_OUTFIT_MAX_BOX = 0.3  # share of the frame: 95 % of street-ccp's train outfits have no garment box as large
+# An outfit seen whole: its largest garment's box under this share of the frame (95 % of street-ccp's train outfits
+# have no garment box as large). Not stages.parse.OUTFIT_MAX_SECOND_BOX (0.2, the second-largest box), which
+# decides whether a photo is an outfit at all; this one only whether an outfit's garments are reordered.
+WHOLE_OUTFIT_MAX_LARGEST_BOX = 0.3
 FEATURES = ("log parser confidence", "log type confidence", "share of the first results of one type",
             "log share of the frame", "named by the vote (its group's)")
 # scripts/fit_main_item.py on street-ccp's train part (602 photos, 2,253 garments; L2 logistic regression, C=1), on
@@ -52,7 +55,7 @@ def main_first(items, results, size: tuple[int, int], weights: Sequence[float] =
     fitted score, ties in the parser's order. Other photos, and an outfit seen close, keep the parser's order."""
     order = list(range(len(items)))
     if len(items) < 2 or not all(item.group for item in items) \
-            or max(frame_share(item.box, size) for item in items) >= WHOLE_OUTFIT_MAX_BOX:
+            or max(frame_share(item.box, size) for item in items) >= WHOLE_OUTFIT_MAX_LARGEST_BOX:
         return order
     w = np.asarray(weights, np.float64)
     score = [float(w @ features(item.score, r.identified.type_confidence if r.identified else 0.0, r.products,

@@ -35,12 +35,14 @@ MASKED = frozenset({"outerwear", "dress"})
 # worn or held up to the camera (real-items' photos the parser reads as worn have their largest garment at
 # 0.2-0.5 of the frame, street-ccp's outfits under 0.2), searched as a lone garment is: whole.
 OUTFIT_MAX_SHARE = 0.2
-# ... and no two garments' boxes each hold this share of the frame: closer than that, it is one garment (worn, held
-# up, or on feet) that the parser read in parts of several groups. Chosen on the train parts (issue 23): the
+# ... and no two garments' boxes each hold this share of the frame (the second-largest box under it): closer than
+# that, it is one garment (worn, held up, or on feet) that the parser read in parts of several groups. Whether the
+# photo is an outfit at all; not stages.order.WHOLE_OUTFIT_MAX_LARGEST_BOX, which takes an outfit (past this test)
+# as seen whole, so its main item may be reordered, by its largest box. Chosen on the train parts (issue 23): the
 # second-largest box of real-items' photos that took the outfit path is median 0.31 of the frame, street-ccp's
 # outfits' 0.09 (90 % under 0.14); over 0.2 sends 25 of 31 such real-items photos and 3 of 585 street photos
 # whole. Measure parts: 16 of 19 and 2 of 388; real-items type P@5 0.867 -> see docs/shop-the-look.md.
-SECOND_BOX_MAX = 0.2
+OUTFIT_MAX_SECOND_BOX = 0.2
 # Nobody wearing them: the garment pixels' separate parts (a part: pixels that touch, and parts nearer each other
 # than GAP of the smaller one's longer side, e.g. a pair of shoes), parts under MIN_PART of the largest or
 # MIN_ITEM of the frame dropped. Several parts each boxed in under PARTS_MAX of the frame are an item each (a
@@ -74,7 +76,7 @@ def parse(photo: Photo, box=None, *, localise_items: bool = True, max_items: int
             parsing = parser.analyse(rgb)
     worn = [g for g in parsing.garments if g.group in GROUP_TYPES]
     if parsing.person_present and worn and max(g.area_share for g in worn) < OUTFIT_MAX_SHARE \
-            and _second_box_share(worn, rgb.shape[:2]) < SECOND_BOX_MAX:
+            and _second_box_share(worn, rgb.shape[:2]) < OUTFIT_MAX_SECOND_BOX:
         return [Item(box=_original(g.box, photo.scale), region=g.box, pad=PAD, score=g.score,
                      mask=g.mask if masked and g.group in MASKED else None, group=g.group, types=GROUP_TYPES[g.group],
                      outline=outline(g.mask, photo.scale))
