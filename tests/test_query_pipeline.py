@@ -198,7 +198,12 @@ def test_no_result_is_said_by_its_real_cause_and_a_product_passes_by_any_of_its_
     assert Filters(type="dress", min_price=50).explain_empty(cols) == \
         "No product of that kind is in the price range: widen min_price or max_price."
     assert Filters(type="tshirt", colour="red").explain_empty(cols) == \
-        "1 matching products are out of stock: add include_out_of_stock to see them."
+        "1 matching product is out of stock: add include_out_of_stock to see them."
+    # The dress and its view are one product, counted once.
+    assert Filters(type="dress").explain_empty(cols) == \
+        "1 matching product is out of stock: add include_out_of_stock to see them."
+    assert Filters(max_price=90).explain_empty(cols) == \
+        "2 matching products are out of stock: add include_out_of_stock to see them."
     assert Filters(type="tshirt", colour="red", include_out_of_stock=True).explain_empty(cols) == \
         "No product matches these filters."
     # The dress passes a blue filter through its blue view: its own row is where results are ranked.

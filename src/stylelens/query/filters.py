@@ -102,8 +102,11 @@ class Filters:
         priced = labelled & applied._priced(columns)
         if not priced.any():
             return "No product of that kind is in the price range: widen min_price or max_price."
-        return (f"{int(_whole_products(columns, priced).sum())} matching products are out of stock: add "
-                "include_out_of_stock to see them." if not self.include_out_of_stock else "No product matches these filters.")
+        if self.include_out_of_stock:
+            return "No product matches these filters."
+        products = len(np.unique(columns.owners(np.flatnonzero(priced))))  # a product's views are one product
+        return (f"{products} matching product{'s are' if products != 1 else ' is'} out of stock: add include_out_of_stock "
+                "to see them.")
 
 
 def _whole_products(columns: Columns, rows: np.ndarray) -> np.ndarray:
