@@ -159,7 +159,9 @@ def cmd_info(args) -> int:
             from ..query.space import adopted_aspects
 
             serves = adopted_aspects(info)  # what open_spaces serves, read the one way
-            print(f"           serves {', '.join(serves) if serves else 'nothing (measured no better than the raw space)'}; "
+            said = {"type": "type (its space searched)", "colour": "colour (its colour vote)",
+                    "vote": "vote (the type probe joins the type vote)"}
+            print(f"           serves {', '.join(said.get(a, a) for a in serves) if serves else 'nothing (measured no better than the raw space)'}; "
                   f"{trained.get('held_out', 0):,} products held out to measure it")
     else:
         print("tuned head none (stylelens tune INDEX trains one on the catalog's labels)")
