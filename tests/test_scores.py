@@ -58,3 +58,23 @@ def test_mask_box_is_the_box_of_the_masks_pixels():
             mask[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = True
         ys, xs = np.nonzero(mask)
         assert mask_box(mask) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+
+
+def test_the_best_of_a_masked_catalog_are_top_k_of_the_whole_masked_array():
+    """``neighbours.best_of`` picks among the masked rows alone: the same scores and rows, in the same order, as
+    ``top_k`` over every row with the others at -inf, ties (which ``top_k`` orders by its partition) included."""
+    from stylelens.index.backend import top_k
+    from stylelens.query.stages.neighbours import best_of
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 3000))
+        scores = rng.standard_normal(n).astype(np.float32)
+        if trial % 3 == 0:  # many ties: a few distinct values
+            scores = np.round(scores, 1)
+        mask = rng.random(n) < rng.choice([0.01, 0.2, 0.9])
+        k = int(rng.integers(1, 60))
+        want = top_k(np.where(mask, scores, np.float32(-np.inf))[None], k)
+        got = best_of(scores, mask, k)
+        assert got[0].shape == got[1].shape == (1, k)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), (trial, n, k)

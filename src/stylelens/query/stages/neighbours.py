@@ -112,7 +112,20 @@ class Scored:
         mask = columns.live if mask is None else columns.fit(mask)
         if self.unscored is not None and (mask & self.unscored).any():
             return self.space.search(queries, k, mask, filters=filters, columns=columns)
-        return top_k(np.where(mask, self.scores, np.float32(-np.inf))[None], k)
+        return best_of(self.scores, mask, k)
+
+
+def best_of(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k`` of ``scores`` where ``mask`` is True, as (1, k) arrays: picked among the masked rows alone (a
+    garment's group, not the whole catalog), the answer of ``top_k`` on the whole masked array. Where the best k
+    and the next are all different, both can answer only one way; a tie among them, whose order ``top_k`` leaves
+    to its partition, is answered by ``top_k`` on the whole array, as before."""
+    rows = np.flatnonzero(mask)
+    best, at = top_k(scores[rows][None], k + 1)
+    finite = best[0][np.isfinite(best[0])]
+    if not len(rows) or np.any(finite[1:] == finite[:-1]):
+        return top_k(np.where(mask, scores, np.float32(-np.inf))[None], k)
+    return best[:, :k], np.where(at >= 0, rows[np.maximum(at, 0)], -1)[:, :k]
 
 
 def scored(snap: Snapshot, vectors: list[np.ndarray], within: list[np.ndarray | None] | None = None) -> list[Snapshot]:
