@@ -175,7 +175,7 @@ def product(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray | None = 
 
 
 _POOL = None
-_BUFFERS: dict[tuple[int, int], list] = {}  # (dim, parts) -> a gather buffer per part, kept for the next pass
+_BUFFERS: dict[tuple, list] = {}  # (dim, GATHER_ROWS, parts) -> a gather buffer per part, kept for the next pass
 # One product at a time: it uses every core already, and torch's thread count is one setting for the process.
 _PRODUCT_LOCK = threading.Lock()
 
@@ -200,9 +200,10 @@ def _parallel_product(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray
         bounds = np.linspace(0, n, parts + 1).astype(int)
         if _POOL is None:
             _POOL = ThreadPoolExecutor(8, thread_name_prefix="catalog-product")
-        if picked is not None and (vectors.shape[1], parts) not in _BUFFERS:
-            _BUFFERS[(vectors.shape[1], parts)] = [torch.empty((GATHER_ROWS, vectors.shape[1])) for _ in range(parts)]
-        buffers = None if picked is None else _BUFFERS[(vectors.shape[1], parts)]
+        key = (vectors.shape[1], GATHER_ROWS, parts)
+        if picked is not None and key not in _BUFFERS:
+            _BUFFERS[key] = [torch.empty((GATHER_ROWS, vectors.shape[1])) for _ in range(parts)]
+        buffers = None if picked is None else _BUFFERS[key]
 
         def part(i: int) -> None:
             a, b = bounds[i], bounds[i + 1]
