@@ -45,7 +45,7 @@ CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
 
 
 CODES_KEPT = 4096  # label values a view remembers the code of (``Columns.code``)
-MASKS_KEPT = 64  # sets of label codes a view remembers the rows of (``Columns.rows_with``): a group's types...
+MASKS_KEPT = 64  # sets of label codes a view remembers the rows of (``Columns.rows_with``: groups, narrowed types)
 
 
 @dataclass
