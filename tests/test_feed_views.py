@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from feedserver import FeedServer
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from test_fetch import jpeg
 
 from stylelens import build_index, open_index
 from stylelens.cli.output import print_results
-from stylelens.index.catalog_db import VIEW_MARK
+from stylelens.index.catalog_db import LABEL_COLUMNS, VIEW_MARK, columns_from, product_of, view_id
 from stylelens.service import create_app
 
 OTHERS = range(10, 20)  # pattern seeds of the products that are no one's view
@@ -57,6 +58,42 @@ def shop(server, tmp_path, extra_rows=()):
     rows += [merchant_row(f"O{s}", server.route(f"/o{s}.jpg", jpeg(s))) for s in OTHERS]
     rows += list(extra_rows)
     return server.route("/feed.tsv", write_tsv(tmp_path / "feed.tsv", rows).read_bytes(), content_type="text/plain")
+
+
+def test_a_products_rows_are_found_by_bisection_as_by_a_scan_of_every_row():
+    """``Columns.rows_of_product`` and ``product_views`` read a product's rows from one map made per view: the same
+    rows, in the same order, as a scan of every row gives (products with and without views, views whose product
+    has no picture of its own, dead rows)."""
+    rng = np.random.default_rng(0)
+    ids = []
+    for p in range(60):
+        views = int(rng.integers(0, 4))
+        own = rng.random() > 0.1  # some products have only views (their main picture could not be had)
+        ids += ([f"p{p}"] if own else []) + [view_id(f"p{p}", n) for n in range(1, views + 1)]
+    order = rng.permutation(len(ids))
+    n = len(ids) + 15  # dead rows too
+    rows = rng.permutation(n)[:len(ids)]
+    records = [(int(rows[i]), ids[i], 1.0, 1) + (None,) * len(LABEL_COLUMNS) for i in order]
+    columns = columns_from(records, n, 0, (), "test")
+    assert columns.views_per_product > 1
+
+    def scanned(row):  # what a scan of every row answers
+        others = np.flatnonzero((columns.owner == row) & columns.live)
+        return [row] + [r for r in others.tolist() if r != row]
+
+    standing = np.unique(columns.owners(np.flatnonzero(columns.live)))
+    for row in standing.tolist():
+        assert columns.rows_of_product(row).tolist() == scanned(row)
+    for _ in range(20):
+        shown = rng.choice(standing, size=int(rng.integers(1, 12)), replace=False)
+        want = {}
+        for r in np.flatnonzero(np.isin(columns.owner, shown) & columns.live).tolist():
+            want.setdefault(int(columns.owner[r]), []).append(r)
+        want = {row: [row] + [r for r in rs if r != row] for row, rs in want.items()
+                if len(rs) > 1 or product_of(columns.ids[row]) != columns.ids[row]}
+        got = columns.product_views(shown)
+        assert got == want and list(got) == list(want)
+    assert columns.product_views(np.zeros(0, np.int64)) == {}
 
 
 def test_a_product_is_found_by_its_second_picture_and_shown_once(tmp_path, server, random_embedder):

@@ -118,6 +118,49 @@ def test_a_locator_that_knows_garment_types_searches_each_item_within_them(built
         plain.close()
 
 
+def test_a_worn_outfits_garments_are_scored_on_their_groups_rows_and_answer_as_from_every_row(built_index, random_embedder,
+                                                                                             monkeypatch):
+    """A worn outfit's garments are scored in one pass over the rows of their groups alone, gathered in blocks out
+    of the catalog's matrix (``neighbours.scored``, ``backend.product``): each garment's results are the same
+    products, in the same order, at the same scores, as from the pass over every row, and the same products as
+    each garment searched on its own."""
+    from stylelens.index import backend
+
+    monkeypatch.setattr(backend, "PARALLEL_ROWS", 1)  # the gathered product a large catalog gets
+    monkeypatch.setattr(backend, "GATHER_ROWS", 4)  # several blocks
+    gathered = []
+    parallel = backend._parallel_product
+    monkeypatch.setattr(backend, "_parallel_product",
+                        lambda vectors, queries, rows=None: gathered.append(rows) or parallel(vectors, queries, rows))
+    path, catalog, rows = built_index
+    kinds = sorted({r["articleType"] for r in rows.values()})
+    groups = (("top", kinds[:1]), ("bottom", kinds[1:2]), ("bag", kinds[:2]))
+
+    def parser(photo, box, *, localise_items, max_items):
+        height, width = photo.pixels.shape[:2]
+        whole = locate(photo, box, localise_items=False)[0]
+        regions = ((0, 0, width / 2, height), (width / 2, 0, width / 2, height), (width / 4, height / 4, width / 2, height / 2))
+        return [dataclasses.replace(whole, region=r, pad=0.1, group=g, types=frozenset(t)) for r, (g, t) in zip(regions, groups)]
+
+    index = open_index(path, embedder=random_embedder, locator=parser)
+    scored = pipeline.scored
+    try:
+        photo = on_a_table(catalog / "images" / f"{sorted(rows)[2]}.jpg")
+        answers = {}
+        for name, scoring in (("groups", scored), ("every row", lambda snap, vectors, within=None: scored(snap, vectors)),
+                              ("alone", lambda snap, vectors, within=None: [snap] * len(vectors))):
+            monkeypatch.setattr(pipeline, "scored", scoring)
+            answers[name] = index.search(photo, k=5, include_out_of_stock=True).extra["items"]
+    finally:
+        index.close()
+    picked = [r for r in gathered if r is not None]
+    assert len(picked) == 1 and len(picked[0]) < len(rows)  # the groups' rows only, in one pass
+    assert sorted(item["group"] for item in answers["groups"]) == sorted(g for g, _ in groups)
+    for item, whole, alone in zip(answers["groups"], answers["every row"], answers["alone"]):
+        assert item["results"] and item["results"] == whole["results"]
+        assert [p["id"] for p in item["results"]] == [p["id"] for p in alone["results"]]
+
+
 # ---- after the neighbour pass ------------------------------------------------------------------------------
 def test_rank_found_is_what_search_serves_and_takes_an_identification_from_elsewhere(index, built_index):
     """Evaluation runs rank_found on its own neighbour pass: from the served pass it gives the served rows."""

@@ -24,6 +24,15 @@ def test_all_scores_is_every_rows_cosine_to_each_query(tmp_path, monkeypatch, qu
         assert got.shape == (queries, len(matrix)) and got.dtype == np.float32 and got.flags.c_contiguous
         np.testing.assert_allclose(got, q @ np.asarray(matrix).T, rtol=0, atol=1e-4)
     assert all_scores(rows[:0], q).shape == (queries, 0)
+    # Some rows only (a worn garment's group): the very floats the whole pass gives them, not merely close ones,
+    # so a search answered from them ranks as one answered from the whole pass (same rows, same order).
+    monkeypatch.setattr(backend, "GATHER_ROWS", 300)  # several blocks per half, the last one short
+    some = np.flatnonzero(rng.random(len(rows)) < 0.4)
+    for matrix in (rows, mapped):
+        whole = all_scores(matrix, q)
+        assert np.array_equal(all_scores(matrix, q, some), whole[:, some])
+        assert np.array_equal(all_scores(matrix, q, some[:7]), whole[:, some[:7]])
+        assert all_scores(matrix, q, some[:0]).shape == (queries, 0)
     mask = rng.random(len(rows)) < 0.5
     scores, found = exact_search(mapped, q, 7, mask)
     want = np.where(mask, q @ rows.T, -np.inf)
@@ -49,3 +58,23 @@ def test_mask_box_is_the_box_of_the_masks_pixels():
             mask[y : y + rng.integers(1, 6), x : x + rng.integers(1, 6)] = True
         ys, xs = np.nonzero(mask)
         assert mask_box(mask) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+
+
+def test_the_best_of_a_masked_catalog_are_top_k_of_the_whole_masked_array():
+    """``neighbours.best_of`` picks among the masked rows alone: the same scores and rows, in the same order, as
+    ``top_k`` over every row with the others at -inf, ties (which ``top_k`` orders by its partition) included."""
+    from stylelens.index.backend import top_k
+    from stylelens.query.stages.neighbours import best_of
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 3000))
+        scores = rng.standard_normal(n).astype(np.float32)
+        if trial % 3 == 0:  # many ties: a few distinct values
+            scores = np.round(scores, 1)
+        mask = rng.random(n) < rng.choice([0.01, 0.2, 0.9])
+        k = int(rng.integers(1, 60))
+        want = top_k(np.where(mask, scores, np.float32(-np.inf))[None], k)
+        got = best_of(scores, mask, k)
+        assert got[0].shape == got[1].shape == (1, k)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), (trial, n, k)

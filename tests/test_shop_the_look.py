@@ -114,6 +114,31 @@ def test_a_person_gets_a_row_per_worn_garment_within_its_groups_types(shop):
 
 
 @real
+def test_an_outfit_scored_on_its_groups_rows_answers_as_from_every_row(shop, monkeypatch):
+    """Street outfits searched as served (each garment's pass over its group's rows, gathered out of the catalog's
+    matrix as a large catalog's are) and with the pass over every row: the same products, scores and order in
+    every row (bench/outfit_cost.py compares all 401 street measure photos on the whole catalog)."""
+    from stylelens.index import backend
+    from stylelens.query import pipeline
+
+    indexes, _, street = shop
+    monkeypatch.setattr(backend, "PARALLEL_ROWS", 1024)  # this 3,000-product index as a large catalog is searched
+    gathered = []
+    parallel = backend._parallel_product
+    monkeypatch.setattr(backend, "_parallel_product",
+                        lambda vectors, queries, rows=None: gathered.append(rows) or parallel(vectors, queries, rows))
+    scored = pipeline.scored
+    answers = {}
+    for name, scoring in (("groups", scored), ("every row", lambda snap, vectors, within=None: scored(snap, vectors))):
+        monkeypatch.setattr(pipeline, "scored", scoring)
+        answers[name] = [indexes["parser"].search(photo.path, k=5, include_out_of_stock=True).extra["items"]
+                         for photo in street]
+    assert sum(len(rows) >= 2 for rows in answers["groups"]) >= len(street) // 2
+    assert sum(rows is not None for rows in gathered) >= len(street) // 2  # the groups' rows, gathered
+    assert answers["groups"] == answers["every row"]
+
+
+@real
 def test_where_item_finding_does_not_search_the_whole_frame_it_answers_at_least_as_well(shop):
     """The regression's own photos: of real-items' measure photos, those the parse stage does not search whole
     (a worn outfit, a cut-out part, several parts) must score, searched as served, at least what the whole frame

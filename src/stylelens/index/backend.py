@@ -132,37 +132,55 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return best, rows
 
 
-def all_scores(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(Q, N) cosines of every row to each query, in one pass over the rows (``product``)."""
+def all_scores(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """(Q, N) cosines of every row to each query, in one pass over the rows (``product``). ``rows`` (sorted row
+    numbers): only those, (Q, len(rows)), each score the same float as the whole pass gives it."""
     queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vectors.shape[1])
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros((len(queries), 0), np.float32)
     if not len(vectors):
         return np.zeros((len(queries), 0), np.float32)
-    return product(vectors, queries)
+    return product(vectors, queries, rows)
 
 
 # From this many rows the product runs as two single-threaded halves at once (``product``); fewer: one BLAS call.
 PARALLEL_ROWS = 8192
+# Rows copied together out of the catalog's matrix for a product on some of its rows (``rows``): 512 x 1280-d
+# float32 is 2.6 MB, read again from the cache by the product. 256-1024 were alike; 2048-4096 slower.
+GATHER_ROWS = 512
 
 
-def product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(Q, N) ``queries @ vectors.T`` for a catalog's rows. A large catalog's: torch's single-threaded product on each
-    half of the rows, both halves at once, the rows read in place (no copy of a memory-mapped matrix). OpenBLAS
-    multiplies a few queries by the whole matrix 3-4x slower than one query, and after any call its threads spin
-    for a while, starving the next OpenVINO inference on 2 cores: measured on 40 street photos, quiet 2-core AMD
-    EPYC Zen 4, an outfit query right after a whole-frame one 100-107 ms with OpenBLAS's product, 74-76 ms without;
-    5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms busy, the same quiet. One query's pass alone is slower
-    (16 ms against OpenBLAS's 8.5, quiet), which the spin saved pays for (docs/shop-the-look.md)."""
-    if len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32:
+def product(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """(Q, N) ``queries @ vectors.T`` for a catalog's rows (``rows``: only those rows, (Q, len(rows))). A large
+    catalog's: torch's single-threaded product on each half of the rows, both halves at once, the rows read in place
+    (no copy of a memory-mapped matrix). OpenBLAS multiplies a few queries by the whole matrix 3-4x slower than one
+    query, and after any call its threads spin for a while, starving the next OpenVINO inference on 2 cores:
+    measured on 40 street photos, quiet 2-core AMD EPYC Zen 4, an outfit query right after a whole-frame one 100-107
+    ms with OpenBLAS's product, 74-76 ms without; 5 queries x 39,665 x 1280 in 32-38 ms against 60-79 ms busy, the
+    same quiet. One query's pass alone is slower (16 ms against OpenBLAS's 8.5, quiet), which the spin saved pays
+    for (docs/shop-the-look.md). Some rows of a large catalog: copied ``GATHER_ROWS`` at a time into a buffer the
+    product reads from the cache, so a pass over a garment group's rows reads only those rows, and each row's score
+    is the very float the whole pass gives it (the same product, row by row: tests/test_scores.py)."""
+    small = len(vectors) < PARALLEL_ROWS or not vectors.flags.c_contiguous or vectors.dtype != np.float32
+    if rows is not None and (small or len(queries) < 2 or len(rows) < 2):
+        # The rows picked out of the whole pass, the same floats by construction: a small catalog's pass is cheap,
+        # and one query's product (or one row's) takes another path in the BLAS whose last row of an odd count
+        # comes out a rounding apart, so only two or more queries on two or more rows are gathered.
+        return np.ascontiguousarray(product(vectors, queries)[:, rows])
+    if small:
         return np.ascontiguousarray(queries @ vectors.T)
-    return _parallel_product(vectors, queries)
+    return _parallel_product(vectors, queries, rows)
 
 
 _POOL = None
+_BUFFERS: dict[tuple, list] = {}  # (dim, GATHER_ROWS, parts) -> a gather buffer per part, kept for the next pass
 # One product at a time: it uses every core already, and torch's thread count is one setting for the process.
 _PRODUCT_LOCK = threading.Lock()
 
 
-def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def _parallel_product(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     import warnings
     from concurrent.futures import ThreadPoolExecutor
 
@@ -171,19 +189,33 @@ def _parallel_product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     global _POOL
     with warnings.catch_warnings():  # a read-only memory map: torch only reads it
         warnings.simplefilter("ignore", UserWarning)
-        rows = torch.from_numpy(np.asarray(vectors))
+        matrix = torch.from_numpy(np.asarray(vectors))
     q = torch.from_numpy(queries).T
-    out = np.empty((len(vectors), len(queries)), np.float32)
+    n = len(vectors) if rows is None else len(rows)
+    out = np.empty((n, len(queries)), np.float32)
+    picked = None if rows is None else torch.from_numpy(rows)
     with _PRODUCT_LOCK:
         threads = torch.get_num_threads()
-        parts = max(1, min(threads, 8, len(vectors) // 1024 or 1))
-        bounds = np.linspace(0, len(vectors), parts + 1).astype(int)
+        parts = max(1, min(threads, 8, n // 1024 or 1))
+        bounds = np.linspace(0, n, parts + 1).astype(int)
         if _POOL is None:
             _POOL = ThreadPoolExecutor(8, thread_name_prefix="catalog-product")
+        key = (vectors.shape[1], GATHER_ROWS, parts)
+        if picked is not None and key not in _BUFFERS:
+            _BUFFERS[key] = [torch.empty((GATHER_ROWS, vectors.shape[1])) for _ in range(parts)]
+        buffers = None if picked is None else _BUFFERS[key]
 
         def part(i: int) -> None:
             a, b = bounds[i], bounds[i + 1]
-            torch.mm(rows[a:b], q, out=torch.from_numpy(out[a:b]))
+            if picked is None:
+                torch.mm(matrix[a:b], q, out=torch.from_numpy(out[a:b]))
+                return
+            buffer = buffers[i]
+            blocks = np.linspace(a, b, -(-(b - a) // GATHER_ROWS) + 1).astype(int)  # even sizes: never a lone row
+            for start, end in zip(blocks[:-1], blocks[1:]):
+                block = buffer[:end - start]
+                torch.index_select(matrix, 0, picked[start:end], out=block)
+                torch.mm(block, q, out=torch.from_numpy(out[start:end]))
 
         torch.set_num_threads(1)  # each part on one thread: the parts are the parallelism
         try:

@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS products_image_sha256 ON products (image_sha256);
 
 
 CODES_KEPT = 4096  # label values a view remembers the code of (``Columns.code``)
+MASKS_KEPT = 64  # sets of label codes a view remembers the rows of (``Columns.rows_with``: groups, narrowed types)
 
 
 @dataclass
@@ -66,6 +67,10 @@ class Columns:
     # (column, value) -> code, as ``code`` answered it: a view's vocabulary never changes, and a shop-the-look
     # query asks for every type the type model knows per garment (a scan of the vocabulary each, ~50 ms a photo).
     _codes: dict = field(default_factory=dict, repr=False, compare=False)
+    # (column, codes) -> the rows with one of those codes (``rows_with``); a worn garment asks for its group's
+    # types three times a query (its pass, its neighbours, its results), each a scan of every row.
+    _masks: dict = field(default_factory=dict, repr=False, compare=False)
+    _members: tuple | None = field(default=None, repr=False, compare=False)  # ``_product_members``, made once
 
     def owners(self, rows: np.ndarray) -> np.ndarray:
         """Each row's product row (a view's product; -1 padding stays)."""
@@ -78,8 +83,46 @@ class Columns:
         """A product's live rows: its own first, then its views in row order."""
         if self.owner is None or self.views_per_product == 1:
             return np.asarray([row], np.int64)
-        others = np.flatnonzero((self.owner == row) & self.live)
+        others = self._members_of(row)
         return np.concatenate([[row], others[others != row]]).astype(np.int64)
+
+    def product_views(self, rows: np.ndarray) -> dict[int, list[int]]:
+        """The live rows of each of these products (rows standing for them) that has views: its own row first,
+        then its views in row order, by its row, the products in the order of their lowest live row; {} in a
+        catalog without views."""
+        rows = np.asarray(rows, np.int64)
+        if self.owner is None or self.views_per_product == 1 or not len(rows):
+            return {}
+        members = {row: self._members_of(row) for row in np.unique(rows[rows >= 0]).tolist()}
+        return {row: [row] + [r for r in rs.tolist() if r != row]
+                for row, rs in sorted(((row, rs) for row, rs in members.items() if len(rs)), key=lambda m: m[1][0])
+                if len(rs) > 1 or product_of(self.ids[row]) != self.ids[row]}
+
+    def _members_of(self, row: int) -> np.ndarray:
+        """The live rows whose product ``row`` stands for, in row order (a slice of ``_product_members``)."""
+        if self._members is None:
+            self._members = self._product_members()
+        order, owners = self._members
+        return order[np.searchsorted(owners, row, "left"):np.searchsorted(owners, row, "right")]
+
+    def _product_members(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live row sorted by the row standing for its product, then by row, and those rows alike: a
+        product's rows are one slice, found by bisection instead of a scan of every row per product."""
+        live = np.flatnonzero(self.live)
+        owners = self.owner[live]
+        by_owner = np.argsort(owners, kind="stable")
+        return live[by_owner], owners[by_owner]
+
+    def rows_with(self, column: str, codes) -> np.ndarray:
+        """The rows (live or dead) whose ``column`` code is one of ``codes``, read-only, remembered per view."""
+        key = (column, tuple(sorted(set(codes))))
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.isin(self.codes[column], key[1])
+            mask.flags.writeable = False  # shared by every query on this view
+            if len(self._masks) < MASKS_KEPT:
+                self._masks[key] = mask
+        return mask
 
     @property
     def n_rows(self) -> int:

@@ -125,9 +125,10 @@ class FolderBackend:
             return self._searcher.search(queries, k, mask)
         return exact_search(self.matrix_for(columns), queries, k, mask)
 
-    def scores(self, queries, columns) -> np.ndarray | None:
-        """Every row's cosine to each query (``backend.all_scores``) when this index searches exactly; None with ANN."""
-        return all_scores(self.matrix_for(columns), queries) if self.method == "exact" else None
+    def scores(self, queries, columns, rows=None) -> np.ndarray | None:
+        """Every row's (or ``rows``') cosine to each query (``backend.all_scores``) when this index searches
+        exactly; None with ANN."""
+        return all_scores(self.matrix_for(columns), queries, rows) if self.method == "exact" else None
 
     def _method(self, asked: str) -> str:
         if asked == "milvus":

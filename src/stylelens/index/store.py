@@ -110,11 +110,11 @@ class IndexStore:
         columns = columns or self.columns
         return self.backend.search(queries, k, columns.fit(mask), filters if self.backend.server_filters else None, columns)
 
-    def scores(self, queries, columns: Columns | None = None) -> np.ndarray | None:
-        """(Q, n_rows) cosines of every row of the view to each query in one pass, where the backend searches
-        exactly in memory; None where it searches on its own (ANN, Milvus)."""
+    def scores(self, queries, columns: Columns | None = None, rows=None) -> np.ndarray | None:
+        """(Q, n_rows) cosines of every row of the view to each query in one pass (``rows``: only those, (Q,
+        len(rows))), where the backend searches exactly in memory; None where it searches on its own (ANN, Milvus)."""
         scorer = getattr(self.backend, "scores", None)
-        return None if scorer is None else scorer(queries, columns or self.columns)
+        return None if scorer is None else scorer(queries, columns or self.columns, rows)
 
     def product(self, pid: str) -> dict:
         return self.catalog.product(pid)

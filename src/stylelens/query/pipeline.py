@@ -124,8 +124,13 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
                         max_items=max_items, locator=locator)
     typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
     typed = for_groups(typed, [item.group for item in items])
-    # A worn outfit's garments are scored against the catalog in one pass; other photos search as they always did.
-    views = scored(snap, [item.vector for item in items]) if any(item.group for item in items) else [snap] * len(items)
+    # A worn outfit's garments are scored against the catalog in one pass, over their groups' rows alone (each is
+    # searched within its group's types); other photos search as they always did.
+    views = [snap] * len(items)
+    if any(item.group for item in items):
+        everything = np.ones(len(snap.columns.live), bool)
+        views = scored(snap, [item.vector for item in items],
+                       [None if item.types is None else within_types(snap.columns, everything, item.types) for item in items])
     results = []
     for i, (item, model_type, view) in enumerate(zip(items, typed, views)):
         item_request = request if i == 0 else replace(request, exact_first=False)

@@ -77,9 +77,10 @@ class RawSpace:
     def vectors(self, rows, columns=None) -> np.ndarray:
         return self.store.vectors(rows, columns)
 
-    def scores(self, queries, columns=None) -> np.ndarray | None:
-        """(Q, n_rows) every row's cosine to each query in one pass (None where the backend searches on its own)."""
-        return self.store.scores(queries, columns)
+    def scores(self, queries, columns=None, rows=None) -> np.ndarray | None:
+        """(Q, n_rows) every row's cosine to each query in one pass (``rows``: only those rows, (Q, len(rows))),
+        None where the backend searches on its own."""
+        return self.store.scores(queries, columns, rows)
 
     def matrix(self, columns=None) -> np.ndarray:
         """Every row's vector of the view (evaluation reads them all on purpose)."""
@@ -160,9 +161,9 @@ class TunedSpace(RawSpace):
     def vectors(self, rows, columns=None) -> np.ndarray:
         return self.matrix(columns)[np.asarray(rows, dtype=np.int64)]
 
-    def scores(self, queries, columns=None) -> np.ndarray:
+    def scores(self, queries, columns=None, rows=None) -> np.ndarray:
         columns = columns or self.store.columns
-        return all_scores(self.matrix(columns)[:columns.n_rows], queries)
+        return all_scores(self.matrix(columns)[:columns.n_rows], queries, rows)
 
     def same_picture(self, rows: np.ndarray, raw: np.ndarray | None, columns=None) -> np.ndarray:
         """Confirmed on the raw vectors: the head pulls products of one type and colour together on purpose,

@@ -40,4 +40,4 @@ def within_types(columns, allowed: np.ndarray, types) -> np.ndarray:
     codes = [c for c in (columns.code("type", t) for t in types) if c is not None]
     if not codes:
         return allowed
-    return allowed & np.isin(columns.codes["type"], codes)
+    return allowed & columns.rows_with("type", codes)

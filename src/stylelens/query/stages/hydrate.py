@@ -27,23 +27,11 @@ def variant_fields(extra: dict) -> dict:
     return out
 
 
-def product_views(cols, rows: np.ndarray) -> dict[int, list[int]]:
-    """The rows of each shown product that has views (its own row first), by its row; {} without views."""
-    if cols.views_per_product == 1 or not len(rows):
-        return {}
-    shown = np.isin(cols.owner, rows) & cols.live
-    members: dict[int, list[int]] = {}
-    for r in np.flatnonzero(shown).tolist():
-        members.setdefault(int(cols.owner[r]), []).append(r)
-    return {row: [row] + [r for r in rs if r != row] for row, rs in members.items()
-            if len(rs) > 1 or product_of(cols.ids[row]) != cols.ids[row]}
-
-
 def hydrate(snap: Snapshot, ranked: Ranked, vector: np.ndarray | None = None) -> list[dict]:
     """``vector``: the item's query vector, for ``similarity`` (None: no similarity, as in "For you")."""
     cols, rows = snap.columns, ranked.rows
     similarity = None
-    views = product_views(cols, rows)
+    views = cols.product_views(rows)
     if vector is not None:
         similarity = snap.space.vectors(rows, cols) @ vector if len(rows) else np.zeros(0, np.float32)
     matched = {}
