@@ -51,19 +51,41 @@ class ModelType:
     decide: Callable[[dict[str, float]], "ModelType | None"] | None = field(default=None, compare=False, repr=False)
 
 
-def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0) -> list[ModelType | None]:
+def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0, groups=None) -> list[ModelType | None]:
     """Per item (its raw backbone vector), when the model is sure: the smallest set of types it was taught (real
     photos are labelled with sets: "a t-shirt is Tshirts or Lounge Tshirts", and it cannot tell their members
     apart) holding its most likely type, restricted to the catalog's types; else None. Sure: the set's probability
     is at least the model's calibrated threshold and ``min_confidence`` (a photo unlike any it was taught, such as
-    a drawing, gets a low one: it is then named by the vote)."""
+    a drawing, gets a low one: it is then named by the vote). ``groups``: each item's garment group (or None); a
+    worn garment whose group has a head of its own (``TypeModel.worn``) is named by it (``_decide_worn``)."""
     if model is None or not len(raws):
         return [None] * len(raws)
     sold = columns.codes["type"][columns.live]
     stock = np.bincount(sold[sold >= 0], minlength=len(columns.vocab["type"]))
-    decide = partial(_decide, model.taught_sets, max(model.threshold, min_confidence), columns, stock)
-    return [decide({model.types[i]: float(p[i]) for i in np.argsort(-p) if columns.code("type", model.types[i]) is not None})
-            for p in model.probabilities(np.asarray(raws, np.float32))]
+    threshold = max(model.threshold, min_confidence)
+    decide = partial(_decide, model.taught_sets, threshold, columns, stock)
+    raws = np.asarray(raws, np.float32)
+    out = []
+    for i, p in enumerate(model.probabilities(raws)):
+        worn = model.worn_scores(raws[i], groups[i]) if groups is not None and groups[i] else None
+        if worn is not None:
+            out.append(_decide_worn(threshold, {t: v for t, v in worn.items() if columns.code("type", t) is not None}))
+        else:
+            out.append(decide({model.types[j]: float(p[j]) for j in np.argsort(-p)
+                               if columns.code("type", model.types[j]) is not None}))
+    return out
+
+
+def _decide_worn(threshold: float, scores: dict[str, float]) -> ModelType | None:
+    """A worn garment named by its group's head (``scores``: type -> the chance its label holds that type, best
+    first): searched within the best type alone, then the next ones (``narrowed``) where it holds too few."""
+    if not scores:
+        return None
+    first = next(iter(scores))
+    if scores[first] < threshold:
+        return None
+    return ModelType(first, round(scores[first], 4), tuple(scores)[:TOP_TYPES + 1], 1, scores, 0.0,
+                     partial(_decide_worn, threshold))
 
 
 def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str, float]) -> ModelType | None:
