@@ -225,11 +225,11 @@ def test_a_photo_as_close_as_a_catalog_shot_is_named_by_the_vote():
 
 
 # ---- worn garments' own heads -------------------------------------------------------------------------------
-def worn_head(bias, dim: int = 2):
+def worn_head(bias, dim: int = 2, label_types=({"Tops", "Shirts"}, {"Shirts"})):
     """A head over two street labels whose answer is ``bias`` (its logits), whatever the vector."""
     from stylelens.models.typemodel import WornHead
 
-    return WornHead(("blouse", "shirt"), (frozenset({"Tops", "Shirts"}), frozenset({"Shirts"})), np.zeros(dim, np.float32),
+    return WornHead(("blouse", "shirt"), label_types, np.zeros(dim, np.float32),
                     np.ones(dim, np.float32), np.zeros((dim, 2), np.float32), np.asarray(bias, np.float32))
 
 
@@ -268,6 +268,8 @@ def _saved(model, path):
 
 
 def test_a_worn_garment_of_a_headed_group_is_named_by_its_head():
+    from dataclasses import replace
+
     from stylelens.query.stages.typemodel import for_groups, model_types, with_vote
 
     cols = shop_columns()
@@ -276,9 +278,16 @@ def test_a_worn_garment_of_a_headed_group_is_named_by_its_head():
     top, lone = model_types(model, np.zeros((2, 2)), cols, groups=["top", None])
     assert top.type == "Shirts" and top.confidence == pytest.approx(1.0) and top.in_set == 1
     assert top.likely == ("Shirts", "Tops")  # searched within Shirts first; Tops next where Shirts holds too few
+    # types of the same labels score the same: searched together, the best-stocked named
+    model.worn = {"top": worn_head(np.log([0.7, 0.3]), label_types=({"Tops", "Tshirts"}, {"Shirts"}))}
+    tied = model_types(model, np.zeros((1, 2)), cols, groups=["top"])[0]
+    assert tied.type == "Tshirts" and tied.in_set == 2 and tied.likely == ("Tshirts", "Tops", "Shirts")
     assert lone.type == "Tshirts"  # not a worn garment: the main head
     assert model_types(model, np.zeros((1, 2)), cols, groups=["bottom"])[0].type == "Tshirts"  # no head of its own
-    # the vote is blended with the head's scores as with the main head's probabilities
-    voted = for_groups([top], ["top"])[0]
+    # a worn head's answer is not blended with the vote (WORN_VOTE_WEIGHTS), the main head's answer for tops is
+    assert for_groups([top], ["top"])[0].vote_weight == 0.0 and top.worn
+    assert for_groups(model_types(model, np.zeros((1, 2)), cols, groups=["bottom"]), ["top"])[0].vote_weight == 0.25
+    # at a weight, the vote is blended with the head's scores as with the main head's probabilities
+    voted = replace(top, vote_weight=0.25)
     assert with_vote(voted, {"Tops": 1.0}, types=frozenset({"Tshirts", "Shirts", "Tops"})).type == "Tops"
     assert with_vote(voted, {"Shirts": 0.6, "Tops": 0.4}).likely == ("Shirts", "Tops")

@@ -18,6 +18,8 @@ import numpy as np
 
 
 TOP_TYPES = 5  # the model's most likely types an item may be searched within
+TIED = 1e-3  # a worn head's scores this close name types it cannot tell apart
+WORN_MIN_SCORE = 0.0  # a worn head's best score below which the vote names the garment
 # Worn garments of these groups are named by their neighbours' vote, not the model: on street-ccp's measure part,
 # outerwear found (a row on it with P@5 >= 0.6) 0.61 -> 0.77 on the first 150 photos and 0.59 -> 0.72 on the other
 # 251; for the other groups the model helps (without it: bottoms 0.43 -> 0.31, bags 0.68 -> 0.61, tops the same).
@@ -36,6 +38,8 @@ CATALOG_SHOT_COSINE = 0.77
 # chosen there among 0, 0.25, 0.5, 0.75, 1) and 0.545 -> 0.591 on the measure part; bottoms, shoes and bags gain
 # nothing (0.733, 0.963, 1.0 the same), and single garments at home lose (real-items 0.862 -> 0.837).
 VOTE_WEIGHTS: dict[str, float] = {"top": 0.25}
+# The same for a garment named by its group's own head: none (see docs/shop-the-look.md, "Worn garments' own heads").
+WORN_VOTE_WEIGHTS: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ModelType:
     probabilities: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
     vote_weight: float = 0.0
     decide: Callable[[dict[str, float]], "ModelType | None"] | None = field(default=None, compare=False, repr=False)
+    worn: bool = False  # named by its group's own head (``TypeModel.worn``)
 
 
 def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0, groups=None) -> list[ModelType | None]:
@@ -69,23 +74,27 @@ def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0, g
     for i, p in enumerate(model.probabilities(raws)):
         worn = model.worn_scores(raws[i], groups[i]) if groups is not None and groups[i] else None
         if worn is not None:
-            out.append(_decide_worn(threshold, {t: v for t, v in worn.items() if columns.code("type", t) is not None}))
+            out.append(_decide_worn(max(threshold, WORN_MIN_SCORE), columns, stock, {t: v for t, v in worn.items() if columns.code("type", t) is not None}))
         else:
             out.append(decide({model.types[j]: float(p[j]) for j in np.argsort(-p)
                                if columns.code("type", model.types[j]) is not None}))
     return out
 
 
-def _decide_worn(threshold: float, scores: dict[str, float]) -> ModelType | None:
+def _decide_worn(threshold: float, columns, stock: np.ndarray, scores: dict[str, float]) -> ModelType | None:
     """A worn garment named by its group's head (``scores``: type -> the chance its label holds that type, best
-    first): searched within the best type alone, then the next ones (``narrowed``) where it holds too few."""
+    first): searched within the best type, with the types it cannot tell from it (the same score: they belong to
+    the same labels, "pants" are Trousers, Track Pants, Capris or Lounge Pants) in stock order, then the next ones
+    (``narrowed``) where those hold too few."""
     if not scores:
         return None
     first = next(iter(scores))
     if scores[first] < threshold:
         return None
-    return ModelType(first, round(scores[first], 4), tuple(scores)[:TOP_TYPES + 1], 1, scores, 0.0,
-                     partial(_decide_worn, threshold))
+    tied = sorted((t for t in scores if scores[t] >= scores[first] - TIED), key=lambda t: -stock[columns.code("type", t)])
+    rest = [t for t in scores if t not in tied][:TOP_TYPES]
+    return ModelType(tied[0], round(scores[first], 4), tuple(tied + rest), len(tied), scores, 0.0,
+                     partial(_decide_worn, threshold, columns, stock), worn=True)
 
 
 def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str, float]) -> ModelType | None:
@@ -109,9 +118,13 @@ def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str
 
 def for_groups(typed: list[ModelType | None], groups) -> list[ModelType | None]:
     """The model's answers per item of a photo, given each item's group (a worn garment's, or None): a group the
-    vote names (``VOTED_GROUPS``) drops the model's answer; a group it is blended with (``VOTE_WEIGHTS``) says so."""
-    return [None if t is None or g in VOTED_GROUPS else replace(t, vote_weight=VOTE_WEIGHTS[g]) if g in VOTE_WEIGHTS else t
-            for t, g in zip(typed, groups)]
+    vote names (``VOTED_GROUPS``) drops the model's answer; a group it is blended with (``VOTE_WEIGHTS``, or
+    ``WORN_VOTE_WEIGHTS`` for an answer of the group's own head) says so."""
+    out = []
+    for t, g in zip(typed, groups):
+        weight = (WORN_VOTE_WEIGHTS if t is not None and t.worn else VOTE_WEIGHTS).get(g, 0.0)
+        out.append(None if t is None or g in VOTED_GROUPS else replace(t, vote_weight=weight) if weight else t)
+    return out
 
 
 def with_vote(found: ModelType | None, shares: dict[str, float], types=None) -> ModelType | None:
