@@ -20,7 +20,8 @@ import numpy as np
 TOP_TYPES = 5  # the model's most likely types an item may be searched within
 TIED = 1e-3  # a worn head's scores this close name types it cannot tell apart
 WORN_MIN_SCORE = 0.0  # a worn head's best score below which the vote names the garment
-# Worn garments of these groups are named by their neighbours' vote, not the model: on street-ccp's measure part,
+# Worn garments of these groups are named by their neighbours' vote, not the main head (a group with a head of its
+# own, ``TypeModel.worn``, is named by that head; the shipped model has one for outerwear): on street-ccp's measure part,
 # outerwear found (a row on it with P@5 >= 0.6) 0.61 -> 0.77 on the first 150 photos and 0.59 -> 0.72 on the other
 # 251; for the other groups the model helps (without it: bottoms 0.43 -> 0.31, bags 0.68 -> 0.61, tops the same).
 VOTED_GROUPS: frozenset[str] = frozenset({"outerwear"})
@@ -118,12 +119,12 @@ def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str
 
 def for_groups(typed: list[ModelType | None], groups) -> list[ModelType | None]:
     """The model's answers per item of a photo, given each item's group (a worn garment's, or None): a group the
-    vote names (``VOTED_GROUPS``) drops the model's answer; a group it is blended with (``VOTE_WEIGHTS``, or
-    ``WORN_VOTE_WEIGHTS`` for an answer of the group's own head) says so."""
+    vote names (``VOTED_GROUPS``) drops the main head's answer (not its own head's); a group it is blended with
+    (``VOTE_WEIGHTS``, or ``WORN_VOTE_WEIGHTS`` for an answer of the group's own head) says so."""
     out = []
     for t, g in zip(typed, groups):
         weight = (WORN_VOTE_WEIGHTS if t is not None and t.worn else VOTE_WEIGHTS).get(g, 0.0)
-        out.append(None if t is None or g in VOTED_GROUPS else replace(t, vote_weight=weight) if weight else t)
+        out.append(None if t is None or (g in VOTED_GROUPS and not t.worn) else replace(t, vote_weight=weight) if weight else t)
     return out
 
 
