@@ -383,9 +383,11 @@ WORN_HEADS = ("top", "bottom", "outerwear", "shoes", "bag")
 WORN_VIEWS = ("box", "flip", "parser")  # the street train crops they learn from (--worn-views)
 WORN_C = 0.01  # inverse L2 strength (scikit-learn's C) of each head's logistic regression
 WORN_FOLDS = 5
+# real-items classes that are one street label (their catalog types the same), lent to the worn heads by --worn-real
+REAL_AS_STREET = {"t-shirt": "t-shirt", "shirt": "shirt", "shorts": "shorts", "skirt": "skirt"}
 
 
-def worn_rows(data: Data, group: str, views) -> dict:
+def worn_rows(data: Data, group: str, views, real_per_class: int = 0, seed: int = 0) -> dict:
     """The street train part's worn garments of ``group`` in ``views`` (box, flip: street; pad0, pad15, shift, mask
     and their -flip: street-jitter; parser: street-parser): keys, photo, label index, Lite0 max vectors."""
     sources = [data.raw("efficientnet-lite0", "street")]
@@ -403,6 +405,19 @@ def worn_rows(data: Data, group: str, views) -> dict:
             part, photo, label, g, view = str(k).split("/")
             if part == "train" and g == group and view in views:
                 keys.append(str(k))
+                x.append(z["max"][i])
+    if real_per_class:  # real-items train photos (whole frame) of classes that are one street label of this group
+        names, _ = street_labels(data.data)
+        index_of = {n: i for i, n in names.items()}
+        z = data.raw("efficientnet-lite0", "real")
+        rng = np.random.default_rng(seed)
+        for cls, label in REAL_AS_STREET.items():
+            if label not in index_of or f"/{index_of[label]}/{group}/" not in "".join(f"/{k.split('/')[2]}/{k.split('/')[3]}/" for k in keys):
+                continue
+            rows = [i for i, k in enumerate(z["keys"]) if str(k).startswith(f"train/{cls}/") and str(k).endswith("/whole")]
+            for i in sorted(rng.permutation(rows)[:real_per_class]):
+                stem = str(z["keys"][i]).split("/")[2]
+                keys.append(f"train/real-{cls}-{stem}/{index_of[label]}/{group}/real")
                 x.append(z["max"][i])
     return {"keys": keys, "photo": np.array([k.split("/")[1] for k in keys]),
             "label": np.array([int(k.split("/")[2]) for k in keys]), "view": np.array([k.rsplit("/", 1)[1] for k in keys]),
@@ -471,7 +486,8 @@ def _fold(photo: str) -> int:
     return int.from_bytes(hashlib.sha256(f"worn-fold:{photo}".encode()).digest()[:4], "big") % WORN_FOLDS
 
 
-def train_worn_heads(data: Data, model: TypeModel, groups, views, c: float, seed: int, log=print) -> dict:
+def train_worn_heads(data: Data, model: TypeModel, groups, views, c: float, seed: int, log=print,
+                     real_per_class: int = 0) -> dict:
     """Each group's head: cross-validated by photo on the street train part (its temperature fitted on the held-out
     folds' label NLL, and the accuracy of the type it searches within, on the box and parser crops), then fitted
     on all of it. Sets ``model.worn``; returns the cross-validated figures."""
@@ -480,7 +496,7 @@ def train_worn_heads(data: Data, model: TypeModel, groups, views, c: float, seed
     names, types = street_labels(data.data)
     report = {}
     for group in groups:
-        rows = worn_rows(data, group, views)
+        rows = worn_rows(data, group, views, real_per_class, seed)
         folds = np.array([_fold(p) for p in rows["photo"]])
         labels = sorted(set(rows["label"].tolist()))
         logits = np.zeros((len(rows["x"]), len(labels)))
@@ -573,6 +589,8 @@ def main(argv=None) -> int:
                     help="garment groups given a head of their own, trained on street crops (empty: none)")
     ap.add_argument("--worn-views", default=",".join(WORN_VIEWS), help="the street train crops the worn heads learn from")
     ap.add_argument("--worn-c", type=float, default=WORN_C, help="the worn heads' inverse L2 strength")
+    ap.add_argument("--worn-real", type=int, default=0,
+                    help="lend the worn heads up to this many real-items train photos of each class that is one street label")
     ap.add_argument("--worn-only", action="store_true",
                     help="keep the model at --out (its main head) and (re)train only its worn heads")
     args = ap.parse_args(argv)
@@ -583,7 +601,8 @@ def main(argv=None) -> int:
     if args.worn_only:
         model = TypeModel.load(args.out)
         model.worn = {}
-        report = train_worn_heads(data, model, worn_groups, worn_views, args.worn_c, args.seed)
+        report = train_worn_heads(data, model, worn_groups, worn_views, args.worn_c, args.seed,
+                                  real_per_class=args.worn_real)
         model.meta["worn_heads_training"] = worn_meta(worn_views, args.worn_c, report)
         meta = model.save(args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {meta['sha256'][:12]})")
