@@ -14,6 +14,11 @@ out of the fit: the temperature is fitted on them (NLL), and the "not sure" thre
 maximises the simulated type P@5 there (sure: top 5 within the predicted type; not sure: the plain
 neighbours of ``--index``). Nothing here reads a ``measure`` photo except the report.
 
+Worn garments of ``--worn-heads``' groups (top, bottom, outerwear, shoes, bag) get a head of their own (``typemodel.WornHead``): a
+logistic regression over the group's street-ccp labels (blouse, shirt, jeans, pants...), fitted on the street
+train part's crops (``--worn-views``: the true box and mirrored, and the served garment parser's cut-outs;
+``--worn-only`` retrains them alone, keeping the main head), cross-validated by photo for its temperature.
+
 ``--compare`` trains every design of the comparison (linear/MLP, pooling, backbones, data sources, input
 view) and prints the tables; without it only the chosen design is trained and saved. Features are
 extracted once into ``--cache`` (scripts/typemodel_features.py). Deterministic for a given seed.
@@ -33,10 +38,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from typemodel_features import catalog_jobs, catalog_rows, catalog_subset, extract, real_items_jobs, street_jobs  # noqa: E402
+from typemodel_features import (catalog_jobs, catalog_rows, catalog_subset, extract, real_items_jobs,  # noqa: E402
+                                street_jitter_jobs, street_jobs, street_parser_features)
 
 from stylelens.models.backbones import BACKBONES  # noqa: E402
-from stylelens.models.typemodel import DEFAULT_PATH, TypeModel  # noqa: E402
+from stylelens.models.typemodel import DEFAULT_PATH, TypeModel, WornHead  # noqa: E402
 from stylelens.quality import realdata  # noqa: E402
 
 HOLDOUT = 0.2  # share of the train photos kept out of the fit, for temperature and threshold
@@ -370,6 +376,165 @@ def summary(res: dict, key: str) -> dict:
     return {"all": float(res[key].mean()), "mean_of_classes": float(np.mean(list(per.values()))), "per": per}
 
 
+# ---- worn garments' own heads ---------------------------------------------------------------------
+# The groups given a head of their own (--worn-heads): dresses keep the main head (street measure found 0.709 by it,
+# 0.692 by a head of their own; the others gain, see docs/shop-the-look.md "Worn garments' own heads").
+WORN_HEADS = ("top", "bottom", "outerwear", "shoes", "bag")
+WORN_VIEWS = ("box", "flip", "parser")  # the street train crops they learn from (--worn-views)
+WORN_C = 0.01  # inverse L2 strength (scikit-learn's C) of each head's logistic regression
+WORN_FOLDS = 5
+# real-items classes that are one street label (their catalog types the same), lent to the worn heads by --worn-real
+REAL_AS_STREET = {"t-shirt": "t-shirt", "shirt": "shirt", "shorts": "shorts", "skirt": "skirt"}
+
+
+def worn_rows(data: Data, group: str, views, real_per_class: int = 0, seed: int = 0) -> dict:
+    """The street train part's worn garments of ``group`` in ``views`` (box, flip: street; pad0, pad15, shift, mask
+    and their -flip: street-jitter; parser: street-parser): keys, photo, label index, Lite0 max vectors."""
+    sources = [data.raw("efficientnet-lite0", "street")]
+    if any(v not in ("box", "flip", "parser") for v in views):
+        sources.append(extract(street_jitter_jobs(data.data), "efficientnet-lite0",
+                               data.cache / "efficientnet-lite0-street-jitter.npz", log=data.log))
+    if "parser" in views:
+        if data.index is None:
+            raise SystemExit("the worn heads' parser crops need --index (its garment parser cuts them)")
+        sources.append(street_parser_features(data.data, data.index, data.cache / "efficientnet-lite0-street-parser.npz",
+                                              log=data.log))
+    keys, x = [], []
+    for z in sources:
+        for i, k in enumerate(z["keys"]):
+            part, photo, label, g, view = str(k).split("/")
+            if part == "train" and g == group and view in views:
+                keys.append(str(k))
+                x.append(z["max"][i])
+    if real_per_class:  # real-items train photos (whole frame) of classes that are one street label of this group
+        names, _ = street_labels(data.data)
+        index_of = {n: i for i, n in names.items()}
+        z = data.raw("efficientnet-lite0", "real")
+        rng = np.random.default_rng(seed)
+        for cls, label in REAL_AS_STREET.items():
+            if label not in index_of or f"/{index_of[label]}/{group}/" not in "".join(f"/{k.split('/')[2]}/{k.split('/')[3]}/" for k in keys):
+                continue
+            rows = [i for i, k in enumerate(z["keys"]) if str(k).startswith(f"train/{cls}/") and str(k).endswith("/whole")]
+            for i in sorted(rng.permutation(rows)[:real_per_class]):
+                stem = str(z["keys"][i]).split("/")[2]
+                keys.append(f"train/real-{cls}-{stem}/{index_of[label]}/{group}/real")
+                x.append(z["max"][i])
+    return {"keys": keys, "photo": np.array([k.split("/")[1] for k in keys]),
+            "label": np.array([int(k.split("/")[2]) for k in keys]), "view": np.array([k.rsplit("/", 1)[1] for k in keys]),
+            "x": np.asarray(x, np.float32)}
+
+
+def fit_logistic(u: np.ndarray, y: np.ndarray, classes: int, c: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression on standardised ``u``, scikit-learn's objective (C * summed NLL + |W|^2 / 2),
+    by L-BFGS in torch: (W (dim, classes), b)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    ut, yt = torch.from_numpy(u.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    w = torch.zeros((u.shape[1], classes), requires_grad=True)
+    b = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=500, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ut @ w + b, yt, reduction="sum") + (w * w).sum() / (2 * c)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
+
+
+def fit_worn_head(model: TypeModel, rows: dict, label_names: dict[int, str], label_types: dict[int, frozenset],
+                  group: str, c: float, seed: int, folds=None) -> WornHead:
+    """A head over the group's street labels, reading the vector and (a linear model) the model's own logits over the
+    group's types; the logits are linear in the vector, so both fold into one linear layer over the vector."""
+    from stylelens.item.groups import GROUP_TYPES
+
+    x = rows["x"] if folds is None else rows["x"][folds]
+    labels = sorted(set(rows["label"].tolist()))
+    y = np.searchsorted(labels, rows["label"] if folds is None else rows["label"][folds])
+    m1, s1 = x.mean(axis=0), x.std(axis=0) + 1e-6
+    u = (x - m1) / s1
+    linear = len(model.layers) == 1
+    if linear:  # the model's logits over the group's types, /5 so they do not swamp the vector's 1,280 features
+        ti = [model.types.index(t) for t in sorted(GROUP_TYPES[group]) if t in model.types]
+        wt = model.layers[0][0][:, ti].astype(np.float64) / (5 * model.temperature)
+        bt = model.layers[0][1][ti].astype(np.float64) / (5 * model.temperature)
+        lg = ((x - model.mean) / model.scale) @ wt + bt
+        m2, s2 = lg.mean(axis=0), lg.std(axis=0) + 1e-6
+        u = np.concatenate([u, (lg - m2) / s2], axis=1)
+    w, b = fit_logistic(u, y, len(labels), c, seed)
+    if linear:
+        a1, a2 = w[:x.shape[1]], w[x.shape[1]:]
+        # lg = u1 @ (diag(s1 / S) wt) + ((m1 - M) / S) @ wt + bt, with u1 = (x - m1) / s1
+        w = a1 + ((s1 / model.scale)[:, None] * wt) @ (a2 / s2[:, None])
+        b = b + ((((m1 - model.mean) / model.scale) @ wt + bt - m2) / s2) @ a2
+    return WornHead(tuple(label_names[i] for i in labels), tuple(label_types[i] for i in labels), m1.astype(np.float32),
+                    s1.astype(np.float32), w.astype(np.float32), b.astype(np.float32))
+
+
+def street_labels(data: Path) -> tuple[dict[int, str], dict[int, frozenset]]:
+    with open(Path(data) / "street-ccp" / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return ({int(r["index"]): r["name"] for r in rows},
+            {int(r["index"]): frozenset(t for t in r["catalog_types"].split("|") if t) for r in rows})
+
+
+def _fold(photo: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"worn-fold:{photo}".encode()).digest()[:4], "big") % WORN_FOLDS
+
+
+def train_worn_heads(data: Data, model: TypeModel, groups, views, c: float, seed: int, log=print,
+                     real_per_class: int = 0) -> dict:
+    """Each group's head: cross-validated by photo on the street train part (its temperature fitted on the held-out
+    folds' label NLL, and the accuracy of the type it searches within, on the box and parser crops), then fitted
+    on all of it. Sets ``model.worn``; returns the cross-validated figures."""
+    from stylelens.item.groups import GROUP_TYPES
+
+    names, types = street_labels(data.data)
+    report = {}
+    for group in groups:
+        rows = worn_rows(data, group, views, real_per_class, seed)
+        folds = np.array([_fold(p) for p in rows["photo"]])
+        labels = sorted(set(rows["label"].tolist()))
+        logits = np.zeros((len(rows["x"]), len(labels)))
+        for f in range(WORN_FOLDS):
+            head = fit_worn_head(model, rows, names, types, group, c, seed, folds != f)
+            z = ((rows["x"][folds == f] - head.mean) / head.scale) @ head.w + head.b
+            index_of = {names[i]: i for i in labels}
+            cols = [labels.index(index_of[n]) for n in head.labels]
+            logits[np.ix_(folds == f, cols)] = z
+            missing = [i for i in range(len(labels)) if i not in cols]
+            logits[np.ix_(folds == f, missing)] = -1e4  # a label absent from the fit folds
+        y = np.searchsorted(labels, rows["label"])
+        grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
+        nll = []
+        for t in grid:
+            z = logits / t
+            z = z - z.max(axis=1, keepdims=True)
+            nll.append(float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])))
+        temperature = float(grid[int(np.argmin(nll))])
+        group_types = sorted(set().union(*(types[i] for i in labels)))
+        cover = np.array([[t in types[i] for t in group_types] for i in labels], float)
+        pick = np.array(group_types)[(np.exp(logits / temperature) @ cover).argmax(axis=1)]
+        right = np.array([t in types[lab] for t, lab in zip(pick, rows["label"])])
+        ti = [model.types.index(t) for t in group_types if t in model.types]
+        model_pick = np.array(model.types)[np.array(ti)[model.logits(rows["x"])[:, ti].argmax(axis=1)]]
+        model_right = np.array([t in types[lab] for t, lab in zip(model_pick, rows["label"])])
+        report[group] = {"rows": len(y), "temperature": temperature, **{
+            f"{view}_right_cv": round(float(right[rows["view"] == view].mean()), 4) for view in ("box", "parser")
+            if (rows["view"] == view).any()}, **{
+            f"{view}_right_by_the_model_fitted_on_them": round(float(model_right[rows["view"] == view].mean()), 4)
+            for view in ("box", "parser") if (rows["view"] == view).any()}}
+        head = fit_worn_head(model, rows, names, types, group, c, seed)
+        head.temperature = temperature
+        model.worn[group] = head
+        log(f"worn head {group}: {report[group]}")
+    return report
+
+
 # ---- the comparison ------------------------------------------------------------------------------
 def designs(backbones) -> list[Design]:
     base = Design("lite0 max linear, catalog+real+street")
@@ -420,9 +585,28 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--json", type=Path, help="write the comparison's numbers here")
     ap.add_argument("--only", default="", help="with --compare: only the designs whose name starts with one of these (separated by ;)")
+    ap.add_argument("--worn-heads", default=",".join(WORN_HEADS),
+                    help="garment groups given a head of their own, trained on street crops (empty: none)")
+    ap.add_argument("--worn-views", default=",".join(WORN_VIEWS), help="the street train crops the worn heads learn from")
+    ap.add_argument("--worn-c", type=float, default=WORN_C, help="the worn heads' inverse L2 strength")
+    ap.add_argument("--worn-real", type=int, default=0,
+                    help="lend the worn heads up to this many real-items train photos of each class that is one street label")
+    ap.add_argument("--worn-only", action="store_true",
+                    help="keep the model at --out (its main head) and (re)train only its worn heads")
     args = ap.parse_args(argv)
 
     data = Data(args.data, args.cache, args.index)
+    worn_groups = [g for g in args.worn_heads.split(",") if g]
+    worn_views = tuple(v for v in args.worn_views.split(",") if v)
+    if args.worn_only:
+        model = TypeModel.load(args.out)
+        model.worn = {}
+        report = train_worn_heads(data, model, worn_groups, worn_views, args.worn_c, args.seed,
+                                  real_per_class=args.worn_real)
+        model.meta["worn_heads_training"] = worn_meta(worn_views, args.worn_c, report)
+        meta = model.save(args.out)
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {meta['sha256'][:12]})")
+        return 0
     ret = Retrieval(data) if data.index is not None else None
     backbones = [b for b in args.backbones.split(",") if b]
     all_designs = designs(backbones)
@@ -485,9 +669,20 @@ def main(argv=None) -> int:
             # is Tshirts or Lounge Tshirts), so a search for a type looks within the smallest set holding it.
             "taught_sets": taught_sets(args.data),
         }
+        if worn_groups:
+            report = train_worn_heads(data, model, worn_groups, worn_views, args.worn_c, args.seed)
+            model.meta["worn_heads_training"] = worn_meta(worn_views, args.worn_c, report)
         meta = model.save(args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {meta['sha256'][:12]})")
     return 0
+
+
+def worn_meta(views, c: float, report: dict) -> dict:
+    return {"data": "street-ccp train part (licence Apache-2.0), worn garments labelled with their street label, crops: "
+                    + "+".join(views) + " (parser: the served garment parser's cut-outs, matched to their garment)",
+            "features": "the Lite0 max vector and (folded in) the main head's logits over the group's types",
+            "l2_c": c, "cross_validated": report,
+            "rebuild": "python scripts/train_type_model.py --data ../shared/data --cache CACHE --index LITE0_INDEX --worn-only"}
 
 
 def print_tables(report: dict) -> None:

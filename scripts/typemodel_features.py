@@ -4,13 +4,17 @@ Used by ``scripts/train_type_model.py``. One network pass gives both poolings (m
 normalised): the trunk is the registry's, the input the embedder's own preparation (letterbox on white at
 the backbone's input size), run by OpenVINO (fp32, throughput mode) when installed, else torch.
 
-Sets (``SETS``): real-items photos (whole frame, a centred square crop, and for the train part a mirrored
-frame), street-ccp worn garments cropped by their box (and mirrored, train part), and the catalog images.
+Sets: real-items photos (whole frame, a centred square crop, and for the train part a mirrored frame),
+street-ccp worn garments cropped by their box (and mirrored, train part), the train part's worn garments
+jittered (``street-jitter``: other margins, shifted, cut out on white by their mask, each mirrored), the
+train part's worn garments as the served search's garment parser cuts them (``street-parser``), and the
+catalog images.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from pathlib import Path
 
@@ -92,6 +96,96 @@ def street_jobs(root: Path, flip: bool = True):
                     jobs.append((f"{key}/flip", types,
                                  lambda ph=photo, it=item: ImageOps.mirror(box_crop(_rgb(ph.path), it.box))))
     return jobs
+
+
+# Worn garments as the served search cuts them, and as it may miss them: its box with the served margin, looser
+# and tighter, shifted, and cut out on white by the garment's own mask, each also mirrored (train part only).
+JITTER_VIEWS = ("pad0", "pad15", "shift", "mask")
+JITTER_GROUPS = ("top", "bottom", "outerwear", "dress")
+
+
+def jitter_crop(image: Image.Image, box, view: str, rng: np.random.Generator, mask: np.ndarray | None = None) -> Image.Image:
+    """One jittered view of a worn garment: ``pad0`` its box alone, ``pad15`` a margin of 0.15 of its longer
+    side, ``shift`` the box moved and resized by up to 15 % (seeded), ``mask`` its pixels on white."""
+    from stylelens.item.localise import crop
+
+    x, y, w, h = box
+    if view == "pad0":
+        return crop(image, box, pad=0.0)
+    if view == "pad15":
+        return crop(image, box, pad=0.15)
+    if view == "shift":
+        dx, dy, sw, sh = rng.uniform(-0.15, 0.15, 4)
+        nw, nh = max(4, w * (1 + sw)), max(4, h * (1 + sh))
+        nx, ny = x + dx * w + (w - nw) / 2, y + dy * h + (h - nh) / 2
+        W, H = image.size
+        nx, ny = min(max(0, nx), W - 4), min(max(0, ny), H - 4)
+        return crop(image, (nx, ny, min(nw, W - nx), min(nh, H - ny)), pad=0.05)
+    return crop(image, box, pad=0.05, mask=mask)
+
+
+def street_jitter_jobs(root: Path, groups=JITTER_GROUPS, views=JITTER_VIEWS, seed: int = 0):
+    """The train part's worn garments of ``groups`` in each of ``views``, and mirrored; keys as street_jobs'."""
+    jobs = []
+    for photo in realdata.street_photos(root, part="train"):
+        for item in photo.worn:
+            if item.group not in groups:
+                continue
+            key = f"train/{photo.photo}/{item.label}/{item.group}"
+            types = "|".join(sorted(item.catalog_types))
+            for view in views:
+                rng_seed = int(hashlib.sha256(f"{seed}:{key}:{view}".encode()).hexdigest()[:8], 16)
+
+                def load(ph=photo, it=item, v=view, s=rng_seed, flip=False):
+                    image = _rgb(ph.path)
+                    mask = np.asarray(Image.open(ph.mask_path)) == it.label if v == "mask" else None
+                    out = jitter_crop(image, it.box, v, np.random.default_rng(s), mask)
+                    return ImageOps.mirror(out) if flip else out
+
+                jobs.append((f"{key}/{view}", types, load))
+                jobs.append((f"{key}/{view}-flip", types, lambda load=load: load(flip=True)))
+    return jobs
+
+
+def street_parser_features(root: Path, index: Path, path: Path, net: "DualPool | None" = None, log=print) -> dict:
+    """The train part's worn garments as the served search cuts them (the garment parser's box, or its mask on
+    white, ``Index.search``'s own cut-outs), each matched to the labelled garment of its group it overlaps most
+    (``realscore.overlaps``); keys ``train/photo/label/group/parser``. Cached at ``path`` like ``extract``."""
+    path = Path(path)
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    from stylelens import open_index
+    from stylelens.quality import realscore
+    from stylelens.query import pipeline
+
+    searcher = open_index(index, tune=False)
+    net = net or DualPool("efficientnet-lite0")
+    keys, labels, mx, av = [], [], [], []
+    t0 = time.perf_counter()
+    photos = [p for p in realdata.street_photos(root, part="train") if p.worn]
+    for n, photo in enumerate(photos):
+        decoded = searcher._photo(photo.path.read_bytes())
+        items = pipeline.cut_items(decoded, localise=searcher.settings.localise, max_items=searcher.settings.max_items,
+                                   locator=searcher.locator or searcher.parser_locator())
+        for item in items:
+            near = [g for g in photo.worn if g.group == item.group and realscore.overlaps(item.box, g.box)]
+            if not item.group or not near:
+                continue
+            g = max(near, key=lambda g: realscore.iou(tuple(item.box), tuple(g.box)))
+            a, b = net(net.embedder.prepare(item.image)[None])
+            keys.append(f"train/{photo.photo}/{g.label}/{g.group}/parser")
+            labels.append("|".join(sorted(g.catalog_types)))
+            mx.append(a[0].astype(np.float16))
+            av.append(b[0].astype(np.float16))
+        if n % 100 == 99:
+            log(f"{path.name}: {n + 1}/{len(photos)} photos, {time.perf_counter() - t0:.0f} s")
+    out = {"keys": np.array(keys), "labels": np.array(labels), "max": np.stack(mx), "avg": np.stack(av),
+           "seconds": np.array(time.perf_counter() - t0)}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
 
 
 def catalog_jobs(rows):
@@ -198,7 +292,8 @@ if __name__ == "__main__":
     ap.add_argument("--data", type=Path, default=realdata.default_root())
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--backbone", default="efficientnet-lite0")
-    ap.add_argument("--sets", default="real,street,catalog")
+    ap.add_argument("--sets", default="real,street,catalog", help="of real, street, street-jitter, street-parser, catalog")
+    ap.add_argument("--index", type=Path, help="with --sets street-parser: an index with the garment parser")
     ap.add_argument("--catalog-per-type", type=int, default=40)
     ap.add_argument("--no-centre", action="store_true", help="leave out the centred-square view of real-items")
     ap.add_argument("--no-flip", action="store_true", help="leave out the mirrored train pictures")
@@ -209,6 +304,12 @@ if __name__ == "__main__":
         extract(real_items_jobs(args.data, centre=not args.no_centre, flip=not args.no_flip), args.backbone, args.cache / f"{args.backbone}-real.npz", net)
     if "street" in sets:
         extract(street_jobs(args.data, flip=not args.no_flip), args.backbone, args.cache / f"{args.backbone}-street.npz", net)
+    if "street-jitter" in sets:
+        extract(street_jitter_jobs(args.data), args.backbone, args.cache / f"{args.backbone}-street-jitter.npz", net)
+    if "street-parser" in sets:
+        if args.index is None:
+            raise SystemExit("--sets street-parser needs --index (the index whose garment parser cuts the garments)")
+        street_parser_features(args.data, args.index, args.cache / f"{args.backbone}-street-parser.npz", net)
     if "catalog" in sets:
         rows = catalog_subset(catalog_rows(args.data), args.catalog_per_type)
         extract(catalog_jobs(rows), args.backbone, args.cache / f"{args.backbone}-catalog{args.catalog_per_type}.npz", net)

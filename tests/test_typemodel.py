@@ -222,3 +222,72 @@ def test_a_photo_as_close_as_a_catalog_shot_is_named_by_the_vote():
     assert looks_like_a_catalog_shot(raw, close)
     assert not looks_like_a_catalog_shot(raw, far) and not looks_like_a_catalog_shot(raw, itself)
     assert not looks_like_a_catalog_shot(tuned, close)
+
+
+# ---- worn garments' own heads -------------------------------------------------------------------------------
+def worn_head(bias, dim: int = 2, label_types=({"Tops", "Shirts"}, {"Shirts"})):
+    """A head over two street labels whose answer is ``bias`` (its logits), whatever the vector."""
+    from stylelens.models.typemodel import WornHead
+
+    return WornHead(("blouse", "shirt"), label_types, np.zeros(dim, np.float32),
+                    np.ones(dim, np.float32), np.zeros((dim, 2), np.float32), np.asarray(bias, np.float32))
+
+
+def test_a_worn_heads_type_scores_are_the_chance_its_label_holds_the_type():
+    head = worn_head(np.log([0.7, 0.3]))
+    scores = dict(zip(head.types, head.type_scores(np.zeros((1, 2), np.float32))[0]))
+    # a blouse (0.7) is Tops or Shirts, a shirt (0.3) Shirts: Shirts is right either way
+    assert scores["Shirts"] == pytest.approx(1.0) and scores["Tops"] == pytest.approx(0.7)
+    head.temperature = 4.0  # a hotter head is less sure which label, never less sure of a type both hold
+    hot = dict(zip(head.types, head.type_scores(np.zeros((1, 2), np.float32))[0]))
+    assert hot["Shirts"] == pytest.approx(1.0) and 0.5 < hot["Tops"] < 0.7
+
+
+def test_worn_heads_are_saved_and_loaded_with_the_model(tmp_path):
+    model = small_model()
+    rng = np.random.default_rng(4)
+    head = worn_head(rng.normal(size=2), dim=16)
+    head.w = rng.normal(size=(16, 2)).astype(np.float32)
+    head.temperature = 1.3
+    model.worn = {"top": head}
+    path = tmp_path / "tm.npz"
+    meta = model.save(path)
+    assert meta["worn_heads"]["top"]["labels"] == ["blouse", "shirt"]
+    again = TypeModel.load(path)
+    x = rng.normal(size=16).astype(np.float32)
+    assert again.worn_scores(x, "top") == pytest.approx(model.worn_scores(x, "top"))
+    assert list(again.worn_scores(x, "top").values()) == sorted(again.worn_scores(x, "top").values(), reverse=True)
+    assert again.worn_scores(x, "bottom") is None  # a group without a head: the main head names it
+    # a model saved before worn heads existed loads with none
+    assert TypeModel.load(_saved(small_model(), tmp_path / "old.npz")).worn == {}
+
+
+def _saved(model, path):
+    model.save(path)
+    return path
+
+
+def test_a_worn_garment_of_a_headed_group_is_named_by_its_head():
+    from dataclasses import replace
+
+    from stylelens.query.stages.typemodel import for_groups, model_types, with_vote
+
+    cols = shop_columns()
+    model = answering({"Tshirts": 0.7, "Shirts": 0.1, "Tops": 0.1, "Jeans": 0.1}, taught=(("Tshirts",),))
+    model.worn = {"top": worn_head(np.log([0.45, 0.55]))}  # blouse 0.45, shirt 0.55: Shirts 1.0, Tops 0.45
+    top, lone = model_types(model, np.zeros((2, 2)), cols, groups=["top", None])
+    assert top.type == "Shirts" and top.confidence == pytest.approx(1.0) and top.in_set == 1
+    assert top.likely == ("Shirts", "Tops")  # searched within Shirts first; Tops next where Shirts holds too few
+    # types of the same labels score the same: searched together, the best-stocked named
+    model.worn = {"top": worn_head(np.log([0.7, 0.3]), label_types=({"Tops", "Tshirts"}, {"Shirts"}))}
+    tied = model_types(model, np.zeros((1, 2)), cols, groups=["top"])[0]
+    assert tied.type == "Tshirts" and tied.in_set == 2 and tied.likely == ("Tshirts", "Tops", "Shirts")
+    assert lone.type == "Tshirts"  # not a worn garment: the main head
+    assert model_types(model, np.zeros((1, 2)), cols, groups=["bottom"])[0].type == "Tshirts"  # no head of its own
+    # a worn head's answer is not blended with the vote (WORN_VOTE_WEIGHTS), the main head's answer for tops is
+    assert for_groups([top], ["top"])[0].vote_weight == 0.0 and top.worn
+    assert for_groups(model_types(model, np.zeros((1, 2)), cols, groups=["bottom"]), ["top"])[0].vote_weight == 0.25
+    # at a weight, the vote is blended with the head's scores as with the main head's probabilities
+    voted = replace(top, vote_weight=0.25)
+    assert with_vote(voted, {"Tops": 1.0}, types=frozenset({"Tshirts", "Shirts", "Tops"})).type == "Tops"
+    assert with_vote(voted, {"Shirts": 0.6, "Tops": 0.4}).likely == ("Shirts", "Tops")

@@ -6,6 +6,11 @@ trained by ``scripts/train_type_model.py`` on the catalog's labels plus the real
 the pooled vector of one named backbone. Its softmax is calibrated (one temperature) and below a
 confidence threshold it answers "not sure", so the caller can fall back to the plain neighbours.
 
+Worn garments (a garment parser's groups) may have a head of their own (``WornHead``): trained on street photos'
+worn garments alone, it reads the same vector as the probability of each street label of the group ("blouse",
+"shirt", "t-shirt"...), and a catalog type's score is the probability that the garment's label holds it (a
+blouse is Tops, Shirts or Tunics). That is the chance a search within that one type finds the garment.
+
 Stored as two files: ``NAME.npz`` (plain arrays, no pickle) and ``NAME.json`` (its metadata: backbone,
 pooling, input size, type vocabulary, temperature, threshold, training data, the npz's sha256). The
 forward pass is numpy. Its input is its own backbone's vector: when the index was built with the same
@@ -42,6 +47,40 @@ def meta_path(path: Path) -> Path:
 
 
 @dataclass
+class WornHead:
+    """One garment group's head: standardise -> logits over the group's street labels -> softmax at
+    ``temperature``; each label's catalog types (``label_types``) turn label probabilities into type scores."""
+
+    labels: tuple[str, ...]
+    label_types: tuple[frozenset[str], ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    w: np.ndarray  # (dim, labels)
+    b: np.ndarray  # (labels,)
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        self.labels, self.label_types = tuple(self.labels), tuple(frozenset(t) for t in self.label_types)
+        if self.w.shape[1] != len(self.labels) or len(self.label_types) != len(self.labels):
+            raise ValueError("a worn head needs one output and one type set per label")
+
+    @functools.cached_property
+    def types(self) -> tuple[str, ...]:
+        return tuple(sorted(set().union(*self.label_types)))
+
+    def label_probabilities(self, x: np.ndarray) -> np.ndarray:
+        z = (((x - self.mean) / self.scale) @ self.w + self.b).astype(np.float64) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def type_scores(self, x: np.ndarray) -> np.ndarray:
+        """(N, len(types)): the probability that the garment's label holds each type (rows need not sum to 1)."""
+        cover = np.array([[t in s for t in self.types] for s in self.label_types], np.float64)
+        return (self.label_probabilities(x) @ cover).astype(np.float32)
+
+
+@dataclass
 class TypeModel:
     """Standardise -> [hidden ReLU layer] -> logits over ``types`` -> softmax at ``temperature``."""
 
@@ -55,6 +94,7 @@ class TypeModel:
     temperature: float = 1.0
     threshold: float = 0.0  # calibrated confidence below which the answer is "not sure"
     meta: dict = field(default_factory=dict)  # training data, measured accuracy, ...
+    worn: dict[str, WornHead] = field(default_factory=dict)  # group -> its worn garments' own head
 
     def __post_init__(self):
         self.types = tuple(self.types)
@@ -103,6 +143,17 @@ class TypeModel:
         conf = p[np.arange(len(p)), best]
         return [self.types[i] for i in best], conf, conf >= self.threshold
 
+    def worn_scores(self, vectors: np.ndarray, group: str) -> dict[str, float] | None:
+        """A worn garment's type scores by its group's head (type -> score, best first), None without one."""
+        head = self.worn.get(group)
+        if head is None:
+            return None
+        x = np.asarray(vectors, np.float32).reshape(1, -1)
+        if x.shape[1] != self.dim:
+            self.logits(x)  # raises the bad-vector error
+        s = head.type_scores(x)[0]
+        return {head.types[i]: float(s[i]) for i in np.argsort(-s, kind="stable")}
+
     # ---- its input ----------------------------------------------------------------------------
     def embedder_options(self) -> dict:
         """Keyword arguments of the ``Embedder`` whose vectors this model reads."""
@@ -121,12 +172,17 @@ class TypeModel:
         arrays = {"mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32)}
         for i, (w, b) in enumerate(self.layers):
             arrays[f"w{i}"], arrays[f"b{i}"] = w.astype(np.float32), b.astype(np.float32)
+        for group, head in self.worn.items():
+            for name in ("mean", "scale", "w", "b"):
+                arrays[f"worn_{group}_{name}"] = getattr(head, name).astype(np.float32)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         data = buf.getvalue()
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "backbone": self.backbone, "pooling": self.pooling,
                 "input_size": self.input_size, "layers": len(self.layers), "types": list(self.types),
-                "temperature": self.temperature, "threshold": self.threshold, "sha256": sha256(data), **self.meta}
+                "temperature": self.temperature, "threshold": self.threshold, "sha256": sha256(data),
+                "worn_heads": {g: {"labels": list(h.labels), "label_types": [sorted(t) for t in h.label_types],
+                                   "temperature": h.temperature} for g, h in self.worn.items()}, **self.meta}
         return data, meta
 
     def save(self, path: Path) -> dict:
@@ -168,11 +224,13 @@ class TypeModel:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             layers = [(arrays[f"w{i}"], arrays[f"b{i}"]) for i in range(int(meta["layers"]))]
+            worn = {g: WornHead(h["labels"], h["label_types"], *(arrays[f"worn_{g}_{n}"] for n in ("mean", "scale", "w", "b")),
+                                float(h["temperature"])) for g, h in meta.get("worn_heads", {}).items()}
             known = {"format", "format_version", "backbone", "pooling", "input_size", "layers", "types", "temperature",
-                     "threshold", "sha256"}
+                     "threshold", "sha256", "worn_heads"}
             return cls(meta["backbone"], meta["pooling"], int(meta["input_size"]), tuple(meta["types"]), arrays["mean"],
                        arrays["scale"], layers, float(meta["temperature"]), float(meta["threshold"]),
-                       {k: v for k, v in meta.items() if k not in known})
-        except (KeyError, ValueError, OSError) as exc:
+                       {k: v for k, v in meta.items() if k not in known}, worn)
+        except (KeyError, ValueError, OSError, TypeError, AttributeError) as exc:
             raise WeightsError(f"Type model weights {where} are damaged ({type(exc).__name__}: {exc}). {rebuild}",
                                code="typemodel_damaged") from exc

@@ -122,7 +122,8 @@ def search_photo(snap: Snapshot, photo: Photo, request: SearchRequest, embedder,
     colour = request.filters.applied(snap.columns).colour  # the catalog's values: "gray" asks for its Grey
     items = photo_items(photo, snap, embedder, box=request.box, colour=colour, localise=localise,
                         max_items=max_items, locator=locator)
-    typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns, snap.settings.type_model_min_confidence)
+    typed = model_types(type_model, np.stack([item.raw for item in items]), snap.columns,
+                        snap.settings.type_model_min_confidence, [item.group for item in items])
     typed = for_groups(typed, [item.group for item in items])
     # A worn outfit's garments are scored against the catalog in one pass, over their groups' rows alone (each is
     # searched within its group's types); other photos search as they always did.

@@ -5,7 +5,9 @@ flat on a bed votes Tshirts, jeans vote Shorts). The type model, trained on the 
 photos, reads the item's backbone vector (the index's own vector when it was built with the model's backbone,
 so it costs one small matrix product). A type it is sure of, and that the catalog sells, is the type the
 item is searched within and named by; gender and colour still come from the vote. A shopper's type filter,
-or a catalog product's own photo (named by its own labels), wins over it.
+or a catalog product's own photo (named by its own labels), wins over it. A worn garment whose group has a head
+of its own (``TypeModel.worn``: top, bottom, outerwear, shoes and bag in the shipped model) is named by that head,
+trained on street photos' worn garments alone (``_decide_worn``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ import numpy as np
 
 
 TOP_TYPES = 5  # the model's most likely types an item may be searched within
-# Worn garments of these groups are named by their neighbours' vote, not the model: on street-ccp's measure part,
-# outerwear found (a row on it with P@5 >= 0.6) 0.61 -> 0.77 on the first 150 photos and 0.59 -> 0.72 on the other
-# 251; for the other groups the model helps (without it: bottoms 0.43 -> 0.31, bags 0.68 -> 0.61, tops the same).
+TIED = 1e-3  # a worn head's scores this close name types it cannot tell apart
+WORN_MIN_SCORE = 0.0  # a worn head's best score below which the vote names the garment
+# Worn garments of these groups are named by their neighbours' vote, not the main head (a group with a head of
+# its own, ``TypeModel.worn``, is named by that head; the shipped model has one for outerwear). Measured for the
+# main head on street-ccp's measure part: outerwear found (a row on it with P@5 >= 0.6) 0.61 -> 0.77 on the first
+# 150 photos and 0.59 -> 0.72 on the other 251; for the other groups the model helps (without it: bottoms
+# 0.43 -> 0.31, bags 0.68 -> 0.61, tops the same). Outerwear by its own head: 0.756 -> 0.882 (all 401 photos).
 VOTED_GROUPS: frozenset[str] = frozenset({"outerwear"})
 
 
@@ -30,12 +36,15 @@ VOTED_GROUPS: frozenset[str] = frozenset({"outerwear"})
 # reach it, 4 of 1,227 real-items measure photos do.
 CATALOG_SHOT_COSINE = 0.77
 
-# Worn garments of these groups are named by the model and their neighbours' vote together: a geometric blend
-# over the group's types, the vote weighing this much (the vote is taken among the group's types alone). On worn
+# Worn garments of these groups, when the main head names them (the shipped model names tops by their own head;
+# these weights apply to a model file without one), are named by it and their neighbours' vote together: a geometric
+# blend over the group's types, the vote weighing this much (the vote is taken among the group's types alone). On worn
 # tops cropped by their true box the type is right 0.598 -> 0.646 (street-ccp train part's held-out slice; weight
 # chosen there among 0, 0.25, 0.5, 0.75, 1) and 0.545 -> 0.591 on the measure part; bottoms, shoes and bags gain
 # nothing (0.733, 0.963, 1.0 the same), and single garments at home lose (real-items 0.862 -> 0.837).
 VOTE_WEIGHTS: dict[str, float] = {"top": 0.25}
+# The same for a garment named by its group's own head: none (see docs/shop-the-look.md, "Worn garments' own heads").
+WORN_VOTE_WEIGHTS: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -49,21 +58,49 @@ class ModelType:
     probabilities: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
     vote_weight: float = 0.0
     decide: Callable[[dict[str, float]], "ModelType | None"] | None = field(default=None, compare=False, repr=False)
+    worn: bool = False  # named by its group's own head (``TypeModel.worn``)
 
 
-def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0) -> list[ModelType | None]:
+def model_types(model, raws: np.ndarray, columns, min_confidence: float = 0.0, groups=None) -> list[ModelType | None]:
     """Per item (its raw backbone vector), when the model is sure: the smallest set of types it was taught (real
     photos are labelled with sets: "a t-shirt is Tshirts or Lounge Tshirts", and it cannot tell their members
     apart) holding its most likely type, restricted to the catalog's types; else None. Sure: the set's probability
     is at least the model's calibrated threshold and ``min_confidence`` (a photo unlike any it was taught, such as
-    a drawing, gets a low one: it is then named by the vote)."""
+    a drawing, gets a low one: it is then named by the vote). ``groups``: each item's garment group (or None); a
+    worn garment whose group has a head of its own (``TypeModel.worn``) is named by it (``_decide_worn``)."""
     if model is None or not len(raws):
         return [None] * len(raws)
     sold = columns.codes["type"][columns.live]
     stock = np.bincount(sold[sold >= 0], minlength=len(columns.vocab["type"]))
-    decide = partial(_decide, model.taught_sets, max(model.threshold, min_confidence), columns, stock)
-    return [decide({model.types[i]: float(p[i]) for i in np.argsort(-p) if columns.code("type", model.types[i]) is not None})
-            for p in model.probabilities(np.asarray(raws, np.float32))]
+    threshold = max(model.threshold, min_confidence)
+    decide = partial(_decide, model.taught_sets, threshold, columns, stock)
+    raws = np.asarray(raws, np.float32)
+    out = []
+    for i, p in enumerate(model.probabilities(raws)):
+        worn = model.worn_scores(raws[i], groups[i]) if groups is not None and groups[i] else None
+        if worn is not None:
+            sold_types = {t: v for t, v in worn.items() if columns.code("type", t) is not None}
+            out.append(_decide_worn(max(threshold, WORN_MIN_SCORE), columns, stock, sold_types))
+        else:
+            out.append(decide({model.types[j]: float(p[j]) for j in np.argsort(-p)
+                               if columns.code("type", model.types[j]) is not None}))
+    return out
+
+
+def _decide_worn(threshold: float, columns, stock: np.ndarray, scores: dict[str, float]) -> ModelType | None:
+    """A worn garment named by its group's head (``scores``: type -> the chance its label holds that type, best
+    first): searched within the best type, with the types it cannot tell from it (the same score: they belong to
+    the same labels, "pants" are Trousers, Track Pants, Capris or Lounge Pants) in stock order, then the next ones
+    (``narrowed``) where those hold too few."""
+    if not scores:
+        return None
+    first = next(iter(scores))
+    if scores[first] < threshold:
+        return None
+    tied = sorted((t for t in scores if scores[t] >= scores[first] - TIED), key=lambda t: -stock[columns.code("type", t)])
+    rest = [t for t in scores if t not in tied][:TOP_TYPES]
+    return ModelType(tied[0], round(scores[first], 4), tuple(tied + rest), len(tied), scores, 0.0,
+                     partial(_decide_worn, threshold, columns, stock), worn=True)
 
 
 def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str, float]) -> ModelType | None:
@@ -87,9 +124,14 @@ def _decide(taught, threshold: float, columns, stock: np.ndarray, prob: dict[str
 
 def for_groups(typed: list[ModelType | None], groups) -> list[ModelType | None]:
     """The model's answers per item of a photo, given each item's group (a worn garment's, or None): a group the
-    vote names (``VOTED_GROUPS``) drops the model's answer; a group it is blended with (``VOTE_WEIGHTS``) says so."""
-    return [None if t is None or g in VOTED_GROUPS else replace(t, vote_weight=VOTE_WEIGHTS[g]) if g in VOTE_WEIGHTS else t
-            for t, g in zip(typed, groups)]
+    vote names (``VOTED_GROUPS``) drops the main head's answer (not its own head's); a group it is blended with
+    (``VOTE_WEIGHTS``, or ``WORN_VOTE_WEIGHTS`` for an answer of the group's own head) says so."""
+    out = []
+    for t, g in zip(typed, groups):
+        weight = (WORN_VOTE_WEIGHTS if t is not None and t.worn else VOTE_WEIGHTS).get(g, 0.0)
+        dropped = t is None or (g in VOTED_GROUPS and not t.worn)
+        out.append(None if dropped else replace(t, vote_weight=weight) if weight else t)
+    return out
 
 
 def with_vote(found: ModelType | None, shares: dict[str, float], types=None) -> ModelType | None:
