@@ -11,7 +11,8 @@ What is searched:
 
 Methods: whole frame (setting ``localise=False``) and today's item finding (the default), each in the raw
 and in the tuned space. The tuned space is a tuned copy of the index made here once (``stylelens tune``'s
-``tune_index`` with ``--tune-views``), kept under ``--work``. Scoring: ``stylelens.quality.realscore``
+``tune_index`` with ``--tune-views``), kept under ``--work``; "frame probe" / "items probe" (not run by default)
+search the raw space with tune's type probe in the type vote (the aspect "vote"). Scoring: ``stylelens.quality.realscore``
 (its docstring defines P@5, overlap, found and main-result-right).
 """
 
@@ -36,11 +37,14 @@ from shopper import split  # noqa: E402  -- the composites' one held-out split
 from stylelens.quality import realdata  # noqa: E402
 from stylelens.quality import realscore as rs  # noqa: E402
 
-METHODS = {  # name -> (item finding, tuned space)
+METHODS = {  # name -> (item finding, what the tuned copy serves: False nothing, True every aspect, or those named)
     "frame raw": (False, False),
     "items raw": (True, False),
     "frame tuned": (False, True),
     "items tuned": (True, True),
+    # the raw space with tune's type probe in the type vote (aspect "vote"), as an index that adopted it alone serves
+    "frame probe": (False, ("vote",)),
+    "items probe": (True, ("vote",)),
 }
 QUICK = {"items_per_class": 8, "street": 20, "composites": 5}
 
@@ -88,13 +92,15 @@ def searchers(raw: Path, tuned: Path | None, methods) -> dict:
 
     out, embedder = {}, None
     for name in methods:
-        localise, tune = METHODS[name]
+        localise, serves = METHODS[name]
+        tune = bool(serves)
         path = tuned if tune else raw
         # The tuned methods search the head for every aspect, whatever tune adopted: raw against tuned.
-        out[name] = open_index(path, embedder=embedder, localise=localise, tune=tune, aspects=ASPECTS if tune else ())
+        aspects = ASPECTS if serves is True else tuple(serves or ())
+        out[name] = open_index(path, embedder=embedder, localise=localise, tune=tune, aspects=aspects)
         embedder = out[name].embedder
-        if tune and out[name].space.name == "raw":
-            raise SystemExit(f"{path} has no tuned head: delete it to have it tuned again")
+        if "type" in aspects and out[name].space.name == "raw" or "vote" in aspects and out[name].snapshot().type_probe is None:
+            raise SystemExit(f"{path} has no tuned head (or no type probe): delete it to have it tuned again")
     return out
 
 
@@ -391,7 +397,8 @@ def run(args) -> dict:
     info = first.info()
     report["products"] = len(first)
     report["search"] = f"search {info['search']}, runtime {info['runtime']}, backbone {info['embedder']['backbone']}"
-    oracle = {("tuned" if METHODS[m][1] else "raw"): indexes[m] for m in methods if METHODS[m][0] and indexes}
+    oracle = {("tuned" if METHODS[m][1] is True else "raw"): indexes[m] for m in methods
+              if METHODS[m][0] and METHODS[m][1] in (True, False) and indexes}
 
     def save():  # each set's table as soon as it is measured: a long run stopped late keeps the others
         if args.out:
@@ -449,7 +456,7 @@ def main(argv=None) -> None:
     p.add_argument("--work", default="/work/cache/realbench", help="Where the tuned and held-out copies and the composites are kept.")
     p.add_argument("--tuned", help="A tuned copy of --index (default: made under --work).")
     p.add_argument("--tune-views", type=int, default=2000, help="Shopper views the tuned copies learn from (the setting's default: 2000).")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(m for m in METHODS if "probe" not in m))
     p.add_argument("--sets", default="items,street,composites")
     p.add_argument("--items-per-class", type=int, default=0, help="Only the first N photos of each real-items class.")
     p.add_argument("--street", type=int, default=0, help="Only the first N street photos.")
