@@ -3,7 +3,8 @@ on the **measure** parts of the real photos (never trained on), and the cost of 
 
 street-ccp (people in outfits, true boxes and masks):
   per group: share of worn items whose box the method finds with IoU >= 0.5 (parser: its box of the item's
-  group; contrast: its best box of any kind, up to --contrast-items), mean box IoU, parser mask IoU of the group;
+  group; contrast: its best box of any kind, up to --contrast-items), mean box IoU, parser mask IoU of the group,
+  share of items whose pixels the parser gives mostly to their own group (group right); pixel IoU per class, mIoU;
   garments per photo against the truth; share of returned boxes that match a worn item (IoU >= 0.5).
 real-items (one garment per photo, no boxes): share the parser calls "one garment", whose first box covers
   at least half the frame, whose group is the class's; against the contrast localiser's first box.
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from stylelens.item.localise import iou, locate
-from stylelens.models.parser import GARMENTS, GarmentParser
+from stylelens.models.parser import CLASSES, GARMENTS, GarmentParser
 from stylelens.quality.realdata import default_root, label_groups, real_items, street_photos
 
 REAL_GROUP = {"t-shirt": "top", "longsleeve": "top", "shirt": "top", "outwear": "outerwear", "dress": "dress",
@@ -39,6 +40,11 @@ def street(parser, root: Path, limit: int | None, contrast_items: int) -> None:
     groups_of = label_groups(root)
     photos = street_photos(root, part="measure")[:limit]
     hit = defaultdict(lambda: defaultdict(list))  # method -> group -> [IoU]
+    group_right = defaultdict(list)  # group -> [the parser's most common garment class on the item's pixels is its group]
+    lut = np.zeros(256, np.uint8)  # mask label -> parser class (accessories are background, as trained)
+    for label, group in groups_of.items():
+        lut[label] = CLASSES.index(group) if group in CLASSES else 0
+    confusion = np.zeros((len(CLASSES), len(CLASSES)), np.int64)  # truth class x parser class, pixels
     mask_iou = defaultdict(list)
     counts = defaultdict(list)
     precise = defaultdict(list)
@@ -51,7 +57,13 @@ def street(parser, root: Path, limit: int | None, contrast_items: int) -> None:
         by_group = {g.group: g for g in parsing.garments}
         boxes = [b.xywh for b in locate(rgb, max_items=contrast_items)]
         worn = p.worn
+        truth_cls = lut[labels].astype(np.int64)
+        confusion += np.bincount(truth_cls.ravel() * len(CLASSES) + parsing.labels.ravel(),
+                                 minlength=len(CLASSES) ** 2).reshape(len(CLASSES), len(CLASSES))
         for item in worn:
+            votes = np.bincount(parsing.labels[labels == item.label], minlength=len(CLASSES))
+            votes[: CLASSES.index(GARMENTS[0])] = 0  # background and body are no group
+            group_right[item.group].append(bool(votes.sum()) and CLASSES[int(votes.argmax())] == item.group)
             g = by_group.get(item.group)
             hit["parser"][item.group].append(iou(g.box, item.box) if g else 0.0)
             hit["contrast"][item.group].append(max(iou(b, item.box) for b in boxes))
@@ -69,16 +81,21 @@ def street(parser, root: Path, limit: int | None, contrast_items: int) -> None:
         precise["parser"] += [any(i.group == g.group and iou(g.box, i.box) >= 0.5 for i in worn) for g in parsing.garments]
         precise["contrast"] += [any(iou(b, i.box) >= 0.5 for i in worn) for b in boxes]
     print(f"\nstreet-ccp measure part: {len(photos)} photos, {sum(counts['truth items'])} worn items")
-    print("| group | items | parser box IoU>=0.5 | contrast (best of its boxes) | parser mean IoU | contrast mean IoU | parser mask IoU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| group | items | parser box IoU>=0.5 | contrast (best of its boxes) | parser mean IoU | contrast mean IoU | parser mask IoU | parser group right |")
+    print("|---|---|---|---|---|---|---|---|")
     for group in [*GARMENTS, "all"]:
         ps = hit["parser"][group] if group != "all" else sum(hit["parser"].values(), [])
         cs = hit["contrast"][group] if group != "all" else sum(hit["contrast"].values(), [])
         ms = mask_iou[group] if group != "all" else sum(mask_iou.values(), [])
+        gr = group_right[group] if group != "all" else sum(group_right.values(), [])
         if not ps:
             continue
         print(f"| {group} | {len(ps)} | {np.mean(np.asarray(ps) >= 0.5):.3f} | {np.mean(np.asarray(cs) >= 0.5):.3f} | "
-              f"{np.mean(ps):.3f} | {np.mean(cs):.3f} | {np.mean(ms):.3f} |")
+              f"{np.mean(ps):.3f} | {np.mean(cs):.3f} | {np.mean(ms):.3f} | {np.mean(gr):.3f} |")
+    inter = np.diag(confusion)
+    class_iou = inter / np.maximum(confusion.sum(0) + confusion.sum(1) - inter, 1)
+    print("\npixel IoU per class (accessories as background): " + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASSES, class_iou))
+          + f"; mIoU {class_iou.mean():.3f}")
     print(f"\ngarments per photo: truth {np.mean(counts['truth items']):.2f} items in {np.mean(counts['truth groups']):.2f} groups; "
           f"parser {np.mean(counts['parser']):.2f}; contrast (max_items={contrast_items}) {np.mean(counts['contrast']):.2f}; "
           f"one item: parser {np.mean(np.asarray(counts['parser']) == 1):.3f}, contrast {np.mean(np.asarray(counts['contrast']) == 1):.3f}")

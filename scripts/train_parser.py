@@ -36,7 +36,7 @@ from stylelens.quality.realdata import default_root, label_groups, street_photos
 BACKBONE = "efficientnet-lite0"
 INPUT_SIZE = 384
 SEED = 0
-CROP32 = (8, 6)  # training crop of the stride-32 grid (rows, cols): every sample's grid holds it
+CROP32 = (8, 6)  # training window of the stride-32 grid (rows, cols); a smaller sample is padded (window())
 
 # Catalog (subCategory, articleType) -> the parser's group; street-ccp's own grouping decides the edge
 # cases (sweaters and sweatshirts are tops there, cardigans and jackets outerwear).
@@ -149,41 +149,78 @@ def load_cached(paths: list[Path]):
     return out
 
 
-def fits(sample) -> bool:
-    r32, c32 = CROP32
-    return all(m.shape[1] >= r32 * (32 // s) and m.shape[2] >= c32 * (32 // s) for m, s in zip(sample[0], STRIDES))
+def jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Light, white balance and saturation of another day and camera."""
+    from PIL import ImageEnhance
+
+    im = Image.fromarray(rgb)
+    im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.7, 1.3))
+    im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.7, 1.3))
+    im = ImageEnhance.Color(im).enhance(rng.uniform(0.6, 1.4))
+    a = np.asarray(im).astype(np.float32) * rng.uniform(0.9, 1.1, size=3)
+    return np.clip(a, 0, 255).astype(np.uint8)
 
 
-def crop(sample, rng: np.random.Generator | None):
-    """A CROP32-sized window of every map and the targets, aligned on the stride-32 grid."""
+def street_jitter_samples(root: Path, n: int, rng: np.random.Generator):
+    """``n`` more samples of each street train photo: a random 60-95 % cut (the wearer larger in the frame, as
+    in a closer shot), colour jitter, mirrored half the time."""
+    lut = street_lut(root)
+    for p in street_photos(root, part="train"):
+        rgb = np.asarray(Image.open(p.path).convert("RGB"))
+        cls = lut[np.asarray(Image.open(p.mask_path))]
+        H, W = cls.shape
+        for k in range(n):
+            s = rng.uniform(0.6, 0.95)
+            h, w = int(H * s), int(W * rng.uniform(0.75, 1.0) * s if rng.random() < 0.5 else W * s)
+            w, h = min(W, max(w, 160)), max(h, 200)
+            y0, x0 = int(rng.integers(H - h + 1)), int(rng.integers(W - w + 1))
+            r, c = jitter(rgb[y0 : y0 + h, x0 : x0 + w], rng), cls[y0 : y0 + h, x0 : x0 + w]
+            if rng.random() < 0.5:
+                r, c = r[:, ::-1], c[:, ::-1]
+            yield f"street-{p.photo}-jit{k}", np.ascontiguousarray(r), np.ascontiguousarray(c)
+
+
+def window(sample, crop32: tuple[int, int], rng: np.random.Generator, fill: list[np.ndarray]):
+    """A random ``crop32``-sized window (rows, cols of the stride-32 grid) of every map and of the targets,
+    aligned on the stride-32 grid; a sample smaller than the window is padded with each level's mean (``fill``)
+    and its padding left out of the loss. -> (maps, targets, valid)."""
     fmaps, t = sample
-    r32, c32 = CROP32
-    # Largest offset (in stride-32 cells) that keeps the window inside every level's grid.
-    max_oy = min((m.shape[1] // (32 // s)) - r32 for m, s in zip(fmaps, STRIDES))
-    max_ox = min((m.shape[2] // (32 // s)) - c32 for m, s in zip(fmaps, STRIDES))
-    oy = int(rng.integers(max(0, max_oy) + 1)) if rng is not None else max(0, max_oy) // 2
-    ox = int(rng.integers(max(0, max_ox) + 1)) if rng is not None else max(0, max_ox) // 2
+    r32, c32 = crop32
+    H32, W32 = fmaps[-1].shape[1:]
+    h, w = min(r32, H32), min(c32, W32)
+    oy, ox = int(rng.integers(H32 - h + 1)), int(rng.integers(W32 - w + 1))
     out = []
-    for m, s in zip(fmaps, STRIDES):
+    for m, s, mean in zip(fmaps, STRIDES, fill):
         f = 32 // s
-        out.append(m[:, oy * f : (oy + r32) * f, ox * f : (ox + c32) * f])
-    t = t[:, oy * 4 : (oy + r32) * 4, ox * 4 : (ox + c32) * 4]
-    return out, t
+        c = m[:, oy * f : (oy + h) * f, ox * f : (ox + w) * f]  # the finer maps may be a cell short at the edge
+        pad = np.empty((m.shape[0], r32 * f, c32 * f), np.float32)
+        pad[:] = mean.reshape(-1, 1, 1)
+        pad[:, : c.shape[1], : c.shape[2]] = c
+        out.append(pad)
+    f = 32 // STRIDES[0]
+    c = t[:, oy * f : (oy + h) * f, ox * f : (ox + w) * f]
+    tt = np.zeros((t.shape[0], r32 * f, c32 * f), np.float32)
+    tt[:, : c.shape[1], : c.shape[2]] = c
+    valid = np.zeros((r32 * f, c32 * f), np.float32)
+    valid[: c.shape[1], : c.shape[2]] = 1
+    return out, tt, valid
 
 
-def train(data, dim: int, epochs: int, seed: int, batch: int = 32, lr: float = 2e-3):
+def train(data, dim: int, epochs: int, seed: int, batch: int = 32, lr: float = 2e-3, crop32=CROP32, pool: bool = False,
+          dice: float = 0.0, flip: bool = False):
     import torch
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     in_channels = [m.shape[0] for m in data[0][0]]
-    dec = build_decoder(in_channels, dim, len(CLASSES))
+    dec = build_decoder(in_channels, dim, len(CLASSES), pool=pool)
     # Per-channel normalisation of each level, from a sample of the training maps.
     for i in range(len(STRIDES)):
         stack = np.concatenate([d[0][i].reshape(d[0][i].shape[0], -1).astype(np.float32) for d in data[:: max(1, len(data) // 400)]], axis=1)
         getattr(dec, f"mean{i}").copy_(torch.from_numpy(stack.mean(1)).view(1, -1, 1, 1))
         getattr(dec, f"std{i}").copy_(torch.from_numpy(stack.std(1) + 1e-3).view(1, -1, 1, 1))
+    fill = [getattr(dec, f"mean{i}").numpy().reshape(-1) for i in range(len(STRIDES))]
     # Rare classes (shoes, bags) weigh more: inverse square root of their pixel share.
     share = np.sum([d[1].astype(np.float64).sum(axis=(1, 2)) for d in data], axis=0)
     share = share / share.sum()
@@ -196,12 +233,22 @@ def train(data, dim: int, epochs: int, seed: int, batch: int = 32, lr: float = 2
         order = rng.permutation(len(data))
         total, started = 0.0, time.perf_counter()
         for b in range(0, len(order), batch):
-            crops = [crop(data[i], rng) for i in order[b : b + batch]]
-            xs = [torch.from_numpy(np.stack([c[0][lv] for c in crops]).astype(np.float32)) for lv in range(len(STRIDES))]
-            t = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.float32))
+            crops = []
+            for i in order[b : b + batch]:
+                maps_, t, valid = window(data[i], crop32, rng, fill)
+                if flip and rng.random() < 0.5:  # the maps mirrored: nearly the mirrored photo's, for free
+                    maps_, t, valid = [m[:, :, ::-1] for m in maps_], t[:, :, ::-1], valid[:, ::-1]
+                crops.append((maps_, t, valid))
+            xs = [torch.from_numpy(np.stack([c[0][lv] for c in crops])) for lv in range(len(STRIDES))]
+            t = torch.from_numpy(np.stack([c[1] for c in crops]))
+            valid = torch.from_numpy(np.stack([c[2] for c in crops]))
             t = t / t.sum(1, keepdim=True).clamp_min(1e-6)
             logp = torch.log_softmax(dec(*xs), dim=1)
-            loss = -(t * logp * weight.view(1, -1, 1, 1)).sum(1).mean()
+            loss = -((t * logp * weight.view(1, -1, 1, 1)).sum(1) * valid).sum() / valid.sum()
+            if dice:  # soft dice of the garment classes over the batch: the small ones count as much as the large
+                pr, tv = logp.exp() * valid[:, None], t * valid[:, None]
+                inter, den = (pr * tv).sum((0, 2, 3)), pr.sum((0, 2, 3)) + tv.sum((0, 2, 3))
+                loss = loss + dice * (1 - (2 * inter + 1) / (den + 1))[2:].mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -218,7 +265,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     ap.add_argument("--catalog-per-group", type=int, default=250)
     ap.add_argument("--dim", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=18)
+    ap.add_argument("--jitter", type=int, default=0, help="jittered cuts of each street train photo (street_jitter_samples)")
+    ap.add_argument("--crop", default=",".join(map(str, CROP32)), help="training window, rows,cols of the stride-32 grid")
+    ap.add_argument("--pool", action=argparse.BooleanOptionalAction, default=False, help="the whole photo's mean in the context")
+    ap.add_argument("--dice", type=float, default=0.0, help="weight of a soft dice loss of the garment classes")
+    ap.add_argument("--flip", action="store_true", help="mirror the cached maps half the time")
     ap.add_argument("--cache-only", action="store_true")
     args = ap.parse_args(argv)
 
@@ -232,22 +284,27 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(SEED)
     street = cache_features(maps, street_samples(root, rng), folder)
     catalog = cache_features(maps, catalog_samples(root, args.catalog_per_group, np.random.default_rng(SEED + 1)), folder)
-    print(f"cached maps: {len(street)} street, {len(catalog)} catalog samples in {folder}", file=sys.stderr)
+    jittered = cache_features(maps, street_jitter_samples(root, args.jitter, np.random.default_rng(SEED + 11)), folder)
+    print(f"cached maps: {len(street)} street, {len(jittered)} jittered street, {len(catalog)} catalog samples in {folder}",
+          file=sys.stderr)
     if args.cache_only:
         return 0
-    data = [d for d in load_cached(street + catalog) if fits(d)]
-    print(f"training on {len(data)} samples (the rest are smaller than the training window)", file=sys.stderr)
-    dec, in_channels, share = train(data, args.dim, args.epochs, SEED)
+    crop32 = tuple(int(v) for v in args.crop.split(","))
+    data = load_cached(street + catalog + jittered)
+    print(f"training on {len(data)} samples", file=sys.stderr)
+    dec, in_channels, share = train(data, args.dim, args.epochs, SEED, crop32=crop32, pool=args.pool, dice=args.dice,
+                                    flip=args.flip)
     params = {k: v.detach().numpy().astype(np.float32) for k, v in dec.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **params)
     meta = {
         "model": "garment parser: 1x1 projections of the stride 8/16/32 maps; two 3x3 convs at stride 16, one at stride 8, per-pixel classes",
         "backbone": BACKBONE, "backbone_weights_sha256": embedder.weights.sha256, "maps_runtime": maps.runtime,
-        "input_size": INPUT_SIZE, "strides": list(STRIDES), "in_channels": in_channels, "dim": args.dim,
+        "input_size": INPUT_SIZE, "strides": list(STRIDES), "in_channels": in_channels, "dim": args.dim, "pool": args.pool,
         "classes": list(CLASSES), "class_pixel_share": [round(float(s), 4) for s in share],
         "training": {"seed": SEED, "epochs": args.epochs, "script": "scripts/train_parser.py",
-                     "samples": {"street": len(street), "catalog": len(catalog)}},
+                     "samples": {"street": len(street), "street_jittered": len(jittered), "catalog": len(catalog)},
+                     "window_stride32": list(crop32), "dice": args.dice, "flip_maps": args.flip},
         "data": [
             {"name": "street-ccp", "part": "train (stylelens.quality.realdata split, seed 0)",
              "photos": len(street_photos(root, part="train")), "licence": "Apache-2.0",

@@ -70,6 +70,24 @@ def test_a_garment_nobody_wears_read_in_parts_is_one_item_but_worn_layers_stay_a
     assert worn.person_present and sorted(g.group for g in worn.garments) == ["bottom", "outerwear", "top"]
 
 
+def test_only_the_pooled_decoder_sees_the_far_side_of_the_photo():
+    """``pool``: the whole photo's mean joins the context, so a change in one corner reaches the opposite one."""
+    torch = pytest.importorskip("torch")
+    from stylelens.models.parser import build_decoder
+
+    torch.manual_seed(0)
+    maps = [torch.randn(1, 4, 32, 16), torch.randn(1, 6, 16, 8), torch.randn(1, 8, 8, 4)]
+    changed = [m.clone() for m in maps]
+    changed[2][:, :, -1, -1] += 50.0  # the bottom-right cell of the stride-32 map
+    for pool, reaches in ((False, False), (True, True)):
+        dec = build_decoder([4, 6, 8], dim=12, pool=pool).eval()
+        with torch.inference_mode():
+            a, b = dec(*maps), dec(*changed)
+        assert a.shape == (1, len(CLASSES), 32, 16)
+        assert bool((a[..., :4, :4] != b[..., :4, :4]).any()) is reaches  # the top-left corner
+        assert bool((a[..., -4:, -4:] != b[..., -4:, -4:]).any())
+
+
 def test_damaged_or_mismatched_weights_raise_a_weights_error(tmp_path):
     (tmp_path / "parser.npz").write_bytes(b"not an npz")
     (tmp_path / "parser.json").write_text("{}")

@@ -89,11 +89,13 @@ class Parsing:
         return (x0, y0, x1 - x0, y1 - y0)
 
 
-def build_decoder(in_channels, dim: int = 48, classes: int = len(CLASSES)):
+def build_decoder(in_channels, dim: int = 48, classes: int = len(CLASSES), pool: bool = False):
     """The torch decoder (training and query share it): maps at strides 8/16/32 -> logits at stride 8.
 
     The context (strides 16 and 32) is mixed by two 3x3 convs at stride 16, where it is 4x cheaper; the
-    stride-8 map adds the edges, and one 3x3 conv there gives the classes.
+    stride-8 map adds the edges, and one 3x3 conv there gives the classes. ``pool``: the stride-32 map's
+    mean over the whole photo is added to the context too (the outfit as a whole: a coat over a top, a dress
+    rather than a top and a skirt).
     """
     import torch
     import torch.nn.functional as F
@@ -109,6 +111,7 @@ def build_decoder(in_channels, dim: int = 48, classes: int = len(CLASSES)):
                 self.register_buffer(f"mean{i}", torch.zeros(1, c, 1, 1))
                 self.register_buffer(f"std{i}", torch.ones(1, c, 1, 1))
             self.drop = torch.nn.Dropout2d(0.1)
+            self.pool = torch.nn.Conv2d(dim, dim, 1) if pool else None
             self.context = torch.nn.Sequential(
                 torch.nn.ReLU(), torch.nn.Conv2d(dim, dim, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(dim, dim, 3, padding=1))
             self.fine = torch.nn.Sequential(
@@ -117,7 +120,10 @@ def build_decoder(in_channels, dim: int = 48, classes: int = len(CLASSES)):
         def forward(self, f8, f16, f32):
             z = [proj(self.drop((m - getattr(self, f"mean{i}")) / getattr(self, f"std{i}")))
                  for i, (m, proj) in enumerate(zip((f8, f16, f32), self.proj))]
-            ctx = self.context(z[1] + up(z[2], z[1].shape[-2:]))
+            mix = z[1] + up(z[2], z[1].shape[-2:])
+            if self.pool is not None:
+                mix = mix + self.pool(torch.relu(z[2]).mean(dim=(2, 3), keepdim=True))
+            ctx = self.context(mix)
             return self.fine(z[0] + up(ctx, z[0].shape[-2:]))
 
     return Decoder()
@@ -157,7 +163,7 @@ class GarmentParser:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise WeightsError(f"Could not read the garment parser's weights {path} ({type(exc).__name__}). {redo}") from exc
         try:
-            decoder = build_decoder(meta["in_channels"], meta["dim"], len(meta["classes"]))
+            decoder = build_decoder(meta["in_channels"], meta["dim"], len(meta["classes"]), pool=meta.get("pool", False))
             decoder.load_state_dict(params)
         except (KeyError, RuntimeError, TypeError) as exc:
             raise WeightsError(f"The garment parser's weights {path} do not fit its decoder ({type(exc).__name__}). {redo}") from exc
