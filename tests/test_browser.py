@@ -388,6 +388,28 @@ def test_drag_and_drop_a_photo(server, browser, fashion_index):
     page.close()
 
 
+def test_a_photo_chosen_while_the_page_loads_is_searched(server, browser, fashion_index):
+    """A shopper quick to choose a photo on a slow or busy server (the page's shopper, and its CSRF token, not
+    answered yet) gets results, not 'Your session has changed': changes wait for the shopper."""
+    photo, true_type = query_photo(fashion_index)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script("""(() => {
+        const fetch0 = window.fetch;
+        window.fetch = (url, options) => String(url).includes("/api/shoppers/me")
+            ? new Promise((done) => setTimeout(done, 1500)).then(() => fetch0(url, options)) : fetch0(url, options);
+    })();""")
+    page.goto(server)
+    assert page.get_attribute("body", "data-ready") != "true"  # still loading: the shopper is 1.5 s away
+    with page.expect_response(lambda r: r.url.endswith("/api/search")) as answer:
+        page.set_input_files("#file-input", str(photo))
+    assert answer.value.status == 200
+    page.wait_for_selector("#results .card:not(.skeleton)")
+    assert page.inner_text("#ident-text").startswith(true_type)
+    assert not page.is_visible("text=Your session has changed")
+    page.close()
+
+
 def test_extras_that_fail_stay_quiet(server, browser, fashion_index):
     """For you and complete-the-look are extras: when they fail, the search and "More like this" stay, unexplained."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -98,6 +98,10 @@
     selected: 0,
   };
 
+  // The page's shopper, asked for first thing: every change waits for it (its CSRF token), so a photo chosen
+  // while the page is still loading (a slow or busy server) is not refused for want of the token.
+  let shopperReady = Promise.resolve();
+
   async function ensureShopper() {
     try {
       const shopper = await api("/api/shoppers/me");
@@ -108,6 +112,7 @@
   // ---- talking to the API -------------------------------------------------------------------
   async function api(path, options = {}) {
     let response;
+    if ((options.method || "GET") !== "GET") await shopperReady;
     try {
       const headers = new Headers(options.headers || {});
       if (state.csrf) headers.set("X-CSRF-Token", state.csrf);
@@ -1214,9 +1219,10 @@
   }
 
   async function init() {
+    shopperReady = ensureShopper();
     try {
       const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
-      await ensureShopper();
+      await shopperReady;
       state.maxUploadBytes = health.max_upload_bytes || state.maxUploadBytes;
       el.limit.textContent = `${Math.round(state.maxUploadBytes / 1048576)} MB`;
       if (showCatalog(health)) setTimeout(followIndexing, 3000);
