@@ -130,7 +130,8 @@ def cmd_eval(args) -> int:
     ks = parse_ks(args.k)
     index = _open(args, search=args.search, tune=args.tune)
     report = evaluate(index, args.queries, args.labels, ks=ks, sample=args.sample, include_trained=args.include_trained)
-    if (report["space"] == "tuned" or report.get("colour_vote_space")) and args.tune is None:  # raw beside it, same queries
+    if (report["space"] == "tuned" or report.get("colour_vote_space") or report.get("type_probe")) and args.tune is None:
+        # the raw space beside it, same queries
         raw = evaluate(_open(args, search=args.search, tune=False), args.queries, args.labels, ks=ks, sample=args.sample,
                        latency_samples=0, duplicates=False, include_trained=args.include_trained)
         report["raw"] = {key: raw[key] for key in ("type", "gender", "colour", "per_variant", "space") if key in raw}
@@ -208,8 +209,10 @@ def _print_side_by_side(report: dict, ks) -> None:
         for row, c in zip(rows, ("type", "gender", "colour")):
             row["raw_k"], row["tuned_k"] = raw[c].get(f"precision@{max(ks)}"), report[c].get(f"precision@{max(ks)}")
     served = "tuned" if report["space"] == "tuned" else "served"
+    parts = [what for what, on in (("the colour vote", report.get("colour_vote_space")),
+                                   ("the type probe in the type vote", report.get("type_probe"))) if on]
     print("raw space vs tuned space (same queries)" + ("" if served == "tuned" else
-          f"; the tuned head serves the colour vote only, searched in the {report['space']} space"))
+          f"; the tuned head serves {' and '.join(parts)} only, searched in the {report['space']} space"))
     cols = [("label", "label"), ("raw", f"raw P@{k}"), ("tuned", f"{served} P@{k}")]
     if max(ks) != k:
         cols += [("raw_k", f"raw P@{max(ks)}"), ("tuned_k", f"{served} P@{max(ks)}")]

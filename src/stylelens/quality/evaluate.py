@@ -143,6 +143,8 @@ def evaluate(index, queries=None, labels=None, *, ks=(5, 10), sample: int | None
     colour_space = snap.colour_space
     if colour_space is not None:
         report["colour_vote_space"] = colour_space.name
+    if snap.type_probe is not None:
+        report["type_probe"] = True  # tune's type probe joins the type vote (query.stages.identify)
     taught = trained_on(store)
     if store.manifest.get("head"):
         report["head"] = {"trained_on_known": taught is not None, "queries_trained_on": 0, "left_out": 0}
