@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -361,9 +362,11 @@ def test_the_adoption_rule():
     better = {"catalog": {"type": 0.795, "colour": 0.40}, "real-items": {"type": 0.65}, "worn": {"type": 0.31}}
     assert decide(raw, better) == {"type": True, "colour": False, "vote": False}
     # The type probe: better on the held-out catalog products, and no kind loses more than 0.01.
-    assert decide(raw, better, {"catalog": {"type": 0.83}, "real-items": {"type": 0.595}, "worn": {"type": 0.30}})["vote"]
-    assert not decide(raw, better, {"catalog": {"type": 0.83}, "real-items": {"type": 0.58}, "worn": {"type": 0.30}})["vote"]
-    assert not decide(raw, better, {"catalog": {"type": 0.80}, "real-items": {"type": 0.70}, "worn": {"type": 0.40}})["vote"]
+    # (It was measured in the raw space: where the tuned space names types, it stays out.)
+    assert decide(raw, worse, {"catalog": {"type": 0.83}, "real-items": {"type": 0.595}, "worn": {"type": 0.30}})["vote"]
+    assert not decide(raw, worse, {"catalog": {"type": 0.83}, "real-items": {"type": 0.58}, "worn": {"type": 0.30}})["vote"]
+    assert not decide(raw, worse, {"catalog": {"type": 0.80}, "real-items": {"type": 0.70}, "worn": {"type": 0.40}})["vote"]
+    assert not decide(raw, better, {"catalog": {"type": 0.83}, "real-items": {"type": 0.70}, "worn": {"type": 0.40}})["vote"]
     # Better on catalog shots alone is not enough where real photos were measured.
     catalog_only = {"catalog": {"type": 0.95, "colour": 0.5}, "real-items": {"type": 0.60}, "worn": {"type": 0.30}}
     assert decide(raw, catalog_only)["type"] is False
@@ -463,7 +466,7 @@ def test_the_type_probe_joins_the_neighbours_vote_half_and_half(tuned, random_em
     index.close()
 
 
-def test_a_damaged_type_probe_leaves_the_vote_naming_types(tuned, random_embedder, tmp_path, caplog):
+def test_a_damaged_type_probe_leaves_the_vote_naming_types(tuned, random_embedder, tmp_path):
     from stylelens.index import open_store
     from stylelens.models.head import TYPE_PROBE_ARTIFACT
 
@@ -472,8 +475,18 @@ def test_a_damaged_type_probe_leaves_the_vote_naming_types(tuned, random_embedde
     store = open_store(tmp_path / "index", writable=True)
     store.write_artifact(TYPE_PROBE_ARTIFACT, b"not an npz")
     store.close()
-    index = open_index(tmp_path / "index", embedder=random_embedder, aspects=("vote",))
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logger = logging.getLogger("stylelens.query.space")
+    logger.addHandler(handler)
+    was_disabled, logger.disabled = logger.disabled, False  # an in-process server's log config may have disabled it
+    try:
+        index = open_index(tmp_path / "index", embedder=random_embedder, aspects=("vote",))
+    finally:
+        logger.removeHandler(handler)
+        logger.disabled = was_disabled
     assert index.snapshot().type_probe is None
-    assert "Run stylelens tune again" in caplog.text
+    assert any("Run stylelens tune again" in m for m in said), said
     assert index.search(str(next((root / "queries" / "images").glob("*.jpg"))), k=3).products  # search still answers
     index.close()

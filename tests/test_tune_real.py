@@ -35,7 +35,7 @@ def test_tuning_lowers_no_kind_as_served(tmp_path, capsys):
     assert main(["tune", str(tmp_path / "index"), "--tune-views", str(VIEWS), "--real-data", str(DATA),
                  "--photos", str(PHOTOS), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "raw space against tuned space, as served" in out and "real-items" in out and "worn" in out
+    assert "raw space against tuned space" in out and ", as served" in out and "real-items" in out and "worn" in out
     head = json.loads((tmp_path / "index" / "manifest.json").read_text())["head"]
     assert head["measured"]["real_data"] and set(head["measured"]["kinds"]) == set(KINDS)
     held = json.loads((tmp_path / "index" / "head-split.json").read_text())["held_out"]
@@ -50,7 +50,7 @@ def test_tuning_lowers_no_kind_as_served(tmp_path, capsys):
     for kind in KINDS:
         assert before[kind]["queries"] == after[kind]["queries"] > 0
         assert after[kind]["type"] >= before[kind]["type"] - TOLERANCE, (kind, before[kind], after[kind], head["adopted"])
-    # What tune recorded is what is served: the adopted space's figures (raw or tuned) per kind.
-    served = "tuned" if head["adopted"]["type"] else "raw"
+    # What tune recorded is what is served: the adopted figures (tuned space, raw + type probe, or raw) per kind.
+    served = "tuned" if head["adopted"]["type"] else "probe" if head["adopted"]["vote"] else "raw"
     for kind in KINDS:
         assert head["measured"]["kinds"][kind][served]["type"] == pytest.approx(after[kind]["type"], abs=1e-4)

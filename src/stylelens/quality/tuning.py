@@ -15,8 +15,8 @@ each set (spread over the classes), seeded. The rule (``decide``): "type" (the s
 ranked in) is adopted when the tuned space's type P@5 is higher on the real sets (their mean; the catalog's
 where there is none) and no kind loses more than ``TOLERANCE``; "colour" (the space of the colour vote) when
 its accuracy on the held-out catalog products is higher; "vote" (the catalog's type probe joining the neighbours'
-type vote, raw space otherwise) when the held-out catalog products' type P@5 is higher with it and no kind loses
-more than ``TOLERANCE``. The choice is made on the measure parts themselves: the figures recorded are those the
+type vote, raw space otherwise) when the held-out catalog products' type P@5 is higher with it, no kind loses
+more than ``TOLERANCE`` and "type" is not adopted (the probe is measured in the raw space only). The choice is made on the measure parts themselves: the figures recorded are those the
 choice was made on.
 """
 
@@ -86,9 +86,12 @@ def decide(raw: dict, tuned: dict, probed: dict | None = None) -> dict[str, bool
     colour = (raw.get("catalog") or {}).get("colour"), (tuned.get("catalog") or {}).get("colour")
     probe_kinds = [k for k in kinds if k in (probed or {}) and probed[k].get("type") is not None]
     probe_gain = "catalog" in probe_kinds and probed["catalog"]["type"] > raw["catalog"]["type"]
-    return {"type": bool(real) and gain > 0 and kept,
+    space = bool(real) and gain > 0 and kept
+    # The probe was measured in the raw space: it joins the vote only where the raw space names types.
+    return {"type": space,
             "colour": bool(None not in colour and colour[1] > colour[0]),
-            "vote": bool(probe_gain and all(probed[k]["type"] >= raw[k]["type"] - TOLERANCE for k in probe_kinds))}
+            "vote": bool(not space and probe_gain
+                         and all(probed[k]["type"] >= raw[k]["type"] - TOLERANCE for k in probe_kinds))}
 
 
 def adopt(index_path, *, real_root="auto", photos: int = PHOTOS, settings=None, embedder=None) -> dict:
